@@ -1,0 +1,611 @@
+//! Configuration: read once from the environment into one typed [`Config`].
+//!
+//! Nothing else in the crate reads environment variables. [`Config::from_env`]
+//! decides the mode (sandbox when no Routee credentials are given, live otherwise),
+//! applies defaults, and collects *every* problem before failing, so an operator
+//! fixes a live deployment in one round. Secrets are wrapped in [`Secret`], whose
+//! `Debug` never prints them. The README's configuration table mirrors this file.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::domain::Policy;
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself. Call sites are easy to audit with `grep expose`.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Sandbox (built-in carrier simulator) or live (real Routee).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Sandbox,
+    Live,
+}
+
+/// Who an API key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// May create, read and cancel callouts, and use the conversation tools.
+    Dispatcher,
+    /// Everything, including registering and deleting assistants.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Dispatcher => "dispatcher",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub role: Role,
+    pub token: Secret<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteeConfig {
+    /// `None` in sandbox mode until the simulator supplies its own.
+    pub app_id: Option<String>,
+    pub app_secret: Option<Secret<String>>,
+    pub api_url: Url,
+    pub auth_url: Url,
+    /// Caller ID for outbound calls.
+    pub from: String,
+    /// Outbound call creations per second, across all replicas.
+    pub calls_per_second: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct VoiceflowConfig {
+    pub runtime_url: Url,
+    pub api_url: Url,
+    /// Registers the assistant `default` at startup when set.
+    pub api_key: Option<Secret<String>>,
+    pub version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Multiplies every simulated duration (rings, speech, pauses); 0.1 = 10x faster.
+    pub time_scale: f64,
+    /// A JSON file of callee behaviours by phone number.
+    pub callees_file: Option<PathBuf>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub listen_addr: SocketAddr,
+    pub public_url: Url,
+    pub redis_url: Option<Secret<String>>,
+    /// Prefix of every Redis key (lets several deployments or tests share a server).
+    pub redis_prefix: String,
+    pub routee: RouteeConfig,
+    pub voiceflow: VoiceflowConfig,
+    /// Signs webhook URLs and notifications; encrypts stored Voiceflow keys.
+    pub gateway_secret: Secret<Vec<u8>>,
+    /// The secret being rotated out: still accepted for verification and decryption.
+    pub previous_secret: Option<Secret<Vec<u8>>>,
+    /// True when `GATEWAY_SECRET` was unset and a random one was made (sandbox).
+    pub secret_is_ephemeral: bool,
+    /// Empty means no authentication (only allowed in sandbox on loopback).
+    pub api_keys: Vec<ApiKey>,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    /// A separate listener for `/metrics`, if set (it is also on the main listener).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Total time the gateway allows itself to answer Routee's eventUrl (Routee waits 3 s).
+    pub webhook_deadline: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub dialplans_dir: PathBuf,
+    /// How long finished callouts are kept.
+    pub retention: Duration,
+    pub max_contacts: usize,
+    pub max_body_bytes: usize,
+    pub timer_poll: Duration,
+    /// Seconds to wait, after an answered call ends without a decision, for Routee's
+    /// end-of-call COLLECT post that may still carry a key press.
+    pub collect_grace: Duration,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
+    pub allow_private_urls: bool,
+    pub default_policy: Policy,
+    pub sim: SimConfig,
+}
+
+/// Every problem found in the environment, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads the environment variables named in the README, with problems collected.
+struct Reader<'a> {
+    env: &'a HashMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.env
+            .get(key)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(key) {
+            None => default,
+            Some(raw) => raw.parse().unwrap_or_else(|e| {
+                self.problems
+                    .push(format!("{key}: cannot parse {raw:?}: {e}"));
+                default
+            }),
+        }
+    }
+
+    fn url(&mut self, key: &str, default: &str) -> Url {
+        let raw = self.get(key).unwrap_or(default);
+        match Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            Ok(_) => {
+                self.problems
+                    .push(format!("{key}: {raw:?} is not an http(s) URL"));
+                fallback_url()
+            }
+            Err(e) => {
+                self.problems
+                    .push(format!("{key}: {raw:?} is not a URL: {e}"));
+                fallback_url()
+            }
+        }
+    }
+
+    fn millis(&mut self, key: &str, default_ms: u64, min: u64, max: u64) -> Duration {
+        let v = self.parse(key, default_ms);
+        if !(min..=max).contains(&v) {
+            self.problems
+                .push(format!("{key}: {v} is outside {min}..={max}"));
+        }
+        Duration::from_millis(v.clamp(min, max))
+    }
+}
+
+fn fallback_url() -> Url {
+    // Only reached after a problem was recorded; startup fails before it is used.
+    Url::parse("http://invalid.localhost/").unwrap_or_else(|_| unreachable!("static URL parses"))
+}
+
+impl Config {
+    /// Reads the process environment. The only place the crate calls `std::env`.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_map(&std::env::vars().collect())
+    }
+
+    /// Builds a configuration from explicit variables (tests, the demo).
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            env,
+            problems: Vec::new(),
+        };
+
+        let app_id = r.get("ROUTEE_APP_ID").map(str::to_owned);
+        let app_secret = r.get("ROUTEE_APP_SECRET").map(str::to_owned);
+        let mode = match (&app_id, &app_secret) {
+            (None, None) => Mode::Sandbox,
+            (Some(_), Some(_)) => Mode::Live,
+            (Some(_), None) => {
+                r.problems
+                    .push("ROUTEE_APP_SECRET: required when ROUTEE_APP_ID is set".into());
+                Mode::Live
+            }
+            (None, Some(_)) => {
+                r.problems
+                    .push("ROUTEE_APP_ID: required when ROUTEE_APP_SECRET is set".into());
+                Mode::Live
+            }
+        };
+        let live = mode == Mode::Live;
+
+        let listen_addr: SocketAddr =
+            r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let public_url = match r.get("PUBLIC_URL") {
+            Some(_) => r.url("PUBLIC_URL", ""),
+            None if live => {
+                r.problems.push(
+                    "PUBLIC_URL: required in live mode (the base URL at which Routee reaches this gateway)".into(),
+                );
+                fallback_url()
+            }
+            None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
+        };
+        if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
+            // Not fatal (a TLS-terminating proxy may sit in front), but webhooks carry
+            // signatures, so say it.
+            tracing::warn!(
+                "PUBLIC_URL is not https: webhook signatures will cross the network in clear"
+            );
+        }
+
+        let from = match r.get("ROUTEE_FROM") {
+            Some(f) => f.to_owned(),
+            None if live => {
+                r.problems.push(
+                    "ROUTEE_FROM: required in live mode (the caller ID for outbound calls)".into(),
+                );
+                String::new()
+            }
+            None => "+306900000000".to_owned(),
+        };
+        let calls_per_second: f64 = r.parse("ROUTEE_CALLS_PER_SECOND", 1.0);
+        if !(calls_per_second > 0.0 && calls_per_second <= 1000.0) {
+            r.problems.push(format!(
+                "ROUTEE_CALLS_PER_SECOND: {calls_per_second} is outside (0, 1000]"
+            ));
+        }
+
+        let routee = RouteeConfig {
+            app_id,
+            app_secret: app_secret.map(Secret::new),
+            api_url: r.url("ROUTEE_API_URL", "https://connect.routee.net"),
+            auth_url: r.url("ROUTEE_AUTH_URL", "https://auth.routee.net/oauth/token"),
+            from,
+            calls_per_second,
+        };
+
+        let voiceflow = VoiceflowConfig {
+            runtime_url: r.url(
+                "VOICEFLOW_RUNTIME_URL",
+                "https://general-runtime.voiceflow.com",
+            ),
+            api_url: r.url("VOICEFLOW_API_URL", "https://api.voiceflow.com"),
+            api_key: r
+                .get("VOICEFLOW_API_KEY")
+                .map(|k| Secret::new(k.to_owned())),
+            version: r
+                .get("VOICEFLOW_VERSION")
+                .unwrap_or("production")
+                .to_owned(),
+        };
+        if let Some(k) = &voiceflow.api_key
+            && !k.expose().starts_with("VF.DM.")
+        {
+            r.problems.push(
+                "VOICEFLOW_API_KEY: not a Dialog Manager API key (it must start with VF.DM.)"
+                    .into(),
+            );
+        }
+
+        let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
+            Some(s) if s.len() >= 32 => (s.as_bytes().to_vec(), false),
+            Some(s) => {
+                r.problems.push(format!(
+                    "GATEWAY_SECRET: must be at least 32 bytes (it has {})",
+                    s.len()
+                ));
+                (Vec::new(), false)
+            }
+            None if live => {
+                r.problems
+                    .push("GATEWAY_SECRET: required in live mode (at least 32 bytes)".into());
+                (Vec::new(), false)
+            }
+            None => {
+                let mut bytes = [0u8; 32];
+                rand::Rng::fill(&mut rand::rng(), &mut bytes);
+                (hex::encode(bytes).into_bytes(), true)
+            }
+        };
+        let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
+            Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
+            Some(_) => {
+                r.problems
+                    .push("GATEWAY_SECRET_PREVIOUS: must be at least 32 bytes".into());
+                None
+            }
+            None => None,
+        };
+
+        let api_keys = parse_api_keys(r.get("API_KEYS"), &mut r.problems);
+        if api_keys.is_empty() {
+            if live {
+                r.problems.push("API_KEYS: required in live mode (comma-separated role:token, role admin or dispatcher)".into());
+            } else if !listen_addr.ip().is_loopback() {
+                r.problems.push(format!(
+                    "API_KEYS: required when LISTEN_ADDR ({listen_addr}) is not a loopback address, even in the sandbox"
+                ));
+            }
+        }
+
+        let log_format = match r
+            .get("LOG_FORMAT")
+            .unwrap_or("pretty")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "pretty" | "text" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                r.problems
+                    .push(format!("LOG_FORMAT: {other:?} is not pretty or json"));
+                LogFormat::Pretty
+            }
+        };
+        let log_filter = r
+            .get("RUST_LOG")
+            .or(r.get("LOG_LEVEL"))
+            .unwrap_or("info")
+            .to_owned();
+        let metrics_addr = r
+            .get("METRICS_ADDR")
+            .map(|_| r.parse("METRICS_ADDR", listen_addr));
+
+        let retention_h: u64 = r.parse("RETENTION_HOURS", 168);
+        if retention_h == 0 || retention_h > 24 * 366 {
+            r.problems.push(format!(
+                "RETENTION_HOURS: {retention_h} is outside 1..={}",
+                24 * 366
+            ));
+        }
+        let max_contacts: usize = r.parse("MAX_CONTACTS", 100);
+        if !(1..=1000).contains(&max_contacts) {
+            r.problems
+                .push(format!("MAX_CONTACTS: {max_contacts} is outside 1..=1000"));
+        }
+        let max_body_bytes: usize = r.parse("MAX_BODY_BYTES", 1 << 20);
+        if !(1024..=(16 << 20)).contains(&max_body_bytes) {
+            r.problems.push(format!(
+                "MAX_BODY_BYTES: {max_body_bytes} is outside 1024..={}",
+                16 << 20
+            ));
+        }
+        let time_scale: f64 = r.parse("SIM_TIME_SCALE", 1.0);
+        if !(time_scale > 0.0 && time_scale <= 10.0) {
+            r.problems
+                .push(format!("SIM_TIME_SCALE: {time_scale} is outside (0, 10]"));
+        }
+
+        let config = Config {
+            mode,
+            listen_addr,
+            public_url,
+            redis_url: r.get("REDIS_URL").map(|u| Secret::new(u.to_owned())),
+            redis_prefix: r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned(),
+            routee,
+            voiceflow,
+            gateway_secret: Secret::new(gateway_secret),
+            previous_secret,
+            secret_is_ephemeral,
+            api_keys,
+            log_format,
+            log_filter,
+            metrics_addr,
+            webhook_deadline: r.millis("WEBHOOK_DEADLINE_MS", 2500, 500, 2900),
+            upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),
+            upstream_timeout: r.millis("UPSTREAM_TIMEOUT_MS", 10_000, 500, 120_000),
+            dialplans_dir: PathBuf::from(r.get("DIALPLANS_DIR").unwrap_or("dialplans")),
+            retention: Duration::from_secs(retention_h.clamp(1, 24 * 366) * 3600),
+            max_contacts,
+            max_body_bytes,
+            timer_poll: r.millis("TIMER_POLL_MS", 100, 10, 5000),
+            collect_grace: r.millis("COLLECT_GRACE_MS", 5000, 0, 60_000),
+            shutdown_grace: r.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
+            allow_private_urls: r.parse("ALLOW_PRIVATE_URLS", !live),
+            default_policy: Policy::default(),
+            sim: SimConfig {
+                time_scale,
+                callees_file: r.get("SIM_CALLEES_FILE").map(PathBuf::from),
+            },
+        };
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(r.problems))
+        }
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        self.mode == Mode::Sandbox
+    }
+
+    /// True when requests need no API key (sandbox without `API_KEYS`, on loopback).
+    pub fn auth_disabled(&self) -> bool {
+        self.api_keys.is_empty() && self.is_sandbox() && self.listen_addr.ip().is_loopback()
+    }
+}
+
+fn parse_api_keys(raw: Option<&str>, problems: &mut Vec<String>) -> Vec<ApiKey> {
+    let Some(raw) = raw else { return Vec::new() };
+    let mut keys = Vec::new();
+    for (i, entry) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        let Some((role, token)) = entry.split_once(':') else {
+            problems.push(format!("API_KEYS: entry {} is not role:token", i + 1));
+            continue;
+        };
+        let role = match role.trim().to_ascii_lowercase().as_str() {
+            "admin" => Role::Admin,
+            "dispatcher" => Role::Dispatcher,
+            other => {
+                problems.push(format!(
+                    "API_KEYS: entry {} has role {other:?} (expected admin or dispatcher)",
+                    i + 1
+                ));
+                continue;
+            }
+        };
+        let token = token.trim();
+        if token.len() < 16 {
+            problems.push(format!(
+                "API_KEYS: entry {} has a token shorter than 16 characters",
+                i + 1
+            ));
+            continue;
+        }
+        keys.push(ApiKey {
+            role,
+            token: Secret::new(token.to_owned()),
+        });
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn no_credentials_means_sandbox_with_defaults() {
+        let c = Config::from_map(&env(&[])).unwrap();
+        assert_eq!(c.mode, Mode::Sandbox);
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(c.secret_is_ephemeral);
+        assert!(c.auth_disabled());
+        assert!(c.allow_private_urls);
+    }
+
+    #[test]
+    fn live_mode_lists_every_missing_setting_at_once() {
+        let err = Config::from_map(&env(&[("ROUTEE_APP_ID", "id"), ("ROUTEE_APP_SECRET", "s")]))
+            .unwrap_err();
+        let text = err.to_string();
+        for var in ["PUBLIC_URL", "ROUTEE_FROM", "GATEWAY_SECRET", "API_KEYS"] {
+            assert!(text.contains(var), "{var} missing from:\n{text}");
+        }
+        assert_eq!(err.0.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let err = Config::from_map(&env(&[
+            ("LISTEN_ADDR", "nowhere"),
+            ("GATEWAY_SECRET", "short"),
+            ("API_KEYS", "root:abcdefghijklmnopq,dispatcher:short"),
+            ("VOICEFLOW_API_KEY", "sk-123"),
+            ("ROUTEE_API_URL", "ftp://x"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "LISTEN_ADDR",
+            "GATEWAY_SECRET",
+            "role \"root\"",
+            "shorter than 16",
+            "VF.DM.",
+            "ROUTEE_API_URL",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_complete_live_environment_is_accepted() {
+        let c = Config::from_map(&env(&[
+            ("ROUTEE_APP_ID", "id"),
+            ("ROUTEE_APP_SECRET", "secret"),
+            ("PUBLIC_URL", "https://gw.example.com"),
+            ("ROUTEE_FROM", "+306900000000"),
+            ("GATEWAY_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "API_KEYS",
+                "admin:aaaaaaaaaaaaaaaaaaaa, dispatcher:bbbbbbbbbbbbbbbbbbbb",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.mode, Mode::Live);
+        assert_eq!(c.api_keys.len(), 2);
+        assert!(!c.auth_disabled());
+        assert!(!c.allow_private_urls);
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let c = Config::from_map(&env(&[
+            ("ROUTEE_APP_ID", "id"),
+            ("ROUTEE_APP_SECRET", "routee-secret-value"),
+            ("PUBLIC_URL", "https://gw.example.com"),
+            ("ROUTEE_FROM", "+306900000000"),
+            ("GATEWAY_SECRET", "gateway-secret-value-0123456789abcdef"),
+            ("API_KEYS", "admin:api-token-value-123456"),
+            ("VOICEFLOW_API_KEY", "VF.DM.key-value"),
+            ("REDIS_URL", "redis://:redis-password@localhost"),
+        ]))
+        .unwrap();
+        let dbg = format!("{c:?}");
+        for secret in [
+            "routee-secret-value",
+            "gateway-secret-value",
+            "api-token-value",
+            "key-value",
+            "redis-password",
+        ] {
+            assert!(!dbg.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn sandbox_on_a_public_address_needs_api_keys() {
+        let err = Config::from_map(&env(&[("LISTEN_ADDR", "0.0.0.0:8080")])).unwrap_err();
+        assert!(err.to_string().contains("API_KEYS"));
+    }
+}

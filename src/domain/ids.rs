@@ -1,0 +1,146 @@
+//! Identifiers. Parsed once at the edge (`FromStr`), trusted everywhere behind it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Hyphenless lowercase hex: short, URL- and key-safe.
+                write!(f, "{}", self.0.simple())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                // Only our own canonical form: 32 lowercase hex digits.
+                if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return Err(IdError);
+                }
+                Uuid::try_parse(s).map($name).map_err(|_| IdError)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A callout: one call list being worked through. Time-ordered (UUIDv7), so
+    /// ids sort by creation.
+    CalloutId
+);
+uuid_id!(
+    /// One placed call (an attempt). Random (UUIDv4): it is the Voiceflow `userID`
+    /// and appears in webhook URLs, so it must reveal nothing and be unguessable.
+    CallId
+);
+uuid_id!(
+    /// A registered Voiceflow assistant.
+    AssistantId
+);
+
+impl CalloutId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl CallId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl AssistantId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for CalloutId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for CallId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for AssistantId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A string that is not one of our ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid id (expected 32 lowercase hex digits)")]
+pub struct IdError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_their_text_form() {
+        let id = CalloutId::new();
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<CalloutId>().unwrap(), id);
+        assert_eq!(
+            serde_json::from_str::<CalloutId>(&format!("\"{text}\"")).unwrap(),
+            id
+        );
+    }
+
+    #[test]
+    fn foreign_strings_are_not_ids() {
+        for bad in [
+            "",
+            "x",
+            "0190c0de-0000-7000-8000-000000000000",
+            &"A".repeat(32),
+            "../../etc/passwd",
+        ] {
+            assert!(bad.parse::<CallId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn callout_ids_sort_by_creation() {
+        let a = CalloutId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = CalloutId::new();
+        assert!(a.to_string() < b.to_string());
+    }
+}

@@ -1,0 +1,54 @@
+//! The domain: pure types and the escalation state machine. No IO here: nothing in
+//! this module imports axum, redis or reqwest, and nothing reads a clock; callers
+//! pass `now` in. The engine (`crate::engine`) does the IO around it.
+
+pub mod ids;
+pub mod phone;
+pub mod policy;
+pub mod time;
+
+pub use ids::{AssistantId, CallId, CalloutId};
+pub use phone::E164;
+pub use policy::{Policy, PolicyInput};
+pub use time::Timestamp;
+
+use serde::{Deserialize, Serialize};
+
+/// One problem with one field of an input, e.g. `contacts[3].phone: not an E.164 number`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// What a callee decided during a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Accepted,
+    Rejected,
+}
+
+/// One entry of a keypad menu offered during a Voiceflow-driven call: pressing
+/// `digit` sends `request` (a button's own request, verbatim) to Voiceflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MenuItem {
+    pub digit: String,
+    pub label: String,
+    pub request: serde_json::Value,
+}

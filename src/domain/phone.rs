@@ -1,0 +1,128 @@
+//! Phone numbers: parsed with libphonenumber's rules (the `phonenumber` crate),
+//! never with a hand-written regex, and masked whenever they reach a log line.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A valid phone number in E.164 form (`+` and up to 15 digits).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(String);
+
+/// Why a string is not a callable E.164 number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("not an E.164 number (it must start with + and the country code)")]
+    MissingPlus,
+    #[error("not an E.164 number: {0}")]
+    Unparsable(String),
+    #[error("not a valid phone number for its country")]
+    Invalid,
+}
+
+impl E164 {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number with its middle digits hidden, e.g. `+30690****0001`; what logs show.
+    pub fn masked(&self) -> String {
+        mask(&self.0)
+    }
+}
+
+/// Masks any phone-like string: keeps a prefix of up to 5 characters and the last 4.
+pub fn mask(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let keep_head = (chars.len() - 4).min(5).min(chars.len() / 2);
+    let head: String = chars[..keep_head].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - keep_head - 4))
+}
+
+impl FromStr for E164 {
+    type Err = PhoneError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if !s.starts_with('+') {
+            return Err(PhoneError::MissingPlus);
+        }
+        // E.164 allows at most 15 digits; refuse long input before the parser sees it.
+        if s.len() > 32 {
+            return Err(PhoneError::Unparsable("too long".into()));
+        }
+        let parsed =
+            phonenumber::parse(None, s).map_err(|e| PhoneError::Unparsable(e.to_string()))?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(PhoneError::Invalid);
+        }
+        Ok(E164(
+            parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug output ends up in logs; never the full number.
+        write!(f, "E164({})", self.masked())
+    }
+}
+
+impl fmt::Display for E164 {
+    /// The full number. Use [`E164::masked`] for anything that is logged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for E164 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for E164 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_numbers_are_normalised_to_e164() {
+        let n: E164 = "+30 690 000 0001".parse().unwrap();
+        assert_eq!(n.as_str(), "+306900000001");
+        let n: E164 = "+1 415 555 2671".parse().unwrap();
+        assert_eq!(n.as_str(), "+14155552671");
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused_with_a_reason() {
+        assert_eq!("306900000001".parse::<E164>(), Err(PhoneError::MissingPlus));
+        assert!(matches!(
+            "+".parse::<E164>(),
+            Err(PhoneError::Unparsable(_))
+        ));
+        assert!("+30123".parse::<E164>().is_err());
+        assert!("+999999999999".parse::<E164>().is_err());
+        assert!("+30abcdefghij".parse::<E164>().is_err());
+        assert!(format!("+{}", "1".repeat(40)).parse::<E164>().is_err());
+    }
+
+    #[test]
+    fn masking_hides_the_middle() {
+        let n: E164 = "+306900000001".parse().unwrap();
+        assert_eq!(n.masked(), "+3069****0001");
+        assert!(!format!("{n:?}").contains("6900000001"));
+        assert_eq!(mask("123"), "***");
+    }
+}

@@ -1,0 +1,179 @@
+//! Every metric the gateway exports, in one place: names, HELP text, label sets and
+//! histogram buckets. Call sites use these constants; the README's metrics table and
+//! `deploy/` (Grafana dashboard, alert rules) are written from this list.
+//!
+//! Labels are bounded by construction: an outcome, a route template, an upstream
+//! operation, a status class. Never an id, a phone number or an error text.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Callouts created. No labels.
+pub const CALLOUTS_CREATED: &str = "ivr_callouts_created_total";
+/// Callouts that reached a final status. Label `status`: accepted|exhausted|cancelled|failed.
+pub const CALLOUTS_FINISHED: &str = "ivr_callouts_finished_total";
+/// Callouts still calling, read from the store (right across restarts and replicas).
+pub const CALLOUTS_ACTIVE: &str = "ivr_callouts_active";
+/// Calls placed and not yet final, read from the store.
+pub const CALLS_ACTIVE: &str = "ivr_calls_active";
+/// Outbound call creations. Label `result`: ok|transient_error|permanent_error.
+pub const CALLS_PLACED: &str = "ivr_calls_placed_total";
+/// Finished attempts. Label `outcome`: accepted|rejected|no_input|no_answer|busy|failed|cancelled.
+pub const ATTEMPT_OUTCOMES: &str = "ivr_attempt_outcomes_total";
+/// Key presses received from callers. Label `key`: 0-9, star, hash, other.
+pub const DTMF_RECEIVED: &str = "ivr_dtmf_received_total";
+/// Seconds from callout creation to acceptance.
+pub const TIME_TO_ACCEPT: &str = "ivr_time_to_accept_seconds";
+/// Seconds to answer a Routee webhook. Labels `route`: collect|status, `status_class`: 2xx|4xx|5xx.
+pub const WEBHOOK_DURATION: &str = "ivr_webhook_duration_seconds";
+/// eventUrl answers that were not the assistant's own turn. Label `reason`:
+/// voiceflow_timeout|voiceflow_error|turn_busy|late_output.
+pub const WEBHOOK_FALLBACKS: &str = "ivr_webhook_fallbacks_total";
+/// Seconds per upstream request. Labels `upstream`: routee|voiceflow|notify,
+/// `operation` (a fixed name per endpoint), `status_class`: 2xx|3xx|4xx|5xx|timeout|error.
+pub const UPSTREAM_DURATION: &str = "ivr_upstream_request_duration_seconds";
+/// Seconds between a durable timer's due time and when a replica fired it.
+pub const TIMER_LAG: &str = "ivr_timer_lag_seconds";
+/// Seconds a call placement waited for the shared outbound rate limit.
+pub const RATE_LIMIT_WAIT: &str = "ivr_call_rate_limit_wait_seconds";
+/// Final-state notifications to `notify_url`. Label `result`: delivered|retry|gave_up|refused.
+pub const NOTIFY_DELIVERIES: &str = "ivr_notify_deliveries_total";
+/// Optimistic-concurrency conflicts on a callout (another replica or webhook won the race).
+pub const STORE_CONFLICTS: &str = "ivr_store_conflicts_total";
+/// Dispatcher/admin API requests. Labels `route` (template), `method`, `status_class`.
+pub const API_REQUESTS: &str = "ivr_api_requests_total";
+/// Always 1; labels `version` and `mode` (sandbox|live).
+pub const BUILD_INFO: &str = "ivr_build_info";
+
+/// Buckets around Routee's 3-second eventUrl window, sub-millisecond at the low end.
+pub const WEBHOOK_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 2.75, 3.0,
+    5.0,
+];
+/// From a quick pickup to an hour of escalation.
+pub const TIME_TO_ACCEPT_BUCKETS: &[f64] = &[
+    5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+];
+pub const UPSTREAM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0,
+];
+pub const TIMER_LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+pub const RATE_LIMIT_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0];
+
+/// Builds the Prometheus recorder with our buckets. Installs it globally when no
+/// recorder is installed yet (several `Application`s in one test process share it).
+pub fn install() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = [
+                (WEBHOOK_DURATION, WEBHOOK_BUCKETS),
+                (TIME_TO_ACCEPT, TIME_TO_ACCEPT_BUCKETS),
+                (UPSTREAM_DURATION, UPSTREAM_BUCKETS),
+                (TIMER_LAG, TIMER_LAG_BUCKETS),
+                (RATE_LIMIT_WAIT, RATE_LIMIT_BUCKETS),
+            ]
+            .into_iter()
+            .fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+                b.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                    .unwrap_or_else(|_| unreachable!("bucket lists are non-empty"))
+            });
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is already installed (e.g. a test
+            // harness); our handle then renders nothing, which the metrics tests catch.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// HELP lines for every family.
+fn describe() {
+    describe_counter!(CALLOUTS_CREATED, "Callouts created.");
+    describe_counter!(
+        CALLOUTS_FINISHED,
+        "Callouts that reached a final status, by status."
+    );
+    describe_gauge!(
+        CALLOUTS_ACTIVE,
+        "Callouts still calling (from the store; the same on every replica)."
+    );
+    describe_gauge!(
+        CALLS_ACTIVE,
+        "Calls placed and not yet final (from the store)."
+    );
+    describe_counter!(
+        CALLS_PLACED,
+        "Outbound call creations sent to the carrier, by result."
+    );
+    describe_counter!(ATTEMPT_OUTCOMES, "Finished call attempts, by outcome.");
+    describe_counter!(DTMF_RECEIVED, "Key presses received from callers, by key.");
+    describe_histogram!(
+        TIME_TO_ACCEPT,
+        Unit::Seconds,
+        "Time from callout creation to acceptance."
+    );
+    describe_histogram!(
+        WEBHOOK_DURATION,
+        Unit::Seconds,
+        "Time to answer a Routee webhook, by route and status class."
+    );
+    describe_counter!(
+        WEBHOOK_FALLBACKS,
+        "eventUrl answers that were a holding or fallback dialplan, by reason."
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Upstream request latency, by upstream, operation and status class."
+    );
+    describe_histogram!(
+        TIMER_LAG,
+        Unit::Seconds,
+        "Delay between a durable timer's due time and its firing."
+    );
+    describe_histogram!(
+        RATE_LIMIT_WAIT,
+        Unit::Seconds,
+        "Time a call placement waited for the shared outbound rate limit."
+    );
+    describe_counter!(
+        NOTIFY_DELIVERIES,
+        "Final-state notifications to notify_url, by result."
+    );
+    describe_counter!(
+        STORE_CONFLICTS,
+        "Optimistic-concurrency conflicts on a callout (retried)."
+    );
+    describe_counter!(
+        API_REQUESTS,
+        "Dispatcher and admin API requests, by route, method and status class."
+    );
+    describe_gauge!(BUILD_INFO, "Build information; always 1.");
+}
+
+/// `2xx`, `4xx`... for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The bounded `key` label for a DTMF key.
+pub fn dtmf_key_label(key: char) -> &'static str {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match key {
+        '0'..='9' => DIGITS[(key as u8 - b'0') as usize],
+        '*' => "star",
+        '#' => "hash",
+        _ => "other",
+    }
+}

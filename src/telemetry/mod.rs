@@ -1,0 +1,3 @@
+//! Observability: the metrics catalogue ([`metrics`]) and log setup.
+
+pub mod metrics;

@@ -1,0 +1,5 @@
+//! Voiceflow's Dialog Manager API: requests and traces ([`types`]).
+
+pub mod types;
+
+pub use types::*;
