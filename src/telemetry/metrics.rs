@@ -42,6 +42,8 @@ pub const NOTIFY_DELIVERIES: &str = "ivr_notify_deliveries_total";
 pub const STORE_CONFLICTS: &str = "ivr_store_conflicts_total";
 /// Dispatcher/admin API requests. Labels `route` (template), `method`, `status_class`.
 pub const API_REQUESTS: &str = "ivr_api_requests_total";
+/// 1 while this replica is ready (store reachable, configuration valid), else 0.
+pub const READY: &str = "ivr_ready";
 /// Always 1; labels `version` and `mode` (sandbox|live).
 pub const BUILD_INFO: &str = "ivr_build_info";
 
@@ -152,6 +154,10 @@ fn describe() {
     describe_counter!(
         API_REQUESTS,
         "Dispatcher and admin API requests, by route, method and status class."
+    );
+    describe_gauge!(
+        READY,
+        "1 while this replica is ready to serve (store reachable, configuration valid)."
     );
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
