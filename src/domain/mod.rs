@@ -2,11 +2,20 @@
 //! this module imports axum, redis or reqwest, and nothing reads a clock; callers
 //! pass `now` in. The engine (`crate::engine`) does the IO around it.
 
+pub mod attempt;
+pub mod callout;
+pub mod event;
 pub mod ids;
 pub mod phone;
 pub mod policy;
 pub mod time;
 
+pub use attempt::{Attempt, CallState, Conversation, Dialing, Outcome};
+pub use callout::{
+    Callout, CalloutError, CalloutStatus, Changes, Contact, Effect, NewCallout, PlaceFailure,
+    Reconciliation, Script, Step, Timing,
+};
+pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};
 pub use phone::E164;
 pub use policy::{Policy, PolicyInput};

@@ -1,0 +1,1116 @@
+//! A callout and its escalation state machine.
+//!
+//! ```text
+//!                         ┌──────────── retry after policy.retry_delay_s ◀──────────┐
+//!                         ▼                                                         │ no_answer / busy / no_input / failed,
+//!  created ──▶ Dial{contact, at} ──(due)──▶ InCall ──(attempt over)──▶ contact has attempts left?
+//!                         ▲                   │                                     │ no, or rejected, or number refused
+//!                         │                   │ accepted (key press)                ▼
+//!                         │                   ▼                             next contact? ──no──▶ exhausted / failed
+//!                         └──── yes ◀─────────┼─────────────────────────────────────┘
+//!                                          accepted
+//!  cancel (any time while calling) ──▶ cancelled (a live call is hung up)
+//! ```
+//!
+//! Every method here is a pure transition: it takes `now` (and fresh ids) as
+//! arguments, mutates the callout, and returns the timeline [`Event`]s it produced
+//! and the [`Effect`]s the engine must carry out (place a call, hang up, notify).
+//! Effects that must survive a crash are also written into the state (a pending
+//! dial, a hangup with a retry time, a notification with a retry time), so a
+//! replica that restarts finds them again through [`Callout::next_due`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome};
+use super::event::{Event, EventKind};
+use super::{AssistantId, CallId, CalloutId, Decision, E164, Policy, Timestamp};
+use crate::routee::{CallStatus, Language};
+
+/// One person on the call list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    pub phone: E164,
+    /// Text-to-speech language for this person, overriding the script's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
+}
+
+/// Where the conversation comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Script {
+    /// A dialplan template from `dialplans/`.
+    Template { name: String },
+    /// A registered Voiceflow assistant.
+    Assistant { id: AssistantId },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalloutStatus {
+    Calling,
+    Accepted,
+    Exhausted,
+    Cancelled,
+    Failed,
+}
+
+impl CalloutStatus {
+    pub const ALL: [CalloutStatus; 5] = [
+        CalloutStatus::Calling,
+        CalloutStatus::Accepted,
+        CalloutStatus::Exhausted,
+        CalloutStatus::Cancelled,
+        CalloutStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CalloutStatus::Calling => "calling",
+            CalloutStatus::Accepted => "accepted",
+            CalloutStatus::Exhausted => "exhausted",
+            CalloutStatus::Cancelled => "cancelled",
+            CalloutStatus::Failed => "failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self != CalloutStatus::Calling
+    }
+}
+
+impl std::str::FromStr for CalloutStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CalloutStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?} (expected calling, accepted, exhausted, cancelled or failed)"))
+    }
+}
+
+/// What the callout waits for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Call `contact` at `at` (its next attempt).
+    Dial { contact: usize, at: Timestamp },
+    /// The last attempt is not over yet.
+    InCall,
+    /// Finished; nothing more will be dialled.
+    Done,
+}
+
+/// Delivery of the final state to `notify_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyState {
+    pub tries: u32,
+    /// Next delivery attempt (also a lease while one is in flight); `None` when done.
+    pub next_at: Option<Timestamp>,
+    pub delivered: bool,
+}
+
+/// Durations the transitions need, from configuration (pure values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a replica may take to create a call before it is presumed crashed.
+    pub placement_lease: Duration,
+    /// Creation tries per attempt for retryable carrier errors.
+    pub max_placement_tries: u32,
+    /// After an answered call ends without a decision, wait this long for the
+    /// trailing COLLECT post that may still carry a key press.
+    pub collect_grace: Duration,
+    /// After a decision, the call should end soon; reconcile it after this.
+    pub decided_call_deadline: Duration,
+    /// Lease of an in-flight hangup or notification (retried if not reported).
+    pub effect_lease: Duration,
+    pub max_hangup_tries: u32,
+    pub max_notify_tries: u32,
+    pub max_reconcile_tries: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            placement_lease: Duration::from_secs(60),
+            max_placement_tries: 4,
+            collect_grace: Duration::from_secs(5),
+            decided_call_deadline: Duration::from_secs(90),
+            effect_lease: Duration::from_secs(60),
+            max_hangup_tries: 5,
+            max_notify_tries: 8,
+            max_reconcile_tries: 3,
+        }
+    }
+}
+
+/// Something the engine must do after the transition is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Create the call of this attempt (render its first dialplan, POST to Routee).
+    /// `slot_reserved`: the outbound rate-limit slot was already reserved.
+    PlaceCall {
+        call_id: CallId,
+        slot_reserved: bool,
+    },
+    /// End this live call.
+    HangUp { call_id: CallId },
+    /// POST the final state to `notify_url`.
+    Notify,
+    /// The attempt is over: save its conversation to Voiceflow transcripts if enabled.
+    SaveTranscript { call_id: CallId },
+}
+
+/// Events and effects produced by one transition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub events: Vec<Event>,
+    pub effects: Vec<Effect>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.effects.is_empty()
+    }
+}
+
+/// Why creating a call failed, as the engine classifies the carrier's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaceFailure {
+    /// Nothing was created; trying again later may work (5xx before reaching
+    /// Routee, 429, token endpoint down...). `retry_after` honours the carrier.
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The carrier refused this call for good (invalid number, bad request):
+    /// the same request would fail again, so the contact is skipped.
+    Permanent { reason: String },
+    /// The request may have created the call (timeout, 5xx after sending).
+    Unconfirmed { reason: String },
+    /// The conversation could not be prepared (assistant missing, Voiceflow down at
+    /// launch...). Like `Retryable` but never hit the carrier.
+    Script { reason: String, retryable: bool },
+}
+
+/// What Routee's tracking API said about an overdue call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciliation {
+    Final(CallStatus),
+    StillLive,
+    Unknown,
+}
+
+/// The input to create a callout, already parsed and validated at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCallout {
+    pub name: String,
+    pub script: Script,
+    pub variables: Map<String, Value>,
+    pub contacts: Vec<Contact>,
+    pub policy: Policy,
+    pub notify_url: Option<String>,
+}
+
+/// Errors of operations a user asked for (as opposed to webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalloutError {
+    #[error("the callout is already {0}")]
+    AlreadyFinished(&'static str),
+}
+
+/// A callout: one call list being worked through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Callout {
+    pub id: CalloutId,
+    pub name: String,
+    pub script: Script,
+    #[serde(default)]
+    pub variables: Map<String, Value>,
+    pub contacts: Vec<Contact>,
+    pub policy: Policy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
+    pub created_at: Timestamp,
+    pub status: CalloutStatus,
+    #[serde(default)]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default)]
+    pub accepted_by: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    pub step: Step,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyState>,
+}
+
+fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Exponential backoff with a deterministic jitter derived from `seed` (so it is a
+/// pure function): about `base * 2^(try-1)`, ±25%, capped at `cap`.
+pub fn backoff(base: Duration, try_number: u32, cap: Duration, seed: u128) -> Duration {
+    let exp = base.saturating_mul(1u32 << try_number.saturating_sub(1).min(16));
+    let capped = exp.min(cap);
+    // Jitter in [-25%, +25%] from the seed and the try number.
+    let mix = (seed ^ (u128::from(try_number) * 0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let frac = (mix % 1000) as f64 / 1000.0; // 0.0..1.0
+    capped.mul_f64(0.75 + frac * 0.5)
+}
+
+impl Callout {
+    /// A new callout; its first contact is due at once.
+    pub fn create(id: CalloutId, input: NewCallout, now: Timestamp) -> (Callout, Vec<Event>) {
+        let callout = Callout {
+            id,
+            name: input.name,
+            script: input.script,
+            variables: input.variables,
+            contacts: input.contacts,
+            policy: input.policy,
+            notify_url: input.notify_url,
+            created_at: now,
+            status: CalloutStatus::Calling,
+            ended_at: None,
+            accepted_by: None,
+            failure: None,
+            step: Step::Dial {
+                contact: 0,
+                at: now,
+            },
+            attempts: Vec::new(),
+            notify: None,
+        };
+        let events = vec![
+            Event::new(now, EventKind::CalloutCreated),
+            Event {
+                contact: Some(0),
+                attempt: Some(1),
+                ..Event::new(now, EventKind::CallScheduled { due: now })
+            },
+        ];
+        (callout, events)
+    }
+
+    /// The attempt with this call id.
+    pub fn attempt(&self, call_id: CallId) -> Option<&Attempt> {
+        self.attempts.iter().find(|a| a.call_id == call_id)
+    }
+
+    pub fn attempt_mut(&mut self, call_id: CallId) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().find(|a| a.call_id == call_id)
+    }
+
+    /// The attempt that is not over yet (there is at most one).
+    pub fn current_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|a| !a.is_over())
+    }
+
+    /// Attempts made so far for a contact.
+    pub fn attempts_for(&self, contact: usize) -> u32 {
+        self.attempts
+            .iter()
+            .filter(|a| a.contact == contact)
+            .count() as u32
+    }
+
+    /// The earliest time something is due (a dial, a placement retry or lease, the
+    /// end of a grace period, a hangup or notification retry). The store keeps the
+    /// callout's timer at exactly this time.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let mut due = match self.step {
+            Step::Dial { at, .. } if self.status == CalloutStatus::Calling => Some(at),
+            _ => None,
+        };
+        if let Some(a) = self.current_attempt() {
+            if let CallState::Dialing(d) = &a.state {
+                due = min_opt(
+                    due,
+                    Some(match d {
+                        Dialing::Pending { at, .. } => *at,
+                        Dialing::InFlight { lease_until } => *lease_until,
+                        Dialing::Unconfirmed { until, .. } => *until,
+                    }),
+                );
+            }
+            due = min_opt(due, a.grace_until);
+        }
+        for a in &self.attempts {
+            due = min_opt(due, a.hangup.as_ref().and_then(|h| h.next_at));
+        }
+        min_opt(due, self.notify.as_ref().and_then(|n| n.next_at))
+    }
+
+    /// Deadline of the placed, not-yet-final call, for the reconciliation job.
+    pub fn live_call_deadline(&self) -> Option<Timestamp> {
+        self.current_attempt()
+            .filter(|a| a.state.is_live())
+            .map(|a| a.deadline)
+    }
+
+    /// Fires everything due at `now`. `fresh_call_id` is used if a dial starts.
+    pub fn on_timer(&mut self, now: Timestamp, timing: &Timing, fresh_call_id: CallId) -> Changes {
+        let mut ch = Changes::default();
+        if let (CalloutStatus::Calling, Step::Dial { contact, at }) = (self.status, self.step)
+            && at <= now
+            && self.current_attempt().is_none()
+        {
+            let number = self.attempts_for(contact) + 1;
+            let deadline = now.plus_secs(self.policy.call_deadline_s());
+            let mut attempt = Attempt::new(fresh_call_id, contact, number, now, deadline);
+            attempt.state = CallState::Dialing(Dialing::InFlight {
+                lease_until: now.plus(timing.placement_lease),
+            });
+            self.attempts.push(attempt);
+            self.step = Step::InCall;
+            ch.effects.push(Effect::PlaceCall {
+                call_id: fresh_call_id,
+                slot_reserved: false,
+            });
+        }
+        let ring = u64::from(self.policy.ring_timeout_s);
+        let status = self.status;
+        if let Some(idx) = self.attempts.iter().rposition(|a| !a.is_over()) {
+            let a = &mut self.attempts[idx];
+            match &a.state {
+                CallState::Dialing(Dialing::Pending { at, slot_reserved }) if *at <= now => {
+                    if status == CalloutStatus::Cancelled {
+                        self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+                    } else {
+                        let reserved = *slot_reserved;
+                        a.state = CallState::Dialing(Dialing::InFlight {
+                            lease_until: now.plus(timing.placement_lease),
+                        });
+                        ch.effects.push(Effect::PlaceCall {
+                            call_id: a.call_id,
+                            slot_reserved: reserved,
+                        });
+                    }
+                }
+                CallState::Dialing(Dialing::InFlight { lease_until }) if *lease_until <= now => {
+                    let reason =
+                        "the replica creating the call stopped before the carrier answered"
+                            .to_owned();
+                    a.state = CallState::Dialing(Dialing::Unconfirmed {
+                        until: now.plus_secs(ring + 30),
+                        reason: reason.clone(),
+                    });
+                    let (c, n) = (a.contact, a.number);
+                    ch.events.push(Event::for_call(
+                        now,
+                        EventKind::PlacementUnconfirmed { reason },
+                        c,
+                        n,
+                    ));
+                }
+                CallState::Dialing(Dialing::Unconfirmed { until, reason }) if *until <= now => {
+                    let reason = format!("{reason}; the carrier never confirmed the call");
+                    a.state = CallState::NotPlaced;
+                    self.finish_attempt(idx, Outcome::Failed, Some(reason), now, &mut ch);
+                }
+                _ => {}
+            }
+            let a = &mut self.attempts[idx];
+            if let Some(g) = a.grace_until
+                && g <= now
+                && !a.is_over()
+            {
+                // A Voiceflow turn still being computed (e.g. the no-reply request)
+                // may yet decide; wait for it, within its own bound.
+                match a.conversation.in_flight {
+                    Some(f) if f.until > now => a.grace_until = Some(f.until),
+                    _ => {
+                        a.grace_until = None;
+                        let outcome = if status == CalloutStatus::Cancelled {
+                            Outcome::Cancelled
+                        } else {
+                            Outcome::NoInput
+                        };
+                        self.finish_attempt(idx, outcome, None, now, &mut ch);
+                    }
+                }
+            }
+        }
+        for a in &mut self.attempts {
+            if let Some(h) = &mut a.hangup
+                && h.next_at.is_some_and(|t| t <= now)
+            {
+                h.next_at = Some(now.plus(timing.effect_lease));
+                ch.effects.push(Effect::HangUp { call_id: a.call_id });
+            }
+        }
+        if let Some(n) = &mut self.notify
+            && n.next_at.is_some_and(|t| t <= now)
+        {
+            n.next_at = Some(now.plus(timing.effect_lease));
+            ch.effects.push(Effect::Notify);
+        }
+        ch
+    }
+
+    /// The shared rate limit gave this attempt a slot at `at`: wait for it durably.
+    pub fn defer_placement(&mut self, call_id: CallId, at: Timestamp) -> Changes {
+        if let Some(a) = self.attempt_mut(call_id)
+            && matches!(a.state, CallState::Dialing(Dialing::InFlight { .. }))
+        {
+            a.state = CallState::Dialing(Dialing::Pending {
+                at,
+                slot_reserved: true,
+            });
+        }
+        Changes::default()
+    }
+
+    /// The carrier created the call.
+    pub fn on_placed(
+        &mut self,
+        call_id: CallId,
+        tracking_id: String,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        let mut ch = Changes::default();
+        let cancelled = self.status == CalloutStatus::Cancelled;
+        let Some(a) = self.attempt_mut(call_id) else {
+            return ch;
+        };
+        if a.tracking_id.is_none() {
+            a.tracking_id = Some(tracking_id);
+        }
+        if a.placed_at.is_none() {
+            a.placed_at = Some(now);
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::CallPlaced,
+                a.contact,
+                a.number,
+            ));
+        }
+        if matches!(a.state, CallState::Dialing(_)) {
+            a.state = CallState::Queued;
+        }
+        // A call that exists while nobody wants it (cancelled meanwhile, or the
+        // attempt was already written off) is ended at once.
+        if (cancelled || a.is_over()) && !a.state.is_final() {
+            match &mut a.hangup {
+                None => {
+                    a.hangup = Some(Hangup {
+                        tries: 0,
+                        next_at: Some(now.plus(timing.effect_lease)),
+                    });
+                    ch.events.push(Event::for_call(
+                        now,
+                        EventKind::HangupRequested,
+                        a.contact,
+                        a.number,
+                    ));
+                    ch.effects.push(Effect::HangUp { call_id });
+                }
+                Some(h) if h.next_at.is_none() && h.tries == 0 => {
+                    h.next_at = Some(now.plus(timing.effect_lease));
+                    ch.effects.push(Effect::HangUp { call_id });
+                }
+                Some(_) => {}
+            }
+        }
+        ch
+    }
+
+    /// Creating the call failed.
+    pub fn on_place_failed(
+        &mut self,
+        call_id: CallId,
+        failure: PlaceFailure,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        let mut ch = Changes::default();
+        let cancelled = self.status == CalloutStatus::Cancelled;
+        let ring = u64::from(self.policy.ring_timeout_s);
+        let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
+            return ch;
+        };
+        let a = &mut self.attempts[idx];
+        if !matches!(a.state, CallState::Dialing(Dialing::InFlight { .. })) {
+            return ch; // stale report: the attempt moved on (e.g. a callback adopted it)
+        }
+        let (contact, number) = (a.contact, a.number);
+        enum Kind {
+            Retry(Option<Duration>),
+            Unconfirmed,
+            Permanent,
+        }
+        let (kind, reason) = match failure {
+            PlaceFailure::Retryable {
+                reason,
+                retry_after,
+            } => (Kind::Retry(retry_after), reason),
+            PlaceFailure::Script {
+                reason,
+                retryable: true,
+            } => (Kind::Retry(None), reason),
+            PlaceFailure::Unconfirmed { reason } => (Kind::Unconfirmed, reason),
+            PlaceFailure::Permanent { reason }
+            | PlaceFailure::Script {
+                reason,
+                retryable: false,
+            } => (Kind::Permanent, reason),
+        };
+        match kind {
+            Kind::Unconfirmed => {
+                // Even when cancelled: the call may exist and must then be hung up.
+                a.state = CallState::Dialing(Dialing::Unconfirmed {
+                    until: now.plus_secs(ring + 30),
+                    reason: reason.clone(),
+                });
+                ch.events.push(Event::for_call(
+                    now,
+                    EventKind::PlacementUnconfirmed { reason },
+                    contact,
+                    number,
+                ));
+            }
+            _ if cancelled => {
+                // Cancelled meanwhile and nothing was created: nothing to retry.
+                a.state = CallState::NotPlaced;
+                self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+            }
+            Kind::Retry(retry_after) => {
+                a.placement_tries += 1;
+                if a.placement_tries >= timing.max_placement_tries {
+                    a.state = CallState::NotPlaced;
+                    let reason = format!("{reason} (gave up after {} tries)", a.placement_tries);
+                    self.finish_attempt(idx, Outcome::Failed, Some(reason), now, &mut ch);
+                } else {
+                    let seed = call_id.as_uuid().as_u128();
+                    let wait = backoff(
+                        Duration::from_secs(2),
+                        a.placement_tries,
+                        Duration::from_secs(30),
+                        seed,
+                    )
+                    .max(
+                        retry_after
+                            .unwrap_or_default()
+                            .min(Duration::from_secs(120)),
+                    );
+                    let at = now.plus(wait);
+                    a.state = CallState::Dialing(Dialing::Pending {
+                        at,
+                        slot_reserved: false,
+                    });
+                    ch.events.push(Event::for_call(
+                        now,
+                        EventKind::PlacementRetry {
+                            reason,
+                            retry_at: at,
+                        },
+                        contact,
+                        number,
+                    ));
+                }
+            }
+            Kind::Permanent => {
+                a.state = CallState::NotPlaced;
+                self.finish_attempt_skip(idx, Outcome::Failed, Some(reason), now, true, &mut ch);
+            }
+        }
+        ch
+    }
+
+    /// A status callback (or a reconciled status) for a call.
+    pub fn on_status(
+        &mut self,
+        call_id: CallId,
+        status: &CallStatus,
+        message_id: Option<&str>,
+        tracking_id: Option<&str>,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        let mut ch = Changes::default();
+        let cancelled = self.status == CalloutStatus::Cancelled;
+        let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
+            return ch;
+        };
+        let a = &mut self.attempts[idx];
+        if a.message_id.is_none()
+            && let Some(m) = message_id
+        {
+            a.message_id = Some(m.to_owned());
+            // A hangup was waiting for the call-leg id.
+            if let Some(h) = &mut a.hangup
+                && h.next_at.is_none()
+                && !a.state.is_final()
+                && h.tries == 0
+            {
+                h.next_at = Some(now.plus(timing.effect_lease));
+                ch.effects.push(Effect::HangUp { call_id });
+            }
+        }
+        if a.tracking_id.is_none() {
+            a.tracking_id = tracking_id.map(str::to_owned);
+        }
+        let (contact, number) = (a.contact, a.number);
+        let new_state = match status {
+            CallStatus::Queued => CallState::Queued,
+            CallStatus::Initiated => CallState::Initiated,
+            CallStatus::Ringing => CallState::Ringing,
+            CallStatus::InProgress => CallState::InProgress,
+            CallStatus::Completed => CallState::Completed,
+            CallStatus::Busy => CallState::Busy,
+            CallStatus::NoAnswer => CallState::NoAnswer,
+            CallStatus::Failed | CallStatus::Unsent | CallStatus::Terminated => CallState::Failed,
+            CallStatus::Unknown | CallStatus::Other(_) => {
+                // Not a state we can act on: keep it in the timeline once, and ask the
+                // tracking API soon instead of waiting for the full deadline.
+                if !a.is_over() && !a.state.is_final() {
+                    a.deadline = a.deadline.min(now.plus_secs(30));
+                    ch.events.push(Event::for_call(
+                        now,
+                        EventKind::CallStatus {
+                            status: status.to_string(),
+                        },
+                        contact,
+                        number,
+                    ));
+                }
+                return ch;
+            }
+        };
+        if a.is_over() || a.state.is_final() || new_state.rank() <= a.state.rank() {
+            return ch; // duplicate, late or out of order: a final status is final
+        }
+        if matches!(a.state, CallState::Dialing(_)) && a.placed_at.is_none() {
+            // A callback for a call whose creation we never saw confirmed: it exists.
+            a.placed_at = Some(now);
+            ch.events
+                .push(Event::for_call(now, EventKind::CallPlaced, contact, number));
+        }
+        a.state = new_state.clone();
+        ch.events.push(Event::for_call(
+            now,
+            EventKind::CallStatus {
+                status: status.to_string(),
+            },
+            contact,
+            number,
+        ));
+        if new_state == CallState::InProgress {
+            a.answered_at = Some(now);
+        }
+        if !new_state.is_final() {
+            return ch;
+        }
+        a.ended_at = Some(now);
+        if let Some(d) = a.decision {
+            self.finish_attempt(idx, d.into(), None, now, &mut ch);
+            return ch;
+        }
+        let outcome = match new_state {
+            CallState::Completed => {
+                if a.answered_at.is_none() {
+                    a.answered_at = Some(now); // InProgress was lost; Completed means answered
+                }
+                if timing.collect_grace.is_zero() {
+                    if cancelled {
+                        Outcome::Cancelled
+                    } else {
+                        Outcome::NoInput
+                    }
+                } else {
+                    a.grace_until = Some(now.plus(timing.collect_grace));
+                    return ch;
+                }
+            }
+            _ if cancelled => Outcome::Cancelled,
+            CallState::Busy => Outcome::Busy,
+            CallState::NoAnswer => Outcome::NoAnswer,
+            _ => Outcome::Failed,
+        };
+        let reason = (outcome == Outcome::Failed).then(|| format!("the carrier reported {status}"));
+        self.finish_attempt(idx, outcome, reason, now, &mut ch);
+        ch
+    }
+
+    /// The callee decided (a key press, or the assistant's accept/reject action).
+    /// The first decision of an attempt wins; a decision after the attempt is over is ignored.
+    pub fn on_decision(
+        &mut self,
+        call_id: CallId,
+        decision: Decision,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        let mut ch = Changes::default();
+        let calling = self.status == CalloutStatus::Calling;
+        let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
+            return ch;
+        };
+        let a = &mut self.attempts[idx];
+        if a.is_over() || a.decision.is_some() || !calling {
+            return ch;
+        }
+        a.decision = Some(decision);
+        a.deadline = a.deadline.min(now.plus(timing.decided_call_deadline));
+        let (contact, number) = (a.contact, a.number);
+        ch.events.push(Event::for_call(
+            now,
+            EventKind::Decided { decision },
+            contact,
+            number,
+        ));
+        if decision == Decision::Accepted {
+            self.status = CalloutStatus::Accepted;
+            self.accepted_by = Some(contact);
+            self.ended_at = Some(now);
+            self.step = Step::Done;
+            ch.events.push(Event {
+                contact: Some(contact),
+                attempt: Some(number),
+                ..Event::new(now, EventKind::CalloutAccepted)
+            });
+            self.schedule_notify(now, &mut ch);
+        }
+        // Already over (the decision arrived in the grace period after the call ended).
+        if self.attempts[idx].state.is_final() {
+            self.attempts[idx].grace_until = None;
+            self.finish_attempt(idx, decision.into(), None, now, &mut ch);
+        }
+        ch
+    }
+
+    /// Records key presses in the timeline.
+    pub fn on_keys(&self, call_id: CallId, keys: &str, now: Timestamp) -> Changes {
+        let mut ch = Changes::default();
+        if let Some(a) = self.attempt(call_id)
+            && !keys.is_empty()
+        {
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::KeysPressed {
+                    keys: keys.to_owned(),
+                },
+                a.contact,
+                a.number,
+            ));
+        }
+        ch
+    }
+
+    /// The dispatcher cancels: no further calls; a live call is hung up.
+    pub fn cancel(&mut self, now: Timestamp, timing: &Timing) -> Result<Changes, CalloutError> {
+        if self.status != CalloutStatus::Calling {
+            return Err(CalloutError::AlreadyFinished(self.status.as_str()));
+        }
+        let mut ch = Changes::default();
+        self.status = CalloutStatus::Cancelled;
+        self.ended_at = Some(now);
+        self.step = Step::Done;
+        ch.events.push(Event::new(now, EventKind::CalloutCancelled));
+        if let Some(idx) = self.attempts.iter().rposition(|a| !a.is_over()) {
+            let a = &mut self.attempts[idx];
+            match &a.state {
+                CallState::Dialing(Dialing::Pending { .. }) => {
+                    // Never created: nothing to hang up.
+                    a.state = CallState::NotPlaced;
+                    self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+                }
+                s if s.is_final() => {
+                    // In the grace period after the call: just close it.
+                    a.grace_until = None;
+                    self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+                }
+                _ => {
+                    // Creating or live. With a call-leg id (or a tracking id to look it
+                    // up) hang up now; otherwise as soon as a callback brings one.
+                    let can_hang_up = a.message_id.is_some() || a.tracking_id.is_some();
+                    a.hangup = Some(Hangup {
+                        tries: 0,
+                        next_at: can_hang_up.then(|| now.plus(timing.effect_lease)),
+                    });
+                    ch.events.push(Event::for_call(
+                        now,
+                        EventKind::HangupRequested,
+                        a.contact,
+                        a.number,
+                    ));
+                    if can_hang_up {
+                        ch.effects.push(Effect::HangUp { call_id: a.call_id });
+                    }
+                }
+            }
+        }
+        self.schedule_notify(now, &mut ch);
+        Ok(ch)
+    }
+
+    /// Result of a hangup request.
+    pub fn on_hangup_result(
+        &mut self,
+        call_id: CallId,
+        ok: bool,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        if let Some(a) = self.attempt_mut(call_id)
+            && let Some(h) = &mut a.hangup
+        {
+            h.tries += 1;
+            h.next_at = if ok || h.tries >= timing.max_hangup_tries || a.state.is_final() {
+                None
+            } else {
+                Some(now.plus(backoff(
+                    Duration::from_secs(2),
+                    h.tries,
+                    Duration::from_secs(30),
+                    call_id.as_uuid().as_u128(),
+                )))
+            };
+        }
+        Changes::default()
+    }
+
+    /// Result of a delivery to `notify_url`.
+    pub fn on_notify_result(
+        &mut self,
+        delivered: Result<(), String>,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        let mut ch = Changes::default();
+        let Some(n) = &mut self.notify else { return ch };
+        if n.delivered {
+            return ch;
+        }
+        n.tries += 1;
+        match delivered {
+            Ok(()) => {
+                n.delivered = true;
+                n.next_at = None;
+                ch.events.push(Event::new(now, EventKind::NotifyDelivered));
+            }
+            Err(reason) => {
+                let retry_at = (n.tries < timing.max_notify_tries).then(|| {
+                    now.plus(backoff(
+                        Duration::from_secs(5),
+                        n.tries,
+                        Duration::from_secs(1800),
+                        self.id.as_uuid().as_u128(),
+                    ))
+                });
+                n.next_at = retry_at;
+                ch.events.push(Event::new(
+                    now,
+                    EventKind::NotifyFailed { reason, retry_at },
+                ));
+            }
+        }
+        ch
+    }
+
+    /// The reconciliation job asked Routee about an overdue call.
+    pub fn on_reconciled(
+        &mut self,
+        call_id: CallId,
+        result: Reconciliation,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Changes {
+        let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
+            return Changes::default();
+        };
+        if !self.attempts[idx].state.is_live() || self.attempts[idx].is_over() {
+            return Changes::default();
+        }
+        match result {
+            Reconciliation::Final(status) => {
+                let mut ch = self.on_status(call_id, &status, None, None, now, timing);
+                if let Some(a) = self.attempt(call_id) {
+                    ch.events.insert(
+                        0,
+                        Event::for_call(
+                            now,
+                            EventKind::Reconciled {
+                                status: status.to_string(),
+                            },
+                            a.contact,
+                            a.number,
+                        ),
+                    );
+                }
+                ch
+            }
+            Reconciliation::StillLive | Reconciliation::Unknown => {
+                let a = &mut self.attempts[idx];
+                a.reconcile_tries += 1;
+                if a.reconcile_tries < timing.max_reconcile_tries {
+                    let wait = if result == Reconciliation::StillLive {
+                        120
+                    } else {
+                        60
+                    };
+                    a.deadline = now.plus_secs(wait);
+                    return Changes::default();
+                }
+                // Give up waiting: the call is written off so the escalation goes on.
+                let mut ch = Changes::default();
+                let answered = a.answered_at.is_some();
+                a.state = CallState::Failed;
+                a.ended_at = Some(now);
+                let (outcome, reason) = if answered {
+                    (Outcome::NoInput, None)
+                } else {
+                    (
+                        Outcome::Failed,
+                        Some("no final status from the carrier".to_owned()),
+                    )
+                };
+                let outcome = match a.decision {
+                    Some(d) => d.into(),
+                    None if self.status == CalloutStatus::Cancelled => Outcome::Cancelled,
+                    None => outcome,
+                };
+                self.finish_attempt(idx, outcome, reason, now, &mut ch);
+                ch
+            }
+        }
+    }
+
+    fn schedule_notify(&mut self, now: Timestamp, ch: &mut Changes) {
+        if self.notify_url.is_some() && self.notify.is_none() {
+            // The effect is carried out right after commit; `next_at` doubles as its
+            // lease, so a crash before delivery retries it.
+            self.notify = Some(NotifyState {
+                tries: 0,
+                next_at: Some(now.plus_secs(60)),
+                delivered: false,
+            });
+            ch.effects.push(Effect::Notify);
+        }
+    }
+
+    fn finish_attempt(
+        &mut self,
+        idx: usize,
+        outcome: Outcome,
+        reason: Option<String>,
+        now: Timestamp,
+        ch: &mut Changes,
+    ) {
+        self.finish_attempt_skip(idx, outcome, reason, now, false, ch);
+    }
+
+    /// Ends attempt `idx` and decides what comes next. `skip_contact`: the number was
+    /// refused for good, so the contact's remaining attempts are not made.
+    fn finish_attempt_skip(
+        &mut self,
+        idx: usize,
+        outcome: Outcome,
+        reason: Option<String>,
+        now: Timestamp,
+        skip_contact: bool,
+        ch: &mut Changes,
+    ) {
+        let a = &mut self.attempts[idx];
+        if a.is_over() {
+            return;
+        }
+        a.outcome = Some(outcome);
+        a.reason = reason.clone();
+        a.grace_until = None;
+        if a.ended_at.is_none() {
+            a.ended_at = Some(now);
+        }
+        let (contact, number, call_id) = (a.contact, a.number, a.call_id);
+        ch.events.push(Event::for_call(
+            now,
+            EventKind::AttemptEnded { outcome, reason },
+            contact,
+            number,
+        ));
+        if a.placed_at.is_some() {
+            ch.effects.push(Effect::SaveTranscript { call_id });
+        }
+        if self.status != CalloutStatus::Calling {
+            return;
+        }
+        let contact_done = match outcome {
+            Outcome::Accepted | Outcome::Cancelled => return,
+            Outcome::Rejected => true,
+            _ => skip_contact || self.attempts_for(contact) >= self.policy.attempts_per_contact,
+        };
+        if !contact_done {
+            let at = now.plus_secs(u64::from(self.policy.retry_delay_s));
+            self.step = Step::Dial { contact, at };
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::CallScheduled { due: at },
+                contact,
+                number + 1,
+            ));
+            return;
+        }
+        ch.events.push(Event {
+            contact: Some(contact),
+            ..Event::new(now, EventKind::ContactDone)
+        });
+        let next = contact + 1;
+        if next < self.contacts.len() {
+            self.step = Step::Dial {
+                contact: next,
+                at: now,
+            };
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::CallScheduled { due: now },
+                next,
+                1,
+            ));
+            return;
+        }
+        // The list is used up. If no call ever got through to the network's answer
+        // (every attempt failed), the callout failed rather than exhausted its list.
+        self.step = Step::Done;
+        self.ended_at = Some(now);
+        let reached = self
+            .attempts
+            .iter()
+            .any(|a| a.outcome.is_some_and(|o| o != Outcome::Failed));
+        if reached {
+            self.status = CalloutStatus::Exhausted;
+            ch.events.push(Event::new(now, EventKind::CalloutExhausted));
+        } else {
+            let reason = self
+                .attempts
+                .iter()
+                .rev()
+                .find_map(|a| a.reason.clone())
+                .map_or_else(
+                    || "every call failed".to_owned(),
+                    |r| format!("every call failed; last: {r}"),
+                );
+            self.status = CalloutStatus::Failed;
+            self.failure = Some(reason.clone());
+            ch.events
+                .push(Event::new(now, EventKind::CalloutFailed { reason }));
+        }
+        self.schedule_notify(now, ch);
+    }
+}
+
+#[cfg(test)]
+#[path = "callout_tests.rs"]
+mod tests;

@@ -1,0 +1,791 @@
+//! One test per edge of the callout and attempt state machines.
+
+use super::*;
+use crate::domain::attempt::CallState;
+
+const T0: Timestamp = Timestamp(1_000_000);
+
+fn timing() -> Timing {
+    Timing::default()
+}
+
+fn policy() -> Policy {
+    Policy {
+        retry_delay_s: 60,
+        ..Policy::default()
+    }
+}
+
+fn callout(contacts: usize) -> Callout {
+    let contacts = (0..contacts)
+        .map(|i| Contact {
+            name: format!("Person {i}"),
+            phone: format!("+3069000000{:02}", i + 1).parse().unwrap(),
+            language: None,
+        })
+        .collect();
+    let input = NewCallout {
+        name: "Ticket 4711".into(),
+        script: Script::Template {
+            name: "ticket-escalation".into(),
+        },
+        variables: Map::new(),
+        contacts,
+        policy: policy(),
+        notify_url: Some("https://dispatch.example.com/hook".into()),
+    };
+    Callout::create(CalloutId::new(), input, T0).0
+}
+
+fn at(secs: u64) -> Timestamp {
+    T0.plus_secs(secs)
+}
+
+/// Fires the timer at `now` and expects a dial to start; returns its call id.
+fn start_dial(c: &mut Callout, now: Timestamp) -> CallId {
+    let id = CallId::new();
+    let ch = c.on_timer(now, &timing(), id);
+    assert_eq!(
+        ch.effects,
+        vec![Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: false
+        }],
+        "no dial at {now:?}: {c:#?}"
+    );
+    id
+}
+
+fn place(c: &mut Callout, now: Timestamp) -> CallId {
+    let id = start_dial(c, now);
+    c.on_placed(id, format!("trk-{id}"), now, &timing());
+    id
+}
+
+fn status(c: &mut Callout, id: CallId, s: &str, now: Timestamp) -> Changes {
+    c.on_status(
+        id,
+        &CallStatus::parse(s),
+        Some("msg-1"),
+        None,
+        now,
+        &timing(),
+    )
+}
+
+fn kinds(ch: &Changes) -> Vec<&'static str> {
+    ch.events.iter().map(Event::kind_name).collect()
+}
+
+fn outcome(c: &Callout, id: CallId) -> Option<Outcome> {
+    c.attempt(id).unwrap().outcome
+}
+
+#[test]
+fn a_new_callout_dials_its_first_contact_at_once() {
+    let mut c = callout(2);
+    assert_eq!(c.next_due(), Some(T0));
+    let id = start_dial(&mut c, T0);
+    let a = c.attempt(id).unwrap();
+    assert_eq!((a.contact, a.number), (0, 1));
+    assert!(matches!(
+        a.state,
+        CallState::Dialing(Dialing::InFlight { .. })
+    ));
+    assert_eq!(c.step, Step::InCall);
+}
+
+#[test]
+fn nothing_is_dialled_before_it_is_due() {
+    let mut c = callout(1);
+    c.step = Step::Dial {
+        contact: 0,
+        at: at(10),
+    };
+    assert!(c.on_timer(at(9), &timing(), CallId::new()).is_empty());
+    assert!(c.attempts.is_empty());
+}
+
+#[test]
+fn a_created_call_is_queued_with_its_tracking_id() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let ch = c.on_placed(id, "trk".into(), at(1), &timing());
+    assert_eq!(kinds(&ch), ["call_placed"]);
+    let a = c.attempt(id).unwrap();
+    assert_eq!(a.state, CallState::Queued);
+    assert_eq!(a.tracking_id.as_deref(), Some("trk"));
+    assert_eq!(c.live_call_deadline(), Some(a.deadline));
+}
+
+#[test]
+fn statuses_only_move_forward_and_a_late_ringing_never_overwrites_completed() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    assert_eq!(
+        kinds(&status(&mut c, id, "Ringing", at(1))),
+        ["call_status"]
+    );
+    assert!(
+        status(&mut c, id, "Initiated", at(2)).is_empty(),
+        "older status applied"
+    );
+    status(&mut c, id, "InProgress", at(3));
+    status(&mut c, id, "Completed", at(30));
+    assert!(status(&mut c, id, "Ringing", at(31)).is_empty());
+    assert_eq!(c.attempt(id).unwrap().state, CallState::Completed);
+}
+
+#[test]
+fn a_repeated_final_status_changes_nothing() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "Busy", at(2));
+    let before = c.clone();
+    assert!(status(&mut c, id, "Busy", at(3)).is_empty());
+    assert!(status(&mut c, id, "NoAnswer", at(3)).is_empty());
+    assert_eq!(c, before);
+}
+
+#[test]
+fn busy_schedules_a_retry_after_the_policy_delay() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    let ch = status(&mut c, id, "Busy", at(5));
+    assert_eq!(outcome(&c, id), Some(Outcome::Busy));
+    assert_eq!(
+        kinds(&ch),
+        ["call_status", "attempt_ended", "call_scheduled"]
+    );
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 0,
+            at: at(65)
+        }
+    );
+    assert_eq!(c.next_due(), Some(at(65)));
+    assert!(
+        c.on_timer(at(64), &timing(), CallId::new())
+            .effects
+            .is_empty()
+    );
+    let id2 = start_dial(&mut c, at(65));
+    assert_eq!(c.attempt(id2).unwrap().number, 2);
+}
+
+#[test]
+fn a_contact_who_never_answers_is_called_three_times_then_the_next_one() {
+    let mut c = callout(2);
+    let mut now = T0;
+    for n in 1..=3 {
+        let id = place(&mut c, now);
+        assert_eq!(c.attempt(id).unwrap().number, n);
+        now = now.plus_secs(30);
+        status(&mut c, id, "NoAnswer", now);
+        assert_eq!(outcome(&c, id), Some(Outcome::NoAnswer));
+        if n < 3 {
+            now = now.plus_secs(60);
+        }
+    }
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 1,
+            at: now
+        }
+    );
+    let id = place(&mut c, now);
+    assert_eq!(
+        (
+            c.attempt(id).unwrap().contact,
+            c.attempt(id).unwrap().number
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn an_answered_call_without_a_decision_is_no_input_after_the_grace_period() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    status(&mut c, id, "Completed", at(40));
+    let a = c.attempt(id).unwrap();
+    assert_eq!(
+        a.outcome, None,
+        "decided before the trailing key press could arrive"
+    );
+    let grace = a.grace_until.unwrap();
+    assert_eq!(c.next_due(), Some(grace));
+    let ch = c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::NoInput));
+    assert!(kinds(&ch).contains(&"attempt_ended"));
+}
+
+#[test]
+fn a_key_press_delivered_just_after_the_call_ended_still_decides() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    status(&mut c, id, "Completed", at(40));
+    let ch = c.on_decision(id, Decision::Accepted, at(41), &timing());
+    assert_eq!(c.status, CalloutStatus::Accepted);
+    assert_eq!(outcome(&c, id), Some(Outcome::Accepted));
+    assert!(kinds(&ch).contains(&"callout_accepted"));
+}
+
+#[test]
+fn accepting_finishes_the_callout_at_once_and_nothing_more_is_dialled() {
+    let mut c = callout(3);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    let ch = c.on_decision(id, Decision::Accepted, at(10), &timing());
+    assert_eq!(kinds(&ch), ["decided", "callout_accepted"]);
+    assert_eq!(ch.effects, vec![Effect::Notify]);
+    assert_eq!(
+        (c.status, c.accepted_by, c.step),
+        (CalloutStatus::Accepted, Some(0), Step::Done)
+    );
+    assert_eq!(outcome(&c, id), None, "the goodbye is still playing");
+    status(&mut c, id, "Completed", at(15));
+    assert_eq!(outcome(&c, id), Some(Outcome::Accepted));
+    assert_eq!(c.step, Step::Done);
+    assert!(
+        c.on_timer(at(1000), &timing(), CallId::new())
+            .effects
+            .iter()
+            .all(|e| !matches!(e, Effect::PlaceCall { .. }))
+    );
+}
+
+#[test]
+fn rejecting_moves_to_the_next_contact_as_soon_as_the_call_ends() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    c.on_decision(id, Decision::Rejected, at(10), &timing());
+    assert_eq!(c.status, CalloutStatus::Calling);
+    assert_eq!(c.step, Step::InCall);
+    assert!(c.attempt(id).unwrap().deadline <= at(10).plus(timing().decided_call_deadline));
+    let ch = status(&mut c, id, "Completed", at(14));
+    assert_eq!(outcome(&c, id), Some(Outcome::Rejected));
+    assert!(kinds(&ch).contains(&"contact_done"));
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 1,
+            at: at(14)
+        }
+    );
+}
+
+#[test]
+fn the_first_decision_wins_and_late_decisions_are_ignored() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    c.on_decision(id, Decision::Rejected, at(3), &timing());
+    assert!(
+        c.on_decision(id, Decision::Accepted, at(4), &timing())
+            .is_empty()
+    );
+    status(&mut c, id, "Completed", at(5));
+    assert!(
+        c.on_decision(id, Decision::Accepted, at(6), &timing())
+            .is_empty()
+    );
+    assert_eq!(c.status, CalloutStatus::Calling);
+}
+
+#[test]
+fn the_list_is_exhausted_when_every_contact_used_every_attempt() {
+    let mut c = callout(1);
+    c.policy.attempts_per_contact = 2;
+    let id = place(&mut c, T0);
+    status(&mut c, id, "NoAnswer", at(1));
+    let id = place(&mut c, at(61));
+    let ch = status(&mut c, id, "Busy", at(62));
+    assert!(kinds(&ch).contains(&"callout_exhausted"));
+    assert_eq!((c.status, c.step), (CalloutStatus::Exhausted, Step::Done));
+    assert_eq!(ch.effects.last(), Some(&Effect::Notify));
+}
+
+#[test]
+fn the_callout_fails_with_a_reason_when_every_call_failed() {
+    let mut c = callout(2);
+    let id = start_dial(&mut c, T0);
+    c.on_place_failed(
+        id,
+        PlaceFailure::Permanent {
+            reason: "invalid number".into(),
+        },
+        at(1),
+        &timing(),
+    );
+    let id = start_dial(&mut c, at(1));
+    let ch = c.on_place_failed(
+        id,
+        PlaceFailure::Permanent {
+            reason: "account suspended".into(),
+        },
+        at(2),
+        &timing(),
+    );
+    assert!(kinds(&ch).contains(&"callout_failed"));
+    assert_eq!(c.status, CalloutStatus::Failed);
+    assert!(c.failure.as_deref().unwrap().contains("account suspended"));
+}
+
+#[test]
+fn a_number_refused_for_good_skips_the_rest_of_that_contacts_attempts() {
+    let mut c = callout(2);
+    let id = start_dial(&mut c, T0);
+    c.on_place_failed(
+        id,
+        PlaceFailure::Permanent {
+            reason: "400: invalid to".into(),
+        },
+        at(1),
+        &timing(),
+    );
+    assert_eq!(outcome(&c, id), Some(Outcome::Failed));
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 1,
+            at: at(1)
+        }
+    );
+}
+
+#[test]
+fn a_retryable_failure_backs_off_and_gives_up_after_the_last_try() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let mut now = T0;
+    for try_no in 1..timing().max_placement_tries {
+        let ch = c.on_place_failed(
+            id,
+            PlaceFailure::Retryable {
+                reason: "503".into(),
+                retry_after: None,
+            },
+            now,
+            &timing(),
+        );
+        assert_eq!(kinds(&ch), ["placement_retry"], "try {try_no}");
+        let Some(due) = c.next_due() else {
+            panic!("no retry scheduled")
+        };
+        assert!(due > now);
+        let ch = c.on_timer(due, &timing(), CallId::new());
+        assert_eq!(
+            ch.effects,
+            vec![Effect::PlaceCall {
+                call_id: id,
+                slot_reserved: false
+            }]
+        );
+        now = due;
+    }
+    c.on_place_failed(
+        id,
+        PlaceFailure::Retryable {
+            reason: "503".into(),
+            retry_after: None,
+        },
+        now,
+        &timing(),
+    );
+    let a = c.attempt(id).unwrap();
+    assert_eq!(
+        (a.outcome, &a.state),
+        (Some(Outcome::Failed), &CallState::NotPlaced)
+    );
+    assert!(a.reason.as_deref().unwrap().contains("gave up"));
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 0,
+            at: now.plus_secs(60)
+        },
+        "an ordinary failed attempt"
+    );
+}
+
+#[test]
+fn a_carriers_retry_after_is_honoured() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let retry_after = Some(Duration::from_secs(45));
+    c.on_place_failed(
+        id,
+        PlaceFailure::Retryable {
+            reason: "429".into(),
+            retry_after,
+        },
+        T0,
+        &timing(),
+    );
+    assert!(c.next_due().unwrap() >= at(45));
+}
+
+#[test]
+fn an_unconfirmed_call_is_adopted_when_a_callback_arrives() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let ch = c.on_place_failed(
+        id,
+        PlaceFailure::Unconfirmed {
+            reason: "timeout".into(),
+        },
+        at(10),
+        &timing(),
+    );
+    assert_eq!(kinds(&ch), ["placement_unconfirmed"]);
+    let ch = c.on_status(
+        id,
+        &CallStatus::Ringing,
+        Some("m"),
+        Some("trk"),
+        at(12),
+        &timing(),
+    );
+    assert_eq!(kinds(&ch), ["call_placed", "call_status"]);
+    let a = c.attempt(id).unwrap();
+    assert_eq!(
+        (a.state.clone(), a.tracking_id.as_deref()),
+        (CallState::Ringing, Some("trk"))
+    );
+}
+
+#[test]
+fn an_unconfirmed_call_without_callbacks_fails_the_attempt() {
+    let mut c = callout(2);
+    let id = start_dial(&mut c, T0);
+    c.on_place_failed(
+        id,
+        PlaceFailure::Unconfirmed {
+            reason: "timeout".into(),
+        },
+        at(1),
+        &timing(),
+    );
+    let due = c.next_due().unwrap();
+    assert_eq!(
+        due,
+        at(1).plus_secs(u64::from(c.policy.ring_timeout_s) + 30)
+    );
+    c.on_timer(due, &timing(), CallId::new());
+    let a = c.attempt(id).unwrap();
+    assert_eq!(
+        (a.outcome, &a.state),
+        (Some(Outcome::Failed), &CallState::NotPlaced)
+    );
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 0,
+            at: due.plus_secs(60)
+        },
+        "an ordinary failed attempt: retried"
+    );
+}
+
+#[test]
+fn a_lost_placement_lease_means_the_call_may_exist() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let lease = T0.plus(timing().placement_lease);
+    assert_eq!(c.next_due(), Some(lease));
+    let ch = c.on_timer(lease, &timing(), CallId::new());
+    assert_eq!(kinds(&ch), ["placement_unconfirmed"]);
+    assert!(
+        ch.effects.is_empty(),
+        "never re-placed: that could call twice"
+    );
+    assert!(matches!(
+        c.attempt(id).unwrap().state,
+        CallState::Dialing(Dialing::Unconfirmed { .. })
+    ));
+}
+
+#[test]
+fn a_reserved_rate_limit_slot_is_waited_for_durably() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    c.defer_placement(id, at(20));
+    assert_eq!(c.next_due(), Some(at(20)));
+    assert!(c.on_timer(at(19), &timing(), CallId::new()).is_empty());
+    let ch = c.on_timer(at(20), &timing(), CallId::new());
+    assert_eq!(
+        ch.effects,
+        vec![Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: true
+        }]
+    );
+}
+
+#[test]
+fn cancelling_before_the_call_is_created_calls_nobody() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    c.defer_placement(id, at(20));
+    let ch = c.cancel(at(5), &timing()).unwrap();
+    assert_eq!(outcome(&c, id), Some(Outcome::Cancelled));
+    assert!(
+        !ch.effects
+            .iter()
+            .any(|e| matches!(e, Effect::PlaceCall { .. } | Effect::HangUp { .. }))
+    );
+    assert!(
+        c.on_timer(at(20), &timing(), CallId::new())
+            .effects
+            .iter()
+            .all(|e| *e == Effect::Notify)
+    );
+}
+
+#[test]
+fn cancelling_a_live_call_hangs_it_up() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    let ch = c.cancel(at(5), &timing()).unwrap();
+    assert_eq!(c.status, CalloutStatus::Cancelled);
+    assert!(ch.effects.contains(&Effect::HangUp { call_id: id }));
+    assert!(kinds(&ch).contains(&"hangup_requested"));
+    status(&mut c, id, "Completed", at(6));
+    c.on_timer(at(20), &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Cancelled));
+    assert_eq!(c.step, Step::Done);
+}
+
+#[test]
+fn a_call_created_after_cancellation_is_hung_up_as_soon_as_it_exists() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let ch = c.cancel(at(1), &timing()).unwrap();
+    assert!(
+        !ch.effects
+            .iter()
+            .any(|e| matches!(e, Effect::HangUp { .. })),
+        "no id to hang up yet"
+    );
+    let ch = c.on_placed(id, "trk".into(), at(2), &timing());
+    assert!(ch.effects.contains(&Effect::HangUp { call_id: id }));
+}
+
+#[test]
+fn a_hangup_waiting_for_the_call_leg_id_fires_when_a_callback_brings_it() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    c.cancel(at(1), &timing()).unwrap();
+    let ch = c.on_status(
+        id,
+        &CallStatus::Ringing,
+        Some("msg"),
+        None,
+        at(2),
+        &timing(),
+    );
+    assert!(ch.effects.contains(&Effect::HangUp { call_id: id }));
+}
+
+#[test]
+fn a_failed_hangup_is_retried_then_given_up() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(1));
+    c.cancel(at(2), &timing()).unwrap();
+    let mut now = at(2);
+    for _ in 0..timing().max_hangup_tries {
+        c.on_hangup_result(id, false, now, &timing());
+        match c.attempt(id).unwrap().hangup.as_ref().unwrap().next_at {
+            Some(t) => now = t,
+            None => break,
+        }
+    }
+    assert_eq!(
+        c.attempt(id).unwrap().hangup.as_ref().unwrap().next_at,
+        None
+    );
+    assert_eq!(
+        c.attempt(id).unwrap().hangup.as_ref().unwrap().tries,
+        timing().max_hangup_tries
+    );
+}
+
+#[test]
+fn a_finished_callout_cannot_be_cancelled() {
+    let mut c = callout(1);
+    c.cancel(T0, &timing()).unwrap();
+    assert_eq!(
+        c.cancel(T0, &timing()),
+        Err(CalloutError::AlreadyFinished("cancelled"))
+    );
+}
+
+#[test]
+fn notifications_are_retried_with_backoff_and_then_given_up() {
+    let mut c = callout(1);
+    c.cancel(T0, &timing()).unwrap();
+    let mut now = T0;
+    let mut delays = Vec::new();
+    loop {
+        let ch = c.on_notify_result(Err("503".into()), now, &timing());
+        assert_eq!(kinds(&ch), ["notify_failed"]);
+        match c.notify.as_ref().unwrap().next_at {
+            Some(t) => {
+                delays.push(t.since(now));
+                now = t;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(c.notify.as_ref().unwrap().tries, timing().max_notify_tries);
+    assert!(
+        delays.windows(2).all(|w| w[1] >= w[0].mul_f64(0.6)),
+        "backoff grows: {delays:?}"
+    );
+}
+
+#[test]
+fn a_delivered_notification_is_not_sent_again() {
+    let mut c = callout(1);
+    let ch = c.cancel(T0, &timing()).unwrap();
+    assert!(ch.effects.contains(&Effect::Notify));
+    assert_eq!(
+        kinds(&c.on_notify_result(Ok(()), at(1), &timing())),
+        ["notify_delivered"]
+    );
+    assert_eq!(c.next_due(), None);
+    assert!(c.on_notify_result(Ok(()), at(2), &timing()).is_empty());
+}
+
+#[test]
+fn an_unknown_status_is_recorded_and_brings_reconciliation_forward() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    let ch = status(&mut c, id, "Teleported", at(1));
+    assert_eq!(kinds(&ch), ["call_status"]);
+    assert!(c.live_call_deadline().unwrap() <= at(31));
+    assert_eq!(c.attempt(id).unwrap().state, CallState::Queued);
+}
+
+#[test]
+fn reconciliation_applies_a_final_status_from_tracking() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    let ch = c.on_reconciled(
+        id,
+        Reconciliation::Final(CallStatus::NoAnswer),
+        at(400),
+        &timing(),
+    );
+    assert_eq!(kinds(&ch)[..2], ["reconciled", "call_status"]);
+    assert_eq!(outcome(&c, id), Some(Outcome::NoAnswer));
+}
+
+#[test]
+fn reconciliation_extends_a_live_call_then_writes_it_off() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(1));
+    c.on_reconciled(id, Reconciliation::StillLive, at(400), &timing());
+    assert_eq!(c.live_call_deadline(), Some(at(520)));
+    for _ in 1..timing().max_reconcile_tries {
+        c.on_reconciled(id, Reconciliation::Unknown, at(600), &timing());
+    }
+    assert_eq!(
+        outcome(&c, id),
+        Some(Outcome::NoInput),
+        "answered but never decided"
+    );
+    assert_eq!(c.live_call_deadline(), None);
+}
+
+#[test]
+fn callbacks_for_unknown_calls_change_nothing() {
+    let mut c = callout(1);
+    place(&mut c, T0);
+    let before = c.clone();
+    assert!(status(&mut c, CallId::new(), "Completed", at(1)).is_empty());
+    assert!(
+        c.on_decision(CallId::new(), Decision::Accepted, at(1), &timing())
+            .is_empty()
+    );
+    assert_eq!(c, before);
+}
+
+#[test]
+fn the_seed_flow_calls_seven_times_in_the_right_order() {
+    // First contact never answers (3 attempts), second rejects, third accepts.
+    let mut c = callout(3);
+    let mut now = T0;
+    let mut placed = Vec::new();
+    loop {
+        let Some(due) = c.next_due() else { break };
+        if c.status != CalloutStatus::Calling {
+            break;
+        }
+        now = now.max(due);
+        let id = CallId::new();
+        let ch = c.on_timer(now, &timing(), id);
+        if !ch.effects.contains(&Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: false,
+        }) {
+            continue;
+        }
+        c.on_placed(id, "trk".into(), now, &timing());
+        let contact = c.attempt(id).unwrap().contact;
+        placed.push((contact, c.attempt(id).unwrap().number));
+        match contact {
+            0 => {
+                status(&mut c, id, "Ringing", now.plus_secs(1));
+                status(&mut c, id, "NoAnswer", now.plus_secs(30));
+            }
+            1 => {
+                status(&mut c, id, "InProgress", now.plus_secs(3));
+                c.on_decision(id, Decision::Rejected, now.plus_secs(10), &timing());
+                status(&mut c, id, "Completed", now.plus_secs(13));
+            }
+            _ => {
+                status(&mut c, id, "InProgress", now.plus_secs(3));
+                c.on_decision(id, Decision::Accepted, now.plus_secs(10), &timing());
+                status(&mut c, id, "Completed", now.plus_secs(13));
+            }
+        }
+        now = now.plus_secs(30);
+    }
+    assert_eq!(placed, [(0, 1), (0, 2), (0, 3), (1, 1), (2, 1)]);
+    assert_eq!(
+        (c.status, c.accepted_by),
+        (CalloutStatus::Accepted, Some(2))
+    );
+}
+
+#[test]
+fn a_callout_round_trips_through_json() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(1));
+    c.attempt_mut(id)
+        .unwrap()
+        .cache_answer(0, "{\"verbs\":[]}".into());
+    let json = serde_json::to_string(&c).unwrap();
+    let back: Callout = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn backoff_is_deterministic_bounded_and_growing() {
+    let d = |n| backoff(Duration::from_secs(2), n, Duration::from_secs(30), 42);
+    assert_eq!(d(1), d(1));
+    assert!(d(1) >= Duration::from_millis(1500) && d(1) <= Duration::from_millis(2500));
+    assert!(d(3) > d(1));
+    assert!(d(20) <= Duration::from_millis(37_500));
+}
