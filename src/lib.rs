@@ -23,5 +23,6 @@ pub mod domain;
 pub mod lenient;
 pub mod net;
 pub mod routee;
+pub mod store;
 pub mod telemetry;
 pub mod voiceflow;

@@ -70,6 +70,14 @@ impl CalloutId {
     pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// Creation time in Unix milliseconds, from the UUIDv7 timestamp.
+    pub fn created_ms(&self) -> i64 {
+        self.0.get_timestamp().map_or(0, |t| {
+            let (secs, nanos) = t.to_unix();
+            i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000 + i64::from(nanos / 1_000_000)
+        })
+    }
 }
 
 impl CallId {

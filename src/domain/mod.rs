@@ -2,6 +2,7 @@
 //! this module imports axum, redis or reqwest, and nothing reads a clock; callers
 //! pass `now` in. The engine (`crate::engine`) does the IO around it.
 
+pub mod assistant;
 pub mod attempt;
 pub mod callout;
 pub mod event;
@@ -10,6 +11,7 @@ pub mod phone;
 pub mod policy;
 pub mod time;
 
+pub use assistant::{Assistant, AssistantSettings};
 pub use attempt::{Attempt, CallState, Conversation, Dialing, Outcome};
 pub use callout::{
     Callout, CalloutError, CalloutStatus, Changes, Contact, Effect, NewCallout, PlaceFailure,

@@ -1,0 +1,267 @@
+//! Where state lives: one interface, two implementations.
+//!
+//! - [`RedisStore`] (`REDIS_URL` set): durable, shared by every replica. Each state
+//!   change of a callout is one Lua script on one slot (see [`keys`]).
+//! - [`MemoryStore`] (the sandbox default): the same semantics in process memory,
+//!   for a single replica with nothing to install.
+//!
+//! The engine never sees which one it has: [`Store`] dispatches with a `match`
+//! (no trait objects, no boxing on the hot path). Both implementations run the
+//! same escalation test suite.
+//!
+//! The data model is a document per callout (its state, attempts and conversation
+//! context, with a version number), an append-only timeline per callout, and a few
+//! indexes derived from the document on every commit: the timer (its
+//! [`Callout::next_due`]), the deadline of its live call, its status.
+
+pub mod keys;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+use crate::domain::{
+    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Script, Timestamp,
+};
+
+/// A value with the version it was read at (for compare-and-set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub version: u64,
+    pub value: T,
+}
+
+/// Result of a compare-and-set commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Written; the callout is now at `version`.
+    Done { version: u64 },
+    /// Someone else wrote first: reload, re-apply, try again.
+    Conflict,
+}
+
+/// Gauges derived from the store (identical on every replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub active_callouts: u64,
+    pub live_calls: u64,
+}
+
+/// What happened to a request to delete an assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Yes,
+    NotFound,
+    /// Running callouts use it (how many).
+    InUse(u64),
+}
+
+/// What happened to a request to save an assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Yes,
+    /// Another assistant has this name.
+    NameTaken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    /// Transient: worth answering 503 and letting the caller retry.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Redis(_))
+    }
+}
+
+/// The indexes of a callout, derived from its document at commit time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IndexInfo {
+    pub status: CalloutStatus,
+    pub created: Timestamp,
+    pub next_due: Option<Timestamp>,
+    pub live_deadline: Option<Timestamp>,
+    /// Set once the callout is final: it expires after the retention period.
+    pub expires_in: Option<Duration>,
+    pub assistant: Option<AssistantId>,
+}
+
+impl IndexInfo {
+    pub fn of(c: &Callout, retention: Duration) -> Self {
+        Self {
+            status: c.status,
+            created: c.created_at,
+            next_due: c.next_due(),
+            live_deadline: c.live_call_deadline(),
+            // Kept while a notification is still being retried.
+            expires_in: (c.status.is_final() && c.next_due().is_none()).then_some(retention),
+            assistant: match &c.script {
+                Script::Assistant { id } => Some(*id),
+                Script::Template { .. } => None,
+            },
+        }
+    }
+}
+
+/// The store in use.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Reachable and answering.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// Stores a new callout (version 1) with its first events.
+    pub async fn insert(&self, callout: &Callout, events: &[Event]) -> Result<u64, StoreError> {
+        match self.commit(callout, 0, events).await? {
+            Commit::Done { version } => Ok(version),
+            Commit::Conflict => Err(StoreError::Refused(format!(
+                "callout {} already exists",
+                callout.id
+            ))),
+        }
+    }
+
+    pub async fn load(&self, id: CalloutId) -> Result<Option<Versioned<Callout>>, StoreError> {
+        dispatch!(self, s => s.load(id).await)
+    }
+
+    /// Writes `callout` if it is still at `expected` (0: must not exist), appending
+    /// `events` and updating its timer and indexes, all in one atomic step.
+    pub async fn commit(
+        &self,
+        callout: &Callout,
+        expected: u64,
+        events: &[Event],
+    ) -> Result<Commit, StoreError> {
+        dispatch!(self, s => s.commit(callout, expected, events).await)
+    }
+
+    /// The whole timeline, oldest first.
+    pub async fn events(&self, id: CalloutId) -> Result<Vec<Event>, StoreError> {
+        dispatch!(self, s => s.events(id).await)
+    }
+
+    /// Newest first, optionally by status, starting after the callout `before`.
+    pub async fn list(
+        &self,
+        status: Option<CalloutStatus>,
+        limit: usize,
+        before: Option<CalloutId>,
+    ) -> Result<Vec<Callout>, StoreError> {
+        dispatch!(self, s => s.list(status, limit, before).await)
+    }
+
+    /// Claims up to `max` callouts whose timer is due at `now`, leasing each for
+    /// `lease` (exactly one replica gets each). Returns ids with their due times.
+    pub async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<(CalloutId, Timestamp)>, StoreError> {
+        dispatch!(self, s => s.claim_due(now, lease, max).await)
+    }
+
+    /// Sets a claimed timer back to the callout's next due time if the callout is
+    /// still at `version`.
+    pub async fn release(
+        &self,
+        id: CalloutId,
+        version: u64,
+        next_due: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release(id, version, next_due).await)
+    }
+
+    /// Drops the index entries of a callout that no longer exists (expired).
+    pub async fn forget(&self, id: CalloutId) -> Result<(), StoreError> {
+        dispatch!(self, s => s.forget(id).await)
+    }
+
+    /// Callouts whose live call is past its deadline.
+    pub async fn overdue_calls(
+        &self,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<Vec<CalloutId>, StoreError> {
+        dispatch!(self, s => s.overdue_calls(now, max).await)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        dispatch!(self, s => s.counts().await)
+    }
+
+    /// Removes what the retention period has expired. Returns how many callouts.
+    pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.purge_expired(now).await)
+    }
+
+    /// Takes or renews the named lock for `holder`; true when held.
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.try_lock(name, holder, ttl).await)
+    }
+
+    /// Reserves the next outbound-call slot of the shared rate limit; returns how
+    /// long to wait for it.
+    pub async fn reserve_call_slot(&self, interval: Duration) -> Result<Duration, StoreError> {
+        dispatch!(self, s => s.reserve_call_slot(interval).await)
+    }
+
+    /// Creates or replaces an assistant (names are unique).
+    pub async fn save_assistant(&self, assistant: &Assistant) -> Result<Saved, StoreError> {
+        dispatch!(self, s => s.save_assistant(assistant).await)
+    }
+
+    pub async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {
+        dispatch!(self, s => s.assistant(id).await)
+    }
+
+    pub async fn assistant_by_name(&self, name: &str) -> Result<Option<Assistant>, StoreError> {
+        dispatch!(self, s => s.assistant_by_name(name).await)
+    }
+
+    pub async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
+        dispatch!(self, s => s.assistants().await)
+    }
+
+    /// Deletes an assistant unless running callouts use it.
+    pub async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
+        dispatch!(self, s => s.delete_assistant(id).await)
+    }
+}
