@@ -23,6 +23,7 @@ pub mod domain;
 pub mod lenient;
 pub mod net;
 pub mod routee;
+pub mod security;
 pub mod store;
 pub mod telemetry;
 pub mod voiceflow;
