@@ -110,6 +110,11 @@ pub struct Config {
     pub mode: Mode,
     pub listen_addr: SocketAddr,
     pub public_url: Url,
+    /// `PUBLIC_URL` was not set: the address actually bound is used (sandbox).
+    pub public_url_is_default: bool,
+    /// `VOICEFLOW_RUNTIME_URL`/`VOICEFLOW_API_URL` were not set (the sandbox then
+    /// serves its simulated assistant when no `VOICEFLOW_API_KEY` is given).
+    pub voiceflow_urls_are_default: bool,
     pub redis_url: Option<Secret<String>>,
     /// Prefix of every Redis key (lets several deployments or tests share a server).
     pub redis_prefix: String,
@@ -413,10 +418,14 @@ impl Config {
                 .push(format!("SIM_TIME_SCALE: {time_scale} is outside (0, 10]"));
         }
 
+        let public_url_is_default = r.get("PUBLIC_URL").is_none();
+        let voiceflow_urls_are_default = r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
         let config = Config {
             mode,
             listen_addr,
             public_url,
+            public_url_is_default,
+            voiceflow_urls_are_default,
             redis_url: r.get("REDIS_URL").map(|u| Secret::new(u.to_owned())),
             redis_prefix: r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned(),
             routee,

@@ -8,18 +8,34 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: [`app::Application`], built the same way by `main`, the demo and tests.
+//! - [`cli`], [`commands`], [`demo`]: the command line and what its subcommands do.
 //! - [`config`]: one typed [`config::Config`] read from the environment at startup.
 //! - [`domain`]: pure types and the escalation state machine; no IO.
 //! - [`routee`]: the Routee Voice Conversation API client, verbs and callbacks.
 //! - [`voiceflow`]: the Voiceflow Dialog Manager API client and trace types.
 //! - [`dialplan`]: renders Voiceflow traces and dialplan templates into Routee verbs,
 //!   and maps key presses back to Voiceflow requests.
+//! - [`engine`]: the IO around the domain: placing calls, key presses, timers, jobs.
+//! - [`http`]: the axum edge: dispatcher and assistants APIs, webhooks, health.
+//! - [`store`]: where state lives (Redis, or in memory), every key in one module.
+//! - [`assistants`]: registered Voiceflow assistants and their decrypted keys.
+//! - [`security`]: webhook signatures, notification signatures, key encryption.
+//! - [`sim`]: the built-in carrier simulator (sandbox mode and tests).
 //! - [`lenient`]: tolerant deserializers for payloads we do not control.
 //! - [`net`]: the one way upstream HTTP clients are built and measured.
 //! - [`telemetry`]: metrics catalogue and logging setup.
 
+pub mod app;
+pub mod assistants;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod demo;
+pub mod dialplan;
 pub mod domain;
+pub mod engine;
+pub mod http;
 pub mod lenient;
 pub mod net;
 pub mod routee;

@@ -92,3 +92,129 @@ pub fn record_upstream(
     )
     .record(started.elapsed().as_secs_f64());
 }
+
+/// True for addresses that are not on the public internet: loopback, private,
+/// link-local, unique-local, CGNAT, unspecified, multicast, documentation ranges
+/// and IPv4-mapped forms of those. Operator-supplied URLs (`notify_url`) may not
+/// point there unless `ALLOW_PRIVATE_URLS` is set: that would let anyone with a
+/// dispatcher key make the gateway call its own internal network (SSRF).
+pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT 100.64/10
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking 198.18/15
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_ip(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link local fe80::/10
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+/// Checks a URL an operator gave us for callbacks: http(s), a host, and (unless
+/// allowed) no internal IP literal and no obviously internal host name. Names are
+/// checked again at connection time by [`GuardedResolver`] (DNS can change).
+pub fn check_outbound_url(raw: &str, allow_internal: bool) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials".into());
+    }
+    let host = url.host().ok_or("must have a host")?;
+    if allow_internal {
+        return Ok(url);
+    }
+    let internal = match host {
+        url::Host::Ipv4(ip) => is_internal_ip(ip.into()),
+        url::Host::Ipv6(ip) => is_internal_ip(ip.into()),
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local")
+        }
+    };
+    if internal {
+        return Err("points at an internal address (set ALLOW_PRIVATE_URLS=true to allow)".into());
+    }
+    Ok(url)
+}
+
+/// A DNS resolver that drops internal addresses, so a public-looking name that
+/// resolves to 127.0.0.1 or 10.x cannot be used to reach the internal network.
+#[derive(Debug, Clone, Default)]
+pub struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves only to internal addresses").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The client for operator-supplied URLs: short timeouts, no redirects, and (unless
+/// `allow_internal`) the [`GuardedResolver`].
+pub fn outbound_client(allow_internal: bool, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    install_crypto_provider();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("ivr-gateway/", env!("CARGO_PKG_VERSION")));
+    if !allow_internal {
+        b = b.dns_resolver(std::sync::Arc::new(GuardedResolver));
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+            assert!(is_internal_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(!is_internal_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn outbound_urls_are_checked() {
+        assert!(check_outbound_url("https://dispatch.example.com/hook", false).is_ok());
+        for bad in ["ftp://x.example.com", "https://user:pw@x.example.com", "http://127.0.0.1:8080/x", "http://[::1]/", "http://localhost/", "http://metadata.internal/", "http://169.254.169.254/latest"] {
+            assert!(check_outbound_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_outbound_url("http://127.0.0.1:8080/x", true).is_ok());
+    }
+}

@@ -151,15 +151,28 @@ pub struct Conversation {
     /// Digits already consumed, in case Routee's `collectedTones` is cumulative.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub consumed: String,
-    /// A Voiceflow turn that answered after the caller got a holding dialplan: its
-    /// raw traces, played at the next key press.
+    /// A Voiceflow turn that answered after the caller got a holding dialplan,
+    /// already rendered for the next input; played at the next key press.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<serde_json::Value>,
+    pub pending: Option<PendingTurn>,
     /// A Voiceflow turn is being computed for `turn` until `until` (turns are
     /// serialized: Voiceflow keeps no per-user lock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlightTurn>,
     /// The conversation has ended (an `end` trace, or a template's goodbye).
+    #[serde(default)]
+    pub ended: bool,
+}
+
+/// A rendered Voiceflow turn waiting to be played (see [`Conversation::pending`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTurn {
+    /// The dialplan JSON, its COLLECT already pointing at the input after the next.
+    pub dialplan: String,
+    #[serde(default)]
+    pub menu: Vec<MenuItem>,
+    #[serde(default)]
+    pub expects_no_reply: bool,
     #[serde(default)]
     pub ended: bool,
 }

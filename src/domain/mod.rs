@@ -12,7 +12,7 @@ pub mod policy;
 pub mod time;
 
 pub use assistant::{Assistant, AssistantSettings};
-pub use attempt::{Attempt, CallState, Conversation, Dialing, Outcome};
+pub use attempt::{Attempt, CallState, Conversation, Dialing, InFlightTurn, Outcome, PendingTurn};
 pub use callout::{
     Callout, CalloutError, CalloutStatus, Changes, Contact, Effect, NewCallout, PlaceFailure,
     Reconciliation, Script, Step, Timing,

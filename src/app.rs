@@ -1,0 +1,248 @@
+//! The application: built the same way by `main`, the demo and the tests
+//! (`Application::build`, port 0 in tests), then run until shut down.
+//!
+//! # Processes
+//!
+//! One process runs, side by side, under one cancellation token:
+//! the HTTP server (dispatcher API, assistants API, Routee webhooks, health,
+//! metrics), the timer loop (fires durable timers claimed from the store), and the
+//! periodic jobs (reconciliation, retention, gauges). In the sandbox it also runs
+//! the carrier simulator (and, without a Voiceflow key, a simulated assistant) on
+//! internal ports; the gateway talks to them over HTTP like to the real services.
+//!
+//! # Shutdown (SIGTERM)
+//!
+//! 1. readiness fails at once (`/readyz` 503) so load balancers stop sending work;
+//! 2. the timer loop and periodic jobs stop claiming work; timers already claimed
+//!    but not fired go to other replicas when their lease ends;
+//! 3. after a short drain delay the HTTP server stops accepting connections and
+//!    finishes the requests in flight (a webhook being answered is answered);
+//! 4. background effects in flight (a call being placed, a notification) get up to
+//!    `SHUTDOWN_GRACE_MS` to finish; anything cut short is recovered from the store
+//!    by the replica that next fires the callout's timer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::assistants::Assistants;
+use crate::config::{Config, Secret};
+use crate::dialplan::template::{self, Templates};
+use crate::domain::Timing;
+use crate::engine::{Engine, EngineSettings, Jobs};
+use crate::http::{AppState, StateInner, auth::KeyRing};
+use crate::routee::client::{RouteeClient, RouteeClientConfig};
+use crate::security::Signer;
+use crate::sim::{Callees, SimHandle, SimSettings, Simulator};
+use crate::store::{MemoryStore, RedisStore, Store};
+use crate::telemetry::metrics as m;
+use crate::voiceflow::client::{VoiceflowClient, VoiceflowClientConfig};
+
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: AppState,
+    sim: Option<SimHandle>,
+    shutdown: CancellationToken,
+    prometheus: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+/// Loads the shipped templates, then those in `dir` (which may override them).
+pub fn load_templates(dir: &std::path::Path) -> anyhow::Result<Templates> {
+    let mut templates = template::embedded();
+    match template::load_dir(dir) {
+        Ok(found) => {
+            for t in found.iter() {
+                templates.insert(t.clone());
+            }
+            Ok(templates)
+        }
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::bail!("invalid dialplan templates:\n  {}", list.join("\n  "))
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on LISTEN_ADDR {}", config.listen_addr))?;
+        let addr = listener.local_addr()?;
+        if config.public_url_is_default {
+            config.public_url = Url::parse(&format!("http://{addr}"))?;
+        }
+        let metrics_listener = match config.metrics_addr {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("cannot listen on METRICS_ADDR {a}"))?),
+            None => None,
+        };
+        let prometheus = m::install();
+        metrics::gauge!(m::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "mode" => if config.is_sandbox() { "sandbox" } else { "live" })
+            .set(1.0);
+
+        let mut sim = None;
+        if config.is_sandbox() {
+            let callees = match &config.sim.callees_file {
+                Some(path) => Callees::from_file(path).with_context(|| format!("SIM_CALLEES_FILE {}", path.display()))?,
+                None => Callees::default(),
+            };
+            let mut settings = SimSettings::new(config.sim.time_scale);
+            settings.callees = callees;
+            let handle = Simulator::start(settings, SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .context("cannot start the carrier simulator")?;
+            let (app_id, app_secret) = handle.credentials();
+            config.routee.api_url = handle.base_url();
+            config.routee.auth_url = handle.auth_url();
+            config.routee.app_id = Some(app_id);
+            config.routee.app_secret = Some(Secret::new(app_secret));
+            sim = Some(handle);
+        }
+
+        let store = match &config.redis_url {
+            Some(url) => Store::Redis(
+                RedisStore::connect(url.expose(), &config.redis_prefix, config.retention)
+                    .await
+                    .context("cannot use REDIS_URL")?,
+            ),
+            None => Store::Memory(MemoryStore::new(config.retention)),
+        };
+        let templates = Arc::new(load_templates(&config.dialplans_dir)?);
+        let routee = RouteeClient::new(RouteeClientConfig {
+            api_url: config.routee.api_url.clone(),
+            auth_url: config.routee.auth_url.clone(),
+            app_id: config.routee.app_id.clone().unwrap_or_default(),
+            app_secret: config.routee.app_secret.clone().unwrap_or_else(|| Secret::new(String::new())),
+            connect_timeout: config.upstream_connect_timeout,
+            timeout: config.upstream_timeout,
+        })?;
+        let voiceflow = VoiceflowClient::new(VoiceflowClientConfig {
+            runtime_url: config.voiceflow.runtime_url.clone(),
+            api_url: config.voiceflow.api_url.clone(),
+            connect_timeout: config.upstream_connect_timeout,
+            timeout: config.upstream_timeout,
+        })?;
+        let signer = Signer::new(&config.gateway_secret, config.previous_secret.as_ref());
+        let assistants = Assistants::new(store.clone(), signer.clone());
+        let settings = EngineSettings {
+            public_url: config.public_url.clone(),
+            caller_id: config.routee.from.clone(),
+            webhook_deadline: config.webhook_deadline,
+            timing: Timing { collect_grace: config.collect_grace, ..Timing::default() },
+            call_interval: Duration::from_secs_f64(1.0 / config.routee.calls_per_second),
+            timer_poll: config.timer_poll,
+            allow_private_urls: config.allow_private_urls,
+            replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+        };
+        let engine = Engine::new(store, routee, voiceflow, assistants, signer, templates, settings)?;
+        let config = Arc::new(config);
+        let state = AppState(Arc::new(StateInner {
+            engine,
+            keys: KeyRing::new(&config),
+            config,
+            prometheus: prometheus.clone(),
+            draining: AtomicBool::new(false),
+        }));
+        Ok(Application { listener, metrics_listener, state, sim, shutdown: CancellationToken::new(), prometheus })
+    }
+
+    /// The address the HTTP server listens on (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn public_url(&self) -> &Url {
+        &self.state.config.public_url
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// The carrier simulator (sandbox mode only).
+    pub fn simulator(&self) -> Option<&SimHandle> {
+        self.sim.as_ref()
+    }
+
+    /// Cancel it to shut down gracefully (what SIGTERM does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then shuts down in order.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Application { listener, metrics_listener, state, sim, shutdown, prometheus } = self;
+        let engine = state.engine.clone();
+        let grace = state.config.shutdown_grace;
+        let jobs = Jobs::start(engine.clone(), prometheus.clone()).await.context("cannot start periodic jobs")?;
+        engine.refresh_gauges().await;
+
+        let timer_stop = CancellationToken::new();
+        let timers = {
+            let engine = engine.clone();
+            let stop = timer_stop.clone();
+            tokio::spawn(async move { engine.run_timers(stop).await })
+        };
+
+        // SIGTERM (the token): fail readiness, stop claiming work, then stop serving.
+        let http_stop = CancellationToken::new();
+        {
+            let (state, shutdown, http_stop, timer_stop) =
+                (state.clone(), shutdown.clone(), http_stop.clone(), timer_stop.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: readiness off, timers stopped, draining requests");
+                state.draining.store(true, Ordering::Relaxed);
+                timer_stop.cancel();
+                tokio::time::sleep(grace.min(Duration::from_secs(1))).await;
+                http_stop.cancel();
+            });
+        }
+
+        let router = crate::http::router(state.clone());
+        let metrics_server = metrics_listener.map(|l| {
+            let router = crate::http::router(state.clone());
+            let stop = http_stop.clone();
+            tokio::spawn(async move {
+                axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            })
+        });
+        axum::serve(listener, router).with_graceful_shutdown(http_stop.clone().cancelled_owned()).await?;
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
+        let _ = timers.await;
+        jobs.shutdown().await;
+        engine.tasks().close();
+        if tokio::time::timeout(grace, engine.tasks().wait()).await.is_err() {
+            tracing::warn!("background work still running after the grace period; the store has what is needed to resume it");
+        }
+        if let Some(sim) = sim {
+            sim.shutdown().await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "replica".into())
+}

@@ -1,0 +1,331 @@
+//! The engine: the IO around the pure domain.
+//!
+//! Every change to a callout goes through [`Engine::update`]: load the document,
+//! apply a pure transition, commit with compare-and-set, retry on conflict. Only a
+//! committed transition's [`Effect`]s are carried out (placing a call, hanging
+//! up, notifying), so when two replicas race on one callout exactly one of them
+//! acts. Effects that must survive a crash are also recorded in the document and
+//! come back through the timer (see `domain::callout`).
+//!
+//! - [`place`]: creating a call (rate limit, first dialplan, Routee).
+//! - [`turn`]: a key press (COLLECT event) to the next dialplan, within Routee's 3 s.
+//! - [`timers`]: the loop that fires due timers.
+//! - [`jobs`]: periodic maintenance (reconciliation, retention, gauges).
+//! - [`effects`]: hanging up, `notify_url`, Voiceflow transcripts.
+//! - [`view`]: the public JSON of a callout.
+
+mod jobs;
+mod effects;
+mod place;
+mod timers;
+mod turn;
+pub mod view;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use crate::assistants::Assistants;
+use crate::dialplan::template::Templates;
+use crate::domain::{
+    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Changes, Effect, Event, EventKind, NewCallout, Timestamp,
+    Timing,
+};
+use crate::routee::client::RouteeClient;
+use crate::routee::StatusCallback;
+use crate::security::{Purpose, Signer};
+use crate::store::{Commit, Store, StoreError, Versioned};
+use crate::telemetry::metrics as m;
+use crate::voiceflow::client::VoiceflowClient;
+
+pub use jobs::Jobs;
+
+/// Tunables of the engine, from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Base URL Routee reaches us at; webhook URLs are built from it.
+    pub public_url: Url,
+    /// Caller ID for outbound calls (and DIAL).
+    pub caller_id: String,
+    /// Total time allowed to answer an eventUrl (Routee waits 3 s).
+    pub webhook_deadline: Duration,
+    pub timing: Timing,
+    /// Minimum spacing of outbound call creations across all replicas.
+    pub call_interval: Duration,
+    pub timer_poll: Duration,
+    /// Let `notify_url` reach internal addresses.
+    pub allow_private_urls: bool,
+    /// Identifies this replica in locks.
+    pub replica_id: String,
+}
+
+/// One event of one callout, as broadcast to live observers (the demo).
+#[derive(Debug, Clone)]
+pub struct TimelineEvent {
+    pub callout: CalloutId,
+    pub event: Event,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("callout {0} is changing too fast to update (too many concurrent writers)")]
+    Contention(CalloutId),
+    #[error("no such callout")]
+    NotFound,
+    #[error(transparent)]
+    Callout(#[from] CalloutError),
+}
+
+/// What [`Engine::update`] did.
+pub(crate) enum Update<R> {
+    Committed { callout: Callout, result: R },
+    Unchanged { callout: Callout, version: u64, result: R },
+    Missing,
+}
+
+/// Optimistic-concurrency retries before giving up on a contended callout.
+const MAX_CAS_RETRIES: usize = 16;
+
+pub struct Inner {
+    pub store: Store,
+    pub routee: RouteeClient,
+    pub voiceflow: VoiceflowClient,
+    pub assistants: Assistants,
+    pub signer: Signer,
+    pub templates: Arc<Templates>,
+    pub settings: EngineSettings,
+    timeline: broadcast::Sender<TimelineEvent>,
+    tasks: TaskTracker,
+    /// Last time the timer loop went round (ms), for liveness.
+    heartbeat: AtomicI64,
+    notify_http: reqwest::Client,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("store", &self.0.store.kind()).finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)] // wiring only; every argument is a distinct collaborator
+    pub fn new(
+        store: Store,
+        routee: RouteeClient,
+        voiceflow: VoiceflowClient,
+        assistants: Assistants,
+        signer: Signer,
+        templates: Arc<Templates>,
+        settings: EngineSettings,
+    ) -> Result<Self, reqwest::Error> {
+        let notify_http = crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?;
+        let (timeline, _) = broadcast::channel(4096);
+        Ok(Self(Arc::new(Inner {
+            store,
+            routee,
+            voiceflow,
+            assistants,
+            signer,
+            templates,
+            settings,
+            timeline,
+            tasks: TaskTracker::new(),
+            heartbeat: AtomicI64::new(Timestamp::now().millis()),
+            notify_http,
+        })))
+    }
+
+    /// Live timeline of every callout (for the demo and tests).
+    pub fn subscribe(&self) -> broadcast::Receiver<TimelineEvent> {
+        self.timeline.subscribe()
+    }
+
+    /// Background work (effects) still running, for graceful shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// How long ago the timer loop last went round.
+    pub fn timer_loop_age(&self) -> Duration {
+        Timestamp::now().since(Timestamp(self.heartbeat.load(Ordering::Relaxed)))
+    }
+
+    pub(crate) fn beat(&self) {
+        self.heartbeat.store(Timestamp::now().millis(), Ordering::Relaxed);
+    }
+
+    // ----- URLs -------------------------------------------------------------
+
+    fn webhook_url(&self, path: &str, sig: &str) -> String {
+        let base = self.settings.public_url.as_str().trim_end_matches('/');
+        format!("{base}{path}?sig={sig}")
+    }
+
+    /// The signed eventUrl for input `turn` of a call.
+    pub fn collect_url(&self, callout: CalloutId, call: CallId, turn: u32) -> String {
+        let sig = self.signer.sign(Purpose::Collect { turn }, callout, call);
+        self.webhook_url(&format!("/routee/collect/{callout}/{call}/{turn}"), &sig)
+    }
+
+    /// The signed status callback URL of a call.
+    pub fn status_url(&self, callout: CalloutId, call: CallId) -> String {
+        let sig = self.signer.sign(Purpose::Status, callout, call);
+        self.webhook_url(&format!("/routee/status/{callout}/{call}"), &sig)
+    }
+
+    // ----- the update loop ---------------------------------------------------
+
+    /// Load, transition, compare-and-set, retry. The closure must be a pure function
+    /// of the callout and `now` (it may run several times). Committed events are
+    /// published and measured, and committed effects are started.
+    pub(crate) async fn update<R>(
+        &self,
+        id: CalloutId,
+        mut transition: impl FnMut(&mut Callout, Timestamp) -> (Changes, R),
+    ) -> Result<Update<R>, EngineError> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let Some(Versioned { version, value: mut callout }) = self.store.load(id).await? else {
+                return Ok(Update::Missing);
+            };
+            let before = callout.clone();
+            let now = Timestamp::now();
+            let (changes, result) = transition(&mut callout, now);
+            if changes.is_empty() && callout == before {
+                return Ok(Update::Unchanged { callout, version, result });
+            }
+            match self.store.commit(&callout, version, &changes.events).await? {
+                Commit::Done { .. } => {
+                    self.after_commit(&callout, changes);
+                    return Ok(Update::Committed { callout, result });
+                }
+                Commit::Conflict => metrics::counter!(m::STORE_CONFLICTS).increment(1),
+            }
+        }
+        Err(EngineError::Contention(id))
+    }
+
+    /// Publishes and measures committed events, then starts committed effects.
+    fn after_commit(&self, callout: &Callout, changes: Changes) {
+        for event in &changes.events {
+            record_metrics(callout, event);
+            let _ = self.timeline.send(TimelineEvent { callout: callout.id, event: event.clone() });
+        }
+        for effect in changes.effects {
+            let engine = self.clone();
+            let id = callout.id;
+            self.tasks.spawn(async move { engine.run_effect(id, effect).await });
+        }
+    }
+
+    async fn run_effect(&self, id: CalloutId, effect: Effect) {
+        match effect {
+            Effect::PlaceCall { call_id, slot_reserved } => self.place_call(id, call_id, slot_reserved).await,
+            Effect::HangUp { call_id } => self.hang_up(id, call_id).await,
+            Effect::Notify => self.notify(id).await,
+            Effect::SaveTranscript { call_id } => self.save_transcript(id, call_id).await,
+        }
+    }
+
+    // ----- the dispatcher's operations ----------------------------------------
+
+    /// Creates a callout and starts calling at once.
+    pub async fn create_callout(&self, input: NewCallout) -> Result<(Callout, Vec<Event>), EngineError> {
+        let now = Timestamp::now();
+        let (callout, events) = Callout::create(CalloutId::new(), input, now);
+        self.store.insert(&callout, &events).await?;
+        self.after_commit(&callout, Changes { events: events.clone(), effects: Vec::new() });
+        // Don't wait for the timer loop's next round for the first call.
+        let engine = self.clone();
+        let id = callout.id;
+        self.tasks.spawn(async move { engine.fire(id).await });
+        Ok((callout, events))
+    }
+
+    pub async fn callout(&self, id: CalloutId) -> Result<Option<(Callout, Vec<Event>)>, EngineError> {
+        let Some(v) = self.store.load(id).await? else { return Ok(None) };
+        let events = self.store.events(id).await?;
+        Ok(Some((v.value, events)))
+    }
+
+    pub async fn list(
+        &self,
+        status: Option<CalloutStatus>,
+        limit: usize,
+        before: Option<CalloutId>,
+    ) -> Result<Vec<Callout>, EngineError> {
+        Ok(self.store.list(status, limit, before).await?)
+    }
+
+    /// Cancels: no further calls; a live call is hung up.
+    pub async fn cancel(&self, id: CalloutId) -> Result<Callout, EngineError> {
+        let timing = self.settings.timing;
+        match self
+            .update(id, |c, now| match c.cancel(now, &timing) {
+                Ok(ch) => (ch, Ok(())),
+                Err(e) => (Changes::default(), Err(e)),
+            })
+            .await?
+        {
+            Update::Missing => Err(EngineError::NotFound),
+            Update::Committed { callout, result } | Update::Unchanged { callout, result, .. } => {
+                result?;
+                Ok(callout)
+            }
+        }
+    }
+
+    /// Applies a status callback. An error means it was not stored: answer 5xx so
+    /// the carrier retries.
+    pub async fn on_status(&self, id: CalloutId, call: CallId, cb: &StatusCallback) -> Result<(), EngineError> {
+        let timing = self.settings.timing;
+        let status = cb.status.name.clone();
+        let message_id = cb.message_id.clone();
+        let tracking_id = cb.conversation_tracking_id.clone();
+        self.update(id, |c, now| {
+            (c.on_status(call, &status, message_id.as_deref(), tracking_id.as_deref(), now, &timing), ())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Metrics derived from committed events: each event is committed exactly once
+/// across all replicas, so counting here never double counts.
+fn record_metrics(callout: &Callout, event: &Event) {
+    match &event.kind {
+        EventKind::CalloutCreated => metrics::counter!(m::CALLOUTS_CREATED).increment(1),
+        EventKind::AttemptEnded { outcome, .. } => {
+            metrics::counter!(m::ATTEMPT_OUTCOMES, "outcome" => outcome.as_str()).increment(1);
+        }
+        EventKind::KeysPressed { keys } => {
+            for k in keys.chars() {
+                metrics::counter!(m::DTMF_RECEIVED, "key" => m::dtmf_key_label(k)).increment(1);
+            }
+        }
+        EventKind::CalloutAccepted => {
+            metrics::counter!(m::CALLOUTS_FINISHED, "status" => "accepted").increment(1);
+            metrics::histogram!(m::TIME_TO_ACCEPT).record(event.at.since(callout.created_at).as_secs_f64());
+        }
+        EventKind::CalloutExhausted => metrics::counter!(m::CALLOUTS_FINISHED, "status" => "exhausted").increment(1),
+        EventKind::CalloutCancelled => metrics::counter!(m::CALLOUTS_FINISHED, "status" => "cancelled").increment(1),
+        EventKind::CalloutFailed { .. } => metrics::counter!(m::CALLOUTS_FINISHED, "status" => "failed").increment(1),
+        _ => {}
+    }
+}

@@ -1,0 +1,332 @@
+//! Creating a call: wait for a slot of the shared outbound rate limit, render the
+//! first dialplan (template, or the assistant's launch turn), `POST
+//! /voice/conversation`, and record what happened.
+//!
+//! The carrier's answer is classified so that a call is never created twice by
+//! accident: an error that may have created the call (timeout, 5xx) is not retried
+//! but waited on ("unconfirmed"); only errors that provably created nothing are
+//! retried, with backoff.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::{Engine, EngineError};
+use crate::assistants::ResolvedAssistant;
+use crate::dialplan::render::{self, ActionNames, Phrases, TurnContext, Voice};
+use crate::dialplan::template::Vars;
+use crate::domain::{
+    Attempt, CallId, CallState, Callout, CalloutId, CalloutStatus, Changes, Conversation, Decision, Dialing,
+    PlaceFailure, Script,
+};
+use crate::routee::client::RouteeError;
+use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan, Language};
+use crate::telemetry::metrics as m;
+use crate::voiceflow::client::{VoiceflowCredentials, VoiceflowError};
+use crate::voiceflow::{InteractConfig, Request, Trace};
+
+/// A rate-limit wait longer than this is not slept in-process: the attempt is
+/// rescheduled durably for its slot instead.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
+/// Budget of the Voiceflow launch turn (no caller is waiting on it yet).
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many stopped custom actions one turn resumes through.
+const MAX_RESUMES: usize = 2;
+
+/// The first turn of a call, ready to send.
+pub(super) struct FirstTurn {
+    pub dialplan: Dialplan,
+    pub conversation: Conversation,
+    pub decision: Option<Decision>,
+}
+
+impl Engine {
+    pub(super) async fn place_call(&self, id: CalloutId, call_id: CallId, slot_reserved: bool) {
+        let span = tracing::info_span!("place_call", callout_id = %id, call_id = %call_id);
+        async {
+            if let Err(e) = self.try_place(id, call_id, slot_reserved).await {
+                // The attempt stays in flight; its lease expiry makes it "unconfirmed"
+                // and the escalation goes on. Nothing is lost, only delayed.
+                tracing::warn!(error = %e, "placing the call failed before reaching a decision");
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn try_place(&self, id: CalloutId, call_id: CallId, slot_reserved: bool) -> Result<(), EngineError> {
+        let Some(v) = self.store.load(id).await? else { return Ok(()) };
+        let callout = v.value;
+        let Some(attempt) = callout.attempt(call_id) else { return Ok(()) };
+        if !matches!(attempt.state, CallState::Dialing(Dialing::InFlight { .. })) {
+            return Ok(()); // another replica already handled this placement
+        }
+        if callout.status == CalloutStatus::Cancelled {
+            return self
+                .report_failure(
+                    id,
+                    call_id,
+                    PlaceFailure::Retryable { reason: "cancelled before the call was created".into(), retry_after: None },
+                )
+                .await;
+        }
+        if !slot_reserved {
+            let wait = self.store.reserve_call_slot(self.settings.call_interval).await?;
+            metrics::histogram!(m::RATE_LIMIT_WAIT).record(wait.as_secs_f64());
+            if wait > MAX_INLINE_WAIT {
+                tracing::debug!(wait_ms = wait.as_millis() as u64, "rate limit: waiting for a reserved slot");
+                self.update(id, |c, now| (c.defer_placement(call_id, now.plus(wait)), ())).await?;
+                return Ok(());
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let contact = &callout.contacts[attempt.contact];
+        tracing::info!(
+            to = %contact.phone.masked(),
+            contact = attempt.contact,
+            attempt = attempt.number,
+            "placing call"
+        );
+        let first = match self.first_turn(&callout, attempt).await {
+            Ok(first) => first,
+            Err(failure) => return self.report_failure(id, call_id, failure).await,
+        };
+        let request = CreateConversation {
+            from: self.settings.caller_id.clone(),
+            to: Destination::Phone(contact.phone.to_string()),
+            dial_plan: first.dialplan,
+            callback: Some(Callback { url: self.status_url(id, call_id), strategy: CallbackStrategy::OnChange }),
+            hangup_delay: Some(callout.policy.ring_timeout_s),
+            max_duration: Some(callout.policy.max_call_s),
+        };
+        match self.routee.create_conversation(&request).await {
+            Ok(created) => {
+                metrics::counter!(m::CALLS_PLACED, "result" => "ok").increment(1);
+                let timing = self.settings.timing;
+                let conversation = first.conversation;
+                let decision = first.decision;
+                self.update(id, move |c, now| {
+                    let mut ch = c.on_placed(call_id, created.tracking_id.clone(), now, &timing);
+                    if let Some(a) = c.attempt_mut(call_id)
+                        && a.turn == 0
+                        && a.conversation == Conversation::default()
+                    {
+                        a.conversation = conversation.clone();
+                    }
+                    if let Some(d) = decision {
+                        extend(&mut ch, c.on_decision(call_id, d, now, &timing));
+                    }
+                    (ch, ())
+                })
+                .await?;
+                Ok(())
+            }
+            Err(e) => {
+                let failure = classify_routee_error(&e);
+                let label = match failure {
+                    PlaceFailure::Retryable { .. } | PlaceFailure::Unconfirmed { .. } => "transient_error",
+                    _ => "permanent_error",
+                };
+                metrics::counter!(m::CALLS_PLACED, "result" => label).increment(1);
+                tracing::warn!(error = %e, "Routee refused or did not confirm the call");
+                self.report_failure(id, call_id, failure).await
+            }
+        }
+    }
+
+    async fn report_failure(&self, id: CalloutId, call_id: CallId, failure: PlaceFailure) -> Result<(), EngineError> {
+        let timing = self.settings.timing;
+        self.update(id, |c, now| (c.on_place_failed(call_id, failure.clone(), now, &timing), ())).await?;
+        Ok(())
+    }
+
+    /// The dialplan the call starts with.
+    async fn first_turn(&self, callout: &Callout, attempt: &Attempt) -> Result<FirstTurn, PlaceFailure> {
+        let contact = &callout.contacts[attempt.contact];
+        let event_url = self.collect_url(callout.id, attempt.call_id, 0);
+        match &callout.script {
+            Script::Template { name } => {
+                let template = self.templates.get(name).ok_or_else(|| PlaceFailure::Script {
+                    reason: format!("dialplan template {name:?} is not loaded on this replica"),
+                    retryable: false,
+                })?;
+                let vars = template_vars(callout, attempt);
+                let dialplan = template.render_call(
+                    &vars,
+                    contact.language,
+                    callout.policy.input_timeout_s,
+                    callout.policy.reprompts,
+                    &event_url,
+                );
+                Ok(FirstTurn { dialplan, conversation: Conversation::default(), decision: None })
+            }
+            Script::Assistant { id } => {
+                let resolved = match self.assistants.resolve(*id).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        return Err(PlaceFailure::Script { reason: format!("assistant {id} was deleted"), retryable: false });
+                    }
+                    Err(e) => {
+                        return Err(PlaceFailure::Script {
+                            reason: e.to_string(),
+                            retryable: matches!(e, crate::assistants::ResolveError::Store(_)),
+                        });
+                    }
+                };
+                let vars = launch_variables(callout, attempt);
+                let traces = self
+                    .run_turn(&resolved.credentials, attempt.call_id, Request::Launch, Some(&vars), LAUNCH_TIMEOUT)
+                    .await
+                    .map_err(|e| PlaceFailure::Script {
+                        reason: format!("Voiceflow launch failed: {e}"),
+                        retryable: e.retryable(),
+                    })?;
+                let (actions, phrases) = assistant_rendering(&resolved);
+                let ctx = assistant_context(callout, attempt, &resolved, &event_url, &actions, &phrases, &self.settings.caller_id);
+                let turn = render::render_turn(&traces, &ctx);
+                log_notes(&turn.notes);
+                Ok(FirstTurn {
+                    conversation: Conversation {
+                        menu: turn.menu,
+                        expects_no_reply: turn.no_reply_timeout.is_some(),
+                        ended: turn.ends_call,
+                        ..Conversation::default()
+                    },
+                    decision: turn.decision,
+                    dialplan: turn.dialplan,
+                })
+            }
+        }
+    }
+
+    /// One Dialog Manager turn: the request, then (when the runtime stopped on a
+    /// custom action the renderer can resume) its resume request, so the caller
+    /// hears what follows an `accept` (the goodbye). Never retried: interact is not
+    /// idempotent.
+    pub(super) async fn run_turn(
+        &self,
+        creds: &VoiceflowCredentials,
+        call_id: CallId,
+        request: Request,
+        variables: Option<&Map<String, Value>>,
+        budget: Duration,
+    ) -> Result<Vec<Trace>, VoiceflowError> {
+        let started = Instant::now();
+        let user_id = call_id.to_string();
+        let config = InteractConfig::default();
+        let mut traces =
+            self.voiceflow.interact(creds, &user_id, &request, variables, &config, budget).await?;
+        for _ in 0..MAX_RESUMES {
+            let Some(resume) = stopped_action_resume(&traces) else { break };
+            let left = budget.saturating_sub(started.elapsed());
+            if left < Duration::from_millis(200) {
+                break;
+            }
+            match self.voiceflow.interact(creds, &user_id, &resume, None, &config, left).await {
+                Ok(more) => traces.extend(more),
+                // What we have is still a valid turn (the decision is in it).
+                Err(e) => {
+                    tracing::warn!(error = %e, "resuming after a custom action failed");
+                    break;
+                }
+            }
+        }
+        Ok(traces)
+    }
+}
+
+/// The resume request when the turn's last meaningful trace is a stopped custom
+/// action (the renderer's own rule, applied with default settings).
+fn stopped_action_resume(traces: &[Trace]) -> Option<Request> {
+    let actions = ActionNames::default();
+    let phrases = Phrases::default();
+    let ctx = TurnContext {
+        voice: Voice { language: Language::EnUs, gender: None },
+        event_url: "",
+        input_timeout_s: 1,
+        reprompts: 0,
+        actions: &actions,
+        caller_id: "",
+        phrases: &phrases,
+    };
+    render::render_turn(traces, &ctx).resume
+}
+
+pub(super) fn extend(ch: &mut Changes, more: Changes) {
+    ch.events.extend(more.events);
+    ch.effects.extend(more.effects);
+}
+
+pub(super) fn log_notes(notes: &[String]) {
+    for note in notes {
+        tracing::debug!(note = %note, "rendering note");
+    }
+}
+
+/// Template placeholders: the callout's variables as text, plus the built-ins.
+pub(super) fn template_vars(callout: &Callout, attempt: &Attempt) -> Vars {
+    let mut vars: Vars = callout.variables.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
+    vars.insert("contact_name".into(), callout.contacts[attempt.contact].name.clone());
+    vars.insert("callout_name".into(), callout.name.clone());
+    vars.insert("attempt".into(), attempt.number.to_string());
+    vars.insert("max_attempts".into(), callout.policy.attempts_per_contact.to_string());
+    vars
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `state.variables` of the launch turn: the callout's variables plus
+/// `contact_name`, `callout_name` and `attempt` (the contract's names).
+pub(super) fn launch_variables(callout: &Callout, attempt: &Attempt) -> Map<String, Value> {
+    let mut vars = callout.variables.clone();
+    vars.insert("contact_name".into(), Value::String(callout.contacts[attempt.contact].name.clone()));
+    vars.insert("callout_name".into(), Value::String(callout.name.clone()));
+    vars.insert("attempt".into(), Value::from(attempt.number));
+    vars
+}
+
+pub(super) fn assistant_rendering(resolved: &ResolvedAssistant) -> (ActionNames, Phrases) {
+    let s = &resolved.assistant.settings;
+    let actions = ActionNames { accept: s.accept_actions.clone(), reject: s.reject_actions.clone(), ..ActionNames::default() };
+    (actions, Phrases::default())
+}
+
+pub(super) fn assistant_context<'a>(
+    callout: &Callout,
+    attempt: &Attempt,
+    resolved: &ResolvedAssistant,
+    event_url: &'a str,
+    actions: &'a ActionNames,
+    phrases: &'a Phrases,
+    caller_id: &'a str,
+) -> TurnContext<'a> {
+    let s = &resolved.assistant.settings;
+    TurnContext {
+        voice: Voice { language: callout.contacts[attempt.contact].language.unwrap_or(s.language), gender: s.gender },
+        event_url,
+        input_timeout_s: callout.policy.input_timeout_s,
+        reprompts: callout.policy.reprompts,
+        actions,
+        caller_id,
+        phrases,
+    }
+}
+
+/// Sorts a carrier error into what the escalation does next.
+pub(super) fn classify_routee_error(e: &RouteeError) -> PlaceFailure {
+    let reason = e.to_string();
+    if e.may_have_been_applied() {
+        PlaceFailure::Unconfirmed { reason }
+    } else if e.retryable() {
+        PlaceFailure::Retryable { reason, retry_after: e.retry_after() }
+    } else {
+        PlaceFailure::Permanent { reason }
+    }
+}

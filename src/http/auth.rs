@@ -1,0 +1,106 @@
+//! API key authentication for the dispatcher and admin APIs.
+//!
+//! `Authorization: Bearer <token>`; tokens from `API_KEYS` with a role each. A
+//! presented token is hashed and compared to every configured token's hash in
+//! constant time (no early exit, no length leak). No key → 401; a key without the
+//! role → 403. In the sandbox without `API_KEYS` on loopback, everyone is admin.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::config::Role;
+
+/// Configured tokens, as hashes.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: Vec<([u8; 32], Role)>,
+    open: bool,
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl KeyRing {
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            keys: config.api_keys.iter().map(|k| (hash(k.token.expose()), k.role)).collect(),
+            open: config.auth_disabled(),
+        }
+    }
+
+    /// The role of a presented token, if any. Checks every key every time.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        let presented = hash(token);
+        let mut found: Option<Role> = None;
+        for (h, role) in &self.keys {
+            if bool::from(h.ct_eq(&presented)) {
+                found = Some(found.map_or(*role, |f| f.max(*role)));
+            }
+        }
+        found
+    }
+}
+
+/// The caller's role, authenticated. Use [`Dispatcher`] or [`Admin`] in handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(pub Role);
+
+fn authenticate(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller, ApiError> {
+    if state.keys.open {
+        return Ok(Caller(Role::Admin));
+    }
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
+        return Err(ApiError::unauthorized("an API key is required: Authorization: Bearer <token>"));
+    };
+    match state.keys.role_of(token.trim()) {
+        None => Err(ApiError::unauthorized("the API key is not valid")),
+        Some(role) if role < needed => Err(ApiError::forbidden(format!("this needs the {} role", needed.as_str()))),
+        Some(role) => Ok(Caller(role)),
+    }
+}
+
+/// A caller with at least the dispatcher role.
+#[derive(Debug, Clone, Copy)]
+pub struct Dispatcher(pub Caller);
+
+/// A caller with the admin role.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Dispatcher {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state, Role::Dispatcher).map(Dispatcher)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state, Role::Admin).map(Admin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_map_to_their_role_and_admin_wins_a_tie() {
+        let ring = KeyRing {
+            keys: vec![(hash("dispatch-token-123456"), Role::Dispatcher), (hash("admin-token-1234567"), Role::Admin)],
+            open: false,
+        };
+        assert_eq!(ring.role_of("dispatch-token-123456"), Some(Role::Dispatcher));
+        assert_eq!(ring.role_of("admin-token-1234567"), Some(Role::Admin));
+        assert_eq!(ring.role_of("admin-token-123456"), None);
+        assert_eq!(ring.role_of(""), None);
+        assert!(Role::Admin > Role::Dispatcher);
+    }
+}

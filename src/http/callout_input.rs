@@ -1,0 +1,402 @@
+//! Parsing a callout request (JSON, or CSV contacts plus a JSON part) into the
+//! domain's [`NewCallout`], collecting *every* problem as a [`FieldError`] named by
+//! its path (`contacts[3].phone: not an E.164 number`), so a dispatcher fixes a
+//! call list in one round. Nothing is created unless there are no problems.
+//!
+//! Fields are read by hand from a `serde_json::Value` rather than derived, because
+//! a derived deserializer stops at the first error.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::dialplan::language::routee_language;
+use crate::dialplan::template::Templates;
+use crate::domain::{Contact, E164, FieldError, Policy, PolicyInput};
+
+/// Longest callout or contact name.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most variables per callout, longest variable value.
+pub const MAX_VARIABLES: usize = 64;
+pub const MAX_VARIABLE_CHARS: usize = 1000;
+
+/// Limits and lookups the parser needs.
+pub struct InputRules<'a> {
+    pub templates: &'a Templates,
+    pub max_contacts: usize,
+    pub allow_private_urls: bool,
+    pub default_policy: Policy,
+}
+
+/// Where the conversation comes from, before the assistant is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptRef {
+    Template(String),
+    /// An assistant id or name.
+    Assistant(String),
+}
+
+/// A request that passed every check that needs no IO.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub name: String,
+    pub script: ScriptRef,
+    pub variables: Map<String, Value>,
+    pub contacts: Vec<Contact>,
+    pub policy: Policy,
+    pub notify_url: Option<String>,
+}
+
+const TOP_FIELDS: [&str; 7] = ["name", "dialplan", "assistant", "variables", "contacts", "policy", "notify_url"];
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn has_control_chars(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn name_field(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    match v {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(field, "required"));
+            None
+        }
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                errors.push(FieldError::new(field, "must not be empty"));
+                None
+            } else if s.chars().count() > MAX_NAME_CHARS {
+                errors.push(FieldError::new(field, format!("longer than {MAX_NAME_CHARS} characters")));
+                None
+            } else if has_control_chars(s) {
+                errors.push(FieldError::new(field, "must not contain control characters"));
+                None
+            } else {
+                Some(s.to_owned())
+            }
+        }
+        Some(other) => {
+            errors.push(FieldError::new(field, format!("must be a string, not {}", kind(other))));
+            None
+        }
+    }
+}
+
+/// Parses the JSON body (or the `callout` part of a CSV upload when `csv_contacts`
+/// is given; then `contacts` must not be in the JSON).
+pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputRules<'_>) -> Result<Draft, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Value::Object(obj) = body else {
+        return Err(vec![FieldError::new("body", format!("must be a JSON object, not {}", kind(body)))]);
+    };
+    for key in obj.keys() {
+        if !TOP_FIELDS.contains(&key.as_str()) {
+            errors.push(FieldError::new(key.clone(), format!("unknown field (expected one of {})", TOP_FIELDS.join(", "))));
+        }
+    }
+    let name = name_field(obj.get("name"), "name", &mut errors);
+
+    let dialplan = opt_string(obj.get("dialplan"), "dialplan", &mut errors);
+    let assistant = opt_string(obj.get("assistant"), "assistant", &mut errors);
+    let script = match (dialplan, assistant) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new("assistant", "give exactly one of dialplan or assistant, not both"));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new("dialplan", "exactly one of dialplan (a template name) or assistant is required"));
+            None
+        }
+        (Some(t), None) => {
+            if rules.templates.get(&t).is_none() {
+                let known: Vec<&str> = rules.templates.names().collect();
+                errors.push(FieldError::new("dialplan", format!("unknown template {t:?} (available: {})", known.join(", "))));
+                None
+            } else {
+                Some(ScriptRef::Template(t))
+            }
+        }
+        (None, Some(a)) => Some(ScriptRef::Assistant(a)),
+    };
+
+    let variables = parse_variables(obj.get("variables"), &mut errors);
+    if let (Some(ScriptRef::Template(t)), Some(vars)) = (&script, &variables)
+        && let Some(template) = rules.templates.get(t)
+    {
+        for missing in template.required_variables().iter().filter(|v| !vars.contains_key(*v)) {
+            errors.push(FieldError::new(format!("variables.{missing}"), format!("required by template {t:?}")));
+        }
+    }
+
+    let contacts = match (csv_contacts, obj.get("contacts")) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new("contacts", "given both as a CSV file and in the JSON part; give one"));
+            None
+        }
+        (Some(rows), None) => Some(rows),
+        (None, Some(Value::Array(items))) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| RawContact::from_json(item, i, &mut errors))
+                .collect(),
+        ),
+        (None, Some(other)) => {
+            errors.push(FieldError::new("contacts", format!("must be an array, not {}", kind(other))));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new("contacts", "required: at least one contact"));
+            None
+        }
+    };
+    let contacts = contacts.map(|rows| check_contacts(rows, rules.max_contacts, &mut errors));
+
+    let policy = match obj.get("policy") {
+        None | Some(Value::Null) => Some(rules.default_policy),
+        Some(Value::Object(_)) => parse_policy(obj.get("policy"), rules.default_policy, &mut errors),
+        Some(other) => {
+            errors.push(FieldError::new("policy", format!("must be an object, not {}", kind(other))));
+            None
+        }
+    };
+
+    let notify_url = opt_string(obj.get("notify_url"), "notify_url", &mut errors).and_then(|u| {
+        match crate::net::check_outbound_url(&u, rules.allow_private_urls) {
+            Ok(url) => Some(url.to_string()),
+            Err(e) => {
+                errors.push(FieldError::new("notify_url", e));
+                None
+            }
+        }
+    });
+
+    match (name, script, variables, contacts, policy) {
+        (Some(name), Some(script), Some(variables), Some(contacts), Some(policy)) if errors.is_empty() => {
+            Ok(Draft { name, script, variables, contacts, policy, notify_url })
+        }
+        _ => Err(errors),
+    }
+}
+
+fn opt_string(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(Value::String(_)) => {
+            errors.push(FieldError::new(field, "must not be empty"));
+            None
+        }
+        Some(other) => {
+            errors.push(FieldError::new(field, format!("must be a string, not {}", kind(other))));
+            None
+        }
+    }
+}
+
+fn valid_variable_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && k.len() <= 64
+}
+
+fn parse_variables(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Map<String, Value>> {
+    let obj = match v {
+        None | Some(Value::Null) => return Some(Map::new()),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            errors.push(FieldError::new("variables", format!("must be an object, not {}", kind(other))));
+            return None;
+        }
+    };
+    let before = errors.len();
+    if obj.len() > MAX_VARIABLES {
+        errors.push(FieldError::new("variables", format!("more than {MAX_VARIABLES} variables")));
+    }
+    for (k, val) in obj {
+        let field = format!("variables.{k}");
+        if !valid_variable_name(k) {
+            errors.push(FieldError::new(field, "names are letters, digits and _ (not starting with a digit), at most 64"));
+            continue;
+        }
+        match val {
+            Value::String(s) if s.chars().count() > MAX_VARIABLE_CHARS => {
+                errors.push(FieldError::new(field, format!("longer than {MAX_VARIABLE_CHARS} characters")));
+            }
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
+            other => errors.push(FieldError::new(field, format!("must be a string, number or boolean, not {}", kind(other)))),
+        }
+    }
+    (errors.len() == before).then(|| obj.clone())
+}
+
+fn parse_policy(v: Option<&Value>, defaults: Policy, errors: &mut Vec<FieldError>) -> Option<Policy> {
+    let Some(Value::Object(obj)) = v else { return Some(defaults) };
+    let mut input = PolicyInput::default();
+    let before = errors.len();
+    for (k, val) in obj {
+        let slot = match k.as_str() {
+            "attempts_per_contact" => &mut input.attempts_per_contact,
+            "retry_delay_s" => &mut input.retry_delay_s,
+            "input_timeout_s" => &mut input.input_timeout_s,
+            "reprompts" => &mut input.reprompts,
+            "ring_timeout_s" => &mut input.ring_timeout_s,
+            "max_call_s" => &mut input.max_call_s,
+            _ => {
+                errors.push(FieldError::new(format!("policy.{k}"), "unknown policy field"));
+                continue;
+            }
+        };
+        match val.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => *slot = Some(n),
+            None => errors.push(FieldError::new(format!("policy.{k}"), "must be a whole number of 0 or more")),
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    match input.resolve(defaults) {
+        Ok(p) => Some(p),
+        Err(mut e) => {
+            errors.append(&mut e);
+            None
+        }
+    }
+}
+
+/// A contact as given, before checks. `line` is set for CSV rows.
+#[derive(Debug, Clone, Default)]
+pub struct RawContact {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub language: Option<String>,
+    pub line: Option<usize>,
+}
+
+impl RawContact {
+    fn from_json(v: &Value, i: usize, errors: &mut Vec<FieldError>) -> RawContact {
+        let Value::Object(o) = v else {
+            errors.push(FieldError::new(format!("contacts[{i}]"), format!("must be an object, not {}", kind(v))));
+            return RawContact::default();
+        };
+        for k in o.keys() {
+            if !["name", "phone", "language"].contains(&k.as_str()) {
+                errors.push(FieldError::new(format!("contacts[{i}].{k}"), "unknown field (expected name, phone, language)"));
+            }
+        }
+        let text = |key: &str, errors: &mut Vec<FieldError>| match o.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                errors.push(FieldError::new(format!("contacts[{i}].{key}"), format!("must be a string, not {}", kind(other))));
+                Some(String::new())
+            }
+        };
+        RawContact { name: text("name", errors), phone: text("phone", errors), language: text("language", errors), line: None }
+    }
+}
+
+fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError>) -> Vec<Contact> {
+    if rows.is_empty() {
+        errors.push(FieldError::new("contacts", "at least one contact is required"));
+        return Vec::new();
+    }
+    if rows.len() > max {
+        errors.push(FieldError::new("contacts", format!("{} contacts; at most {max} per callout (MAX_CONTACTS)", rows.len())));
+        return Vec::new();
+    }
+    let mut seen: HashMap<E164, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        let at = |field: &str| format!("contacts[{i}].{field}");
+        let line = row.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+        let name = name_field(row.name.map(Value::String).as_ref(), &at("name"), errors);
+        let phone = match row.phone.as_deref().map(str::trim) {
+            None | Some("") => {
+                errors.push(FieldError::new(at("phone"), format!("{line}required")));
+                None
+            }
+            Some(p) => match p.parse::<E164>() {
+                Ok(n) => {
+                    if let Some(first) = seen.get(&n) {
+                        errors.push(FieldError::new(at("phone"), format!("{line}duplicate of contacts[{first}]")));
+                        None
+                    } else {
+                        seen.insert(n.clone(), i);
+                        Some(n)
+                    }
+                }
+                Err(e) => {
+                    errors.push(FieldError::new(at("phone"), format!("{line}{e}")));
+                    None
+                }
+            },
+        };
+        let language = match row.language.as_deref().map(str::trim) {
+            None | Some("") => Some(None),
+            Some(l) => match routee_language(l) {
+                Ok(lang) => Some(Some(lang)),
+                Err(e) => {
+                    errors.push(FieldError::new(at("language"), format!("{line}{e}")));
+                    None
+                }
+            },
+        };
+        if let (Some(name), Some(phone), Some(language)) = (name, phone, language) {
+            out.push(Contact { name, phone, language });
+        }
+    }
+    out
+}
+
+/// Reads a CSV call list: a header row with `name` and `phone` (and optionally
+/// `language`), then one contact per row.
+pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, Vec<FieldError>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| vec![FieldError::new("contacts", format!("the CSV file is not UTF-8 text (byte {})", e.valid_up_to()))])?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| vec![FieldError::new("contacts", format!("the CSV header row cannot be read: {e}"))])?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(name_col), Some(phone_col)) = (col("name"), col("phone")) else {
+        return Err(vec![FieldError::new("contacts", "the CSV header row must have the columns name and phone (and optionally language)")]);
+    };
+    let language_col = col("language");
+    let mut errors = Vec::new();
+    for h in headers.iter() {
+        if !["name", "phone", "language"].iter().any(|k| h.eq_ignore_ascii_case(k)) {
+            errors.push(FieldError::new("contacts", format!("unknown CSV column {h:?} (expected name, phone, language)")));
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        if rows.len() >= max_contacts {
+            errors.push(FieldError::new("contacts", format!("more than {max_contacts} contacts; at most {max_contacts} per callout (MAX_CONTACTS)")));
+            break;
+        }
+        match record {
+            Ok(r) => rows.push(RawContact {
+                name: r.get(name_col).map(str::to_owned),
+                phone: r.get(phone_col).map(str::to_owned),
+                language: language_col.and_then(|c| r.get(c)).map(str::to_owned),
+                line: r.position().map(|p| p.line() as usize),
+            }),
+            Err(e) => errors.push(FieldError::new(format!("contacts[{i}]"), format!("line {}: {e}", i + 2))),
+        }
+    }
+    if errors.is_empty() { Ok(rows) } else { Err(errors) }
+}

@@ -1,0 +1,207 @@
+//! The dispatcher API: create (JSON or CSV upload), read, list, cancel callouts.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Dispatcher;
+use super::callout_input::{self, Draft, InputRules, ScriptRef};
+use super::error::{ApiError, body_rejection};
+use super::state::AppState;
+use crate::domain::{CalloutId, CalloutStatus, FieldError, NewCallout, Script};
+use crate::engine::view::CalloutView;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/callouts", post(create).get(list))
+        .route("/v1/callouts/{id}", get(show))
+        .route("/v1/callouts/{id}/cancel", post(cancel))
+}
+
+fn rules(state: &AppState) -> InputRules<'_> {
+    InputRules {
+        templates: &state.engine.templates,
+        max_contacts: state.config.max_contacts,
+        allow_private_urls: state.config.allow_private_urls,
+        default_policy: state.config.default_policy,
+    }
+}
+
+fn parse_id(raw: &str) -> Result<CalloutId, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(format!("no callout has id {raw:?} (ids are 32 lowercase hex digits)")))
+}
+
+/// `POST /v1/callouts`: JSON body, or `multipart/form-data` with a `contacts` CSV
+/// file and an optional `callout` JSON part.
+async fn create(
+    _caller: Dispatcher,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<(StatusCode, HeaderMap, Json<CalloutView>), ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let limit = state.config.max_body_bytes;
+    let draft = if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("the multipart body could not be read: {e}")))?;
+        parse_multipart(multipart, &state).await?
+    } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+        let body = Bytes::from_request(request, &state).await.map_err(|e| body_rejection(&e, limit))?;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        callout_input::parse(&value, None, &rules(&state)).map_err(ApiError::invalid)?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json, or multipart/form-data with a contacts CSV file",
+        ));
+    };
+    let input = resolve_script(&state, draft).await?;
+    let (callout, events) = state.engine.create_callout(input).await?;
+    tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), "callout created");
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/callouts/{}", callout.id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((StatusCode::CREATED, headers, Json(CalloutView::build(&callout, Some(&events)))))
+}
+
+async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<Draft, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let mut csv: Option<Bytes> = None;
+    let mut meta: Option<Value> = None;
+    let mut errors = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::too_large(format!("the body is larger than {limit} bytes")));
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("the multipart body could not be read: {e}"))),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(format!("the body is larger than {limit} bytes"))
+            } else {
+                ApiError::bad_request(format!("part {name:?} could not be read: {e}"))
+            }
+        })?;
+        match name.as_str() {
+            "contacts" => csv = Some(bytes),
+            "callout" => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => meta = Some(v),
+                Err(e) => errors.push(FieldError::new("callout", format!("not valid JSON: {e}"))),
+            },
+            other => errors.push(FieldError::new(other, "unknown part (expected contacts and callout)")),
+        }
+    }
+    let Some(csv) = csv else {
+        errors.push(FieldError::new("contacts", "a CSV file part named contacts is required"));
+        return Err(ApiError::invalid(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let rows = callout_input::parse_csv(&csv, state.config.max_contacts).map_err(ApiError::invalid)?;
+    let meta = meta.unwrap_or_else(|| json!({}));
+    callout_input::parse(&meta, Some(rows), &rules(state)).map_err(ApiError::invalid)
+}
+
+async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, ApiError> {
+    let script = match draft.script {
+        ScriptRef::Template(name) => Script::Template { name },
+        ScriptRef::Assistant(key) => match state.engine.assistants.find(&key).await? {
+            Some(a) => Script::Assistant { id: a.id },
+            None => {
+                return Err(ApiError::invalid(vec![FieldError::new(
+                    "assistant",
+                    format!("no assistant has the id or name {key:?}"),
+                )]));
+            }
+        },
+    };
+    Ok(NewCallout {
+        name: draft.name,
+        script,
+        variables: draft.variables,
+        contacts: draft.contacts,
+        policy: draft.policy,
+        notify_url: draft.notify_url,
+    })
+}
+
+async fn show(_caller: Dispatcher, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CalloutView>, ApiError> {
+    let id = parse_id(&id)?;
+    let (callout, events) = state.engine.callout(id).await?.ok_or_else(|| ApiError::not_found(format!("no callout has id {id}")))?;
+    Ok(Json(CalloutView::build(&callout, Some(&events))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// `GET /v1/callouts?status=&limit=&before=`: newest first.
+async fn list(
+    _caller: Dispatcher,
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let mut errors = Vec::new();
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => match s.parse::<CalloutStatus>() {
+            Ok(st) => Some(st),
+            Err(e) => {
+                errors.push(FieldError::new("status", e));
+                None
+            }
+        },
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        errors.push(FieldError::new("limit", "must be between 1 and 200"));
+    }
+    let before = match q.before.as_deref() {
+        None | Some("") => None,
+        Some(b) => match b.parse::<CalloutId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.push(FieldError::new("before", "not a callout id"));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let callouts = state.engine.list(status, limit, before).await?;
+    let next = (callouts.len() == limit).then(|| callouts.last().map(|c| c.id.to_string())).flatten();
+    let items: Vec<CalloutView> = callouts.iter().map(|c| CalloutView::build(c, None)).collect();
+    Ok(Json(json!({ "callouts": items, "next": next })))
+}
+
+/// `POST /v1/callouts/{id}/cancel`: no further calls; a live call is hung up.
+async fn cancel(_caller: Dispatcher, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CalloutView>, ApiError> {
+    let id = parse_id(&id)?;
+    let callout = state.engine.cancel(id).await?;
+    tracing::info!(callout_id = %id, "callout cancelled");
+    let events = state.engine.store.events(id).await?;
+    Ok(Json(CalloutView::build(&callout, Some(&events))))
+}

@@ -1,0 +1,71 @@
+//! The HTTP edge: routes, layers and extractors. Handlers stay short: extractors
+//! authenticate (API keys) and verify webhook signatures before a handler runs.
+
+pub mod auth;
+pub mod callout_input;
+mod callouts;
+pub mod error;
+mod health;
+pub mod state;
+mod webhooks;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use state::{AppState, StateInner};
+
+use crate::telemetry::metrics as m;
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(callouts::router())
+        .merge(webhooks::router())
+        .merge(health::router())
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(
+            // Spans carry the route template, never the raw URI: webhook query
+            // strings hold signatures.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+                tracing::debug_span!("http", method = %req.method(), route = %route)
+            }),
+        )
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            axum::response::IntoResponse::into_response(error::ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ))
+        }))
+        .with_state(state)
+}
+
+/// Counts API requests by route template, method and status class.
+async fn count_requests(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    if let Some(route) = route.filter(|r| r.starts_with("/v1/")) {
+        metrics::counter!(
+            m::API_REQUESTS,
+            "route" => route,
+            "method" => method,
+            "status_class" => m::status_class(response.status().as_u16())
+        )
+        .increment(1);
+    }
+    let _ = started;
+    response
+}

@@ -1,0 +1,238 @@
+//! Secrets at work: signing webhook URLs, signing notifications, and encrypting
+//! stored Voiceflow API keys. Every key is derived from `GATEWAY_SECRET` with its
+//! own label, so one purpose's key never serves another.
+//!
+//! Rotation: a value signed or encrypted with `GATEWAY_SECRET_PREVIOUS` still
+//! verifies or decrypts, so replicas can switch secrets without dropping live
+//! calls (their eventUrls were signed with the old one).
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::Secret;
+use crate::domain::{AssistantId, CallId, CalloutId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a webhook URL is for. Part of the signed message, so a signature for one
+/// purpose (or turn, or call) is refused for any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Status,
+    Collect { turn: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("stored key is not in a known format")]
+    Format,
+    #[error("stored key does not decrypt with GATEWAY_SECRET (or GATEWAY_SECRET_PREVIOUS)")]
+    Decrypt,
+}
+
+#[derive(Clone)]
+struct KeySet {
+    webhook: Secret<[u8; 32]>,
+    notify: Secret<[u8; 32]>,
+    storage: Secret<[u8; 32]>,
+}
+
+fn derive(secret: &[u8], label: &str) -> Secret<[u8; 32]> {
+    // HMAC as a KDF: the secret keys the MAC, the label is the message.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(label.as_bytes());
+    Secret::new(mac.finalize().into_bytes().into())
+}
+
+impl KeySet {
+    fn new(secret: &[u8]) -> Self {
+        Self {
+            webhook: derive(secret, "ivr-gateway/webhook-url/v1"),
+            notify: derive(secret, "ivr-gateway/notify-body/v1"),
+            storage: derive(secret, "ivr-gateway/assistant-key/v1"),
+        }
+    }
+}
+
+/// Signs and verifies; encrypts and decrypts. Cheap to clone.
+#[derive(Clone)]
+pub struct Signer {
+    current: KeySet,
+    previous: Option<KeySet>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer([redacted])")
+    }
+}
+
+fn mac(key: &[u8; 32], parts: &[&[u8]]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            mac.update(b"|");
+        }
+        mac.update(p);
+    }
+    mac
+}
+
+fn webhook_message(purpose: Purpose, callout: CalloutId, call: CallId) -> String {
+    match purpose {
+        Purpose::Status => format!("status|{callout}|{call}"),
+        Purpose::Collect { turn } => format!("collect|{callout}|{call}|{turn}"),
+    }
+}
+
+impl Signer {
+    pub fn new(current: &Secret<Vec<u8>>, previous: Option<&Secret<Vec<u8>>>) -> Self {
+        Self { current: KeySet::new(current.expose()), previous: previous.map(|p| KeySet::new(p.expose())) }
+    }
+
+    fn key_sets(&self) -> impl Iterator<Item = &KeySet> {
+        std::iter::once(&self.current).chain(self.previous.as_ref())
+    }
+
+    /// The signature to put in a webhook URL (URL-safe base64 of an HMAC-SHA256).
+    pub fn sign(&self, purpose: Purpose, callout: CalloutId, call: CallId) -> String {
+        let msg = webhook_message(purpose, callout, call);
+        URL_SAFE_NO_PAD.encode(mac(self.current.webhook.expose(), &[msg.as_bytes()]).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a webhook URL signature, with either secret.
+    pub fn verify(&self, purpose: Purpose, callout: CalloutId, call: CallId, signature: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature.as_bytes()) else { return false };
+        let msg = webhook_message(purpose, callout, call);
+        self.key_sets().any(|k| mac(k.webhook.expose(), &[msg.as_bytes()]).verify_slice(&tag).is_ok())
+    }
+
+    /// `X-Ivr-Signature` header value for a notification body: `t=<unix>,v1=<hex>`,
+    /// an HMAC-SHA256 over `<unix>.<body>` (the timestamp defeats replays).
+    pub fn sign_notification(&self, unix_secs: i64, body: &[u8]) -> String {
+        let t = unix_secs.to_string();
+        let tag = mac(self.current.notify.expose(), &[t.as_bytes(), body]).finalize().into_bytes();
+        format!("t={t},v1={}", hex::encode(tag))
+    }
+
+    /// Checks a notification signature (what a receiver does; used by tests and docs).
+    pub fn verify_notification(&self, header: &str, body: &[u8]) -> bool {
+        let mut t = None;
+        let mut v1 = None;
+        for part in header.split(',') {
+            match part.split_once('=') {
+                Some(("t", v)) => t = Some(v),
+                Some(("v1", v)) => v1 = hex::decode(v).ok(),
+                _ => {}
+            }
+        }
+        let (Some(t), Some(tag)) = (t, v1) else { return false };
+        self.key_sets().any(|k| mac(k.notify.expose(), &[t.as_bytes(), body]).verify_slice(&tag).is_ok())
+    }
+
+    /// Encrypts an assistant's API key (AES-256-GCM, random nonce, the assistant id
+    /// as associated data so a ciphertext cannot be moved to another assistant).
+    pub fn encrypt_key(&self, assistant: AssistantId, plaintext: &str) -> String {
+        let cipher = Aes256Gcm::new(self.current.storage.expose().into());
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let aad = assistant.to_string();
+        let sealed = cipher
+            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .unwrap_or_else(|_| unreachable!("AES-GCM encryption of a short key cannot fail"));
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("v1:{}", STANDARD.encode(out))
+    }
+
+    /// Decrypts with `GATEWAY_SECRET`, then `GATEWAY_SECRET_PREVIOUS`.
+    pub fn decrypt_key(&self, assistant: AssistantId, stored: &str) -> Result<Secret<String>, CryptoError> {
+        let raw = stored.strip_prefix("v1:").ok_or(CryptoError::Format)?;
+        let bytes = STANDARD.decode(raw).map_err(|_| CryptoError::Format)?;
+        if bytes.len() < 12 + 16 {
+            return Err(CryptoError::Format);
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let aad = assistant.to_string();
+        self.key_sets()
+            .find_map(|k| {
+                Aes256Gcm::new(k.storage.expose().into())
+                    .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
+                    .ok()
+            })
+            .and_then(|p| String::from_utf8(p).ok())
+            .map(Secret::new)
+            .ok_or(CryptoError::Decrypt)
+    }
+
+    /// True when `stored` decrypts only with the previous secret (re-encrypt it).
+    pub fn needs_reencryption(&self, assistant: AssistantId, stored: &str) -> bool {
+        let current_only = Signer { current: self.current.clone(), previous: None };
+        current_only.decrypt_key(assistant, stored).is_err() && self.decrypt_key(assistant, stored).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(secret: &str) -> Signer {
+        Signer::new(&Secret::new(secret.as_bytes().to_vec()), None)
+    }
+
+    #[test]
+    fn a_signature_is_bound_to_its_purpose_turn_and_call() {
+        let s = signer("0123456789abcdef0123456789abcdef");
+        let (co, call) = (CalloutId::new(), CallId::new());
+        let sig = s.sign(Purpose::Collect { turn: 1 }, co, call);
+        assert!(s.verify(Purpose::Collect { turn: 1 }, co, call, &sig));
+        assert!(!s.verify(Purpose::Collect { turn: 2 }, co, call, &sig));
+        assert!(!s.verify(Purpose::Status, co, call, &sig));
+        assert!(!s.verify(Purpose::Collect { turn: 1 }, co, CallId::new(), &sig), "replayed for another call");
+        assert!(!s.verify(Purpose::Collect { turn: 1 }, CalloutId::new(), call, &sig));
+        assert!(!s.verify(Purpose::Collect { turn: 1 }, co, call, ""));
+        assert!(!s.verify(Purpose::Collect { turn: 1 }, co, call, "not base64!"));
+        assert!(!signer("another-secret-another-secret-xx").verify(Purpose::Collect { turn: 1 }, co, call, &sig));
+    }
+
+    #[test]
+    fn the_previous_secret_still_verifies_and_decrypts_during_rotation() {
+        let old = signer("old-secret-old-secret-old-secret");
+        let (co, call, asst) = (CalloutId::new(), CallId::new(), AssistantId::new());
+        let sig = old.sign(Purpose::Status, co, call);
+        let stored = old.encrypt_key(asst, "VF.DM.abc.def");
+        let rotated = Signer::new(
+            &Secret::new(b"new-secret-new-secret-new-secret".to_vec()),
+            Some(&Secret::new(b"old-secret-old-secret-old-secret".to_vec())),
+        );
+        assert!(rotated.verify(Purpose::Status, co, call, &sig));
+        assert_eq!(rotated.decrypt_key(asst, &stored).unwrap().expose(), "VF.DM.abc.def");
+        assert!(rotated.needs_reencryption(asst, &stored));
+        assert!(!rotated.needs_reencryption(asst, &rotated.encrypt_key(asst, "k")));
+    }
+
+    #[test]
+    fn encrypted_keys_do_not_contain_the_key_and_are_bound_to_their_assistant() {
+        let s = signer("0123456789abcdef0123456789abcdef");
+        let asst = AssistantId::new();
+        let stored = s.encrypt_key(asst, "VF.DM.secret-part");
+        assert!(!stored.contains("secret-part") && !stored.contains("VF.DM"));
+        assert_ne!(stored, s.encrypt_key(asst, "VF.DM.secret-part"), "nonces are random");
+        assert_eq!(s.decrypt_key(AssistantId::new(), &stored), Err(CryptoError::Decrypt));
+        assert_eq!(s.decrypt_key(asst, "v1:short"), Err(CryptoError::Format));
+        assert_eq!(s.decrypt_key(asst, "plain"), Err(CryptoError::Format));
+    }
+
+    #[test]
+    fn notification_signatures_verify_and_detect_tampering() {
+        let s = signer("0123456789abcdef0123456789abcdef");
+        let header = s.sign_notification(1_700_000_000, b"{\"status\":\"accepted\"}");
+        assert!(header.starts_with("t=1700000000,v1="));
+        assert!(s.verify_notification(&header, b"{\"status\":\"accepted\"}"));
+        assert!(!s.verify_notification(&header, b"{\"status\":\"exhausted\"}"));
+        assert!(!s.verify_notification("t=1,v1=00", b"x"));
+    }
+}
