@@ -5,21 +5,22 @@
 //!
 //! One token is cached per client and shared by every clone. It is replaced 60 s
 //! before `expires_in` runs out (at 80% of the lifetime when that is short), and
-//! fetched *single-flight*: the cache sits behind an async mutex held across the
-//! token request, so a burst of callers that all need a token causes one request,
-//! and callers that queued behind a failed request get its error instead of each
-//! sending another one. When a refresh fails while the old token has not yet
-//! expired, the old token is used. A 401 or 403 from the API drops the token
-//! (only if it is still the one that was refused) and replays the request once
-//! with a fresh one, as Routee's docs prescribe (reference §1); a second refusal
-//! is returned.
+//! fetched *single-flight*: one async lock is held across the token request, so a
+//! burst of callers that all need a token causes one request, and callers that
+//! queued behind a failed request get its error instead of each sending another.
+//! Callers whose token is due for refresh but not yet expired never queue: they
+//! use it while someone else refreshes, and it stays in use if the refresh fails.
+//! A 401 or 403 from the API drops the token (only if it is still the one that
+//! was refused) and replays the request once with a fresh one, as Routee's docs
+//! prescribe (reference §1); a second refusal is returned.
 //!
 //! # Errors
 //!
-//! Every request goes through [`RouteeClient::exchange`], which records
-//! `ivr_upstream_request_duration_seconds{upstream="routee"}` and turns transport
-//! failures and error bodies into [`RouteeError`]. Its three questions are what
-//! the engine needs: [`RouteeError::retryable`], [`RouteeError::retry_after`], and
+//! Every request goes through one private exchange path, which records
+//! `ivr_upstream_request_duration_seconds{upstream="routee"}` (one sample per HTTP
+//! attempt, the token request included) and turns transport failures and error
+//! bodies into [`RouteeError`]. Its three questions are what the engine needs:
+//! [`RouteeError::retryable`], [`RouteeError::retry_after`], and
 //! [`RouteeError::may_have_been_applied`]. The last matters for
 //! `create_conversation`: a creation that timed out or failed with a 5xx may still
 //! have placed the call (reference §6), so it must not be blindly re-placed.
@@ -27,7 +28,7 @@
 //! Logs never carry the application secret, the token or a full phone number.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,7 +36,6 @@ use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::Mutex;
 use url::Url;
 
 use super::types::{
@@ -227,7 +227,10 @@ struct Inner {
     auth_url: Url,
     app_id: String,
     app_secret: Secret<String>,
-    token: Mutex<TokenCache>,
+    /// Only ever locked briefly, never across an `.await`.
+    cache: std::sync::Mutex<TokenCache>,
+    /// Held by the one caller fetching a token.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for RouteeClient {
@@ -244,9 +247,29 @@ impl fmt::Debug for RouteeClient {
 struct TokenCache {
     current: Option<Token>,
     /// The last failed token request and when it failed. Callers that were
-    /// already waiting for the lock when it failed share its error.
+    /// already waiting to fetch when it failed share its error.
     last_failure: Option<(Instant, RouteeError)>,
     generation: u64,
+}
+
+impl TokenCache {
+    /// The cached token while it is not yet due for refresh.
+    fn fresh(&self) -> Option<Token> {
+        let now = Instant::now();
+        self.current
+            .as_ref()
+            .filter(|t| now < t.refresh_at)
+            .cloned()
+    }
+
+    /// The cached token while it has not expired (it may be due for refresh).
+    fn unexpired(&self) -> Option<Token> {
+        let now = Instant::now();
+        self.current
+            .as_ref()
+            .filter(|t| now < t.expires_at)
+            .cloned()
+    }
 }
 
 #[derive(Clone)]
@@ -300,7 +323,8 @@ impl RouteeClient {
                 auth_url: cfg.auth_url,
                 app_id: cfg.app_id,
                 app_secret: cfg.app_secret,
-                token: Mutex::new(TokenCache::default()),
+                cache: std::sync::Mutex::new(TokenCache::default()),
+                fetching: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -397,7 +421,7 @@ impl RouteeClient {
                     status = ex.status.as_u16(),
                     "Routee refused the token; fetching a new one and replaying once"
                 );
-                self.invalidate(token.generation).await;
+                self.invalidate(token.generation);
                 token = self.token().await?;
                 replayed = true;
                 continue;
@@ -409,19 +433,37 @@ impl RouteeClient {
     /// A usable token: the cached one while fresh, else a new one (single-flight).
     async fn token(&self) -> Result<Token, RouteeError> {
         let asked_at = Instant::now();
-        let mut cache = self.inner.token.lock().await;
-        if let Some(t) = &cache.current
-            && Instant::now() < t.refresh_at
-        {
-            return Ok(t.clone());
+        if let Some(token) = self.cache().fresh() {
+            return Ok(token);
         }
-        if let Some((failed_at, err)) = &cache.last_failure
-            && *failed_at >= asked_at
+        let _fetching = match self.inner.fetching.try_lock() {
+            Ok(guard) => guard,
+            // Someone is already fetching: a still-valid token beats waiting for it.
+            Err(_) => {
+                // A separate statement: a guard in the `match` scrutinee would
+                // live across the `.await` below.
+                let unexpired = self.cache().unexpired();
+                match unexpired {
+                    Some(token) => return Ok(token),
+                    None => self.inner.fetching.lock().await,
+                }
+            }
+        };
         {
-            let err = err.clone();
-            return still_valid(&cache).ok_or(err);
+            // Whoever held the lock before us may have fetched, or failed.
+            let cache = self.cache();
+            if let Some(token) = cache.fresh() {
+                return Ok(token);
+            }
+            if let Some((failed_at, err)) = &cache.last_failure
+                && *failed_at >= asked_at
+            {
+                return cache.unexpired().ok_or_else(|| err.clone());
+            }
         }
-        match self.fetch_token().await {
+        let fetched = self.fetch_token().await;
+        let mut cache = self.cache();
+        match fetched {
             Ok((value, lifetime, requested_at)) => {
                 cache.generation += 1;
                 let token = Token {
@@ -442,7 +484,7 @@ impl RouteeClient {
             }
             Err(err) => {
                 cache.last_failure = Some((Instant::now(), err.clone()));
-                match still_valid(&cache) {
+                match cache.unexpired() {
                     Some(token) => {
                         tracing::warn!(
                             error = %err,
@@ -458,8 +500,8 @@ impl RouteeClient {
 
     /// Drops the cached token if it is still the one that was refused (another
     /// caller may already have replaced it).
-    async fn invalidate(&self, generation: u64) {
-        let mut cache = self.inner.token.lock().await;
+    fn invalidate(&self, generation: u64) {
+        let mut cache = self.cache();
         if cache
             .current
             .as_ref()
@@ -467,6 +509,15 @@ impl RouteeClient {
         {
             cache.current = None;
         }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, TokenCache> {
+        // The cache is consistent after every statement, so a panic elsewhere
+        // while it was locked leaves nothing half-written.
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `POST auth_url` with Basic credentials and `grant_type=client_credentials`
@@ -594,15 +645,6 @@ impl RouteeClient {
         }
         one_line(&raw, &secrets)
     }
-}
-
-/// The cached token if it has not expired yet (used when a refresh failed).
-fn still_valid(cache: &TokenCache) -> Option<Token> {
-    cache
-        .current
-        .as_ref()
-        .filter(|t| Instant::now() < t.expires_at)
-        .cloned()
 }
 
 fn message_from_json(json: &Value) -> String {
@@ -832,6 +874,91 @@ mod tests {
             url.as_str(),
             "http://routee.test/prefix/voice/conversation/a%2Fb%20c%3Fd%23e%25"
         );
+    }
+
+    fn client_for(auth_url: &str) -> RouteeClient {
+        RouteeClient::new(RouteeClientConfig {
+            api_url: Url::parse("http://127.0.0.1:9/").unwrap(),
+            auth_url: Url::parse(auth_url).unwrap(),
+            app_id: "app".into(),
+            app_secret: Secret::new("s".into()),
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        })
+        .unwrap()
+    }
+
+    /// Caches a token that is due for refresh but valid for another minute.
+    fn preload_stale_token(client: &RouteeClient, value: &str, generation: u64) {
+        let now = Instant::now();
+        let mut cache = client.cache();
+        cache.generation = generation;
+        cache.current = Some(Token {
+            value: Secret::new(Arc::from(value)),
+            generation,
+            refresh_at: now.checked_sub(Duration::from_secs(1)).unwrap(),
+            expires_at: now + Duration::from_secs(60),
+        });
+    }
+
+    #[tokio::test]
+    async fn a_token_due_for_refresh_is_still_used_when_the_refresh_fails() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(wiremock::ResponseTemplate::new(503))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = client_for(&server.uri());
+        preload_stale_token(&client, "old", 1);
+
+        let token = client.token().await.unwrap();
+        assert_eq!(&**token.value.expose(), "old");
+        assert!(client.cache().last_failure.is_some());
+    }
+
+    #[tokio::test]
+    async fn callers_with_a_valid_token_do_not_wait_for_a_slow_refresh() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"access_token": "new", "expires_in": 3600}))
+                    .set_delay(Duration::from_millis(500)),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = client_for(&server.uri());
+        preload_stale_token(&client, "old", 1);
+
+        let refresher = tokio::spawn({
+            let client = client.clone();
+            async move { client.token().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let token = client.token().await.unwrap();
+        assert_eq!(&**token.value.expose(), "old");
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let refreshed = refresher.await.unwrap().unwrap();
+        assert_eq!(&**refreshed.value.expose(), "new");
+        assert_eq!(&**client.token().await.unwrap().value.expose(), "new");
+    }
+
+    #[test]
+    fn a_refused_token_is_dropped_only_if_nobody_replaced_it() {
+        let client = client_for("http://127.0.0.1:9/oauth/token");
+        preload_stale_token(&client, "current", 2);
+        client.invalidate(1);
+        assert!(client.cache().current.is_some());
+        client.invalidate(2);
+        assert!(client.cache().current.is_none());
     }
 
     #[test]
