@@ -277,7 +277,7 @@ struct TranscriptBody<'a> {
     unread: bool,
 }
 
-/// A 2xx answer: its body, and whether it was cut at the size limit.
+/// The body of an answer, as much of it as was read, and whether it was cut.
 struct Answer {
     body: Vec<u8>,
     truncated: bool,
