@@ -40,6 +40,7 @@ use crate::engine::{Engine, EngineSettings, Jobs};
 use crate::http::{AppState, StateInner, auth::KeyRing};
 use crate::routee::client::{RouteeClient, RouteeClientConfig};
 use crate::security::Signer;
+use crate::sim::voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings};
 use crate::sim::{Callees, SimHandle, SimSettings, Simulator};
 use crate::store::{MemoryStore, RedisStore, Store};
 use crate::telemetry::metrics as m;
@@ -50,9 +51,13 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     sim: Option<SimHandle>,
+    sim_voiceflow: Option<SimVoiceflowHandle>,
     shutdown: CancellationToken,
     prometheus: PrometheusHandle,
 }
+
+/// Name of the simulated assistant registered in the sandbox.
+pub const SANDBOX_ASSISTANT: &str = "sandbox";
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +117,17 @@ impl Application {
             config.routee.app_secret = Some(Secret::new(app_secret));
             sim = Some(handle);
         }
+        // The sandbox without a Voiceflow key serves a simulated assistant, so the
+        // Voiceflow-driven path works without an account too.
+        let mut sim_voiceflow = None;
+        if config.is_sandbox() && config.voiceflow.api_key.is_none() && config.voiceflow_urls_are_default {
+            let handle = SimVoiceflow::start(SimVoiceflowSettings::new(), SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .context("cannot start the simulated Voiceflow assistant")?;
+            config.voiceflow.runtime_url = handle.base_url();
+            config.voiceflow.api_url = handle.base_url();
+            sim_voiceflow = Some(handle);
+        }
 
         let store = match &config.redis_url {
             Some(url) => Store::Redis(
@@ -148,6 +164,9 @@ impl Application {
             allow_private_urls: config.allow_private_urls,
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         };
+        if let Some(vf) = &sim_voiceflow {
+            register_sandbox_assistant(&store, &signer, vf).await?;
+        }
         let engine = Engine::new(store, routee, voiceflow, assistants, signer, templates, settings)?;
         let config = Arc::new(config);
         let state = AppState(Arc::new(StateInner {
@@ -157,7 +176,15 @@ impl Application {
             prometheus: prometheus.clone(),
             draining: AtomicBool::new(false),
         }));
-        Ok(Application { listener, metrics_listener, state, sim, shutdown: CancellationToken::new(), prometheus })
+        Ok(Application {
+            listener,
+            metrics_listener,
+            state,
+            sim,
+            sim_voiceflow,
+            shutdown: CancellationToken::new(),
+            prometheus,
+        })
     }
 
     /// The address the HTTP server listens on (the real port when 0 was asked).
@@ -182,6 +209,11 @@ impl Application {
         self.sim.as_ref()
     }
 
+    /// The simulated Voiceflow assistant (sandbox without a Voiceflow key only).
+    pub fn simulated_voiceflow(&self) -> Option<&SimVoiceflowHandle> {
+        self.sim_voiceflow.as_ref()
+    }
+
     /// Cancel it to shut down gracefully (what SIGTERM does).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -189,7 +221,7 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then shuts down in order.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Application { listener, metrics_listener, state, sim, shutdown, prometheus } = self;
+        let Application { listener, metrics_listener, state, sim, sim_voiceflow, shutdown, prometheus } = self;
         let engine = state.engine.clone();
         let grace = state.config.shutdown_grace;
         let jobs = Jobs::start(engine.clone(), prometheus.clone()).await.context("cannot start periodic jobs")?;
@@ -238,9 +270,38 @@ impl Application {
         if let Some(sim) = sim {
             sim.shutdown().await;
         }
+        if let Some(vf) = sim_voiceflow {
+            vf.shutdown().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Registers (or refreshes) the simulated assistant as `sandbox`.
+async fn register_sandbox_assistant(store: &Store, signer: &Signer, vf: &SimVoiceflowHandle) -> anyhow::Result<()> {
+    use crate::domain::{Assistant, AssistantId, AssistantSettings, Timestamp};
+    let now = Timestamp::now();
+    let id = match store.assistant_by_name(SANDBOX_ASSISTANT).await? {
+        Some(existing) => existing.id,
+        None => AssistantId::new(),
+    };
+    let key = "VF.DM.sandbox.simulated-assistant";
+    let assistant = Assistant {
+        id,
+        name: SANDBOX_ASSISTANT.into(),
+        version: "production".into(),
+        project_id: Some(vf.project_id()),
+        project_name: Some(vf.project_name()),
+        version_id: Some(vf.version_id()),
+        created_at: now,
+        updated_at: now,
+        settings: AssistantSettings { save_transcripts: true, ..AssistantSettings::default() },
+        encrypted_key: signer.encrypt_key(id, key),
+        key_hint: key[key.len() - 4..].to_owned(),
+    };
+    store.save_assistant(&assistant).await?;
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -431,13 +431,13 @@ impl Default for InteractConfig {
 mod tests {
     use super::*;
 
-    fn parse(v: Value) -> Vec<Trace> {
-        Trace::parse_response(&v)
+    fn parse(v: &Value) -> Vec<Trace> {
+        Trace::parse_response(v)
     }
 
     #[test]
     fn known_traces_parse_into_their_variants() {
-        let traces = parse(json!([
+        let traces = parse(&json!([
             {"type": "speak", "payload": {"type": "message", "message": "Hi", "voice": "Polly.Joanna"}},
             {"type": "text", "payload": {"message": "Text", "slate": {}}},
             {"type": "choice", "payload": {"buttons": [{"name": "Accept", "request": {"type": "path-abc", "payload": {"label": "Accept"}}}]}},
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn legacy_choices_and_verbose_responses_are_understood() {
-        let traces = parse(json!({"trace": [
+        let traces = parse(&json!({"trace": [
             {"type": "choice", "payload": {"choices": [{"name": "Yes", "intent": "yes_intent"}, {"name": "No"}]}}
         ], "state": {}}));
         let Trace::Choice { buttons } = &traces[0] else {
@@ -494,8 +494,8 @@ mod tests {
 
     #[test]
     fn garbage_yields_no_traces() {
-        assert!(parse(json!("oops")).is_empty());
-        assert!(parse(json!({"unexpected": true})).is_empty());
+        assert!(parse(&json!("oops")).is_empty());
+        assert!(parse(&json!({"unexpected": true})).is_empty());
         assert_eq!(
             Trace::parse(&json!(42)),
             Trace::Internal {

@@ -1,0 +1,216 @@
+//! The escalation engine end to end: the real application, the carrier simulator
+//! playing scripted callees, and (for each test) both stores.
+
+use std::time::Duration;
+
+use ivr_gateway::sim::{Behaviour, CalleeScript, Faults};
+use serde_json::json;
+
+use crate::helpers::{Options, StoreKind, attempts, numbers_called, phone, spawn_app, ticket_callout};
+use crate::redis_server::RedisServer;
+
+const LONG: Duration = Duration::from_secs(40);
+
+/// Runs one test body against the in-memory store and against Redis.
+macro_rules! on_both_stores {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_memory() {
+                let $app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_redis() {
+                let server = RedisServer::start();
+                let $app = spawn_app(Options::with_store(StoreKind::Redis { url: server.url(), prefix: "t".into() })).await;
+                $body
+            }
+        }
+    };
+}
+
+on_both_stores!(the_seed_flow_calls_until_the_third_person_accepts, |app| {
+    app.sim.set_callee(&phone(1), Behaviour::NeverAnswers);
+    app.sim.set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
+    app.sim.set_callee(&phone(3), Behaviour::accepts());
+    let id = app.create_callout(&ticket_callout(3)).await;
+    let c = app.wait_finished(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    assert_eq!(c["accepted_by"]["contact"], 2);
+    assert_eq!(c["accepted_by"]["phone"], phone(3));
+    let got = attempts(&c);
+    let want = [
+        (0, 1, "no_answer"),
+        (0, 2, "no_answer"),
+        (0, 3, "no_answer"),
+        (1, 1, "rejected"),
+        (2, 1, "accepted"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0, g.1, g.2.as_str()), w, "{got:?}");
+    }
+    // Nobody is called after the acceptance.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(numbers_called(&app.sim), [phone(1), phone(1), phone(1), phone(2), phone(3)]);
+    assert_eq!(c["contacts"][0]["attempts"], 3);
+    assert_eq!(c["contacts"][2]["outcome"], "accepted");
+    // The timeline is in order and tells the story.
+    let kinds: Vec<&str> = c["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"callout_created"));
+    assert!(kinds.contains(&"callout_accepted"));
+    assert_eq!(kinds.iter().filter(|k| **k == "call_placed").count(), 5);
+    let times: Vec<&str> = c["events"].as_array().unwrap().iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "events out of order: {times:?}");
+});
+
+on_both_stores!(silence_hears_the_options_twice_and_ends_as_no_input, |app| {
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let mut body = ticket_callout(1);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    let id = app.create_callout(&body).await;
+    let c = app.wait_finished(&id, LONG).await;
+    assert_eq!(c["status"], "exhausted");
+    assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())]);
+    // The reprompt: the options were said, then said again after the input timeout.
+    let call = &app.sim.calls()[0];
+    let options: Vec<&String> = call.heard.iter().filter(|t| t.contains("Press 1")).collect();
+    assert_eq!(options.len(), 2, "heard: {:?}", call.heard);
+    assert!(call.heard.iter().any(|t| t.contains("Server room 2 is flooding")), "{:?}", call.heard);
+});
+
+on_both_stores!(busy_and_unanswered_calls_are_retried_after_the_delay, |app| {
+    app.sim.set_callee(
+        &phone(1),
+        CalleeScript::always(Behaviour::Busy).then(Behaviour::NeverAnswers).then(Behaviour::accepts()),
+    );
+    let mut body = ticket_callout(1);
+    body["policy"]["retry_delay_s"] = json!(2);
+    let id = app.create_callout(&body).await;
+    let c = app.wait_finished(&id, LONG).await;
+    assert_eq!(c["status"], "accepted");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(got, ["busy", "no_answer", "accepted"]);
+    // Each retry started at least the policy's delay after the previous attempt ended.
+    let a = c["attempts"].as_array().unwrap();
+    for pair in a.windows(2) {
+        let ended = ivr_gateway::domain::Timestamp::parse_lenient(pair[0]["ended_at"].as_str().unwrap()).unwrap();
+        let started = ivr_gateway::domain::Timestamp::parse_lenient(pair[1]["started_at"].as_str().unwrap()).unwrap();
+        assert!(started.since(ended) >= Duration::from_millis(1900), "retried too early: {pair:?}");
+    }
+});
+
+on_both_stores!(cancelling_mid_call_hangs_up_and_calls_nobody_else, |app| {
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let id = app.create_callout(&ticket_callout(2)).await;
+    app.wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress").await;
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/callouts/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c = app.wait_until(&id, LONG, |c| c["attempts"][0]["outcome"] == "cancelled").await;
+    assert_eq!(c["status"], "cancelled");
+    let call = &app.sim.calls()[0];
+    assert!(call.end_reason.as_deref().unwrap_or_default().contains("hang"), "{:?}", call.end_reason);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(numbers_called(&app.sim), [phone(1)], "no call after a cancel");
+    // Cancelling again is a conflict, not a change.
+    let r = app.http.post(app.url(&format!("/v1/callouts/{id}/cancel"))).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+});
+
+on_both_stores!(duplicated_and_reordered_webhooks_change_nothing, |app| {
+    app.sim.set_faults(Faults {
+        duplicate_callbacks: 1.0,
+        reorder_callbacks: true,
+        callback_delay_ms: (0, 60),
+        seed: Some(7),
+        ..Faults::default()
+    });
+    app.sim.set_callee(&phone(1), Behaviour::NeverAnswers);
+    app.sim.set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
+    app.sim.set_callee(&phone(3), Behaviour::accepts());
+    let mut body = ticket_callout(3);
+    body["policy"]["attempts_per_contact"] = json!(2);
+    let id = app.create_callout(&body).await;
+    let c = app.wait_finished(&id, LONG).await;
+    assert_eq!(c["status"], "accepted");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(got, ["no_answer", "no_answer", "rejected", "accepted"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(numbers_called(&app.sim).len(), 4, "a duplicate webhook placed a call");
+    // Every status was delivered twice, yet each appears once in the timeline.
+    let statuses = c["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "call_status").count();
+    let distinct: std::collections::HashSet<String> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "call_status")
+        .map(|e| format!("{}{}{}", e["contact"], e["attempt"], e["status"]))
+        .collect();
+    assert_eq!(statuses, distinct.len());
+});
+
+on_both_stores!(a_forged_webhook_is_refused_and_changes_nothing, |app| {
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let id = app.create_callout(&ticket_callout(1)).await;
+    let c = app.wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress").await;
+    let call_id = c["attempts"][0]["call_id"].as_str().unwrap().to_owned();
+    let before = app.get_callout(&id).await;
+    let forged = json!({"messageId": "m", "status": {"name": "Completed"}});
+    // No signature, a wrong one, and a valid one for a different call.
+    let other_call = ivr_gateway::domain::CallId::new();
+    let stolen = app.engine.status_url(id.parse().unwrap(), other_call);
+    let stolen_sig = stolen.split("sig=").nth(1).unwrap();
+    for (url, expected) in [
+        (app.url(&format!("/routee/status/{id}/{call_id}")), 401),
+        (app.url(&format!("/routee/status/{id}/{call_id}?sig=AAAA")), 403),
+        (app.url(&format!("/routee/status/{id}/{call_id}?sig={stolen_sig}")), 403),
+        (app.url(&format!("/routee/collect/{id}/{call_id}/0?sig={stolen_sig}")), 403),
+    ] {
+        let r = app.http.post(&url).json(&forged).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), expected, "{url}");
+    }
+    let after = app.get_callout(&id).await;
+    assert_eq!(before["attempts"], after["attempts"]);
+    assert_eq!(before["events"], after["events"]);
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
+    let server = RedisServer::start();
+    let callees = ivr_gateway::sim::Callees::default()
+        .with(&phone(1), Behaviour::NeverAnswers)
+        .with(&phone(2), Behaviour::accepts());
+    let sim = crate::helpers::spawn_sim(callees).await;
+    let store = StoreKind::Redis { url: server.url(), prefix: "restart".into() };
+    // A fixed port, so the webhook URLs given to the carrier stay valid across the restart.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let opts = || {
+        let mut o = Options::with_store(store.clone()).env("LISTEN_ADDR", &format!("127.0.0.1:{port}"));
+        o.external_sim = Some(sim.clone());
+        o.public_url = Some(format!("http://127.0.0.1:{port}"));
+        o
+    };
+    let first = spawn_app(opts()).await;
+    let mut body = ticket_callout(2);
+    body["policy"]["attempts_per_contact"] = json!(2);
+    body["policy"]["retry_delay_s"] = json!(3);
+    let id = first.create_callout(&body).await;
+    first.wait_until(&id, LONG, |c| c["attempts"][0]["outcome"] == "no_answer").await;
+    first.stop().await;
+    // The next attempt is due while no replica runs; a new one picks it up.
+    let second = spawn_app(opts()).await;
+    let c = second.wait_finished(&id, LONG).await;
+    assert_eq!(c["status"], "accepted");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(got, ["no_answer", "no_answer", "accepted"]);
+    assert_eq!(numbers_called(&sim), [phone(1), phone(1), phone(2)]);
+}
