@@ -25,7 +25,8 @@ For the live file it also checks the deployment hangs together: every gateway-N
 service is in nginx.conf's upstream and in Prometheus' scrape targets (and nothing
 else is), each replica has REDIS_URL to the redis service, LISTEN_ADDR on 0.0.0.0,
 a healthcheck and env_file .env; Redis runs AOF everysec and noeviction; nginx's
-client_max_body_size equals MAX_BODY_BYTES.
+client_max_body_size equals MAX_BODY_BYTES. Every variable in .env.example is read
+by src/config.rs or by a compose file.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ LIVE = DEPLOY / "docker-compose.yml"
 SANDBOX = DEPLOY / "docker-compose.sandbox.yml"
 NGINX = DEPLOY / "nginx.conf"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+CONFIG_RS = Path("src/config.rs")
 
 VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])((?:[^{}]|\{[^{}]*\})*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -270,6 +272,7 @@ def main() -> int:
     overrides = dict(s.split("=", 1) for s in args.set)
 
     problems: list[str] = []
+    used: set[str] = set()
     for path, env in ((LIVE, {**example, **overrides}), (SANDBOX, dict(overrides))):
         interp = Interpolator(env, str(path))
         doc = interp.walk(to_plain(load_yaml(path)))
@@ -278,7 +281,16 @@ def main() -> int:
         problems += reference_problems(doc, path.parent, str(path))
         if path == LIVE:
             problems += live_problems(doc, example)
+        used |= interp.used
         print(f"  {path}: {len(doc.get('services') or {})} services, variables {sorted(interp.used)}")
+
+    # Every setting in the example is read by the gateway or by compose: a stale
+    # example would send operators after a variable nothing reads.
+    config_rs = CONFIG_RS.read_text()
+    gateway_vars = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', config_rs))
+    for key in example:
+        if key not in gateway_vars and key not in used:
+            problems.append(f"{ENV_EXAMPLE}: {key} is read neither by {CONFIG_RS} nor by the compose files")
 
     for p in problems:
         print(f"  FAIL {p}")
