@@ -14,6 +14,8 @@
 //! - [`voiceflow`]: the Voiceflow Dialog Manager API client and trace types.
 //! - [`dialplan`]: renders Voiceflow traces and dialplan templates into Routee verbs,
 //!   and maps key presses back to Voiceflow requests.
+//! - [`sim`]: the built-in carrier simulator (a fake Routee) and a simulated
+//!   Voiceflow assistant, for sandbox mode and end-to-end tests.
 //! - [`lenient`]: tolerant deserializers for payloads we do not control.
 //! - [`net`]: the one way upstream HTTP clients are built and measured.
 //! - [`telemetry`]: metrics catalogue and logging setup.
@@ -23,5 +25,6 @@ pub mod domain;
 pub mod lenient;
 pub mod net;
 pub mod routee;
+pub mod sim;
 pub mod telemetry;
 pub mod voiceflow;
