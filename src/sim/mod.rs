@@ -2,6 +2,7 @@
 //! protocol, so the gateway's real Routee client talks to it over HTTP (no second
 //! code path). It runs inside the gateway in sandbox mode, on its own internal
 //! listener, and is the end-to-end test harness (like GoAlert's fake Twilio).
+//! [`voiceflow`] is its counterpart for the Dialog Manager API.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ivr_gateway::sim::SimError> {
@@ -23,6 +24,7 @@
 //! - `webhook`: status callbacks (ordered, retried, faulted) and eventUrl POSTs.
 //! - `control`: the `/sim/...` HTTP control API.
 //! - `state`: the shared state, [`SimCallRecord`] and the [`SimEvent`] timeline.
+//! - [`voiceflow`]: the simulated Voiceflow assistant.
 //!
 //! # Protocol served
 //!
@@ -140,6 +142,7 @@ mod carrier;
 mod control;
 pub mod faults;
 mod state;
+pub mod voiceflow;
 mod webhook;
 
 use std::fmt;
@@ -158,6 +161,7 @@ pub use faults::Faults;
 pub use state::{
     CallbackRecord, EventOutcome, EventPostRecord, SimCallRecord, SimEvent, StatusChange,
 };
+pub use voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings};
 
 use crate::config::SimConfig;
 use crate::net;
