@@ -21,7 +21,8 @@
 //! - [`store`]: where state lives (Redis, or in memory), every key in one module.
 //! - [`assistants`]: registered Voiceflow assistants and their decrypted keys.
 //! - [`security`]: webhook signatures, notification signatures, key encryption.
-//! - [`sim`]: the built-in carrier simulator (sandbox mode and tests).
+//! - [`sim`]: the built-in carrier simulator (a fake Routee) and a simulated
+//!   Voiceflow assistant, for sandbox mode and end-to-end tests.
 //! - [`lenient`]: tolerant deserializers for payloads we do not control.
 //! - [`net`]: the one way upstream HTTP clients are built and measured.
 //! - [`telemetry`]: metrics catalogue and logging setup.
@@ -40,6 +41,7 @@ pub mod lenient;
 pub mod net;
 pub mod routee;
 pub mod security;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod voiceflow;
