@@ -38,7 +38,7 @@ on_both_stores!(the_seed_flow_calls_until_the_third_person_accepts, |app| {
     app.sim.set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
     app.sim.set_callee(&phone(3), Behaviour::accepts());
     let id = app.create_callout(&ticket_callout(3)).await;
-    let c = app.wait_finished(&id, LONG).await;
+    let c = app.wait_settled(&id, LONG).await;
     assert_eq!(c["status"], "accepted", "{c}");
     assert_eq!(c["accepted_by"]["contact"], 2);
     assert_eq!(c["accepted_by"]["phone"], phone(3));
@@ -73,7 +73,7 @@ on_both_stores!(silence_hears_the_options_twice_and_ends_as_no_input, |app| {
     let mut body = ticket_callout(1);
     body["policy"]["attempts_per_contact"] = json!(1);
     let id = app.create_callout(&body).await;
-    let c = app.wait_finished(&id, LONG).await;
+    let c = app.wait_settled(&id, LONG).await;
     assert_eq!(c["status"], "exhausted");
     assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())]);
     // The reprompt: the options were said, then said again after the input timeout.
@@ -91,7 +91,7 @@ on_both_stores!(busy_and_unanswered_calls_are_retried_after_the_delay, |app| {
     let mut body = ticket_callout(1);
     body["policy"]["retry_delay_s"] = json!(2);
     let id = app.create_callout(&body).await;
-    let c = app.wait_finished(&id, LONG).await;
+    let c = app.wait_settled(&id, LONG).await;
     assert_eq!(c["status"], "accepted");
     let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
     assert_eq!(got, ["busy", "no_answer", "accepted"]);
@@ -140,7 +140,7 @@ on_both_stores!(duplicated_and_reordered_webhooks_change_nothing, |app| {
     let mut body = ticket_callout(3);
     body["policy"]["attempts_per_contact"] = json!(2);
     let id = app.create_callout(&body).await;
-    let c = app.wait_finished(&id, LONG).await;
+    let c = app.wait_settled(&id, LONG).await;
     assert_eq!(c["status"], "accepted");
     let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
     assert_eq!(got, ["no_answer", "no_answer", "rejected", "accepted"]);
@@ -208,7 +208,7 @@ async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
     first.stop().await;
     // The next attempt is due while no replica runs; a new one picks it up.
     let second = spawn_app(opts()).await;
-    let c = second.wait_finished(&id, LONG).await;
+    let c = second.wait_settled(&id, LONG).await;
     assert_eq!(c["status"], "accepted");
     let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
     assert_eq!(got, ["no_answer", "no_answer", "accepted"]);

@@ -200,6 +200,15 @@ impl TestApp {
         self.wait_until(id, timeout, |c| c["status"] != "calling").await
     }
 
+    /// Polls until the callout is final and every call has ended (the accepting
+    /// call's goodbye included).
+    pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Value {
+        self.wait_until(id, timeout, |c| {
+            c["status"] != "calling" && c["attempts"].as_array().is_some_and(|a| a.iter().all(|x| !x["outcome"].is_null()))
+        })
+        .await
+    }
+
     pub async fn wait_until(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
         loop {
