@@ -19,6 +19,7 @@
 //! - [`telemetry`]: metrics catalogue and logging setup.
 
 pub mod config;
+pub mod dialplan;
 pub mod domain;
 pub mod lenient;
 pub mod net;
