@@ -25,7 +25,14 @@
 //! - [`input`]: DTMF digits and silence to the next Dialog Manager request.
 //! - [`template`]: the dialplan template format, its validation and rendering.
 
+pub mod input;
 pub mod language;
+pub mod render;
 pub mod speech;
 
+pub use input::{CallerInput, request_for_input};
 pub use language::{UnsupportedLanguage, gender_for_voice, routee_language};
+pub use render::{
+    ActionNames, Phrases, RenderedTurn, TurnContext, Voice, closing_dialplan, fallback_dialplan,
+    holding_dialplan, render_turn,
+};
