@@ -29,6 +29,7 @@ pub mod input;
 pub mod language;
 pub mod render;
 pub mod speech;
+pub mod template;
 
 pub use input::{CallerInput, request_for_input};
 pub use language::{UnsupportedLanguage, gender_for_voice, routee_language};
@@ -36,3 +37,4 @@ pub use render::{
     ActionNames, Phrases, RenderedTurn, TurnContext, Voice, closing_dialplan, fallback_dialplan,
     holding_dialplan, render_turn,
 };
+pub use template::{Closing, Template, TemplateError, TemplateTurn, Templates, Vars};
