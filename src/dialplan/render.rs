@@ -10,7 +10,7 @@
 //!
 //! Traces are read in order; every rule has a golden case in `tests/golden/render/`.
 //!
-//! - **`speak`**: the message is made speakable ([`speech::speakable`]: SSML tags
+//! - **`speak`**: the message is made speakable ([`speakable`]: SSML tags
 //!   stripped, entities unescaped, whitespace collapsed) and said, split into
 //!   several `SAY`s when longer than 1000 characters; empty text says nothing. A
 //!   `src` that is an `http(s)` URL whose path ends in `.wav` (any case, query
