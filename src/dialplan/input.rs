@@ -1,0 +1,135 @@
+//! What the callee did (keys or silence) to the next Dialog Manager request.
+//!
+//! A phone has no speech recognition here (Routee has no such verb), so keys are
+//! the only input. In order of precedence, pressed digits go back as:
+//!
+//! 1. the request of the keypad menu item on that key, **verbatim** (a button's
+//!    own `path-…` request, a legacy choice's intent, a `DTMF n` path);
+//! 2. an `intent` request, when the assistant maps those digits to an intent
+//!    (its `keypad`, e.g. `{"1": "accept"}`), with the digits as the query;
+//! 3. a `text` request holding the digits, which is Voiceflow's own model for
+//!    DTMF: its NLU (or a capture step) sees "1234" like typed text.
+//!
+//! Silence goes back as `no-reply` only when the turn asked for it with a
+//! `no-reply` trace. Without one, a `no-reply` request dead-ends the
+//! conversation (reference §6), so there is nothing to send.
+
+use std::collections::BTreeMap;
+
+use crate::domain::MenuItem;
+use crate::voiceflow::Request;
+
+/// What the callee did in answer to a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerInput {
+    /// Keys pressed, e.g. `"1"` or `"1234"` (a trailing `#` is ignored).
+    Digits(String),
+    /// Nothing pressed before the input ended.
+    Silence,
+}
+
+/// The request that answers a turn with `menu` (from
+/// [`RenderedTurn::menu`](super::RenderedTurn::menu)), given the assistant's
+/// `keypad` map (digits to intent name) and whether the turn sent a `no-reply`
+/// trace. `None`: there is nothing to tell Voiceflow.
+///
+/// Empty digits (a `#` alone, or the end-of-call report with no tones) count as
+/// silence.
+pub fn request_for_input(
+    input: &CallerInput,
+    menu: &[MenuItem],
+    keypad: &BTreeMap<String, String>,
+    expects_no_reply: bool,
+) -> Option<Request> {
+    let digits = match input {
+        CallerInput::Digits(d) => d.trim().trim_end_matches('#').trim(),
+        CallerInput::Silence => "",
+    };
+    if digits.is_empty() {
+        return expects_no_reply.then_some(Request::NoReply);
+    }
+    if let Some(item) = menu.iter().find(|m| m.digit == digits) {
+        return Some(Request::Raw(item.request.clone()));
+    }
+    if let Some(intent) = keypad.get(digits) {
+        return Some(Request::Intent {
+            name: intent.clone(),
+            query: Some(digits.to_owned()),
+            entities: Vec::new(),
+            confidence: None,
+        });
+    }
+    Some(Request::Text(digits.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn menu() -> Vec<MenuItem> {
+        vec![MenuItem {
+            digit: "1".into(),
+            label: "Accept".into(),
+            request: json!({"type": "path-abc", "payload": {"label": "Accept"}}),
+        }]
+    }
+
+    fn keypad() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("1".to_owned(), "accept".to_owned()),
+            ("2".to_owned(), "reject".to_owned()),
+        ])
+    }
+
+    fn digits(d: &str) -> CallerInput {
+        CallerInput::Digits(d.into())
+    }
+
+    #[test]
+    fn a_menu_key_wins_over_the_keypad_map() {
+        assert_eq!(
+            request_for_input(&digits("1"), &menu(), &keypad(), false),
+            Some(Request::Raw(
+                json!({"type": "path-abc", "payload": {"label": "Accept"}})
+            ))
+        );
+    }
+
+    #[test]
+    fn keypad_digits_become_intents_with_the_digits_as_query() {
+        assert_eq!(
+            request_for_input(&digits("2#"), &menu(), &keypad(), false),
+            Some(Request::Intent {
+                name: "reject".into(),
+                query: Some("2".into()),
+                entities: vec![],
+                confidence: None
+            })
+        );
+    }
+
+    #[test]
+    fn other_digits_go_back_as_text() {
+        assert_eq!(
+            request_for_input(&digits("1234"), &menu(), &keypad(), true),
+            Some(Request::Text("1234".into()))
+        );
+    }
+
+    #[test]
+    fn silence_is_a_no_reply_only_when_one_was_asked_for() {
+        assert_eq!(
+            request_for_input(&CallerInput::Silence, &menu(), &keypad(), true),
+            Some(Request::NoReply)
+        );
+        assert_eq!(
+            request_for_input(&CallerInput::Silence, &menu(), &keypad(), false),
+            None
+        );
+        assert_eq!(
+            request_for_input(&digits("#"), &menu(), &keypad(), false),
+            None
+        );
+    }
+}

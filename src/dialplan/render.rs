@@ -1,0 +1,909 @@
+//! Voiceflow traces to Routee verbs: one Dialog Manager turn becomes one dialplan.
+//!
+//! Routee hears nothing from a call until a key is pressed or the call ends
+//! (reference §4), so each dialplan must carry the whole turn: what the assistant
+//! says, the keypad menu, the seed's reprompt, and the `COLLECT` that sends the
+//! next keys back. [`render_turn`] builds it, and reports what it decided
+//! ([`RenderedTurn`]) so the engine can record outcomes and map the next input.
+//!
+//! # Rules, trace by trace
+//!
+//! Traces are read in order; every rule has a golden case in `tests/golden/render/`.
+//!
+//! - **`speak`**: the message is made speakable ([`speakable`]: SSML tags
+//!   stripped, entities unescaped, whitespace collapsed) and said, split into
+//!   several `SAY`s when longer than 1000 characters; empty text says nothing. A
+//!   `src` that is an `http(s)` URL whose path ends in `.wav` (any case, query
+//!   ignored) is `PLAY`ed instead, since Routee plays only `.wav`; any other `src`
+//!   (mp3, a `data:` URI from Voiceflow's TTS) falls back to saying the message,
+//!   with a note, or is only a note when there is no message. `voice` picks the
+//!   gender ([`gender_for_voice`]), else the context's default.
+//! - **`text`**: said like a `speak` message.
+//! - **`choice`** and card buttons: a keypad menu. Buttons are numbered in order
+//!   across the turn, 1 to 9 (a phone has no key 10: more are dropped with a
+//!   note), and each menu is announced where it appears with [`Phrases::menu_item`]
+//!   ("Press 1 for Accept. Press 2 for Reject."). A pressed key sends that
+//!   button's own request, verbatim ([`RenderedTurn::menu`]).
+//! - **cards** (`cardV2`, each card of a `carousel`): the title and description
+//!   are said, then the card's buttons are announced as above.
+//! - **`no-reply`**: its timeout replaces the policy's input timeout for this
+//!   turn, and [`RenderedTurn::no_reply_timeout`] tells the engine that silence
+//!   must be reported to Voiceflow (and only then: reference §6).
+//! - **`end`**: the call ends after what precedes it. Traces after it are ignored
+//!   (Voiceflow sends none).
+//! - **`visual`**, **`debug`**, **`path`** and Voiceflow's internal types
+//!   (`flow`, `block`, `log`...): nothing is heard, deliberately. Images and
+//!   unexpected internal types are noted; debug text is noted, never spoken.
+//! - **custom actions**, by name ([`ActionNames`], case-insensitive):
+//!   - `accept` / `reject`: the callee's decision ([`RenderedTurn::decision`]); the
+//!     first one in a turn counts, a contradicting second is noted. The
+//!     conversation goes on (the goodbye after it is still said).
+//!   - `transfer` (`forward-call`, `CALL`): a `DIAL` from the caller ID to the
+//!     E.164 number in the payload (`number`, `phone`, `to`, `to.phone`, or the
+//!     payload itself), as the last verb; one per dialplan, so a second transfer
+//!     is noted and dropped; an invalid number is noted and not dialled.
+//!   - `hangup` (`end-call`): the call ends after what is said this turn.
+//!   - `DTMF` (Voiceflow's telephony convention): its paths `DTMF 1`, `DTMF 2`...
+//!     join the keypad menu, pressing `1` sends `{"type": "DTMF 1"}`. Nothing is
+//!     announced: the assistant says its own options.
+//!   - anything else: noted, and otherwise ignored.
+//!
+//!   A custom action that is the last meaningful trace (only `path`, `debug` or
+//!   internal traces after it) and has paths is where the runtime *stopped*:
+//!   [`RenderedTurn::resume`] holds the request that continues along its default
+//!   path. `DTMF` is the exception: it stops to wait for a key, which the menu
+//!   handles.
+//! - A key conflict (a `DTMF 1` path and a first button both on key 1) keeps the
+//!   first and notes the other.
+//!
+//! # Shape of the dialplan
+//!
+//! When the call goes on (no `end`, `hangup` or transfer), the turn asks for a
+//! key, as the seed does (`shared/seeds/004`): every `SAY`/`PLAY` gets
+//! `bargeIn: true` (the first key interrupts and is submitted at once), then
+//! `PAUSE(timeout)`, then `reprompts` times the options again (with barge-in) and
+//! `PAUSE(timeout)`, then `COLLECT { eventUrl, submitOnHash: true }`. "The
+//! options" are what the menu-bearing traces said (the menu lines, with the card
+//! text for cards), or else the last thing said (an assistant offering `DTMF`
+//! keys in its own words). Pauses are clamped to 1..=60 seconds.
+//!
+//! When the call ends, the dialplan is what was said (without barge-in, since no
+//! key can be collected), then the `DIAL` of a transfer. A menu or no-reply of
+//! that turn is dropped with a note, and so are the "Press 1 for..." lines: an
+//! offer nobody can take is worse than none. A dialplan is never empty (Routee refuses
+//! one): with nothing to say it is a one-second `PAUSE`.
+//!
+//! # When there is no turn to render
+//!
+//! - [`holding_dialplan`] (Voiceflow is slow, Routee's 3-second window is
+//!   closing): "One moment, please.", a 2-second pause, then "Press any key to
+//!   continue." as the options of an ordinary input phase. The key press brings
+//!   the caller back when the turn is ready.
+//! - [`fallback_dialplan`] (Voiceflow is down): an apology, then the engine's own
+//!   menu prompt as the options of an ordinary input phase.
+//! - [`closing_dialplan`]: a goodbye and a one-second pause, no `COLLECT`.
+//!
+//! The gateway's own words come from [`Phrases`] (English by default).
+//!
+//! # What may reach a verb
+//!
+//! Assistant and caller text only ever lands in `message.text`, made speakable
+//! first. The `COLLECT` URL and the `DIAL` caller ID come from the context; a
+//! `DIAL` number must parse as E.164; a `PLAY` URL must be an `http(s)` `.wav`.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Value, json};
+
+use super::language::gender_for_voice;
+use super::speech::{say_pieces, speakable};
+use crate::domain::phone::mask;
+use crate::domain::{Decision, E164, MenuItem};
+use crate::routee::{Collect, Destination, Dial, Dialplan, Gender, Language, Play, Verb};
+use crate::voiceflow::{Button, CustomAction, Request, Speak, Trace};
+
+/// Routee's pause bounds as the gateway uses them (reference §3.4: undocumented,
+/// 1..=60 observed).
+const MIN_PAUSE_S: u32 = 1;
+const MAX_PAUSE_S: u32 = 60;
+/// Keys a keypad menu of buttons can use: 1 to 9, in order.
+const MAX_MENU_BUTTONS: u32 = 9;
+/// The pause after the holding message, before "press any key".
+const HOLDING_PAUSE_S: u32 = 2;
+/// Internal trace types that are pure bookkeeping: not even worth a note.
+const QUIET_INTERNAL: [&str; 6] = [
+    "flow",
+    "block",
+    "log",
+    "goto",
+    "entity-filling",
+    "knowledgeBase",
+];
+
+/// The text-to-speech voice of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voice {
+    pub language: Language,
+    /// `None` lets Routee choose.
+    #[serde(default)]
+    pub gender: Option<Gender>,
+}
+
+/// Which custom action names mean what, per assistant; matched case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ActionNames {
+    pub accept: Vec<String>,
+    pub reject: Vec<String>,
+    pub transfer: Vec<String>,
+    pub hangup: Vec<String>,
+}
+
+impl Default for ActionNames {
+    fn default() -> Self {
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            accept: names(&["accept"]),
+            reject: names(&["reject"]),
+            // `forward-call` is Voiceflow's telephony name, `CALL` the one of its Twilio IVR.
+            transfer: names(&["transfer", "forward-call", "CALL"]),
+            hangup: names(&["hangup", "end-call"]),
+        }
+    }
+}
+
+/// What a custom action does for the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActionKind {
+    Accept,
+    Reject,
+    Transfer,
+    Hangup,
+    Dtmf,
+    Unknown,
+}
+
+impl ActionNames {
+    fn kind(&self, name: &str) -> ActionKind {
+        let is = |list: &[String]| list.iter().any(|n| same_name(n, name));
+        if is(&self.accept) {
+            ActionKind::Accept
+        } else if is(&self.reject) {
+            ActionKind::Reject
+        } else if is(&self.transfer) {
+            ActionKind::Transfer
+        } else if is(&self.hangup) {
+            ActionKind::Hangup
+        } else if same_name("DTMF", name) {
+            ActionKind::Dtmf
+        } else {
+            ActionKind::Unknown
+        }
+    }
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// What the gateway itself says, in the call's language. English by default;
+/// `{digit}` and `{label}` are replaced in the menu lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Phrases {
+    /// One menu line per button.
+    pub menu_item: String,
+    /// A menu line for a button without a name.
+    pub menu_item_unnamed: String,
+    /// Said when Voiceflow is slow.
+    pub holding: String,
+    /// Said after [`Phrases::holding`], inviting a key press.
+    pub holding_continue: String,
+    /// Said before the fallback options when Voiceflow is down.
+    pub fallback_apology: String,
+}
+
+impl Default for Phrases {
+    fn default() -> Self {
+        Self {
+            menu_item: "Press {digit} for {label}.".into(),
+            menu_item_unnamed: "Press {digit}.".into(),
+            holding: "One moment, please.".into(),
+            holding_continue: "Press any key to continue.".into(),
+            fallback_apology: "We are sorry, we are having technical difficulties.".into(),
+        }
+    }
+}
+
+impl Phrases {
+    fn menu_line(&self, digit: &str, label: &str) -> String {
+        // The digit first: a label saying "{digit}" must stay text, not be expanded.
+        if label.is_empty() {
+            self.menu_item_unnamed.replace("{digit}", digit)
+        } else {
+            self.menu_item
+                .replace("{digit}", digit)
+                .replace("{label}", label)
+        }
+    }
+}
+
+/// Everything a turn's rendering depends on besides the traces.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnContext<'a> {
+    pub voice: Voice,
+    /// The signed `COLLECT` URL for the input that answers this turn.
+    pub event_url: &'a str,
+    /// Seconds to wait for a key, when Voiceflow sends no `no-reply` timeout.
+    pub input_timeout_s: u32,
+    /// How many times the options are said again before the input ends.
+    pub reprompts: u32,
+    pub actions: &'a ActionNames,
+    /// The caller ID a transfer `DIAL` shows.
+    pub caller_id: &'a str,
+    pub phrases: &'a Phrases,
+}
+
+/// A rendered turn: the dialplan, and what the engine needs to know about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RenderedTurn {
+    pub dialplan: Dialplan,
+    /// An `accept`/`reject` custom action seen this turn.
+    pub decision: Option<Decision>,
+    /// The keypad menu offered: a key maps to the request sent verbatim.
+    pub menu: Vec<MenuItem>,
+    /// `Some(seconds)` when a `no-reply` trace asked for input: silence is then
+    /// reported to Voiceflow as a `no-reply` request.
+    pub no_reply_timeout: Option<u32>,
+    /// The dialplan has no `COLLECT`: it ends (`end`, transfer, hangup).
+    pub ends_call: bool,
+    /// The runtime stopped on a custom action: send this to continue.
+    #[serde(serialize_with = "request_json")]
+    pub resume: Option<Request>,
+    /// The E.164 number a `DIAL` transfers the call to.
+    pub transfer_to: Option<String>,
+    /// Texts said, in order (for timelines and transcripts); options said again
+    /// are not repeated here.
+    pub spoken: Vec<String>,
+    /// What was not rendered, and why.
+    pub notes: Vec<String>,
+}
+
+fn request_json<S: Serializer>(request: &Option<Request>, s: S) -> Result<S::Ok, S::Error> {
+    request.as_ref().map(Request::to_json).serialize(s)
+}
+
+/// Renders one Dialog Manager turn into one dialplan (see the module doc).
+pub fn render_turn(traces: &[Trace], ctx: &TurnContext<'_>) -> RenderedTurn {
+    let stopped = stopped_action(traces);
+    let mut turn = Turn::new(ctx);
+    for (i, trace) in traces.iter().enumerate() {
+        turn.trace(trace, stopped == Some(i));
+    }
+    turn.finish()
+}
+
+/// The index of the custom action the runtime stopped on, if any: the last
+/// meaningful trace, when it is a custom action with paths.
+fn stopped_action(traces: &[Trace]) -> Option<usize> {
+    let (i, last) = traces.iter().enumerate().rev().find(|(_, t)| {
+        !matches!(
+            t,
+            Trace::Path { .. } | Trace::Debug { .. } | Trace::Internal { .. }
+        )
+    })?;
+    match last {
+        Trace::CustomAction(a) if !a.paths.is_empty() => Some(i),
+        _ => None,
+    }
+}
+
+/// The role of something said, which decides whether the reprompt repeats it and
+/// whether it survives a turn that ends the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Speech with no menu attached.
+    Prompt,
+    /// A card's title and description, whose buttons follow.
+    MenuText,
+    /// "Press 1 for ...": pointless, and dropped, when the call ends.
+    MenuLines,
+}
+
+/// One trace's worth of speech: its verbs and the text they say.
+struct Said {
+    verbs: Vec<Verb>,
+    text: Option<String>,
+    role: Role,
+}
+
+/// The state of one turn being rendered.
+struct Turn<'c, 'a> {
+    ctx: &'c TurnContext<'a>,
+    /// Everything said or played, in order (barge-in is decided at the end).
+    said: Vec<Said>,
+    menu: Vec<MenuItem>,
+    /// The key the next button gets.
+    next_button: u32,
+    no_reply: Option<u32>,
+    decision: Option<Decision>,
+    ended: bool,
+    ends_call: bool,
+    dial: Option<Dial>,
+    resume: Option<Request>,
+    notes: Vec<String>,
+}
+
+impl<'c, 'a> Turn<'c, 'a> {
+    fn new(ctx: &'c TurnContext<'a>) -> Self {
+        Self {
+            ctx,
+            said: Vec::new(),
+            menu: Vec::new(),
+            next_button: 1,
+            no_reply: None,
+            decision: None,
+            ended: false,
+            ends_call: false,
+            dial: None,
+            resume: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    fn trace(&mut self, trace: &Trace, stopped_here: bool) {
+        // Bookkeeping traces may follow `end`; anything audible after it is a bug upstream.
+        let silent = matches!(
+            trace,
+            Trace::Path { .. } | Trace::Debug { .. } | Trace::Internal { .. }
+        );
+        if self.ended && !silent {
+            self.note(format!("{}: ignored, it comes after end", trace.kind()));
+            return;
+        }
+        match trace {
+            Trace::Speak(speak) => self.speak(speak),
+            Trace::Text { message } => {
+                self.say(speakable(message), self.ctx.voice.gender, Role::Prompt);
+            }
+            Trace::Choice { buttons } => {
+                if buttons.is_empty() {
+                    self.note("choice: no buttons, no menu offered");
+                } else {
+                    self.buttons("choice", buttons);
+                }
+            }
+            Trace::Card {
+                title,
+                description,
+                buttons,
+            } => self.card(title, description, buttons),
+            Trace::NoReply { timeout } => {
+                self.no_reply = Some(clamp_pause(timeout.unwrap_or(self.ctx.input_timeout_s)));
+            }
+            Trace::End => {
+                self.ended = true;
+                self.ends_call = true;
+            }
+            Trace::Path { .. } => {}
+            Trace::Visual { image } => {
+                let what = image.as_deref().map(short).unwrap_or_default();
+                self.note(format!(
+                    "visual: not rendered, an image cannot be heard ({what})"
+                ));
+            }
+            Trace::Debug { message } => {
+                self.note(format!("debug: not spoken: {}", short(message)));
+            }
+            Trace::Internal { kind, .. } => {
+                if kind.is_empty() {
+                    self.note("trace without a type: ignored");
+                } else if !QUIET_INTERNAL.contains(&kind.as_str()) {
+                    self.note(format!("{kind}: not rendered on a phone call"));
+                }
+            }
+            Trace::CustomAction(action) => self.custom_action(action, stopped_here),
+        }
+    }
+
+    fn speak(&mut self, speak: &Speak) {
+        let gender = match speak.voice.as_deref() {
+            Some(voice) => gender_for_voice(voice).or_else(|| {
+                self.note(format!(
+                    "speak: voice {:?} unknown, default voice used",
+                    short(voice)
+                ));
+                self.ctx.voice.gender
+            }),
+            None => self.ctx.voice.gender,
+        };
+        let text = speakable(&speak.message);
+        if let Some(src) = speak
+            .src
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            if is_playable_wav(src) {
+                self.said.push(Said {
+                    verbs: vec![Verb::Play(Play {
+                        file_url: src.to_owned(),
+                        barge_in: false,
+                        repeat: None,
+                    })],
+                    text: None,
+                    role: Role::Prompt,
+                });
+                return;
+            }
+            let fallback = if text.is_empty() {
+                ""
+            } else {
+                "; its text is said instead"
+            };
+            self.note(format!(
+                "speak: audio not playable, Routee plays only .wav over http(s){fallback} ({})",
+                short(src)
+            ));
+        }
+        self.say(text, gender, Role::Prompt);
+    }
+
+    fn card(&mut self, title: &str, description: &str, buttons: &[Button]) {
+        let title = speakable(title);
+        let description = speakable(description);
+        let text = match (title.is_empty(), description.is_empty()) {
+            (true, _) => description,
+            (false, true) => title,
+            (false, false) if title.ends_with(['.', '!', '?', ':']) => {
+                format!("{title} {description}")
+            }
+            (false, false) => format!("{title}. {description}"),
+        };
+        let role = if buttons.is_empty() {
+            Role::Prompt
+        } else {
+            Role::MenuText
+        };
+        self.say(text, self.ctx.voice.gender, role);
+        if !buttons.is_empty() {
+            self.buttons("card", buttons);
+        }
+    }
+
+    /// Says already speakable text (split at Routee's limit); nothing when empty.
+    fn say(&mut self, text: String, gender: Option<Gender>, role: Role) {
+        if text.is_empty() {
+            return;
+        }
+        self.said.push(Said {
+            verbs: say_verbs(&text, self.ctx.voice.language, gender),
+            text: Some(text),
+            role,
+        });
+    }
+
+    /// Numbers the buttons into the menu and announces them.
+    fn buttons(&mut self, kind: &str, buttons: &[Button]) {
+        let mut lines = Vec::new();
+        let mut dropped = 0;
+        for button in buttons {
+            if self.next_button > MAX_MENU_BUTTONS {
+                dropped += 1;
+                continue;
+            }
+            let digit = self.next_button.to_string();
+            self.next_button += 1;
+            let label = speakable(&button.name);
+            if self.add_menu_item(kind, &digit, &label, button.request.clone()) {
+                lines.push(self.ctx.phrases.menu_line(&digit, &label));
+            }
+        }
+        if dropped > 0 {
+            self.note(format!(
+                "{kind}: {dropped} button(s) dropped, a keypad menu offers keys 1 to 9 only"
+            ));
+        }
+        self.say(
+            speakable(&lines.join(" ")),
+            self.ctx.voice.gender,
+            Role::MenuLines,
+        );
+    }
+
+    /// Adds a menu entry unless its key is taken (the first one keeps it).
+    fn add_menu_item(&mut self, kind: &str, digit: &str, label: &str, request: Value) -> bool {
+        if let Some(taken) = self.menu.iter().find(|m| m.digit == digit) {
+            let note = format!(
+                "{kind}: key {digit} already means {:?}, {label:?} not offered",
+                taken.label
+            );
+            self.note(note);
+            return false;
+        }
+        self.menu.push(MenuItem {
+            digit: digit.to_owned(),
+            label: label.to_owned(),
+            request,
+        });
+        true
+    }
+
+    fn custom_action(&mut self, action: &CustomAction, stopped_here: bool) {
+        let kind = self.ctx.actions.kind(&action.name);
+        match kind {
+            ActionKind::Accept => self.decide(Decision::Accepted, &action.name),
+            ActionKind::Reject => self.decide(Decision::Rejected, &action.name),
+            ActionKind::Transfer => self.transfer(action),
+            ActionKind::Hangup => self.ends_call = true,
+            ActionKind::Dtmf => self.dtmf(action),
+            ActionKind::Unknown => self.note(format!(
+                "{}: custom action not handled by the gateway",
+                action.name
+            )),
+        }
+        // DTMF stops to wait for a key: the menu answers it, not a resume.
+        if stopped_here && kind != ActionKind::Dtmf {
+            self.resume = Some(action.resume_request());
+        }
+    }
+
+    fn decide(&mut self, decision: Decision, action: &str) {
+        match self.decision {
+            None => self.decision = Some(decision),
+            Some(first) if first != decision => {
+                let first = match first {
+                    Decision::Accepted => "accepted",
+                    Decision::Rejected => "rejected",
+                };
+                self.note(format!("{action}: ignored, this turn already {first}"));
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn transfer(&mut self, action: &CustomAction) {
+        let Some(raw) = transfer_number(&action.payload) else {
+            self.note(format!(
+                "{}: no number in the payload (number, phone or to), not transferred",
+                action.name
+            ));
+            return;
+        };
+        let number = match E164::from_str(&raw) {
+            Ok(n) => n,
+            Err(e) => {
+                self.note(format!(
+                    "{}: {} is {e}, not transferred",
+                    action.name,
+                    mask(&raw)
+                ));
+                return;
+            }
+        };
+        if self.dial.is_some() {
+            self.note(format!(
+                "{}: a second transfer ({}) in one turn is dropped, a dialplan holds one DIAL",
+                action.name,
+                number.masked()
+            ));
+            return;
+        }
+        self.dial = Some(Dial {
+            from: self.ctx.caller_id.to_owned(),
+            to: Destination::Phone(number.as_str().to_owned()),
+            hangup_delay: None,
+            max_duration: None,
+        });
+        self.ends_call = true;
+    }
+
+    fn dtmf(&mut self, action: &CustomAction) {
+        let mut offered = 0;
+        for path in &action.paths {
+            let Some(keys) = dtmf_path_keys(path) else {
+                continue;
+            };
+            offered += 1;
+            self.add_menu_item(&action.name, keys, path, json!({ "type": path }));
+        }
+        if offered == 0 {
+            self.note(format!(
+                "{}: no paths named \"DTMF <key>\", no keys offered",
+                action.name
+            ));
+        }
+    }
+
+    fn finish(mut self) -> RenderedTurn {
+        if self.ends_call {
+            if !self.menu.is_empty() {
+                self.note("menu: not offered, the call ends this turn");
+                self.menu.clear();
+            }
+            self.said.retain(|s| s.role != Role::MenuLines);
+            if self.no_reply.take().is_some() {
+                self.note("no-reply: ignored, the call ends this turn");
+            }
+            let mut verbs: Vec<Verb> = self.said.iter().flat_map(|s| s.verbs.clone()).collect();
+            let transfer_to = self.dial.as_ref().map(|d| match &d.to {
+                Destination::Phone(p) | Destination::Sip(p) | Destination::Viber(p) => p.clone(),
+            });
+            verbs.extend(self.dial.take().map(Verb::Dial));
+            if verbs.is_empty() {
+                verbs.push(Verb::pause(MIN_PAUSE_S));
+            }
+            return self.into_rendered(verbs, transfer_to);
+        }
+        if self.said.is_empty()
+            && self.menu.is_empty()
+            && self.no_reply.is_none()
+            && self.resume.is_none()
+        {
+            self.note(
+                "turn: nothing to say and no input asked for (an empty or failed Voiceflow turn?)",
+            );
+        }
+        let mut options: Vec<Verb> = self
+            .said
+            .iter()
+            .filter(|s| s.role != Role::Prompt)
+            .flat_map(|s| s.verbs.clone())
+            .collect();
+        if options.is_empty() {
+            options = self
+                .said
+                .iter()
+                .rev()
+                .find(|s| s.role == Role::Prompt)
+                .map(|s| s.verbs.clone())
+                .unwrap_or_default();
+        }
+        let mut verbs: Vec<Verb> = self
+            .said
+            .iter()
+            .flat_map(|s| s.verbs.iter().cloned().map(|v| v.with_barge_in(true)))
+            .collect();
+        let ctx = self.ctx;
+        let timeout = self.no_reply.unwrap_or(ctx.input_timeout_s);
+        input_phase(&mut verbs, &options, timeout, ctx.reprompts, ctx.event_url);
+        self.into_rendered(verbs, None)
+    }
+
+    fn into_rendered(self, verbs: Vec<Verb>, transfer_to: Option<String>) -> RenderedTurn {
+        RenderedTurn {
+            dialplan: Dialplan::new(verbs),
+            decision: self.decision,
+            menu: self.menu,
+            no_reply_timeout: self.no_reply,
+            ends_call: self.ends_call,
+            resume: self.resume,
+            transfer_to,
+            spoken: self.said.into_iter().filter_map(|s| s.text).collect(),
+            notes: self.notes,
+        }
+    }
+}
+
+/// The keys of a `DTMF <keys>` path (case-insensitive), if it is one.
+fn dtmf_path_keys(path: &str) -> Option<&str> {
+    let (word, keys) = path.trim().split_once(' ')?;
+    let keys = keys.trim();
+    (word.eq_ignore_ascii_case("DTMF")
+        && !keys.is_empty()
+        && keys
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#'))
+    .then_some(keys)
+}
+
+/// Where a transfer action keeps its number: `number`, `phone` or `to` (a string,
+/// or `{phone}`), or the payload itself when it is a bare string.
+fn transfer_number(payload: &Value) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match payload {
+        Value::Object(fields) => ["number", "phone", "to"].iter().find_map(|key| {
+            let v = fields.get(*key)?;
+            text(v).or_else(|| v.get("phone").and_then(text))
+        }),
+        other => text(other),
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// An `http(s)` URL whose path ends in `.wav`: what Routee's `PLAY` accepts.
+pub(crate) fn is_playable_wav(src: &str) -> bool {
+    url::Url::parse(src.trim()).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.path().to_ascii_lowercase().ends_with(".wav")
+    })
+}
+
+/// A string cut to a length fit for a note (data URIs are megabytes).
+fn short(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+pub(crate) fn clamp_pause(seconds: u32) -> u32 {
+    seconds.clamp(MIN_PAUSE_S, MAX_PAUSE_S)
+}
+
+/// `SAY`s of speakable text, split at Routee's limit (none for empty text).
+pub(crate) fn say_verbs(text: &str, language: Language, gender: Option<Gender>) -> Vec<Verb> {
+    say_pieces(text)
+        .into_iter()
+        .map(|piece| Verb::say(piece, language, gender))
+        .collect()
+}
+
+/// Appends the seed's input phase: `PAUSE(timeout)`, then `reprompts` times the
+/// options again (with barge-in) and `PAUSE(timeout)`, then `COLLECT`.
+pub(crate) fn input_phase(
+    verbs: &mut Vec<Verb>,
+    options: &[Verb],
+    timeout_s: u32,
+    reprompts: u32,
+    event_url: &str,
+) {
+    let pause = clamp_pause(timeout_s);
+    verbs.push(Verb::pause(pause));
+    for _ in 0..reprompts {
+        verbs.extend(options.iter().cloned().map(|v| v.with_barge_in(true)));
+        verbs.push(Verb::pause(pause));
+    }
+    verbs.push(collect(event_url));
+}
+
+fn collect(event_url: &str) -> Verb {
+    Verb::Collect(Collect {
+        event_url: event_url.to_owned(),
+        max_digits: None,
+        submit_on_hash: true,
+    })
+}
+
+/// What the engine answers when Voiceflow is slow: "One moment, please.", a short
+/// pause, then "Press any key to continue." (with barge-in, repeated like any
+/// options) and a `COLLECT`, so the key press fetches the real turn.
+pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
+    let (language, gender) = (ctx.voice.language, ctx.voice.gender);
+    let mut verbs = say_verbs(&speakable(&ctx.phrases.holding), language, gender);
+    verbs.push(Verb::pause(HOLDING_PAUSE_S));
+    let options: Vec<Verb> = say_verbs(&speakable(&ctx.phrases.holding_continue), language, gender)
+        .into_iter()
+        .map(|v| v.with_barge_in(true))
+        .collect();
+    verbs.extend(options.iter().cloned());
+    input_phase(
+        &mut verbs,
+        &options,
+        ctx.input_timeout_s,
+        ctx.reprompts,
+        ctx.event_url,
+    );
+    Dialplan::new(verbs)
+}
+
+/// What the engine answers when Voiceflow is down: an apology, then
+/// `menu_prompt` (the options the engine can still handle) with barge-in,
+/// repeated like any options, and a `COLLECT`.
+pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
+    let (language, gender) = (ctx.voice.language, ctx.voice.gender);
+    let mut verbs: Vec<Verb> =
+        say_verbs(&speakable(&ctx.phrases.fallback_apology), language, gender)
+            .into_iter()
+            .map(|v| v.with_barge_in(true))
+            .collect();
+    let options: Vec<Verb> = say_verbs(&speakable(menu_prompt), language, gender)
+        .into_iter()
+        .map(|v| v.with_barge_in(true))
+        .collect();
+    verbs.extend(options.iter().cloned());
+    input_phase(
+        &mut verbs,
+        &options,
+        ctx.input_timeout_s,
+        ctx.reprompts,
+        ctx.event_url,
+    );
+    Dialplan::new(verbs)
+}
+
+/// The last words of a call: `text` said, then a one-second pause so the line
+/// does not drop on the last syllable. No `COLLECT`: the call ends.
+pub fn closing_dialplan(text: &str, voice: Voice) -> Dialplan {
+    farewell(&speakable(text), voice)
+}
+
+/// [`closing_dialplan`] of text that is already speakable (a rendered template
+/// text, whose variable values must not be unescaped a second time).
+pub(crate) fn farewell(text: &str, voice: Voice) -> Dialplan {
+    let mut verbs = say_verbs(text, voice.language, voice.gender);
+    verbs.push(Verb::pause(MIN_PAUSE_S));
+    Dialplan::new(verbs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_wav_urls_are_playable() {
+        assert!(is_playable_wav("https://cdn.example.com/a/b.WAV?sig=1"));
+        assert!(is_playable_wav("http://x.example/prompt.wav#t"));
+        assert!(!is_playable_wav("https://x.example/prompt.mp3"));
+        assert!(!is_playable_wav("https://x.example/prompt.mp3?f=a.wav"));
+        assert!(!is_playable_wav("data:audio/wav;base64,UklGRg=="));
+        assert!(!is_playable_wav("ftp://x.example/a.wav"));
+        assert!(!is_playable_wav("a.wav"));
+    }
+
+    #[test]
+    fn transfer_numbers_are_found_where_assistants_put_them() {
+        let cases = [
+            (json!({"number": "+306900000001"}), Some("+306900000001")),
+            (json!({"phone": "+306900000001"}), Some("+306900000001")),
+            (
+                json!({"to": {"phone": "+306900000001"}}),
+                Some("+306900000001"),
+            ),
+            (json!("+306900000001"), Some("+306900000001")),
+            (json!({"number": ""}), None),
+            (json!({"other": "+306900000001"}), None),
+        ];
+        for (payload, expected) in cases {
+            assert_eq!(transfer_number(&payload).as_deref(), expected, "{payload}");
+        }
+    }
+
+    #[test]
+    fn dtmf_paths_name_their_keys() {
+        assert_eq!(dtmf_path_keys("DTMF 1"), Some("1"));
+        assert_eq!(dtmf_path_keys("dtmf 12"), Some("12"));
+        assert_eq!(dtmf_path_keys("DTMF *"), Some("*"));
+        assert_eq!(dtmf_path_keys("DTMF"), None);
+        assert_eq!(dtmf_path_keys("DTMF one"), None);
+        assert_eq!(dtmf_path_keys("else"), None);
+    }
+
+    #[test]
+    fn pauses_are_clamped_to_routees_range() {
+        assert_eq!(clamp_pause(0), 1);
+        assert_eq!(clamp_pause(10), 10);
+        assert_eq!(clamp_pause(600), 60);
+    }
+
+    #[test]
+    fn menu_lines_never_expand_a_placeholder_inside_a_label() {
+        let p = Phrases::default();
+        assert_eq!(p.menu_line("1", "Accept"), "Press 1 for Accept.");
+        assert_eq!(p.menu_line("2", "{digit}"), "Press 2 for {digit}.");
+        assert_eq!(p.menu_line("3", ""), "Press 3.");
+    }
+
+    #[test]
+    fn action_names_match_case_insensitively() {
+        let names = ActionNames::default();
+        assert_eq!(names.kind("Accept"), ActionKind::Accept);
+        assert_eq!(names.kind("call"), ActionKind::Transfer);
+        assert_eq!(names.kind("End-Call"), ActionKind::Hangup);
+        assert_eq!(names.kind("dtmf"), ActionKind::Dtmf);
+        assert_eq!(names.kind("SMS"), ActionKind::Unknown);
+    }
+}

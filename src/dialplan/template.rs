@@ -1,0 +1,1006 @@
+//! Dialplan templates: a whole call written as a TOML file in `dialplans/`, so a
+//! callout needs no Voiceflow assistant. `dialplans/README.md` is the user's
+//! guide; this is the reference.
+//!
+//! # Format
+//!
+//! ```toml
+//! description = "Seed 004: the ticket, then accept or reject"  # optional
+//! language = "en-US"        # required; a Routee code or a locale mapped to one
+//! gender = "female"         # optional default voice: male | female
+//!
+//! [[intro]]                 # said once when the callee answers, in order
+//! pause = 3                 # each step is exactly one of: pause (1..=60 s),
+//! [[intro]]
+//! say = "{{ticket}}"        # say (text, placeholders allowed),
+//! gender = "male"           #   with an optional gender and barge_in = true|false
+//! [[intro]]
+//! play = "https://cdn.example.com/chime.wav"  # or play (http(s) .wav, no placeholders)
+//!
+//! [menu]                    # the options: said with barge-in, then repeated
+//! say = "Press 1 to accept. Press 2 to reject."   # (gender optional)
+//!
+//! [keys.1]                  # one table per phone key: 0-9 or "*"
+//! outcome = "accepted"      # accepted | rejected: records it and ends the call
+//! say = "Thank you, {{contact_name}}. Goodbye."   # said before the call ends
+//! [keys.2]
+//! outcome = "rejected"
+//! say = "Understood. Goodbye."
+//! [keys.9]                  # a key without an outcome says its text and
+//! say = "{{ticket}}"        # offers the menu again
+//!
+//! [messages]                # all optional; English defaults
+//! invalid = "Sorry, that is not a valid choice."            # then the menu again
+//! too_many_invalid = "Sorry, we could not understand your choice. Goodbye."
+//! cancelled = "This request has been cancelled. Goodbye."   # callout cancelled
+//! closed = "This request has already been handled. Goodbye." # someone accepted
+//! ```
+//!
+//! The name of a template is its file name without `.toml`.
+//!
+//! # The call
+//!
+//! [`Template::render_call`] is the dialplan placed with the call: the intro,
+//! the menu (barge-in), then the seed's input phase: `PAUSE(input timeout)`,
+//! `reprompts` times the menu again and `PAUSE`, then `COLLECT`.
+//! [`Template::on_input`] answers each key: a key with an outcome says its text
+//! and ends the call with the decision; a key without one says its text and
+//! offers the menu again; any other key says `invalid` and offers the menu again,
+//! until the third invalid key, which says `too_many_invalid` and ends the call.
+//! [`Template::closing`] is said to a live call whose callout is over.
+//!
+//! # Placeholders
+//!
+//! `{{name}}` (spaces inside the braces allowed) is replaced by a variable of the
+//! callout; names are `[a-z_][a-z0-9_]*`. The engine also supplies
+//! [`BUILTIN_VARS`] to every template: `contact_name`, `callout_name`, `attempt`,
+//! `max_attempts`. [`Template::placeholders`] lists every name used so that a
+//! callout missing one is refused when it is created. A value is inserted as
+//! plain text: control characters and angle brackets are dropped, nothing in it
+//! is expanded or interpreted, and it only ever lands in a `SAY`'s
+//! `message.text` (split at 1000 characters like any text). A variable can never
+//! add a verb or change a URL.
+//!
+//! # Validation
+//!
+//! Every error names its line: TOML syntax, unknown keys, an intro step that is
+//! empty or does several things, a key that is not a phone key (`#` is refused: it
+//! submits the input), an outcome other than accepted/rejected, a key that does
+//! nothing, text over 1000 characters even with every placeholder empty, an
+//! unsupported language or gender, a malformed placeholder (`{{ ticket`, `{{Ticket}}`,
+//! a stray `}}`), a pause outside 1..=60, a `play` URL that is not an http(s)
+//! `.wav` or holds a placeholder, and a template where no key accepts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::language::routee_language;
+use super::render::{Voice, clamp_pause, farewell, input_phase, is_playable_wav, say_verbs};
+use super::speech::{finish, plain, strip_tags, unescape_entities};
+use crate::domain::Decision;
+use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
+
+/// Variables the engine gives every template, besides the callout's own.
+pub const BUILTIN_VARS: [&str; 4] = ["contact_name", "callout_name", "attempt", "max_attempts"];
+
+/// The invalid key presses after which a call says goodbye and ends.
+pub const MAX_INVALID_INPUTS: u32 = 3;
+
+/// The templates shipped in the binary, so it works from any directory.
+const EMBEDDED: [(&str, &str); 1] = [(
+    "ticket-escalation",
+    include_str!("../../dialplans/ticket-escalation.toml"),
+)];
+
+/// A callout's variables by name (its own and the built-ins).
+pub type Vars = BTreeMap<String, String>;
+
+/// A validated dialplan template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// The file name without `.toml`: what a callout's `dialplan` names.
+    pub name: String,
+    pub description: Option<String>,
+    pub language: Language,
+    pub gender: Option<Gender>,
+    pub intro: Vec<Step>,
+    pub menu: Prompt,
+    /// Phone key (`"1"`, `"*"`) to what it does.
+    pub keys: BTreeMap<String, KeyAction>,
+    pub messages: Messages,
+}
+
+/// One step of the intro.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Say(Prompt),
+    Play { url: String, barge_in: bool },
+    Pause(u32),
+}
+
+/// Text to say, with its voice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub text: Text,
+    /// `None`: the template's gender.
+    pub gender: Option<Gender>,
+    pub barge_in: bool,
+}
+
+/// What a key does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyAction {
+    /// `Some`: the callee decided, and the call ends after `say`.
+    pub decision: Option<Decision>,
+    pub say: Option<Text>,
+}
+
+/// What the template says outside the flow of its menu.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Messages {
+    pub invalid: Text,
+    pub too_many_invalid: Text,
+    pub cancelled: Text,
+    pub closed: Text,
+}
+
+/// Which closing message to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closing {
+    /// The dispatcher cancelled the callout.
+    Cancelled,
+    /// The callout is over (someone else accepted, or it ended otherwise).
+    Closed,
+}
+
+/// Text with `{{placeholders}}`, parsed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text {
+    source: String,
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Literal(String),
+    Var(String),
+}
+
+impl Text {
+    /// Parses `source`, refusing malformed placeholders.
+    pub fn parse(source: &str) -> Result<Text, String> {
+        let mut pieces = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            let literal = &rest[..open];
+            if literal.contains("}}") {
+                return Err("`}}` without a `{{` before it".into());
+            }
+            if !literal.is_empty() {
+                pieces.push(Piece::Literal(literal.to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed placeholder `{{{{{}`", preview(after)))?;
+            let name = after[..close].trim();
+            if !is_var_name(name) {
+                return Err(format!(
+                    "placeholder `{{{{{}}}}}` is not a valid name: use lowercase letters, digits and _, not starting with a digit",
+                    &after[..close]
+                ));
+            }
+            pieces.push(Piece::Var(name.to_owned()));
+            rest = &after[close + 2..];
+        }
+        if rest.contains("}}") {
+            return Err("`}}` without a `{{` before it".into());
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Literal(rest.to_owned()));
+        }
+        Ok(Text {
+            source: source.to_owned(),
+            pieces,
+        })
+    }
+
+    /// The text as written in the template.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Placeholder names, in order of first use.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Var(name) => Some(name.as_str()),
+            Piece::Literal(_) => None,
+        })
+    }
+
+    /// The text to say: literals made speakable, values inserted as plain text, a
+    /// missing variable as nothing.
+    pub fn render(&self, vars: &Vars) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(l) => out.push_str(&unescape_entities(&strip_tags(l))),
+                // Literals are unescaped before the value joins them, so a value
+                // can never complete an entity or a tag begun by the template.
+                Piece::Var(name) => out.push_str(&plain(vars.get(name).map_or("", String::as_str))),
+            }
+        }
+        finish(&out)
+    }
+
+    /// What is said when every placeholder is empty.
+    fn literal_text(&self) -> String {
+        self.render(&Vars::new())
+    }
+
+    fn has_placeholders(&self) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Var(_)))
+    }
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn preview(text: &str) -> String {
+    text.chars()
+        .take(20)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// What [`Template::on_input`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateTurn {
+    pub dialplan: Dialplan,
+    /// The callee's decision, when the key carried one.
+    pub decision: Option<Decision>,
+    /// No `COLLECT`: the call ends after this dialplan.
+    pub ends_call: bool,
+    /// The key meant nothing: count it toward [`MAX_INVALID_INPUTS`].
+    pub invalid: bool,
+}
+
+impl Template {
+    /// Every placeholder the template uses, built-ins included.
+    pub fn placeholders(&self) -> BTreeSet<String> {
+        self.texts()
+            .flat_map(Text::placeholders)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The placeholders a callout must supply: all but [`BUILTIN_VARS`].
+    pub fn required_variables(&self) -> BTreeSet<String> {
+        let mut names = self.placeholders();
+        names.retain(|n| !BUILTIN_VARS.contains(&n.as_str()));
+        names
+    }
+
+    fn texts(&self) -> impl Iterator<Item = &Text> {
+        let intro = self.intro.iter().filter_map(|s| match s {
+            Step::Say(p) => Some(&p.text),
+            _ => None,
+        });
+        let keys = self.keys.values().filter_map(|k| k.say.as_ref());
+        let m = &self.messages;
+        intro
+            .chain(std::iter::once(&self.menu.text))
+            .chain(keys)
+            .chain([&m.invalid, &m.too_many_invalid, &m.cancelled, &m.closed])
+    }
+
+    fn voice(&self, language: Option<Language>) -> Voice {
+        Voice {
+            language: language.unwrap_or(self.language),
+            gender: self.gender,
+        }
+    }
+
+    fn say(&self, prompt: &Prompt, vars: &Vars, voice: Voice) -> Vec<Verb> {
+        say_verbs(
+            &prompt.text.render(vars),
+            voice.language,
+            prompt.gender.or(voice.gender),
+        )
+        .into_iter()
+        .map(|v| v.with_barge_in(prompt.barge_in))
+        .collect()
+    }
+
+    fn say_text(&self, text: &Text, vars: &Vars, voice: Voice, barge_in: bool) -> Vec<Verb> {
+        say_verbs(&text.render(vars), voice.language, voice.gender)
+            .into_iter()
+            .map(|v| v.with_barge_in(barge_in))
+            .collect()
+    }
+
+    /// `verbs`, then the menu with barge-in and the input phase.
+    fn with_menu(
+        &self,
+        mut verbs: Vec<Verb>,
+        vars: &Vars,
+        voice: Voice,
+        input_timeout_s: u32,
+        reprompts: u32,
+        event_url: &str,
+    ) -> Dialplan {
+        let menu = self.say(&self.menu, vars, voice);
+        verbs.extend(menu.iter().cloned());
+        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, event_url);
+        Dialplan::new(verbs)
+    }
+
+    /// The dialplan placed with the call. `language` (the contact's) overrides the
+    /// template's.
+    pub fn render_call(
+        &self,
+        vars: &Vars,
+        language: Option<Language>,
+        input_timeout_s: u32,
+        reprompts: u32,
+        event_url: &str,
+    ) -> Dialplan {
+        let voice = self.voice(language);
+        let mut verbs = Vec::new();
+        for step in &self.intro {
+            match step {
+                Step::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
+                Step::Play { url, barge_in } => verbs.push(Verb::Play(Play {
+                    file_url: url.clone(),
+                    barge_in: *barge_in,
+                    repeat: None,
+                })),
+                Step::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
+            }
+        }
+        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, event_url)
+    }
+
+    /// The answer to `digits` pressed during the call; `invalid_so_far` counts the
+    /// invalid keys before this one.
+    #[allow(clippy::too_many_arguments)] // the engine's per-call inputs, each distinct
+    pub fn on_input(
+        &self,
+        digits: &str,
+        vars: &Vars,
+        language: Option<Language>,
+        input_timeout_s: u32,
+        reprompts: u32,
+        next_event_url: &str,
+        invalid_so_far: u32,
+    ) -> TemplateTurn {
+        let voice = self.voice(language);
+        let key = digits.trim().trim_end_matches('#').trim();
+        let Some(action) = self.keys.get(key) else {
+            if invalid_so_far + 1 >= MAX_INVALID_INPUTS {
+                return TemplateTurn {
+                    dialplan: farewell(&self.messages.too_many_invalid.render(vars), voice),
+                    decision: None,
+                    ends_call: true,
+                    invalid: true,
+                };
+            }
+            let sorry = self.say_text(&self.messages.invalid, vars, voice, true);
+            return TemplateTurn {
+                dialplan: self.with_menu(
+                    sorry,
+                    vars,
+                    voice,
+                    input_timeout_s,
+                    reprompts,
+                    next_event_url,
+                ),
+                decision: None,
+                ends_call: false,
+                invalid: true,
+            };
+        };
+        let said = action
+            .say
+            .as_ref()
+            .map(|t| t.render(vars))
+            .unwrap_or_default();
+        if let Some(decision) = action.decision {
+            return TemplateTurn {
+                dialplan: farewell(&said, voice),
+                decision: Some(decision),
+                ends_call: true,
+                invalid: false,
+            };
+        }
+        let verbs = say_verbs(&said, voice.language, voice.gender)
+            .into_iter()
+            .map(|v| v.with_barge_in(true))
+            .collect();
+        TemplateTurn {
+            dialplan: self.with_menu(
+                verbs,
+                vars,
+                voice,
+                input_timeout_s,
+                reprompts,
+                next_event_url,
+            ),
+            decision: None,
+            ends_call: false,
+            invalid: false,
+        }
+    }
+
+    /// The last words to a live call whose callout is over.
+    pub fn closing(&self, which: Closing, vars: &Vars, language: Option<Language>) -> Dialplan {
+        let text = match which {
+            Closing::Cancelled => &self.messages.cancelled,
+            Closing::Closed => &self.messages.closed,
+        };
+        farewell(&text.render(vars), self.voice(language))
+    }
+}
+
+/// Why a template was refused: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub path: Option<PathBuf>,
+    /// 1-based.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.path, self.line) {
+            (Some(path), Some(line)) => write!(f, "{}:{line}: {}", path.display(), self.message),
+            (Some(path), None) => write!(f, "{}: {}", path.display(), self.message),
+            (None, Some(line)) => write!(f, "line {line}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+// The file as written. Every value keeps its span so errors can name a line.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    description: Option<String>,
+    language: Spanned<String>,
+    gender: Option<Spanned<String>>,
+    #[serde(default)]
+    intro: Vec<Spanned<RawStep>>,
+    menu: Spanned<RawPrompt>,
+    keys: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawKey>>>>,
+    #[serde(default)]
+    messages: RawMessages,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    say: Option<Spanned<String>>,
+    play: Option<Spanned<String>>,
+    pause: Option<Spanned<i64>>,
+    gender: Option<Spanned<String>>,
+    barge_in: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrompt {
+    say: Spanned<String>,
+    gender: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    outcome: Option<Spanned<String>>,
+    say: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMessages {
+    invalid: Option<Spanned<String>>,
+    too_many_invalid: Option<Spanned<String>>,
+    cancelled: Option<Spanned<String>>,
+    closed: Option<Spanned<String>>,
+}
+
+/// Validation in progress: knows the source, to turn spans into lines.
+struct Checker<'s> {
+    source: &'s str,
+}
+
+type Checked<T> = Result<T, TemplateError>;
+
+impl Checker<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> TemplateError {
+        TemplateError {
+            path: None,
+            line: span.map(|s| line_of(self.source, s.start)),
+            message: message.into(),
+        }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, message: impl Into<String>) -> TemplateError {
+        self.error(Some(value.span()), message)
+    }
+
+    fn gender(&self, raw: Option<&Spanned<String>>, what: &str) -> Checked<Option<Gender>> {
+        raw.map(|g| {
+            g.get_ref()
+                .parse()
+                .map_err(|e: String| self.at(g, format!("{what}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Parses a text, refusing it empty or too long even with its placeholders empty.
+    fn text(&self, raw: &Spanned<String>, what: &str) -> Checked<Text> {
+        let text = Text::parse(raw.get_ref()).map_err(|e| self.at(raw, format!("{what}: {e}")))?;
+        let literal = text.literal_text();
+        if literal.is_empty() && !text.has_placeholders() {
+            return Err(self.at(raw, format!("{what}: empty text, nothing to say")));
+        }
+        let chars = literal.chars().count();
+        if chars > MAX_SAY_CHARS {
+            return Err(self.at(
+                raw,
+                format!(
+                    "{what}: {chars} characters; Routee reads at most {MAX_SAY_CHARS} per SAY, split it into several steps"
+                ),
+            ));
+        }
+        Ok(text)
+    }
+
+    fn opt_text(&self, raw: Option<&Spanned<String>>, what: &str, default: &str) -> Checked<Text> {
+        match raw {
+            Some(raw) => self.text(raw, what),
+            None => Text::parse(default).map_err(|e| self.error(None, e)),
+        }
+    }
+
+    fn step(&self, raw: &Spanned<RawStep>, index: usize) -> Checked<Step> {
+        let what = format!("intro step {}", index + 1);
+        let step = raw.get_ref();
+        let kinds = [
+            step.say.is_some(),
+            step.play.is_some(),
+            step.pause.is_some(),
+        ];
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
+                return Err(self.at(
+                    raw,
+                    format!("{what}: empty, give it one of say, play or pause"),
+                ));
+            }
+            1 => {}
+            _ => {
+                return Err(self.at(
+                    raw,
+                    format!(
+                        "{what}: does several things, a step is exactly one of say, play or pause"
+                    ),
+                ));
+            }
+        }
+        if let (None, Some(g)) = (&step.say, &step.gender) {
+            return Err(self.at(g, format!("{what}: gender applies only to say")));
+        }
+        let barge_in = step.barge_in.as_ref().map(|b| *b.get_ref());
+        if let (true, Some(b)) = (step.pause.is_some(), &step.barge_in) {
+            return Err(self.at(b, format!("{what}: barge_in applies only to say and play")));
+        }
+        if let Some(say) = &step.say {
+            return Ok(Step::Say(Prompt {
+                text: self.text(say, &what)?,
+                gender: self.gender(step.gender.as_ref(), &what)?,
+                barge_in: barge_in.unwrap_or(false),
+            }));
+        }
+        if let Some(play) = &step.play {
+            let url = play.get_ref().trim();
+            if url.contains("{{") {
+                return Err(self.at(
+                    play,
+                    format!(
+                        "{what}: a play URL cannot hold placeholders, variables never change URLs"
+                    ),
+                ));
+            }
+            if !is_playable_wav(url) {
+                return Err(self.at(
+                    play,
+                    format!("{what}: {url:?} is not an http(s) URL of a .wav file, the only audio Routee plays"),
+                ));
+            }
+            return Ok(Step::Play {
+                url: url.to_owned(),
+                barge_in: barge_in.unwrap_or(false),
+            });
+        }
+        match &step.pause {
+            Some(p) => {
+                let seconds = *p.get_ref();
+                match u32::try_from(seconds) {
+                    Ok(s) if (1..=60).contains(&s) => Ok(Step::Pause(s)),
+                    _ => Err(self.at(
+                        p,
+                        format!("{what}: pause {seconds} is outside 1..=60 seconds"),
+                    )),
+                }
+            }
+            None => Err(self.at(
+                raw,
+                format!("{what}: empty, give it one of say, play or pause"),
+            )),
+        }
+    }
+
+    fn key(&self, key: &Spanned<String>, raw: &Spanned<RawKey>) -> Checked<(String, KeyAction)> {
+        let name = key.get_ref().trim();
+        let what = format!("key {name}");
+        match name {
+            "#" => {
+                return Err(self.at(
+                    key,
+                    "key # cannot be a menu key: it submits the keys pressed (COLLECT submitOnHash)",
+                ));
+            }
+            "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "*" => {}
+            _ => {
+                return Err(self.at(
+                    key,
+                    format!("key {name:?} is not a phone key: use one of 0-9 or \"*\""),
+                ));
+            }
+        }
+        let action = raw.get_ref();
+        let decision = match &action.outcome {
+            None => None,
+            Some(o) => match o.get_ref().trim() {
+                "accepted" => Some(Decision::Accepted),
+                "rejected" => Some(Decision::Rejected),
+                other => {
+                    return Err(self.at(
+                        o,
+                        format!("{what}: outcome {other:?} is not one of accepted, rejected"),
+                    ));
+                }
+            },
+        };
+        let say = action
+            .say
+            .as_ref()
+            .map(|s| self.text(s, &what))
+            .transpose()?;
+        if decision.is_none() && say.is_none() {
+            return Err(self.at(
+                raw,
+                format!("{what}: does nothing, give it an outcome, a say, or both"),
+            ));
+        }
+        Ok((name.to_owned(), KeyAction { decision, say }))
+    }
+
+    fn template(&self, name: &str, raw: RawTemplate) -> Checked<Template> {
+        let language = routee_language(raw.language.get_ref())
+            .map_err(|e| self.at(&raw.language, format!("language: {e}")))?;
+        let gender = self.gender(raw.gender.as_ref(), "gender")?;
+        let intro = raw
+            .intro
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.step(s, i))
+            .collect::<Checked<Vec<_>>>()?;
+        let menu_raw = raw.menu.get_ref();
+        let menu = Prompt {
+            text: self.text(&menu_raw.say, "menu")?,
+            gender: self.gender(menu_raw.gender.as_ref(), "menu")?,
+            barge_in: true,
+        };
+        let keys = raw
+            .keys
+            .iter()
+            .flat_map(|k| k.get_ref())
+            .map(|(k, v)| self.key(k, v))
+            .collect::<Checked<BTreeMap<_, _>>>()?;
+        if !keys
+            .values()
+            .any(|k| k.decision == Some(Decision::Accepted))
+        {
+            return Err(self.error(
+                raw.keys.as_ref().map(Spanned::span),
+                "no key has outcome = \"accepted\": nobody could ever accept",
+            ));
+        }
+        let m = &raw.messages;
+        let messages = Messages {
+            invalid: self.opt_text(
+                m.invalid.as_ref(),
+                "messages.invalid",
+                "Sorry, that is not a valid choice.",
+            )?,
+            too_many_invalid: self.opt_text(
+                m.too_many_invalid.as_ref(),
+                "messages.too_many_invalid",
+                "Sorry, we could not understand your choice. Goodbye.",
+            )?,
+            cancelled: self.opt_text(
+                m.cancelled.as_ref(),
+                "messages.cancelled",
+                "This request has been cancelled. Goodbye.",
+            )?,
+            closed: self.opt_text(
+                m.closed.as_ref(),
+                "messages.closed",
+                "This request has already been handled. Goodbye.",
+            )?,
+        };
+        Ok(Template {
+            name: name.to_owned(),
+            description: raw.description,
+            language,
+            gender,
+            intro,
+            menu,
+            keys,
+            messages,
+        })
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(source: &str, offset: usize) -> usize {
+    let end = offset.min(source.len());
+    source.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parses and validates a template named `name` from its TOML text.
+pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
+    let checker = Checker { source: text };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(checker.error(
+            None,
+            format!("{name:?} is not a usable template name: use letters, digits, - and _"),
+        ));
+    }
+    let raw: RawTemplate =
+        toml::from_str(text).map_err(|e| checker.error(e.span(), e.message().trim()))?;
+    checker.template(name, raw)
+}
+
+/// Loads one template file; its name is the file name without `.toml`.
+pub fn load_file(path: &Path) -> Result<Template, TemplateError> {
+    let with_path = |mut e: TemplateError| {
+        e.path = Some(path.to_owned());
+        e
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        with_path(TemplateError {
+            path: None,
+            line: None,
+            message: format!("cannot read: {e}"),
+        })
+    })?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    parse(name, &text).map_err(with_path)
+}
+
+/// Templates by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Templates(BTreeMap<String, Template>);
+
+impl Templates {
+    pub fn get(&self, name: &str) -> Option<&Template> {
+        self.0.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Template> {
+        self.0.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a template, replacing one of the same name.
+    pub fn insert(&mut self, template: Template) {
+        self.0.insert(template.name.clone(), template);
+    }
+
+    /// These templates overlaid with `other`'s (e.g. [`embedded`] then a
+    /// `dialplans/` directory whose files replace the shipped ones).
+    #[must_use]
+    pub fn merge(mut self, other: Templates) -> Templates {
+        self.0.extend(other.0);
+        self
+    }
+}
+
+impl FromIterator<Template> for Templates {
+    fn from_iter<I: IntoIterator<Item = Template>>(iter: I) -> Self {
+        let mut all = Templates::default();
+        for t in iter {
+            all.insert(t);
+        }
+        all
+    }
+}
+
+/// Loads every `*.toml` in `dir` (not recursively). A missing directory holds no
+/// templates; every bad file is reported, not only the first.
+pub fn load_dir(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Templates::default()),
+        Err(e) => {
+            return Err(vec![TemplateError {
+                path: Some(dir.to_owned()),
+                line: None,
+                message: format!("cannot read the directory: {e}"),
+            }]);
+        }
+    };
+    let mut paths = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => paths.push(e.path()),
+            Err(e) => errors.push(TemplateError {
+                path: Some(dir.to_owned()),
+                line: None,
+                message: format!("cannot list the directory: {e}"),
+            }),
+        }
+    }
+    paths.retain(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"));
+    paths.sort();
+    let mut templates = Templates::default();
+    for path in paths {
+        match load_file(&path) {
+            Ok(t) => templates.insert(t),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(templates)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The templates shipped in the binary (`dialplans/*.toml` at build time).
+/// `tests/templates.rs` proves they all parse; should one not, it is logged and
+/// left out rather than taking the service down.
+pub fn embedded() -> Templates {
+    EMBEDDED
+        .iter()
+        .filter_map(|(name, text)| match parse(name, text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "shipped dialplan template is invalid");
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_parsed_with_optional_inner_spaces() {
+        let t = Text::parse("Hi {{ contact_name }}, {{ticket}}!").unwrap();
+        assert_eq!(
+            t.placeholders().collect::<Vec<_>>(),
+            ["contact_name", "ticket"]
+        );
+        let vars = Vars::from([
+            ("contact_name".to_owned(), "Alice".to_owned()),
+            ("ticket".to_owned(), "Room 2 floods".to_owned()),
+        ]);
+        assert_eq!(t.render(&vars), "Hi Alice, Room 2 floods!");
+    }
+
+    #[test]
+    fn malformed_placeholders_are_refused() {
+        assert!(Text::parse("{{ ticket").unwrap_err().contains("unclosed"));
+        assert!(
+            Text::parse("{{Ticket}}")
+                .unwrap_err()
+                .contains("not a valid name")
+        );
+        assert!(
+            Text::parse("{{1st}}")
+                .unwrap_err()
+                .contains("not a valid name")
+        );
+        assert!(
+            Text::parse("{{}}")
+                .unwrap_err()
+                .contains("not a valid name")
+        );
+        assert!(Text::parse("done }}").unwrap_err().contains("without"));
+        assert!(Text::parse("a {single} brace is text").is_ok());
+    }
+
+    #[test]
+    fn values_are_plain_text_and_never_expanded() {
+        let t = Text::parse("Ticket: {{ticket}}.").unwrap();
+        let vars = Vars::from([(
+            "ticket".to_owned(),
+            "{{contact_name}} &amp; <b>x</b>\n\u{7}".to_owned(),
+        )]);
+        assert_eq!(t.render(&vars), "Ticket: {{contact_name}} &amp; b x /b.");
+    }
+
+    #[test]
+    fn a_missing_variable_renders_as_nothing() {
+        let t = Text::parse("Hello {{name}}.").unwrap();
+        assert_eq!(t.render(&Vars::new()), "Hello.");
+    }
+
+    #[test]
+    fn a_value_is_not_unescaped_on_its_way_to_the_last_words() {
+        let t = parse(
+            "t",
+            "language = \"en-US\"\n[menu]\nsay = \"Press 1.\"\n[keys.1]\noutcome = \"accepted\"\nsay = \"Bye {{team}}.\"\n",
+        )
+        .unwrap();
+        let vars = Vars::from([("team".to_owned(), "R&amp;D".to_owned())]);
+        let turn = t.on_input("1", &vars, None, 10, 1, "https://gw/e", 0);
+        let Verb::Say(say) = &turn.dialplan.verbs[0] else {
+            panic!("a SAY first")
+        };
+        assert_eq!(say.message.text, "Bye R&amp;D.");
+    }
+
+    #[test]
+    fn lines_are_counted_from_one() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
+    }
+}

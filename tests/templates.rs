@@ -1,0 +1,329 @@
+//! Dialplan templates as their users meet them: the shipped files load, broken
+//! files are refused with the line and the problem, and variables stay text.
+//!
+//! The broken files live in `tests/golden/templates/broken-*.toml`, never in
+//! `dialplans/`, so nothing broken ships.
+
+// Helpers outside `#[test]` functions panic on bad fixtures too: that is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ivr_gateway::dialplan::template::{self, Template, Vars};
+use ivr_gateway::routee::{MAX_SAY_CHARS, Verb};
+use serde_json::Value;
+
+const EVENT_URL: &str = "https://gw.example.com/routee/collect?t=1&s=SIGNATURE";
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn shipped(name: &str) -> Template {
+    template::load_file(&repo(&format!("dialplans/{name}.toml"))).unwrap()
+}
+
+fn vars(ticket: &str) -> Vars {
+    [
+        ("ticket", ticket),
+        ("contact_name", "Alice"),
+        ("callout_name", "Ticket 4711"),
+        ("attempt", "1"),
+        ("max_attempts", "3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[test]
+fn the_shipped_templates_load_validate_and_are_embedded_in_the_binary() {
+    let on_disk = template::load_dir(&repo("dialplans")).unwrap_or_else(|errors| {
+        panic!(
+            "{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert!(on_disk.get("ticket-escalation").is_some());
+    // Every file in dialplans/ is embedded, and embedded exactly as on disk.
+    assert_eq!(template::embedded(), on_disk);
+}
+
+#[test]
+fn every_broken_template_is_refused_naming_its_line_and_problem() {
+    let cases = [
+        ("broken-syntax", 5, "invalid basic string"),
+        ("broken-unknown-key", 8, "unknown field `sya`"),
+        ("broken-empty-step", 7, "intro step 2: empty"),
+        ("broken-empty-say", 5, "menu: empty text"),
+        ("broken-two-things", 4, "intro step 1: does several things"),
+        ("broken-key-name", 10, "key \"10\" is not a phone key"),
+        ("broken-hash-key", 10, "key # cannot be a menu key"),
+        (
+            "broken-outcome",
+            11,
+            "outcome \"maybe\" is not one of accepted, rejected",
+        ),
+        ("broken-key-does-nothing", 10, "key 3: does nothing"),
+        ("broken-no-accept", 7, "no key has outcome = \"accepted\""),
+        (
+            "broken-long-text",
+            5,
+            "1091 characters; Routee reads at most 1000",
+        ),
+        (
+            "broken-language",
+            2,
+            "language: unsupported language \"ja-JP\": Routee speaks en-US",
+        ),
+        (
+            "broken-gender",
+            6,
+            "intro step 1: unknown voice gender \"robot\"",
+        ),
+        (
+            "broken-placeholder-unclosed",
+            8,
+            "unclosed placeholder `{{ ticket`",
+        ),
+        (
+            "broken-placeholder-name",
+            9,
+            "placeholder `{{Contact-Name}}` is not a valid name",
+        ),
+        ("broken-pause", 5, "pause 90 is outside 1..=60"),
+        ("broken-play", 5, "is not an http(s) URL of a .wav file"),
+        (
+            "broken-play-placeholder",
+            5,
+            "a play URL cannot hold placeholders",
+        ),
+        ("broken-missing-menu", 1, "missing field `menu`"),
+    ];
+    let dir = repo("tests/golden/templates");
+    let on_disk = fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("broken-") && name.ends_with(".toml")
+        })
+        .count();
+    assert_eq!(on_disk, cases.len(), "every broken file has a case here");
+
+    for (name, line, problem) in cases {
+        let path = dir.join(format!("{name}.toml"));
+        let err = template::load_file(&path).expect_err(name);
+        assert_eq!(err.path.as_deref(), Some(path.as_path()), "{name}");
+        assert_eq!(err.line, Some(line), "{name}: {err}");
+        assert!(err.message.contains(problem), "{name}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:{line}: ", path.display())),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_directory_with_broken_files_reports_every_one_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = repo("tests/golden/templates");
+    for name in ["broken-pause.toml", "broken-outcome.toml"] {
+        fs::copy(golden.join(name), dir.path().join(name)).unwrap();
+    }
+    fs::copy(
+        repo("dialplans/ticket-escalation.toml"),
+        dir.path().join("ok.toml"),
+    )
+    .unwrap();
+    fs::write(dir.path().join("notes.txt"), "not a template").unwrap();
+    let errors = template::load_dir(dir.path()).unwrap_err();
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("broken-outcome.toml:11:"), "{lines:?}");
+    assert!(lines[1].contains("broken-pause.toml:5:"), "{lines:?}");
+}
+
+#[test]
+fn a_missing_directory_holds_no_templates_and_is_not_an_error() {
+    let templates = template::load_dir(&repo("tests/golden/no-such-dir")).unwrap();
+    assert!(templates.is_empty());
+}
+
+#[test]
+fn placeholders_are_listed_and_built_ins_are_not_required_from_a_callout() {
+    let t = shipped("ticket-escalation");
+    let names: Vec<String> = t.placeholders().into_iter().collect();
+    assert_eq!(names, ["contact_name", "ticket"]);
+    let required: Vec<String> = t.required_variables().into_iter().collect();
+    assert_eq!(required, ["ticket"]);
+}
+
+/// Every string in `verbs` outside a `SAY`'s `message.text`.
+fn strings_outside_message_text(value: &Value, inside_text: bool, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if !inside_text => out.push(s.clone()),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| strings_outside_message_text(v, false, out)),
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                strings_outside_message_text(v, k == "text", out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn a_variable_that_looks_like_json_verbs_or_urls_stays_inside_message_text() {
+    let t = shipped("ticket-escalation");
+    let hostile = concat!(
+        r#""}]},{"type":"DIAL","from":"x","to":{"phone":"+19005550100"}},"#,
+        r#"{"type":"PLAY","fileURL":"https://evil.example/x.wav"}"#,
+        r#" <speak><audio src="https://evil.example/y.wav"/></speak> {{contact_name}} &lt;b&gt;"#,
+        "\r\n\u{0}\u{1b}[2J"
+    );
+    let benign = t.render_call(&vars("Server room 2 is flooding."), None, 10, 1, EVENT_URL);
+    let attacked = t.render_call(&vars(hostile), None, 10, 1, EVENT_URL);
+
+    // Same verbs, same order: a variable adds nothing and changes no URL.
+    let kinds = |verbs: &[Verb]| -> Vec<String> {
+        verbs
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap()["type"].to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&attacked.verbs), kinds(&benign.verbs));
+    assert_eq!(attacked.event_url(), Some(EVENT_URL));
+
+    let json = serde_json::to_value(&attacked).unwrap();
+    let mut outside = Vec::new();
+    strings_outside_message_text(&json, false, &mut outside);
+    assert!(
+        outside
+            .iter()
+            .all(|s| !s.contains("evil") && !s.contains("1900")),
+        "{outside:?}"
+    );
+
+    let Verb::Say(ticket) = &attacked.verbs[1] else {
+        panic!("the ticket is the second verb")
+    };
+    let text = &ticket.message.text;
+    assert!(
+        text.contains("https://evil.example/x.wav"),
+        "kept as text: {text}"
+    );
+    assert!(
+        !text.contains(['<', '>']),
+        "no tag can reach a TTS engine: {text}"
+    );
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    assert!(
+        text.contains("{{contact_name}}"),
+        "a value is never expanded: {text}"
+    );
+}
+
+#[test]
+fn a_long_substituted_text_is_split_into_says_within_routees_limit() {
+    let t = shipped("ticket-escalation");
+    let ticket = "Water is rising in server room two. ".repeat(80);
+    let plan = t.render_call(&vars(&ticket), None, 10, 1, EVENT_URL);
+    let says: Vec<&str> = plan
+        .verbs
+        .iter()
+        .filter_map(|v| match v {
+            Verb::Say(s) if s.message.text.starts_with("Water") => Some(s.message.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(says.len() >= 3, "{}", says.len());
+    assert!(says.iter().all(|s| s.chars().count() <= MAX_SAY_CHARS));
+    assert_eq!(says.join(" "), ticket.trim());
+}
+
+#[test]
+fn a_key_without_an_outcome_says_its_text_and_offers_the_menu_again() {
+    let t = template::parse(
+        "info",
+        r#"
+language = "en-GB"
+[menu]
+say = "Press 1 to accept. Press 9 to hear the ticket again."
+[keys.1]
+outcome = "accepted"
+[keys.9]
+say = "{{ticket}}"
+"#,
+    )
+    .unwrap();
+    let turn = t.on_input("9", &vars("Printer on fire."), None, 10, 0, EVENT_URL, 0);
+    assert!(!turn.ends_call && !turn.invalid && turn.decision.is_none());
+    let json = serde_json::to_value(&turn.dialplan).unwrap();
+    let texts: Vec<&str> = json["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v["message"]["text"]
+                .as_str()
+                .or(v["type"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Printer on fire.",
+            "Press 1 to accept. Press 9 to hear the ticket again.",
+            "PAUSE",
+            "COLLECT"
+        ]
+    );
+}
+
+#[test]
+fn intro_steps_can_play_wav_files_with_barge_in() {
+    let t = template::parse(
+        "chime",
+        r#"
+language = "de"
+gender = "male"
+[[intro]]
+play = "https://cdn.example.com/chime.wav"
+barge_in = true
+[menu]
+say = "Drücken Sie 1, um anzunehmen."
+[keys.1]
+outcome = "accepted"
+"#,
+    )
+    .unwrap();
+    let plan = serde_json::to_value(t.render_call(&Vars::new(), None, 10, 0, EVENT_URL)).unwrap();
+    assert_eq!(
+        plan["verbs"][0],
+        serde_json::json!({"type": "PLAY", "fileURL": "https://cdn.example.com/chime.wav", "bargeIn": true})
+    );
+    assert_eq!(plan["verbs"][1]["message"]["language"], "de-DE");
+}
+
+#[test]
+fn template_errors_read_like_compiler_errors() {
+    let err = template::parse("x", "language = \"en-US\"\nmenu = 3\n").unwrap_err();
+    assert_eq!(err.path, None);
+    assert_eq!(err.line, Some(2));
+    assert!(err.to_string().starts_with("line 2: "), "{err}");
+    let err = template::parse("bad name!", "").unwrap_err();
+    assert!(
+        err.to_string().contains("not a usable template name"),
+        "{err}"
+    );
+}
