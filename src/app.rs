@@ -61,7 +61,9 @@ pub const SANDBOX_ASSISTANT: &str = "sandbox";
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +94,11 @@ impl Application {
             config.public_url = Url::parse(&format!("http://{addr}"))?;
         }
         let metrics_listener = match config.metrics_addr {
-            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("cannot listen on METRICS_ADDR {a}"))?),
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on METRICS_ADDR {a}"))?,
+            ),
             None => None,
         };
         let prometheus = m::install();
@@ -102,7 +108,8 @@ impl Application {
         let mut sim = None;
         if config.is_sandbox() {
             let callees = match &config.sim.callees_file {
-                Some(path) => Callees::from_file(path).with_context(|| format!("SIM_CALLEES_FILE {}", path.display()))?,
+                Some(path) => Callees::from_file(path)
+                    .with_context(|| format!("SIM_CALLEES_FILE {}", path.display()))?,
                 None => Callees::default(),
             };
             let mut settings = SimSettings::new(config.sim.time_scale);
@@ -120,10 +127,16 @@ impl Application {
         // The sandbox without a Voiceflow key serves a simulated assistant, so the
         // Voiceflow-driven path works without an account too.
         let mut sim_voiceflow = None;
-        if config.is_sandbox() && config.voiceflow.api_key.is_none() && config.voiceflow_urls_are_default {
-            let handle = SimVoiceflow::start(SimVoiceflowSettings::new(), SocketAddr::from(([127, 0, 0, 1], 0)))
-                .await
-                .context("cannot start the simulated Voiceflow assistant")?;
+        if config.is_sandbox()
+            && config.voiceflow.api_key.is_none()
+            && config.voiceflow_urls_are_default
+        {
+            let handle = SimVoiceflow::start(
+                SimVoiceflowSettings::new(),
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )
+            .await
+            .context("cannot start the simulated Voiceflow assistant")?;
             config.voiceflow.runtime_url = handle.base_url();
             config.voiceflow.api_url = handle.base_url();
             sim_voiceflow = Some(handle);
@@ -142,7 +155,11 @@ impl Application {
             api_url: config.routee.api_url.clone(),
             auth_url: config.routee.auth_url.clone(),
             app_id: config.routee.app_id.clone().unwrap_or_default(),
-            app_secret: config.routee.app_secret.clone().unwrap_or_else(|| Secret::new(String::new())),
+            app_secret: config
+                .routee
+                .app_secret
+                .clone()
+                .unwrap_or_else(|| Secret::new(String::new())),
             connect_timeout: config.upstream_connect_timeout,
             timeout: config.upstream_timeout,
         })?;
@@ -158,7 +175,10 @@ impl Application {
             public_url: config.public_url.clone(),
             caller_id: config.routee.from.clone(),
             webhook_deadline: config.webhook_deadline,
-            timing: Timing { collect_grace: config.collect_grace, ..Timing::default() },
+            timing: Timing {
+                collect_grace: config.collect_grace,
+                ..Timing::default()
+            },
             call_interval: Duration::from_secs_f64(1.0 / config.routee.calls_per_second),
             timer_poll: config.timer_poll,
             allow_private_urls: config.allow_private_urls,
@@ -167,7 +187,9 @@ impl Application {
         if let Some(vf) = &sim_voiceflow {
             register_sandbox_assistant(&store, &signer, vf).await?;
         }
-        let engine = Engine::new(store, routee, voiceflow, assistants, signer, templates, settings)?;
+        let engine = Engine::new(
+            store, routee, voiceflow, assistants, signer, templates, settings,
+        )?;
         let config = Arc::new(config);
         let state = AppState(Arc::new(StateInner {
             engine,
@@ -189,7 +211,9 @@ impl Application {
 
     /// The address the HTTP server listens on (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn public_url(&self) -> &Url {
@@ -221,10 +245,20 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then shuts down in order.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Application { listener, metrics_listener, state, sim, sim_voiceflow, shutdown, prometheus } = self;
+        let Application {
+            listener,
+            metrics_listener,
+            state,
+            sim,
+            sim_voiceflow,
+            shutdown,
+            prometheus,
+        } = self;
         let engine = state.engine.clone();
         let grace = state.config.shutdown_grace;
-        let jobs = Jobs::start(engine.clone(), prometheus.clone()).await.context("cannot start periodic jobs")?;
+        let jobs = Jobs::start(engine.clone(), prometheus.clone())
+            .await
+            .context("cannot start periodic jobs")?;
         engine.refresh_gauges().await;
 
         let timer_stop = CancellationToken::new();
@@ -237,8 +271,12 @@ impl Application {
         // SIGTERM (the token): fail readiness, stop claiming work, then stop serving.
         let http_stop = CancellationToken::new();
         {
-            let (state, shutdown, http_stop, timer_stop) =
-                (state.clone(), shutdown.clone(), http_stop.clone(), timer_stop.clone());
+            let (state, shutdown, http_stop, timer_stop) = (
+                state.clone(),
+                shutdown.clone(),
+                http_stop.clone(),
+                timer_stop.clone(),
+            );
             tokio::spawn(async move {
                 shutdown.cancelled().await;
                 tracing::info!("shutting down: readiness off, timers stopped, draining requests");
@@ -254,18 +292,27 @@ impl Application {
             let router = crate::http::router(state.clone());
             let stop = http_stop.clone();
             tokio::spawn(async move {
-                axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned()).await
+                axum::serve(l, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
             })
         });
-        axum::serve(listener, router).with_graceful_shutdown(http_stop.clone().cancelled_owned()).await?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+            .await?;
         if let Some(m) = metrics_server {
             let _ = m.await;
         }
         let _ = timers.await;
         jobs.shutdown().await;
         engine.tasks().close();
-        if tokio::time::timeout(grace, engine.tasks().wait()).await.is_err() {
-            tracing::warn!("background work still running after the grace period; the store has what is needed to resume it");
+        if tokio::time::timeout(grace, engine.tasks().wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "background work still running after the grace period; the store has what is needed to resume it"
+            );
         }
         if let Some(sim) = sim {
             sim.shutdown().await;
@@ -279,7 +326,11 @@ impl Application {
 }
 
 /// Registers (or refreshes) the simulated assistant as `sandbox`.
-async fn register_sandbox_assistant(store: &Store, signer: &Signer, vf: &SimVoiceflowHandle) -> anyhow::Result<()> {
+async fn register_sandbox_assistant(
+    store: &Store,
+    signer: &Signer,
+    vf: &SimVoiceflowHandle,
+) -> anyhow::Result<()> {
     use crate::domain::{Assistant, AssistantId, AssistantSettings, Timestamp};
     let now = Timestamp::now();
     let id = match store.assistant_by_name(SANDBOX_ASSISTANT).await? {
@@ -296,7 +347,10 @@ async fn register_sandbox_assistant(store: &Store, signer: &Signer, vf: &SimVoic
         version_id: Some(vf.version_id()),
         created_at: now,
         updated_at: now,
-        settings: AssistantSettings { save_transcripts: true, ..AssistantSettings::default() },
+        settings: AssistantSettings {
+            save_transcripts: true,
+            ..AssistantSettings::default()
+        },
         encrypted_key: signer.encrypt_key(id, key),
         key_hint: key[key.len() - 4..].to_owned(),
     };
@@ -305,5 +359,7 @@ async fn register_sandbox_assistant(store: &Store, signer: &Signer, vf: &SimVoic
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "replica".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "replica".into())
 }

@@ -48,7 +48,11 @@ impl std::fmt::Debug for Assistants {
 
 impl Assistants {
     pub fn new(store: Store, signer: Signer) -> Self {
-        Self { store, signer, cache: Arc::new(Mutex::new(HashMap::new())) }
+        Self {
+            store,
+            signer,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -70,7 +74,10 @@ impl Assistants {
     }
 
     /// The assistant with decrypted credentials (cached briefly).
-    pub async fn resolve(&self, id: AssistantId) -> Result<Option<ResolvedAssistant>, ResolveError> {
+    pub async fn resolve(
+        &self,
+        id: AssistantId,
+    ) -> Result<Option<ResolvedAssistant>, ResolveError> {
         if let Some((at, hit)) = self.lock().get(&id)
             && at.elapsed() < CACHE_TTL
         {
@@ -80,9 +87,15 @@ impl Assistants {
             self.forget(id);
             return Ok(None);
         };
-        let key = self.signer.decrypt_key(id, &assistant.encrypted_key).map_err(|e| ResolveError::Key(id, e))?;
+        let key = self
+            .signer
+            .decrypt_key(id, &assistant.encrypted_key)
+            .map_err(|e| ResolveError::Key(id, e))?;
         let resolved = ResolvedAssistant {
-            credentials: VoiceflowCredentials { api_key: key, version: assistant.version.clone() },
+            credentials: VoiceflowCredentials {
+                api_key: key,
+                version: assistant.version.clone(),
+            },
             assistant,
         };
         self.lock().insert(id, (Instant::now(), resolved.clone()));
@@ -94,7 +107,11 @@ impl Assistants {
         self.lock().remove(&id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AssistantId, (Instant, ResolvedAssistant)>> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<AssistantId, (Instant, ResolvedAssistant)>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -21,7 +21,11 @@ pub fn check_dialplans(files: &[PathBuf]) -> ExitCode {
                     "{}: ok (template {:?}; variables: {})",
                     f.display(),
                     f.file_stem().and_then(|s| s.to_str()).unwrap_or_default(),
-                    if vars.is_empty() { "none".to_owned() } else { vars.join(", ") }
+                    if vars.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        vars.join(", ")
+                    }
                 );
             }
             Err(e) => {
@@ -30,15 +34,25 @@ pub fn check_dialplans(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `ivr-gateway healthcheck`: GET /healthz on the local gateway.
 pub async fn healthcheck(url: Option<String>) -> ExitCode {
     let base = url.unwrap_or_else(|| {
-        let addr = Config::from_env().map(|c| c.listen_addr.to_string()).unwrap_or_else(|_| "127.0.0.1:8080".into());
+        let addr = Config::from_env()
+            .map(|c| c.listen_addr.to_string())
+            .unwrap_or_else(|_| "127.0.0.1:8080".into());
         // A wildcard listen address is reached on loopback.
-        format!("http://{}", addr.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]"))
+        format!(
+            "http://{}",
+            addr.replace("0.0.0.0", "127.0.0.1")
+                .replace("[::]", "[::1]")
+        )
     });
     let client = match crate::net::http_client(Duration::from_secs(2), Duration::from_secs(3)) {
         Ok(c) => c,
@@ -47,7 +61,11 @@ pub async fn healthcheck(url: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match client.get(format!("{}/healthz", base.trim_end_matches('/'))).send().await {
+    match client
+        .get(format!("{}/healthz", base.trim_end_matches('/')))
+        .send()
+        .await
+    {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
         Ok(r) => {
             eprintln!("healthcheck: {}", r.status());
@@ -84,7 +102,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(
             "SANDBOX MODE: calls go to the built-in carrier simulator, not to real phones{}. \
              To go live set ROUTEE_APP_ID, ROUTEE_APP_SECRET, ROUTEE_FROM, PUBLIC_URL, GATEWAY_SECRET, API_KEYS and REDIS_URL.",
-            if app.config().redis_url.is_none() { "; state is in memory and lost on exit" } else { "" }
+            if app.config().redis_url.is_none() {
+                "; state is in memory and lost on exit"
+            } else {
+                ""
+            }
         );
         println!(
             "ivr-gateway sandbox listening on http://{addr}\n\
@@ -95,7 +117,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, public_url = %app.public_url(), "ivr-gateway live");
     }
     if ephemeral_secret {
-        tracing::warn!("GATEWAY_SECRET is not set: using a random one; webhook URLs and stored keys will not survive a restart");
+        tracing::warn!(
+            "GATEWAY_SECRET is not set: using a random one; webhook URLs and stored keys will not survive a restart"
+        );
     }
     let token = app.shutdown_token();
     tokio::spawn(async move {

@@ -419,7 +419,8 @@ impl Config {
         }
 
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
-        let voiceflow_urls_are_default = r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
+        let voiceflow_urls_are_default =
+            r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
         let config = Config {
             mode,
             listen_addr,

@@ -1,6 +1,8 @@
 //! Thin entry point: parse the command line, read the configuration, start logging,
 //! and hand over to the library.
 
+#![allow(clippy::print_stderr)] // the one place errors reach the terminal before logging exists
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,7 +11,10 @@ use ivr_gateway::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -27,10 +32,15 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Dialplan { command: DialplanCommand::Check { files } } => Ok(ivr_gateway::commands::check_dialplans(&files)),
+        Command::Dialplan {
+            command: DialplanCommand::Check { files },
+        } => Ok(ivr_gateway::commands::check_dialplans(&files)),
         Command::Healthcheck { url } => Ok(ivr_gateway::commands::healthcheck(url).await),
         Command::Config => Ok(ivr_gateway::commands::print_config()),
-        Command::Demo { voiceflow, time_scale } => ivr_gateway::demo::run(voiceflow, time_scale).await,
+        Command::Demo {
+            voiceflow,
+            time_scale,
+        } => ivr_gateway::demo::run(voiceflow, time_scale).await,
         Command::Serve => {
             let config = match Config::from_env() {
                 Ok(c) => c,

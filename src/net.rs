@@ -150,7 +150,10 @@ pub fn check_outbound_url(raw: &str, allow_internal: bool) -> Result<url::Url, S
         url::Host::Ipv6(ip) => is_internal_ip(ip.into()),
         url::Host::Domain(d) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local")
+            d == "localhost"
+                || d.ends_with(".localhost")
+                || d.ends_with(".internal")
+                || d.ends_with(".local")
         }
     };
     if internal {
@@ -182,7 +185,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// The client for operator-supplied URLs: short timeouts, no redirects, and (unless
 /// `allow_internal`) the [`GuardedResolver`].
-pub fn outbound_client(allow_internal: bool, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+pub fn outbound_client(
+    allow_internal: bool,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Client> {
     install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
@@ -201,7 +207,19 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_recognised() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal_ip(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
@@ -212,7 +230,15 @@ mod tests {
     #[test]
     fn outbound_urls_are_checked() {
         assert!(check_outbound_url("https://dispatch.example.com/hook", false).is_ok());
-        for bad in ["ftp://x.example.com", "https://user:pw@x.example.com", "http://127.0.0.1:8080/x", "http://[::1]/", "http://localhost/", "http://metadata.internal/", "http://169.254.169.254/latest"] {
+        for bad in [
+            "ftp://x.example.com",
+            "https://user:pw@x.example.com",
+            "http://127.0.0.1:8080/x",
+            "http://[::1]/",
+            "http://localhost/",
+            "http://metadata.internal/",
+            "http://169.254.169.254/latest",
+        ] {
             assert!(check_outbound_url(bad, false).is_err(), "{bad}");
         }
         assert!(check_outbound_url("http://127.0.0.1:8080/x", true).is_ok());

@@ -43,7 +43,8 @@ struct KeySet {
 
 fn derive(secret: &[u8], label: &str) -> Secret<[u8; 32]> {
     // HMAC as a KDF: the secret keys the MAC, the label is the message.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(label.as_bytes());
     Secret::new(mac.finalize().into_bytes().into())
 }
@@ -72,7 +73,8 @@ impl std::fmt::Debug for Signer {
 }
 
 fn mac(key: &[u8; 32], parts: &[&[u8]]) -> HmacSha256 {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             mac.update(b"|");
@@ -91,7 +93,10 @@ fn webhook_message(purpose: Purpose, callout: CalloutId, call: CallId) -> String
 
 impl Signer {
     pub fn new(current: &Secret<Vec<u8>>, previous: Option<&Secret<Vec<u8>>>) -> Self {
-        Self { current: KeySet::new(current.expose()), previous: previous.map(|p| KeySet::new(p.expose())) }
+        Self {
+            current: KeySet::new(current.expose()),
+            previous: previous.map(|p| KeySet::new(p.expose())),
+        }
     }
 
     fn key_sets(&self) -> impl Iterator<Item = &KeySet> {
@@ -101,21 +106,39 @@ impl Signer {
     /// The signature to put in a webhook URL (URL-safe base64 of an HMAC-SHA256).
     pub fn sign(&self, purpose: Purpose, callout: CalloutId, call: CallId) -> String {
         let msg = webhook_message(purpose, callout, call);
-        URL_SAFE_NO_PAD.encode(mac(self.current.webhook.expose(), &[msg.as_bytes()]).finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(
+            mac(self.current.webhook.expose(), &[msg.as_bytes()])
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Constant-time check of a webhook URL signature, with either secret.
-    pub fn verify(&self, purpose: Purpose, callout: CalloutId, call: CallId, signature: &str) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature.as_bytes()) else { return false };
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        callout: CalloutId,
+        call: CallId,
+        signature: &str,
+    ) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature.as_bytes()) else {
+            return false;
+        };
         let msg = webhook_message(purpose, callout, call);
-        self.key_sets().any(|k| mac(k.webhook.expose(), &[msg.as_bytes()]).verify_slice(&tag).is_ok())
+        self.key_sets().any(|k| {
+            mac(k.webhook.expose(), &[msg.as_bytes()])
+                .verify_slice(&tag)
+                .is_ok()
+        })
     }
 
     /// `X-Ivr-Signature` header value for a notification body: `t=<unix>,v1=<hex>`,
     /// an HMAC-SHA256 over `<unix>.<body>` (the timestamp defeats replays).
     pub fn sign_notification(&self, unix_secs: i64, body: &[u8]) -> String {
         let t = unix_secs.to_string();
-        let tag = mac(self.current.notify.expose(), &[t.as_bytes(), body]).finalize().into_bytes();
+        let tag = mac(self.current.notify.expose(), &[t.as_bytes(), body])
+            .finalize()
+            .into_bytes();
         format!("t={t},v1={}", hex::encode(tag))
     }
 
@@ -130,8 +153,14 @@ impl Signer {
                 _ => {}
             }
         }
-        let (Some(t), Some(tag)) = (t, v1) else { return false };
-        self.key_sets().any(|k| mac(k.notify.expose(), &[t.as_bytes(), body]).verify_slice(&tag).is_ok())
+        let (Some(t), Some(tag)) = (t, v1) else {
+            return false;
+        };
+        self.key_sets().any(|k| {
+            mac(k.notify.expose(), &[t.as_bytes(), body])
+                .verify_slice(&tag)
+                .is_ok()
+        })
     }
 
     /// Encrypts an assistant's API key (AES-256-GCM, random nonce, the assistant id
@@ -141,7 +170,13 @@ impl Signer {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = assistant.to_string();
         let sealed = cipher
-            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .unwrap_or_else(|_| unreachable!("AES-GCM encryption of a short key cannot fail"));
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
@@ -149,7 +184,11 @@ impl Signer {
     }
 
     /// Decrypts with `GATEWAY_SECRET`, then `GATEWAY_SECRET_PREVIOUS`.
-    pub fn decrypt_key(&self, assistant: AssistantId, stored: &str) -> Result<Secret<String>, CryptoError> {
+    pub fn decrypt_key(
+        &self,
+        assistant: AssistantId,
+        stored: &str,
+    ) -> Result<Secret<String>, CryptoError> {
         let raw = stored.strip_prefix("v1:").ok_or(CryptoError::Format)?;
         let bytes = STANDARD.decode(raw).map_err(|_| CryptoError::Format)?;
         if bytes.len() < 12 + 16 {
@@ -160,7 +199,13 @@ impl Signer {
         self.key_sets()
             .find_map(|k| {
                 Aes256Gcm::new(k.storage.expose().into())
-                    .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
+                    .decrypt(
+                        Nonce::from_slice(nonce),
+                        Payload {
+                            msg: sealed,
+                            aad: aad.as_bytes(),
+                        },
+                    )
                     .ok()
             })
             .and_then(|p| String::from_utf8(p).ok())
@@ -170,8 +215,12 @@ impl Signer {
 
     /// True when `stored` decrypts only with the previous secret (re-encrypt it).
     pub fn needs_reencryption(&self, assistant: AssistantId, stored: &str) -> bool {
-        let current_only = Signer { current: self.current.clone(), previous: None };
-        current_only.decrypt_key(assistant, stored).is_err() && self.decrypt_key(assistant, stored).is_ok()
+        let current_only = Signer {
+            current: self.current.clone(),
+            previous: None,
+        };
+        current_only.decrypt_key(assistant, stored).is_err()
+            && self.decrypt_key(assistant, stored).is_ok()
     }
 }
 
@@ -191,11 +240,19 @@ mod tests {
         assert!(s.verify(Purpose::Collect { turn: 1 }, co, call, &sig));
         assert!(!s.verify(Purpose::Collect { turn: 2 }, co, call, &sig));
         assert!(!s.verify(Purpose::Status, co, call, &sig));
-        assert!(!s.verify(Purpose::Collect { turn: 1 }, co, CallId::new(), &sig), "replayed for another call");
+        assert!(
+            !s.verify(Purpose::Collect { turn: 1 }, co, CallId::new(), &sig),
+            "replayed for another call"
+        );
         assert!(!s.verify(Purpose::Collect { turn: 1 }, CalloutId::new(), call, &sig));
         assert!(!s.verify(Purpose::Collect { turn: 1 }, co, call, ""));
         assert!(!s.verify(Purpose::Collect { turn: 1 }, co, call, "not base64!"));
-        assert!(!signer("another-secret-another-secret-xx").verify(Purpose::Collect { turn: 1 }, co, call, &sig));
+        assert!(!signer("another-secret-another-secret-xx").verify(
+            Purpose::Collect { turn: 1 },
+            co,
+            call,
+            &sig
+        ));
     }
 
     #[test]
@@ -209,7 +266,10 @@ mod tests {
             Some(&Secret::new(b"old-secret-old-secret-old-secret".to_vec())),
         );
         assert!(rotated.verify(Purpose::Status, co, call, &sig));
-        assert_eq!(rotated.decrypt_key(asst, &stored).unwrap().expose(), "VF.DM.abc.def");
+        assert_eq!(
+            rotated.decrypt_key(asst, &stored).unwrap().expose(),
+            "VF.DM.abc.def"
+        );
         assert!(rotated.needs_reencryption(asst, &stored));
         assert!(!rotated.needs_reencryption(asst, &rotated.encrypt_key(asst, "k")));
     }
@@ -220,8 +280,15 @@ mod tests {
         let asst = AssistantId::new();
         let stored = s.encrypt_key(asst, "VF.DM.secret-part");
         assert!(!stored.contains("secret-part") && !stored.contains("VF.DM"));
-        assert_ne!(stored, s.encrypt_key(asst, "VF.DM.secret-part"), "nonces are random");
-        assert_eq!(s.decrypt_key(AssistantId::new(), &stored), Err(CryptoError::Decrypt));
+        assert_ne!(
+            stored,
+            s.encrypt_key(asst, "VF.DM.secret-part"),
+            "nonces are random"
+        );
+        assert_eq!(
+            s.decrypt_key(AssistantId::new(), &stored),
+            Err(CryptoError::Decrypt)
+        );
         assert_eq!(s.decrypt_key(asst, "v1:short"), Err(CryptoError::Format));
         assert_eq!(s.decrypt_key(asst, "plain"), Err(CryptoError::Format));
     }

@@ -726,8 +726,7 @@ fn the_seed_flow_calls_seven_times_in_the_right_order() {
     let mut c = callout(3);
     let mut now = T0;
     let mut placed = Vec::new();
-    loop {
-        let Some(due) = c.next_due() else { break };
+    while let Some(due) = c.next_due() {
         if c.status != CalloutStatus::Calling {
             break;
         }

@@ -34,7 +34,10 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
-    pub async fn start(engine: Engine, prometheus: PrometheusHandle) -> Result<Jobs, JobSchedulerError> {
+    pub async fn start(
+        engine: Engine,
+        prometheus: PrometheusHandle,
+    ) -> Result<Jobs, JobSchedulerError> {
         let scheduler = JobScheduler::new().await?;
         let e = engine.clone();
         scheduler
@@ -75,7 +78,11 @@ impl Jobs {
 impl Engine {
     /// True when this replica holds (or just took) the named job's lock.
     async fn lead(&self, job: &str, ttl: Duration) -> bool {
-        match self.store.try_lock(job, &self.settings.replica_id, ttl).await {
+        match self
+            .store
+            .try_lock(job, &self.settings.replica_id, ttl)
+            .await
+        {
             Ok(held) => held,
             Err(e) => {
                 tracing::warn!(job, error = %e, "could not take a job lock");
@@ -89,7 +96,11 @@ impl Engine {
         if !self.lead("reconcile", RECONCILE_EVERY * 2).await {
             return;
         }
-        let ids = match self.store.overdue_calls(Timestamp::now(), RECONCILE_BATCH).await {
+        let ids = match self
+            .store
+            .overdue_calls(Timestamp::now(), RECONCILE_BATCH)
+            .await
+        {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "could not list overdue calls");
@@ -97,8 +108,12 @@ impl Engine {
             }
         };
         for id in ids {
-            let Ok(Some(v)) = self.store.load(id).await else { continue };
-            let Some(attempt) = v.value.current_attempt().filter(|a| a.state.is_live()) else { continue };
+            let Ok(Some(v)) = self.store.load(id).await else {
+                continue;
+            };
+            let Some(attempt) = v.value.current_attempt().filter(|a| a.state.is_live()) else {
+                continue;
+            };
             let call = attempt.call_id;
             let result = match &attempt.tracking_id {
                 None => Reconciliation::Unknown,
@@ -107,7 +122,9 @@ impl Engine {
                         let part = t
                             .content
                             .iter()
-                            .find(|p| attempt.message_id.is_some() && p.message_id == attempt.message_id)
+                            .find(|p| {
+                                attempt.message_id.is_some() && p.message_id == attempt.message_id
+                            })
                             .or_else(|| t.content.first());
                         match part.map(|p| &p.status.status) {
                             Some(s) if s.is_final() => Reconciliation::Final(s.clone()),
@@ -123,7 +140,12 @@ impl Engine {
             };
             tracing::info!(callout_id = %id, call_id = %call, result = ?result, "reconciled an overdue call");
             let timing = self.settings.timing;
-            if let Err(e) = self.update(id, |c, now| (c.on_reconciled(call, result.clone(), now, &timing), ())).await {
+            if let Err(e) = self
+                .update(id, |c, now| {
+                    (c.on_reconciled(call, result.clone(), now, &timing), ())
+                })
+                .await
+            {
                 tracing::warn!(callout_id = %id, error = %e, "could not record a reconciliation");
             }
         }

@@ -14,8 +14,8 @@
 //! - [`effects`]: hanging up, `notify_url`, Voiceflow transcripts.
 //! - [`view`]: the public JSON of a callout.
 
-mod jobs;
 mod effects;
+mod jobs;
 mod place;
 mod timers;
 mod turn;
@@ -32,11 +32,11 @@ use url::Url;
 use crate::assistants::Assistants;
 use crate::dialplan::template::Templates;
 use crate::domain::{
-    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Changes, Effect, Event, EventKind, NewCallout, Timestamp,
-    Timing,
+    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Changes, Effect, Event, EventKind,
+    NewCallout, Timestamp, Timing,
 };
-use crate::routee::client::RouteeClient;
 use crate::routee::StatusCallback;
+use crate::routee::client::RouteeClient;
 use crate::security::{Purpose, Signer};
 use crate::store::{Commit, Store, StoreError, Versioned};
 use crate::telemetry::metrics as m;
@@ -84,8 +84,15 @@ pub enum EngineError {
 
 /// What [`Engine::update`] did.
 pub(crate) enum Update<R> {
-    Committed { callout: Callout, result: R },
-    Unchanged { callout: Callout, version: u64, result: R },
+    Committed {
+        callout: Callout,
+        result: R,
+    },
+    Unchanged {
+        callout: Callout,
+        version: u64,
+        result: R,
+    },
     Missing,
 }
 
@@ -113,7 +120,9 @@ pub struct Engine(Arc<Inner>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("store", &self.0.store.kind()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("store", &self.0.store.kind())
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,7 +144,8 @@ impl Engine {
         templates: Arc<Templates>,
         settings: EngineSettings,
     ) -> Result<Self, reqwest::Error> {
-        let notify_http = crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?;
+        let notify_http =
+            crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?;
         let (timeline, _) = broadcast::channel(4096);
         Ok(Self(Arc::new(Inner {
             store,
@@ -168,7 +178,8 @@ impl Engine {
     }
 
     pub(crate) fn beat(&self) {
-        self.heartbeat.store(Timestamp::now().millis(), Ordering::Relaxed);
+        self.heartbeat
+            .store(Timestamp::now().millis(), Ordering::Relaxed);
     }
 
     // ----- URLs -------------------------------------------------------------
@@ -201,16 +212,28 @@ impl Engine {
         mut transition: impl FnMut(&mut Callout, Timestamp) -> (Changes, R),
     ) -> Result<Update<R>, EngineError> {
         for _ in 0..MAX_CAS_RETRIES {
-            let Some(Versioned { version, value: mut callout }) = self.store.load(id).await? else {
+            let Some(Versioned {
+                version,
+                value: mut callout,
+            }) = self.store.load(id).await?
+            else {
                 return Ok(Update::Missing);
             };
             let before = callout.clone();
             let now = Timestamp::now();
             let (changes, result) = transition(&mut callout, now);
             if changes.is_empty() && callout == before {
-                return Ok(Update::Unchanged { callout, version, result });
+                return Ok(Update::Unchanged {
+                    callout,
+                    version,
+                    result,
+                });
             }
-            match self.store.commit(&callout, version, &changes.events).await? {
+            match self
+                .store
+                .commit(&callout, version, &changes.events)
+                .await?
+            {
                 Commit::Done { .. } => {
                     self.after_commit(&callout, changes);
                     return Ok(Update::Committed { callout, result });
@@ -225,18 +248,25 @@ impl Engine {
     fn after_commit(&self, callout: &Callout, changes: Changes) {
         for event in &changes.events {
             record_metrics(callout, event);
-            let _ = self.timeline.send(TimelineEvent { callout: callout.id, event: event.clone() });
+            let _ = self.timeline.send(TimelineEvent {
+                callout: callout.id,
+                event: event.clone(),
+            });
         }
         for effect in changes.effects {
             let engine = self.clone();
             let id = callout.id;
-            self.tasks.spawn(async move { engine.run_effect(id, effect).await });
+            self.tasks
+                .spawn(async move { engine.run_effect(id, effect).await });
         }
     }
 
     async fn run_effect(&self, id: CalloutId, effect: Effect) {
         match effect {
-            Effect::PlaceCall { call_id, slot_reserved } => self.place_call(id, call_id, slot_reserved).await,
+            Effect::PlaceCall {
+                call_id,
+                slot_reserved,
+            } => self.place_call(id, call_id, slot_reserved).await,
             Effect::HangUp { call_id } => self.hang_up(id, call_id).await,
             Effect::Notify => self.notify(id).await,
             Effect::SaveTranscript { call_id } => self.save_transcript(id, call_id).await,
@@ -246,11 +276,20 @@ impl Engine {
     // ----- the dispatcher's operations ----------------------------------------
 
     /// Creates a callout and starts calling at once.
-    pub async fn create_callout(&self, input: NewCallout) -> Result<(Callout, Vec<Event>), EngineError> {
+    pub async fn create_callout(
+        &self,
+        input: NewCallout,
+    ) -> Result<(Callout, Vec<Event>), EngineError> {
         let now = Timestamp::now();
         let (callout, events) = Callout::create(CalloutId::new(), input, now);
         self.store.insert(&callout, &events).await?;
-        self.after_commit(&callout, Changes { events: events.clone(), effects: Vec::new() });
+        self.after_commit(
+            &callout,
+            Changes {
+                events: events.clone(),
+                effects: Vec::new(),
+            },
+        );
         // Don't wait for the timer loop's next round for the first call.
         let engine = self.clone();
         let id = callout.id;
@@ -258,8 +297,13 @@ impl Engine {
         Ok((callout, events))
     }
 
-    pub async fn callout(&self, id: CalloutId) -> Result<Option<(Callout, Vec<Event>)>, EngineError> {
-        let Some(v) = self.store.load(id).await? else { return Ok(None) };
+    pub async fn callout(
+        &self,
+        id: CalloutId,
+    ) -> Result<Option<(Callout, Vec<Event>)>, EngineError> {
+        let Some(v) = self.store.load(id).await? else {
+            return Ok(None);
+        };
         let events = self.store.events(id).await?;
         Ok(Some((v.value, events)))
     }
@@ -284,7 +328,10 @@ impl Engine {
             .await?
         {
             Update::Missing => Err(EngineError::NotFound),
-            Update::Committed { callout, result } | Update::Unchanged { callout, result, .. } => {
+            Update::Committed { callout, result }
+            | Update::Unchanged {
+                callout, result, ..
+            } => {
                 result?;
                 Ok(callout)
             }
@@ -293,13 +340,28 @@ impl Engine {
 
     /// Applies a status callback. An error means it was not stored: answer 5xx so
     /// the carrier retries.
-    pub async fn on_status(&self, id: CalloutId, call: CallId, cb: &StatusCallback) -> Result<(), EngineError> {
+    pub async fn on_status(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        cb: &StatusCallback,
+    ) -> Result<(), EngineError> {
         let timing = self.settings.timing;
         let status = cb.status.name.clone();
         let message_id = cb.message_id.clone();
         let tracking_id = cb.conversation_tracking_id.clone();
         self.update(id, |c, now| {
-            (c.on_status(call, &status, message_id.as_deref(), tracking_id.as_deref(), now, &timing), ())
+            (
+                c.on_status(
+                    call,
+                    &status,
+                    message_id.as_deref(),
+                    tracking_id.as_deref(),
+                    now,
+                    &timing,
+                ),
+                (),
+            )
         })
         .await?;
         Ok(())
@@ -321,11 +383,18 @@ fn record_metrics(callout: &Callout, event: &Event) {
         }
         EventKind::CalloutAccepted => {
             metrics::counter!(m::CALLOUTS_FINISHED, "status" => "accepted").increment(1);
-            metrics::histogram!(m::TIME_TO_ACCEPT).record(event.at.since(callout.created_at).as_secs_f64());
+            metrics::histogram!(m::TIME_TO_ACCEPT)
+                .record(event.at.since(callout.created_at).as_secs_f64());
         }
-        EventKind::CalloutExhausted => metrics::counter!(m::CALLOUTS_FINISHED, "status" => "exhausted").increment(1),
-        EventKind::CalloutCancelled => metrics::counter!(m::CALLOUTS_FINISHED, "status" => "cancelled").increment(1),
-        EventKind::CalloutFailed { .. } => metrics::counter!(m::CALLOUTS_FINISHED, "status" => "failed").increment(1),
+        EventKind::CalloutExhausted => {
+            metrics::counter!(m::CALLOUTS_FINISHED, "status" => "exhausted").increment(1)
+        }
+        EventKind::CalloutCancelled => {
+            metrics::counter!(m::CALLOUTS_FINISHED, "status" => "cancelled").increment(1)
+        }
+        EventKind::CalloutFailed { .. } => {
+            metrics::counter!(m::CALLOUTS_FINISHED, "status" => "failed").increment(1)
+        }
         _ => {}
     }
 }

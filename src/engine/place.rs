@@ -17,11 +17,13 @@ use crate::assistants::ResolvedAssistant;
 use crate::dialplan::render::{self, ActionNames, Phrases, TurnContext, Voice};
 use crate::dialplan::template::Vars;
 use crate::domain::{
-    Attempt, CallId, CallState, Callout, CalloutId, CalloutStatus, Changes, Conversation, Decision, Dialing,
-    PlaceFailure, Script,
+    Attempt, CallId, CallState, Callout, CalloutId, CalloutStatus, Changes, Conversation, Decision,
+    Dialing, PlaceFailure, Script,
 };
 use crate::routee::client::RouteeError;
-use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan, Language};
+use crate::routee::{
+    Callback, CallbackStrategy, CreateConversation, Destination, Dialplan, Language,
+};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::{VoiceflowCredentials, VoiceflowError};
 use crate::voiceflow::{InteractConfig, Request, Trace};
@@ -55,10 +57,19 @@ impl Engine {
         .await;
     }
 
-    async fn try_place(&self, id: CalloutId, call_id: CallId, slot_reserved: bool) -> Result<(), EngineError> {
-        let Some(v) = self.store.load(id).await? else { return Ok(()) };
+    async fn try_place(
+        &self,
+        id: CalloutId,
+        call_id: CallId,
+        slot_reserved: bool,
+    ) -> Result<(), EngineError> {
+        let Some(v) = self.store.load(id).await? else {
+            return Ok(());
+        };
         let callout = v.value;
-        let Some(attempt) = callout.attempt(call_id) else { return Ok(()) };
+        let Some(attempt) = callout.attempt(call_id) else {
+            return Ok(());
+        };
         if !matches!(attempt.state, CallState::Dialing(Dialing::InFlight { .. })) {
             return Ok(()); // another replica already handled this placement
         }
@@ -67,16 +78,28 @@ impl Engine {
                 .report_failure(
                     id,
                     call_id,
-                    PlaceFailure::Retryable { reason: "cancelled before the call was created".into(), retry_after: None },
+                    PlaceFailure::Retryable {
+                        reason: "cancelled before the call was created".into(),
+                        retry_after: None,
+                    },
                 )
                 .await;
         }
         if !slot_reserved {
-            let wait = self.store.reserve_call_slot(self.settings.call_interval).await?;
+            let wait = self
+                .store
+                .reserve_call_slot(self.settings.call_interval)
+                .await?;
             metrics::histogram!(m::RATE_LIMIT_WAIT).record(wait.as_secs_f64());
             if wait > MAX_INLINE_WAIT {
-                tracing::debug!(wait_ms = wait.as_millis() as u64, "rate limit: waiting for a reserved slot");
-                self.update(id, |c, now| (c.defer_placement(call_id, now.plus(wait)), ())).await?;
+                tracing::debug!(
+                    wait_ms = wait.as_millis() as u64,
+                    "rate limit: waiting for a reserved slot"
+                );
+                self.update(id, |c, now| {
+                    (c.defer_placement(call_id, now.plus(wait)), ())
+                })
+                .await?;
                 return Ok(());
             }
             tokio::time::sleep(wait).await;
@@ -96,7 +119,10 @@ impl Engine {
             from: self.settings.caller_id.clone(),
             to: Destination::Phone(contact.phone.to_string()),
             dial_plan: first.dialplan,
-            callback: Some(Callback { url: self.status_url(id, call_id), strategy: CallbackStrategy::OnChange }),
+            callback: Some(Callback {
+                url: self.status_url(id, call_id),
+                strategy: CallbackStrategy::OnChange,
+            }),
             hangup_delay: Some(callout.policy.ring_timeout_s),
             max_duration: Some(callout.policy.max_call_s),
         };
@@ -125,7 +151,9 @@ impl Engine {
             Err(e) => {
                 let failure = classify_routee_error(&e);
                 let label = match failure {
-                    PlaceFailure::Retryable { .. } | PlaceFailure::Unconfirmed { .. } => "transient_error",
+                    PlaceFailure::Retryable { .. } | PlaceFailure::Unconfirmed { .. } => {
+                        "transient_error"
+                    }
                     _ => "permanent_error",
                 };
                 metrics::counter!(m::CALLS_PLACED, "result" => label).increment(1);
@@ -135,22 +163,40 @@ impl Engine {
         }
     }
 
-    async fn report_failure(&self, id: CalloutId, call_id: CallId, failure: PlaceFailure) -> Result<(), EngineError> {
+    async fn report_failure(
+        &self,
+        id: CalloutId,
+        call_id: CallId,
+        failure: PlaceFailure,
+    ) -> Result<(), EngineError> {
         let timing = self.settings.timing;
-        self.update(id, |c, now| (c.on_place_failed(call_id, failure.clone(), now, &timing), ())).await?;
+        self.update(id, |c, now| {
+            (
+                c.on_place_failed(call_id, failure.clone(), now, &timing),
+                (),
+            )
+        })
+        .await?;
         Ok(())
     }
 
     /// The dialplan the call starts with.
-    async fn first_turn(&self, callout: &Callout, attempt: &Attempt) -> Result<FirstTurn, PlaceFailure> {
+    async fn first_turn(
+        &self,
+        callout: &Callout,
+        attempt: &Attempt,
+    ) -> Result<FirstTurn, PlaceFailure> {
         let contact = &callout.contacts[attempt.contact];
         let event_url = self.collect_url(callout.id, attempt.call_id, 0);
         match &callout.script {
             Script::Template { name } => {
-                let template = self.templates.get(name).ok_or_else(|| PlaceFailure::Script {
-                    reason: format!("dialplan template {name:?} is not loaded on this replica"),
-                    retryable: false,
-                })?;
+                let template = self
+                    .templates
+                    .get(name)
+                    .ok_or_else(|| PlaceFailure::Script {
+                        reason: format!("dialplan template {name:?} is not loaded on this replica"),
+                        retryable: false,
+                    })?;
                 let vars = template_vars(callout, attempt);
                 let dialplan = template.render_call(
                     &vars,
@@ -159,13 +205,20 @@ impl Engine {
                     callout.policy.reprompts,
                     &event_url,
                 );
-                Ok(FirstTurn { dialplan, conversation: Conversation::default(), decision: None })
+                Ok(FirstTurn {
+                    dialplan,
+                    conversation: Conversation::default(),
+                    decision: None,
+                })
             }
             Script::Assistant { id } => {
                 let resolved = match self.assistants.resolve(*id).await {
                     Ok(Some(r)) => r,
                     Ok(None) => {
-                        return Err(PlaceFailure::Script { reason: format!("assistant {id} was deleted"), retryable: false });
+                        return Err(PlaceFailure::Script {
+                            reason: format!("assistant {id} was deleted"),
+                            retryable: false,
+                        });
                     }
                     Err(e) => {
                         return Err(PlaceFailure::Script {
@@ -176,14 +229,28 @@ impl Engine {
                 };
                 let vars = launch_variables(callout, attempt);
                 let traces = self
-                    .run_turn(&resolved.credentials, attempt.call_id, Request::Launch, Some(&vars), LAUNCH_TIMEOUT)
+                    .run_turn(
+                        &resolved.credentials,
+                        attempt.call_id,
+                        Request::Launch,
+                        Some(&vars),
+                        LAUNCH_TIMEOUT,
+                    )
                     .await
                     .map_err(|e| PlaceFailure::Script {
                         reason: format!("Voiceflow launch failed: {e}"),
                         retryable: e.retryable(),
                     })?;
                 let (actions, phrases) = assistant_rendering(&resolved);
-                let ctx = assistant_context(callout, attempt, &resolved, &event_url, &actions, &phrases, &self.settings.caller_id);
+                let ctx = assistant_context(
+                    callout,
+                    attempt,
+                    &resolved,
+                    &event_url,
+                    &actions,
+                    &phrases,
+                    &self.settings.caller_id,
+                );
                 let turn = render::render_turn(&traces, &ctx);
                 log_notes(&turn.notes);
                 Ok(FirstTurn {
@@ -215,15 +282,23 @@ impl Engine {
         let started = Instant::now();
         let user_id = call_id.to_string();
         let config = InteractConfig::default();
-        let mut traces =
-            self.voiceflow.interact(creds, &user_id, &request, variables, &config, budget).await?;
+        let mut traces = self
+            .voiceflow
+            .interact(creds, &user_id, &request, variables, &config, budget)
+            .await?;
         for _ in 0..MAX_RESUMES {
-            let Some(resume) = stopped_action_resume(&traces) else { break };
+            let Some(resume) = stopped_action_resume(&traces) else {
+                break;
+            };
             let left = budget.saturating_sub(started.elapsed());
             if left < Duration::from_millis(200) {
                 break;
             }
-            match self.voiceflow.interact(creds, &user_id, &resume, None, &config, left).await {
+            match self
+                .voiceflow
+                .interact(creds, &user_id, &resume, None, &config, left)
+                .await
+            {
                 Ok(more) => traces.extend(more),
                 // What we have is still a valid turn (the decision is in it).
                 Err(e) => {
@@ -242,7 +317,10 @@ fn stopped_action_resume(traces: &[Trace]) -> Option<Request> {
     let actions = ActionNames::default();
     let phrases = Phrases::default();
     let ctx = TurnContext {
-        voice: Voice { language: Language::EnUs, gender: None },
+        voice: Voice {
+            language: Language::EnUs,
+            gender: None,
+        },
         event_url: "",
         input_timeout_s: 1,
         reprompts: 0,
@@ -266,11 +344,21 @@ pub(super) fn log_notes(notes: &[String]) {
 
 /// Template placeholders: the callout's variables as text, plus the built-ins.
 pub(super) fn template_vars(callout: &Callout, attempt: &Attempt) -> Vars {
-    let mut vars: Vars = callout.variables.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
-    vars.insert("contact_name".into(), callout.contacts[attempt.contact].name.clone());
+    let mut vars: Vars = callout
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), value_text(v)))
+        .collect();
+    vars.insert(
+        "contact_name".into(),
+        callout.contacts[attempt.contact].name.clone(),
+    );
     vars.insert("callout_name".into(), callout.name.clone());
     vars.insert("attempt".into(), attempt.number.to_string());
-    vars.insert("max_attempts".into(), callout.policy.attempts_per_contact.to_string());
+    vars.insert(
+        "max_attempts".into(),
+        callout.policy.attempts_per_contact.to_string(),
+    );
     vars
 }
 
@@ -286,7 +374,10 @@ fn value_text(v: &Value) -> String {
 /// `contact_name`, `callout_name` and `attempt` (the contract's names).
 pub(super) fn launch_variables(callout: &Callout, attempt: &Attempt) -> Map<String, Value> {
     let mut vars = callout.variables.clone();
-    vars.insert("contact_name".into(), Value::String(callout.contacts[attempt.contact].name.clone()));
+    vars.insert(
+        "contact_name".into(),
+        Value::String(callout.contacts[attempt.contact].name.clone()),
+    );
     vars.insert("callout_name".into(), Value::String(callout.name.clone()));
     vars.insert("attempt".into(), Value::from(attempt.number));
     vars
@@ -294,7 +385,11 @@ pub(super) fn launch_variables(callout: &Callout, attempt: &Attempt) -> Map<Stri
 
 pub(super) fn assistant_rendering(resolved: &ResolvedAssistant) -> (ActionNames, Phrases) {
     let s = &resolved.assistant.settings;
-    let actions = ActionNames { accept: s.accept_actions.clone(), reject: s.reject_actions.clone(), ..ActionNames::default() };
+    let actions = ActionNames {
+        accept: s.accept_actions.clone(),
+        reject: s.reject_actions.clone(),
+        ..ActionNames::default()
+    };
     (actions, Phrases::default())
 }
 
@@ -309,7 +404,12 @@ pub(super) fn assistant_context<'a>(
 ) -> TurnContext<'a> {
     let s = &resolved.assistant.settings;
     TurnContext {
-        voice: Voice { language: callout.contacts[attempt.contact].language.unwrap_or(s.language), gender: s.gender },
+        voice: Voice {
+            language: callout.contacts[attempt.contact]
+                .language
+                .unwrap_or(s.language),
+            gender: s.gender,
+        },
         event_url,
         input_timeout_s: callout.policy.input_timeout_s,
         reprompts: callout.policy.reprompts,
@@ -325,7 +425,10 @@ pub(super) fn classify_routee_error(e: &RouteeError) -> PlaceFailure {
     if e.may_have_been_applied() {
         PlaceFailure::Unconfirmed { reason }
     } else if e.retryable() {
-        PlaceFailure::Retryable { reason, retry_after: e.retry_after() }
+        PlaceFailure::Retryable {
+            reason,
+            retry_after: e.retry_after(),
+        }
     } else {
         PlaceFailure::Permanent { reason }
     }

@@ -41,7 +41,9 @@ impl Engine {
             let full = batch.len() == BATCH;
             for (id, due) in batch {
                 metrics::histogram!(m::TIMER_LAG).record(now.since(due).as_secs_f64());
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    break;
+                };
                 let engine = self.clone();
                 self.tasks.spawn(async move {
                     engine.fire(id).await;
@@ -55,15 +57,21 @@ impl Engine {
                 }
             }
         }
-        tracing::info!("timer loop stopped; claimed timers not yet fired go to other replicas when their lease ends");
+        tracing::info!(
+            "timer loop stopped; claimed timers not yet fired go to other replicas when their lease ends"
+        );
     }
 
     /// Fires whatever is due on one callout.
     pub(crate) async fn fire(&self, id: CalloutId) {
         let timing = self.settings.timing;
-        let result = self.update(id, |c, now| (c.on_timer(now, &timing, CallId::new()), ())).await;
+        let result = self
+            .update(id, |c, now| (c.on_timer(now, &timing, CallId::new()), ()))
+            .await;
         let outcome = match result {
-            Ok(Update::Unchanged { callout, version, .. }) => {
+            Ok(Update::Unchanged {
+                callout, version, ..
+            }) => {
                 // Nothing was due (an early or duplicate wake-up): put the timer back
                 // where the document says, never in the past (no hot loop).
                 let floor = Timestamp::now().plus(Duration::from_secs(1));

@@ -25,7 +25,8 @@ use crate::dialplan::input::{CallerInput, request_for_input};
 use crate::dialplan::render::{self, Voice};
 use crate::dialplan::template::Closing;
 use crate::domain::{
-    CallId, Callout, CalloutId, CalloutStatus, Changes, Decision, EventKind, InFlightTurn, PendingTurn, Script, Timestamp,
+    CallId, Callout, CalloutId, CalloutStatus, Changes, Decision, EventKind, InFlightTurn,
+    PendingTurn, Script, Timestamp,
 };
 use crate::routee::{Collect, CollectEvent, Dialplan, Language, Verb};
 use crate::store::Versioned;
@@ -62,7 +63,13 @@ enum Step {
 
 impl Engine {
     /// Answers a COLLECT event. Never fails: a dialplan is always returned.
-    pub async fn on_collect(&self, id: CalloutId, call: CallId, turn: u32, event: &CollectEvent) -> String {
+    pub async fn on_collect(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        turn: u32,
+        event: &CollectEvent,
+    ) -> String {
         let deadline = Instant::now() + self.settings.webhook_deadline;
         match self.collect(id, call, turn, event, deadline).await {
             Ok(json) => json,
@@ -83,21 +90,29 @@ impl Engine {
         deadline: Instant,
     ) -> Result<String, EngineError> {
         let Some(loaded) = self.store.load(id).await? else {
-            return Ok(json(&render::closing_dialplan(CLOSED_TEXT, default_voice())));
+            return Ok(json(&render::closing_dialplan(
+                CLOSED_TEXT,
+                default_voice(),
+            )));
         };
         let tones = event.digits();
         match loaded.value.script.clone() {
-            Script::Template { name } => self.template_turn(loaded, &name, call, turn, &tones).await,
+            Script::Template { name } => {
+                self.template_turn(loaded, &name, call, turn, &tones).await
+            }
             Script::Assistant { id: assistant } => {
                 let resolved = self.assistants.resolve(assistant).await.ok().flatten();
-                self.assistant_turn(loaded, resolved, call, turn, &tones, deadline).await
+                self.assistant_turn(loaded, resolved, call, turn, &tones, deadline)
+                    .await
             }
         }
     }
 
     /// Checks shared by both kinds of calls. `Some` when the event needs no new turn.
     fn settled(c: &Callout, call: CallId, turn: u32) -> Option<Step> {
-        let Some(a) = c.attempt(call) else { return Some(Step::Closing(Closing::Closed)) };
+        let Some(a) = c.attempt(call) else {
+            return Some(Step::Closing(Closing::Closed));
+        };
         if let Some(cached) = a.cached_answer(turn) {
             return Some(Step::Answer(cached.to_owned()));
         }
@@ -131,7 +146,10 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let id = loaded.value.id;
         let Some(template) = self.templates.get(name) else {
-            return Ok(json(&render::closing_dialplan(CLOSED_TEXT, default_voice())));
+            return Ok(json(&render::closing_dialplan(
+                CLOSED_TEXT,
+                default_voice(),
+            )));
         };
         let next_url = self.collect_url(id, call, turn + 1);
         let timing = self.settings.timing;
@@ -140,7 +158,9 @@ impl Engine {
                 if let Some(step) = Self::settled(c, call, turn) {
                     return (Changes::default(), step);
                 }
-                let Some(a) = c.attempt(call) else { return (Changes::default(), Step::Closing(Closing::Closed)) };
+                let Some(a) = c.attempt(call) else {
+                    return (Changes::default(), Step::Closing(Closing::Closed));
+                };
                 let digits = a.new_digits(tones);
                 if digits.is_empty() {
                     // The end-of-call report with nothing pressed.
@@ -174,17 +194,24 @@ impl Engine {
             .await?;
         Ok(match outcome {
             Update::Missing => json(&template.closing(Closing::Closed, &Default::default(), None)),
-            Update::Committed { callout, result } | Update::Unchanged { callout, result, .. } => match result {
+            Update::Committed { callout, result }
+            | Update::Unchanged {
+                callout, result, ..
+            } => match result {
                 Step::Answer(j) | Step::Hold(j) => j,
                 Step::Closing(which) => {
                     let vars = callout
                         .attempt(call)
                         .map(|a| template_vars(&callout, a))
                         .unwrap_or_default();
-                    let language = callout.attempt(call).and_then(|a| callout.contacts[a.contact].language);
+                    let language = callout
+                        .attempt(call)
+                        .and_then(|a| callout.contacts[a.contact].language);
                     json(&template.closing(which, &vars, language))
                 }
-                Step::Wait | Step::Run(_) => json(&template.closing(Closing::Closed, &Default::default(), None)),
+                Step::Wait | Step::Run(_) => {
+                    json(&template.closing(Closing::Closed, &Default::default(), None))
+                }
             },
         })
     }
@@ -202,7 +229,10 @@ impl Engine {
         let id = loaded.value.id;
         let timing = self.settings.timing;
         let next_url = self.collect_url(id, call, turn + 1);
-        let keypad = resolved.as_ref().map(|r| r.assistant.settings.keypad.clone()).unwrap_or_default();
+        let keypad = resolved
+            .as_ref()
+            .map(|r| r.assistant.settings.keypad.clone())
+            .unwrap_or_default();
         let fallback_keys = fallback_keypad(resolved.as_ref());
         let voice = loaded
             .value
@@ -210,7 +240,10 @@ impl Engine {
             .map(|a| assistant_voice(&loaded.value, a.contact, resolved.as_ref()))
             .unwrap_or_else(default_voice);
         let in_flight_for = self.settings.webhook_deadline + LATE_WINDOW;
-        let (actions, phrases) = resolved.as_ref().map(assistant_rendering).unwrap_or_default();
+        let (actions, phrases) = resolved
+            .as_ref()
+            .map(assistant_rendering)
+            .unwrap_or_default();
         let fallback_plan = |url: &str| {
             let ctx = render::TurnContext {
                 voice,
@@ -242,10 +275,14 @@ impl Engine {
                 if let Some(step) = Self::settled(c, call, turn) {
                     return (Changes::default(), step);
                 }
-                let Some(a) = c.attempt(call) else { return (Changes::default(), Step::Closing(Closing::Closed)) };
+                let Some(a) = c.attempt(call) else {
+                    return (Changes::default(), Step::Closing(Closing::Closed));
+                };
                 let digits = a.new_digits(tones);
                 let mut ch = c.on_keys(call, &digits, now);
-                let Some(a) = c.attempt_mut(call) else { return (ch, Step::Closing(Closing::Closed)) };
+                let Some(a) = c.attempt_mut(call) else {
+                    return (ch, Step::Closing(Closing::Closed));
+                };
                 a.conversation.consumed.push_str(&digits);
 
                 // A late Voiceflow turn is ready: play it now.
@@ -266,7 +303,10 @@ impl Engine {
                     if digits.is_empty() {
                         return (ch, Step::Closing(Closing::Closed));
                     }
-                    let decision = fallback_keys.iter().find(|(k, _)| *k == digits).map(|(_, d)| *d);
+                    let decision = fallback_keys
+                        .iter()
+                        .find(|(k, _)| *k == digits)
+                        .map(|(_, d)| *d);
                     let plan = match decision {
                         Some(Decision::Accepted) => render::closing_dialplan(ACCEPTED_TEXT, voice),
                         Some(Decision::Rejected) => render::closing_dialplan(REJECTED_TEXT, voice),
@@ -296,13 +336,23 @@ impl Engine {
                     return (ch, Step::Hold(answer));
                 }
 
-                let input = if digits.is_empty() { CallerInput::Silence } else { CallerInput::Digits(digits) };
-                let Some(request) =
-                    request_for_input(&input, &a.conversation.menu, &keypad, a.conversation.expects_no_reply)
-                else {
+                let input = if digits.is_empty() {
+                    CallerInput::Silence
+                } else {
+                    CallerInput::Digits(digits)
+                };
+                let Some(request) = request_for_input(
+                    &input,
+                    &a.conversation.menu,
+                    &keypad,
+                    a.conversation.expects_no_reply,
+                ) else {
                     return (ch, Step::Closing(Closing::Closed));
                 };
-                a.conversation.in_flight = Some(InFlightTurn { turn, until: now.plus(in_flight_for) });
+                a.conversation.in_flight = Some(InFlightTurn {
+                    turn,
+                    until: now.plus(in_flight_for),
+                });
                 (ch, Step::Run(request))
             })
             .await?;
@@ -313,21 +363,43 @@ impl Engine {
         };
         let request = match step {
             Step::Answer(j) | Step::Hold(j) => return Ok(j),
-            Step::Closing(which) => return Ok(json(&render::closing_dialplan(closing_text(which), voice))),
-            Step::Wait => return Ok(self.wait_for_answer(id, call, turn, deadline, &holding_plan(&next_url)).await),
+            Step::Closing(which) => {
+                return Ok(json(&render::closing_dialplan(closing_text(which), voice)));
+            }
+            Step::Wait => {
+                return Ok(self
+                    .wait_for_answer(id, call, turn, deadline, &holding_plan(&next_url))
+                    .await);
+            }
             Step::Run(request) => request,
         };
-        let Some(resolved) = resolved else { return Ok(json(&fallback_plan(&next_url))) };
+        let Some(resolved) = resolved else {
+            return Ok(json(&fallback_plan(&next_url)));
+        };
 
         // Run the turn in its own task so it can outlive this request.
         let engine = self.clone();
         let creds = resolved.credentials.clone();
-        let mut task = tokio::spawn(async move { engine.run_turn(&creds, call, request, None, LATE_WINDOW).await });
-        let budget = deadline.saturating_duration_since(Instant::now()).saturating_sub(SAFETY);
+        let mut task = tokio::spawn(async move {
+            engine
+                .run_turn(&creds, call, request, None, LATE_WINDOW)
+                .await
+        });
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(SAFETY);
         let finished = tokio::time::timeout(budget, &mut task).await;
         let render_with = |c: &Callout, traces: &[crate::voiceflow::Trace], url: &str| {
             let a = c.attempt(call)?;
-            let ctx = assistant_context(c, a, &resolved, url, &actions, &phrases, &self.settings.caller_id);
+            let ctx = assistant_context(
+                c,
+                a,
+                &resolved,
+                url,
+                &actions,
+                &phrases,
+                &self.settings.caller_id,
+            );
             let turn = render::render_turn(traces, &ctx);
             log_notes(&turn.notes);
             Some(turn)
@@ -339,7 +411,9 @@ impl Engine {
                         if let Some(cached) = c.attempt(call).and_then(|a| a.cached_answer(turn)) {
                             return (Changes::default(), Some(cached.to_owned()));
                         }
-                        let Some(r) = render_with(c, &traces, &next_url) else { return (Changes::default(), None) };
+                        let Some(r) = render_with(c, &traces, &next_url) else {
+                            return (Changes::default(), None);
+                        };
                         let answer = json(&r.dialplan);
                         let mut ch = Changes::default();
                         if let Some(a) = c.attempt_mut(call) {
@@ -357,7 +431,12 @@ impl Engine {
                     })
                     .await?;
                 Ok(match outcome {
-                    Update::Committed { result: Some(j), .. } | Update::Unchanged { result: Some(j), .. } => j,
+                    Update::Committed {
+                        result: Some(j), ..
+                    }
+                    | Update::Unchanged {
+                        result: Some(j), ..
+                    } => j,
                     _ => json(&render::closing_dialplan(CLOSED_TEXT, voice)),
                 })
             }
@@ -372,7 +451,9 @@ impl Engine {
                 let answer = json(&fallback_plan(&next_url));
                 let a2 = answer.clone();
                 self.update(id, |c, now| {
-                    let Some(a) = c.attempt_mut(call) else { return (Changes::default(), ()) };
+                    let Some(a) = c.attempt_mut(call) else {
+                        return (Changes::default(), ());
+                    };
                     if a.cached_answer(turn).is_some() {
                         return (Changes::default(), ());
                     }
@@ -384,7 +465,9 @@ impl Engine {
                     let mut ch = Changes::default();
                     ch.events.push(crate::domain::Event::for_call(
                         now,
-                        EventKind::ConversationFallback { reason: short(&reason) },
+                        EventKind::ConversationFallback {
+                            reason: short(&reason),
+                        },
                         contact,
                         number,
                     ));
@@ -394,11 +477,14 @@ impl Engine {
                 Ok(answer)
             }
             Err(_elapsed) => {
-                metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_timeout").increment(1);
+                metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_timeout")
+                    .increment(1);
                 let answer = json(&holding_plan(&next_url));
                 let a2 = answer.clone();
                 self.update(id, |c, now| {
-                    let Some(a) = c.attempt_mut(call) else { return (Changes::default(), ()) };
+                    let Some(a) = c.attempt_mut(call) else {
+                        return (Changes::default(), ());
+                    };
                     if a.cached_answer(turn).is_some() {
                         return (Changes::default(), ());
                     }
@@ -408,7 +494,9 @@ impl Engine {
                     let mut ch = Changes::default();
                     ch.events.push(crate::domain::Event::for_call(
                         now,
-                        EventKind::ConversationFallback { reason: "Voiceflow did not answer in time".into() },
+                        EventKind::ConversationFallback {
+                            reason: "Voiceflow did not answer in time".into(),
+                        },
                         contact,
                         number,
                     ));
@@ -431,7 +519,10 @@ impl Engine {
         &self,
         id: CalloutId,
         call: CallId,
-        result: Result<Result<Vec<crate::voiceflow::Trace>, crate::voiceflow::client::VoiceflowError>, tokio::task::JoinError>,
+        result: Result<
+            Result<Vec<crate::voiceflow::Trace>, crate::voiceflow::client::VoiceflowError>,
+            tokio::task::JoinError,
+        >,
         resolved: ResolvedAssistant,
     ) {
         let timing = self.settings.timing;
@@ -452,10 +543,20 @@ impl Engine {
                 let rendered = traces.as_ref().and_then(|t| {
                     let a = c.attempt(call)?;
                     // The event URL is rewritten when the turn is played.
-                    let ctx = assistant_context(c, a, &resolved, "", &actions, &phrases, &self.settings.caller_id);
+                    let ctx = assistant_context(
+                        c,
+                        a,
+                        &resolved,
+                        "",
+                        &actions,
+                        &phrases,
+                        &self.settings.caller_id,
+                    );
                     Some(render::render_turn(t, &ctx))
                 });
-                let Some(a) = c.attempt_mut(call) else { return (Changes::default(), ()) };
+                let Some(a) = c.attempt_mut(call) else {
+                    return (Changes::default(), ());
+                };
                 a.conversation.in_flight = None;
                 let mut ch = Changes::default();
                 match rendered {
@@ -481,7 +582,14 @@ impl Engine {
     }
 
     /// Another delivery of the same turn is being answered: wait for its answer.
-    async fn wait_for_answer(&self, id: CalloutId, call: CallId, turn: u32, deadline: Instant, holding: &Dialplan) -> String {
+    async fn wait_for_answer(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        turn: u32,
+        deadline: Instant,
+        holding: &Dialplan,
+    ) -> String {
         metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "turn_busy").increment(1);
         while Instant::now() + WAIT_POLL + SAFETY < deadline {
             tokio::time::sleep(WAIT_POLL).await;
@@ -500,7 +608,11 @@ impl Engine {
         Dialplan::new(vec![
             Verb::say(RETRY_TEXT, Language::EnUs, None).with_barge_in(true),
             Verb::pause(5),
-            Verb::Collect(Collect { event_url: url, max_digits: None, submit_on_hash: true }),
+            Verb::Collect(Collect {
+                event_url: url,
+                max_digits: None,
+                submit_on_hash: true,
+            }),
         ])
     }
 
@@ -517,9 +629,17 @@ impl Engine {
         let now = Timestamp::now();
         let (changes, result) = transition(&mut callout, now);
         if changes.is_empty() && callout == before {
-            return Ok(Update::Unchanged { callout, version, result });
+            return Ok(Update::Unchanged {
+                callout,
+                version,
+                result,
+            });
         }
-        match self.store.commit(&callout, version, &changes.events).await? {
+        match self
+            .store
+            .commit(&callout, version, &changes.events)
+            .await?
+        {
             crate::store::Commit::Done { .. } => {
                 self.after_commit(&callout, changes);
                 Ok(Update::Committed { callout, result })
@@ -533,7 +653,8 @@ impl Engine {
 }
 
 fn json(plan: &Dialplan) -> String {
-    serde_json::to_string(plan).unwrap_or_else(|_| r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#.to_owned())
+    serde_json::to_string(plan)
+        .unwrap_or_else(|_| r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#.to_owned())
 }
 
 /// Points a stored dialplan's COLLECT at `url`.
@@ -559,13 +680,19 @@ fn closing_text(which: Closing) -> &'static str {
 }
 
 fn default_voice() -> Voice {
-    Voice { language: Language::EnUs, gender: None }
+    Voice {
+        language: Language::EnUs,
+        gender: None,
+    }
 }
 
 fn assistant_voice(c: &Callout, contact: usize, resolved: Option<&ResolvedAssistant>) -> Voice {
     let settings = resolved.map(|r| &r.assistant.settings);
     Voice {
-        language: c.contacts[contact].language.or(settings.map(|s| s.language)).unwrap_or(Language::EnUs),
+        language: c.contacts[contact]
+            .language
+            .or(settings.map(|s| s.language))
+            .unwrap_or(Language::EnUs),
         gender: settings.and_then(|s| s.gender),
     }
 }
@@ -586,7 +713,10 @@ fn fallback_keypad(resolved: Option<&ResolvedAssistant>) -> Vec<(String, Decisio
         }
     }
     if !keys.iter().any(|(_, d)| *d == Decision::Accepted) {
-        keys = vec![("1".into(), Decision::Accepted), ("2".into(), Decision::Rejected)];
+        keys = vec![
+            ("1".into(), Decision::Accepted),
+            ("2".into(), Decision::Rejected),
+        ];
     }
     keys
 }

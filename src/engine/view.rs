@@ -83,7 +83,12 @@ impl CalloutView {
                 phone: contact.phone.to_string(),
                 language: contact.language.map(|l| l.code().to_owned()),
                 attempts: c.attempts_for(i),
-                outcome: c.attempts.iter().rev().filter(|a| a.contact == i).find_map(|a| a.outcome),
+                outcome: c
+                    .attempts
+                    .iter()
+                    .rev()
+                    .filter(|a| a.contact == i)
+                    .find_map(|a| a.outcome),
             })
             .collect();
         let attempts = c
@@ -123,7 +128,11 @@ impl CalloutView {
             },
             failure: c.failure.clone(),
             accepted_by: c.accepted_by.and_then(|i| {
-                c.contacts.get(i).map(|p| AcceptedBy { contact: i, name: p.name.clone(), phone: p.phone.to_string() })
+                c.contacts.get(i).map(|p| AcceptedBy {
+                    contact: i,
+                    name: p.name.clone(),
+                    phone: p.phone.to_string(),
+                })
             }),
             contacts,
             attempts,
@@ -156,22 +165,40 @@ mod tests {
     fn the_view_has_the_contracts_fields() {
         let input = NewCallout {
             name: "Ticket 4711".into(),
-            script: Script::Template { name: "ticket-escalation".into() },
+            script: Script::Template {
+                name: "ticket-escalation".into(),
+            },
             variables: Map::new(),
-            contacts: vec![Contact { name: "Alice".into(), phone: "+306900000001".parse().unwrap(), language: None }],
+            contacts: vec![Contact {
+                name: "Alice".into(),
+                phone: "+306900000001".parse().unwrap(),
+                language: None,
+            }],
             policy: Policy::default(),
             notify_url: None,
         };
         let (c, events) = Callout::create(CalloutId::new(), input, Timestamp(0));
         let v = serde_json::to_value(CalloutView::build(&c, Some(&events))).unwrap();
-        for key in ["id", "status", "accepted_by", "contacts", "attempts", "events"] {
+        for key in [
+            "id",
+            "status",
+            "accepted_by",
+            "contacts",
+            "attempts",
+            "events",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["status"], "calling");
         assert_eq!(v["contacts"][0]["phone"], "+306900000001");
         assert_eq!(v["events"][0]["kind"], "callout_created");
         assert_eq!(v["events"][0]["at"], "1970-01-01T00:00:00.000Z");
-        let e = event_view(&Event::new(Timestamp(1000), EventKind::CallScheduled { due: Timestamp(2000) }));
+        let e = event_view(&Event::new(
+            Timestamp(1000),
+            EventKind::CallScheduled {
+                due: Timestamp(2000),
+            },
+        ));
         assert_eq!(e["due"], "1970-01-01T00:00:02.000Z");
     }
 }

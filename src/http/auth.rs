@@ -28,7 +28,11 @@ fn hash(token: &str) -> [u8; 32] {
 impl KeyRing {
     pub fn new(config: &crate::config::Config) -> Self {
         Self {
-            keys: config.api_keys.iter().map(|k| (hash(k.token.expose()), k.role)).collect(),
+            keys: config
+                .api_keys
+                .iter()
+                .map(|k| (hash(k.token.expose()), k.role))
+                .collect(),
             open: config.auth_disabled(),
         }
     }
@@ -54,13 +58,24 @@ fn authenticate(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller,
     if state.keys.open {
         return Ok(Caller(Role::Admin));
     }
-    let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
-        return Err(ApiError::unauthorized("an API key is required: Authorization: Bearer <token>"));
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(token) = header.and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    }) else {
+        return Err(ApiError::unauthorized(
+            "an API key is required: Authorization: Bearer <token>",
+        ));
     };
     match state.keys.role_of(token.trim()) {
         None => Err(ApiError::unauthorized("the API key is not valid")),
-        Some(role) if role < needed => Err(ApiError::forbidden(format!("this needs the {} role", needed.as_str()))),
+        Some(role) if role < needed => Err(ApiError::forbidden(format!(
+            "this needs the {} role",
+            needed.as_str()
+        ))),
         Some(role) => Ok(Caller(role)),
     }
 }
@@ -75,14 +90,20 @@ pub struct Admin(pub Caller);
 
 impl FromRequestParts<AppState> for Dispatcher {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         authenticate(parts, state, Role::Dispatcher).map(Dispatcher)
     }
 }
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         authenticate(parts, state, Role::Admin).map(Admin)
     }
 }
@@ -94,10 +115,16 @@ mod tests {
     #[test]
     fn tokens_map_to_their_role_and_admin_wins_a_tie() {
         let ring = KeyRing {
-            keys: vec![(hash("dispatch-token-123456"), Role::Dispatcher), (hash("admin-token-1234567"), Role::Admin)],
+            keys: vec![
+                (hash("dispatch-token-123456"), Role::Dispatcher),
+                (hash("admin-token-1234567"), Role::Admin),
+            ],
             open: false,
         };
-        assert_eq!(ring.role_of("dispatch-token-123456"), Some(Role::Dispatcher));
+        assert_eq!(
+            ring.role_of("dispatch-token-123456"),
+            Some(Role::Dispatcher)
+        );
         assert_eq!(ring.role_of("admin-token-1234567"), Some(Role::Admin));
         assert_eq!(ring.role_of("admin-token-123456"), None);
         assert_eq!(ring.role_of(""), None);

@@ -47,7 +47,15 @@ pub struct Draft {
     pub notify_url: Option<String>,
 }
 
-const TOP_FIELDS: [&str; 7] = ["name", "dialplan", "assistant", "variables", "contacts", "policy", "notify_url"];
+const TOP_FIELDS: [&str; 7] = [
+    "name",
+    "dialplan",
+    "assistant",
+    "variables",
+    "contacts",
+    "policy",
+    "notify_url",
+];
 
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -76,17 +84,26 @@ fn name_field(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> O
                 errors.push(FieldError::new(field, "must not be empty"));
                 None
             } else if s.chars().count() > MAX_NAME_CHARS {
-                errors.push(FieldError::new(field, format!("longer than {MAX_NAME_CHARS} characters")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("longer than {MAX_NAME_CHARS} characters"),
+                ));
                 None
             } else if has_control_chars(s) {
-                errors.push(FieldError::new(field, "must not contain control characters"));
+                errors.push(FieldError::new(
+                    field,
+                    "must not contain control characters",
+                ));
                 None
             } else {
                 Some(s.to_owned())
             }
         }
         Some(other) => {
-            errors.push(FieldError::new(field, format!("must be a string, not {}", kind(other))));
+            errors.push(FieldError::new(
+                field,
+                format!("must be a string, not {}", kind(other)),
+            ));
             None
         }
     }
@@ -94,14 +111,24 @@ fn name_field(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> O
 
 /// Parses the JSON body (or the `callout` part of a CSV upload when `csv_contacts`
 /// is given; then `contacts` must not be in the JSON).
-pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputRules<'_>) -> Result<Draft, Vec<FieldError>> {
+pub fn parse(
+    body: &Value,
+    csv_contacts: Option<Vec<RawContact>>,
+    rules: &InputRules<'_>,
+) -> Result<Draft, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Value::Object(obj) = body else {
-        return Err(vec![FieldError::new("body", format!("must be a JSON object, not {}", kind(body)))]);
+        return Err(vec![FieldError::new(
+            "body",
+            format!("must be a JSON object, not {}", kind(body)),
+        )]);
     };
     for key in obj.keys() {
         if !TOP_FIELDS.contains(&key.as_str()) {
-            errors.push(FieldError::new(key.clone(), format!("unknown field (expected one of {})", TOP_FIELDS.join(", "))));
+            errors.push(FieldError::new(
+                key.clone(),
+                format!("unknown field (expected one of {})", TOP_FIELDS.join(", ")),
+            ));
         }
     }
     let name = name_field(obj.get("name"), "name", &mut errors);
@@ -110,17 +137,26 @@ pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputR
     let assistant = opt_string(obj.get("assistant"), "assistant", &mut errors);
     let script = match (dialplan, assistant) {
         (Some(_), Some(_)) => {
-            errors.push(FieldError::new("assistant", "give exactly one of dialplan or assistant, not both"));
+            errors.push(FieldError::new(
+                "assistant",
+                "give exactly one of dialplan or assistant, not both",
+            ));
             None
         }
         (None, None) => {
-            errors.push(FieldError::new("dialplan", "exactly one of dialplan (a template name) or assistant is required"));
+            errors.push(FieldError::new(
+                "dialplan",
+                "exactly one of dialplan (a template name) or assistant is required",
+            ));
             None
         }
         (Some(t), None) => {
             if rules.templates.get(&t).is_none() {
                 let known: Vec<&str> = rules.templates.names().collect();
-                errors.push(FieldError::new("dialplan", format!("unknown template {t:?} (available: {})", known.join(", "))));
+                errors.push(FieldError::new(
+                    "dialplan",
+                    format!("unknown template {t:?} (available: {})", known.join(", ")),
+                ));
                 None
             } else {
                 Some(ScriptRef::Template(t))
@@ -133,14 +169,24 @@ pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputR
     if let (Some(ScriptRef::Template(t)), Some(vars)) = (&script, &variables)
         && let Some(template) = rules.templates.get(t)
     {
-        for missing in template.required_variables().iter().filter(|v| !vars.contains_key(*v)) {
-            errors.push(FieldError::new(format!("variables.{missing}"), format!("required by template {t:?}")));
+        for missing in template
+            .required_variables()
+            .iter()
+            .filter(|v| !vars.contains_key(*v))
+        {
+            errors.push(FieldError::new(
+                format!("variables.{missing}"),
+                format!("required by template {t:?}"),
+            ));
         }
     }
 
     let contacts = match (csv_contacts, obj.get("contacts")) {
         (Some(_), Some(_)) => {
-            errors.push(FieldError::new("contacts", "given both as a CSV file and in the JSON part; give one"));
+            errors.push(FieldError::new(
+                "contacts",
+                "given both as a CSV file and in the JSON part; give one",
+            ));
             None
         }
         (Some(rows), None) => Some(rows),
@@ -152,11 +198,17 @@ pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputR
                 .collect(),
         ),
         (None, Some(other)) => {
-            errors.push(FieldError::new("contacts", format!("must be an array, not {}", kind(other))));
+            errors.push(FieldError::new(
+                "contacts",
+                format!("must be an array, not {}", kind(other)),
+            ));
             None
         }
         (None, None) => {
-            errors.push(FieldError::new("contacts", "required: at least one contact"));
+            errors.push(FieldError::new(
+                "contacts",
+                "required: at least one contact",
+            ));
             None
         }
     };
@@ -164,9 +216,14 @@ pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputR
 
     let policy = match obj.get("policy") {
         None | Some(Value::Null) => Some(rules.default_policy),
-        Some(Value::Object(_)) => parse_policy(obj.get("policy"), rules.default_policy, &mut errors),
+        Some(Value::Object(_)) => {
+            parse_policy(obj.get("policy"), rules.default_policy, &mut errors)
+        }
         Some(other) => {
-            errors.push(FieldError::new("policy", format!("must be an object, not {}", kind(other))));
+            errors.push(FieldError::new(
+                "policy",
+                format!("must be an object, not {}", kind(other)),
+            ));
             None
         }
     };
@@ -182,8 +239,17 @@ pub fn parse(body: &Value, csv_contacts: Option<Vec<RawContact>>, rules: &InputR
     });
 
     match (name, script, variables, contacts, policy) {
-        (Some(name), Some(script), Some(variables), Some(contacts), Some(policy)) if errors.is_empty() => {
-            Ok(Draft { name, script, variables, contacts, policy, notify_url })
+        (Some(name), Some(script), Some(variables), Some(contacts), Some(policy))
+            if errors.is_empty() =>
+        {
+            Ok(Draft {
+                name,
+                script,
+                variables,
+                contacts,
+                policy,
+                notify_url,
+            })
         }
         _ => Err(errors),
     }
@@ -198,7 +264,10 @@ fn opt_string(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> O
             None
         }
         Some(other) => {
-            errors.push(FieldError::new(field, format!("must be a string, not {}", kind(other))));
+            errors.push(FieldError::new(
+                field,
+                format!("must be a string, not {}", kind(other)),
+            ));
             None
         }
     }
@@ -216,33 +285,54 @@ fn parse_variables(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Ma
         None | Some(Value::Null) => return Some(Map::new()),
         Some(Value::Object(o)) => o,
         Some(other) => {
-            errors.push(FieldError::new("variables", format!("must be an object, not {}", kind(other))));
+            errors.push(FieldError::new(
+                "variables",
+                format!("must be an object, not {}", kind(other)),
+            ));
             return None;
         }
     };
     let before = errors.len();
     if obj.len() > MAX_VARIABLES {
-        errors.push(FieldError::new("variables", format!("more than {MAX_VARIABLES} variables")));
+        errors.push(FieldError::new(
+            "variables",
+            format!("more than {MAX_VARIABLES} variables"),
+        ));
     }
     for (k, val) in obj {
         let field = format!("variables.{k}");
         if !valid_variable_name(k) {
-            errors.push(FieldError::new(field, "names are letters, digits and _ (not starting with a digit), at most 64"));
+            errors.push(FieldError::new(
+                field,
+                "names are letters, digits and _ (not starting with a digit), at most 64",
+            ));
             continue;
         }
         match val {
             Value::String(s) if s.chars().count() > MAX_VARIABLE_CHARS => {
-                errors.push(FieldError::new(field, format!("longer than {MAX_VARIABLE_CHARS} characters")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("longer than {MAX_VARIABLE_CHARS} characters"),
+                ));
             }
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
-            other => errors.push(FieldError::new(field, format!("must be a string, number or boolean, not {}", kind(other)))),
+            other => errors.push(FieldError::new(
+                field,
+                format!("must be a string, number or boolean, not {}", kind(other)),
+            )),
         }
     }
     (errors.len() == before).then(|| obj.clone())
 }
 
-fn parse_policy(v: Option<&Value>, defaults: Policy, errors: &mut Vec<FieldError>) -> Option<Policy> {
-    let Some(Value::Object(obj)) = v else { return Some(defaults) };
+fn parse_policy(
+    v: Option<&Value>,
+    defaults: Policy,
+    errors: &mut Vec<FieldError>,
+) -> Option<Policy> {
+    let Some(Value::Object(obj)) = v else {
+        return Some(defaults);
+    };
     let mut input = PolicyInput::default();
     let before = errors.len();
     for (k, val) in obj {
@@ -254,13 +344,19 @@ fn parse_policy(v: Option<&Value>, defaults: Policy, errors: &mut Vec<FieldError
             "ring_timeout_s" => &mut input.ring_timeout_s,
             "max_call_s" => &mut input.max_call_s,
             _ => {
-                errors.push(FieldError::new(format!("policy.{k}"), "unknown policy field"));
+                errors.push(FieldError::new(
+                    format!("policy.{k}"),
+                    "unknown policy field",
+                ));
                 continue;
             }
         };
         match val.as_u64().and_then(|n| u32::try_from(n).ok()) {
             Some(n) => *slot = Some(n),
-            None => errors.push(FieldError::new(format!("policy.{k}"), "must be a whole number of 0 or more")),
+            None => errors.push(FieldError::new(
+                format!("policy.{k}"),
+                "must be a whole number of 0 or more",
+            )),
         }
     }
     if errors.len() > before {
@@ -287,33 +383,56 @@ pub struct RawContact {
 impl RawContact {
     fn from_json(v: &Value, i: usize, errors: &mut Vec<FieldError>) -> RawContact {
         let Value::Object(o) = v else {
-            errors.push(FieldError::new(format!("contacts[{i}]"), format!("must be an object, not {}", kind(v))));
+            errors.push(FieldError::new(
+                format!("contacts[{i}]"),
+                format!("must be an object, not {}", kind(v)),
+            ));
             return RawContact::default();
         };
         for k in o.keys() {
             if !["name", "phone", "language"].contains(&k.as_str()) {
-                errors.push(FieldError::new(format!("contacts[{i}].{k}"), "unknown field (expected name, phone, language)"));
+                errors.push(FieldError::new(
+                    format!("contacts[{i}].{k}"),
+                    "unknown field (expected name, phone, language)",
+                ));
             }
         }
         let text = |key: &str, errors: &mut Vec<FieldError>| match o.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
-                errors.push(FieldError::new(format!("contacts[{i}].{key}"), format!("must be a string, not {}", kind(other))));
+                errors.push(FieldError::new(
+                    format!("contacts[{i}].{key}"),
+                    format!("must be a string, not {}", kind(other)),
+                ));
                 Some(String::new())
             }
         };
-        RawContact { name: text("name", errors), phone: text("phone", errors), language: text("language", errors), line: None }
+        RawContact {
+            name: text("name", errors),
+            phone: text("phone", errors),
+            language: text("language", errors),
+            line: None,
+        }
     }
 }
 
 fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError>) -> Vec<Contact> {
     if rows.is_empty() {
-        errors.push(FieldError::new("contacts", "at least one contact is required"));
+        errors.push(FieldError::new(
+            "contacts",
+            "at least one contact is required",
+        ));
         return Vec::new();
     }
     if rows.len() > max {
-        errors.push(FieldError::new("contacts", format!("{} contacts; at most {max} per callout (MAX_CONTACTS)", rows.len())));
+        errors.push(FieldError::new(
+            "contacts",
+            format!(
+                "{} contacts; at most {max} per callout (MAX_CONTACTS)",
+                rows.len()
+            ),
+        ));
         return Vec::new();
     }
     let mut seen: HashMap<E164, usize> = HashMap::new();
@@ -330,7 +449,10 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
             Some(p) => match p.parse::<E164>() {
                 Ok(n) => {
                     if let Some(first) = seen.get(&n) {
-                        errors.push(FieldError::new(at("phone"), format!("{line}duplicate of contacts[{first}]")));
+                        errors.push(FieldError::new(
+                            at("phone"),
+                            format!("{line}duplicate of contacts[{first}]"),
+                        ));
                         None
                     } else {
                         seen.insert(n.clone(), i);
@@ -354,7 +476,11 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
             },
         };
         if let (Some(name), Some(phone), Some(language)) = (name, phone, language) {
-            out.push(Contact { name, phone, language });
+            out.push(Contact {
+                name,
+                phone,
+                language,
+            });
         }
     }
     out
@@ -363,23 +489,44 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
 /// Reads a CSV call list: a header row with `name` and `phone` (and optionally
 /// `language`), then one contact per row.
 pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, Vec<FieldError>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| vec![FieldError::new("contacts", format!("the CSV file is not UTF-8 text (byte {})", e.valid_up_to()))])?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        vec![FieldError::new(
+            "contacts",
+            format!("the CSV file is not UTF-8 text (byte {})", e.valid_up_to()),
+        )]
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| vec![FieldError::new("contacts", format!("the CSV header row cannot be read: {e}"))])?
+        .map_err(|e| {
+            vec![FieldError::new(
+                "contacts",
+                format!("the CSV header row cannot be read: {e}"),
+            )]
+        })?
         .clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(name_col), Some(phone_col)) = (col("name"), col("phone")) else {
-        return Err(vec![FieldError::new("contacts", "the CSV header row must have the columns name and phone (and optionally language)")]);
+        return Err(vec![FieldError::new(
+            "contacts",
+            "the CSV header row must have the columns name and phone (and optionally language)",
+        )]);
     };
     let language_col = col("language");
     let mut errors = Vec::new();
     for h in headers.iter() {
-        if !["name", "phone", "language"].iter().any(|k| h.eq_ignore_ascii_case(k)) {
-            errors.push(FieldError::new("contacts", format!("unknown CSV column {h:?} (expected name, phone, language)")));
+        if !["name", "phone", "language"]
+            .iter()
+            .any(|k| h.eq_ignore_ascii_case(k))
+        {
+            errors.push(FieldError::new(
+                "contacts",
+                format!("unknown CSV column {h:?} (expected name, phone, language)"),
+            ));
         }
     }
     let mut rows = Vec::new();
@@ -395,8 +542,15 @@ pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, V
                 language: language_col.and_then(|c| r.get(c)).map(str::to_owned),
                 line: r.position().map(|p| p.line() as usize),
             }),
-            Err(e) => errors.push(FieldError::new(format!("contacts[{i}]"), format!("line {}: {e}", i + 2))),
+            Err(e) => errors.push(FieldError::new(
+                format!("contacts[{i}]"),
+                format!("line {}: {e}", i + 2),
+            )),
         }
     }
-    if errors.is_empty() { Ok(rows) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        Err(errors)
+    }
 }

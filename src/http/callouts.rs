@@ -1,11 +1,11 @@
 //! The dispatcher API: create (JSON or CSV upload), read, list, cancel callouts.
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,7 +33,11 @@ fn rules(state: &AppState) -> InputRules<'_> {
 }
 
 fn parse_id(raw: &str) -> Result<CalloutId, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found(format!("no callout has id {raw:?} (ids are 32 lowercase hex digits)")))
+    raw.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "no callout has id {raw:?} (ids are 32 lowercase hex digits)"
+        ))
+    })
 }
 
 /// `POST /v1/callouts`: JSON body, or `multipart/form-data` with a `contacts` CSV
@@ -53,11 +57,16 @@ async fn create(
     let draft = if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &state)
             .await
-            .map_err(|e| ApiError::bad_request(format!("the multipart body could not be read: {e}")))?;
+            .map_err(|e| {
+                ApiError::bad_request(format!("the multipart body could not be read: {e}"))
+            })?;
         parse_multipart(multipart, &state).await?
     } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
-        let body = Bytes::from_request(request, &state).await.map_err(|e| body_rejection(&e, limit))?;
-        let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| body_rejection(&e, limit))?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         callout_input::parse(&value, None, &rules(&state)).map_err(ApiError::invalid)?
     } else {
         return Err(ApiError::new(
@@ -73,7 +82,11 @@ async fn create(
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/callouts/{}", callout.id)) {
         headers.insert(header::LOCATION, v);
     }
-    Ok((StatusCode::CREATED, headers, Json(CalloutView::build(&callout, Some(&events)))))
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(CalloutView::build(&callout, Some(&events))),
+    ))
 }
 
 async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<Draft, ApiError> {
@@ -86,9 +99,15 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::too_large(format!("the body is larger than {limit} bytes")));
+                return Err(ApiError::too_large(format!(
+                    "the body is larger than {limit} bytes"
+                )));
             }
-            Err(e) => return Err(ApiError::bad_request(format!("the multipart body could not be read: {e}"))),
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "the multipart body could not be read: {e}"
+                )));
+            }
         };
         let name = field.name().unwrap_or_default().to_owned();
         let bytes = field.bytes().await.map_err(|e| {
@@ -104,17 +123,24 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
                 Ok(v) => meta = Some(v),
                 Err(e) => errors.push(FieldError::new("callout", format!("not valid JSON: {e}"))),
             },
-            other => errors.push(FieldError::new(other, "unknown part (expected contacts and callout)")),
+            other => errors.push(FieldError::new(
+                other,
+                "unknown part (expected contacts and callout)",
+            )),
         }
     }
     let Some(csv) = csv else {
-        errors.push(FieldError::new("contacts", "a CSV file part named contacts is required"));
+        errors.push(FieldError::new(
+            "contacts",
+            "a CSV file part named contacts is required",
+        ));
         return Err(ApiError::invalid(errors));
     };
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let rows = callout_input::parse_csv(&csv, state.config.max_contacts).map_err(ApiError::invalid)?;
+    let rows =
+        callout_input::parse_csv(&csv, state.config.max_contacts).map_err(ApiError::invalid)?;
     let meta = meta.unwrap_or_else(|| json!({}));
     callout_input::parse(&meta, Some(rows), &rules(state)).map_err(ApiError::invalid)
 }
@@ -142,9 +168,17 @@ async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, Ap
     })
 }
 
-async fn show(_caller: Dispatcher, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CalloutView>, ApiError> {
+async fn show(
+    _caller: Dispatcher,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CalloutView>, ApiError> {
     let id = parse_id(&id)?;
-    let (callout, events) = state.engine.callout(id).await?.ok_or_else(|| ApiError::not_found(format!("no callout has id {id}")))?;
+    let (callout, events) = state
+        .engine
+        .callout(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no callout has id {id}")))?;
     Ok(Json(CalloutView::build(&callout, Some(&events))))
 }
 
@@ -162,7 +196,8 @@ async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let mut errors = Vec::new();
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -192,13 +227,22 @@ async fn list(
         return Err(ApiError::invalid(errors));
     }
     let callouts = state.engine.list(status, limit, before).await?;
-    let next = (callouts.len() == limit).then(|| callouts.last().map(|c| c.id.to_string())).flatten();
-    let items: Vec<CalloutView> = callouts.iter().map(|c| CalloutView::build(c, None)).collect();
+    let next = (callouts.len() == limit)
+        .then(|| callouts.last().map(|c| c.id.to_string()))
+        .flatten();
+    let items: Vec<CalloutView> = callouts
+        .iter()
+        .map(|c| CalloutView::build(c, None))
+        .collect();
     Ok(Json(json!({ "callouts": items, "next": next })))
 }
 
 /// `POST /v1/callouts/{id}/cancel`: no further calls; a live call is hung up.
-async fn cancel(_caller: Dispatcher, State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CalloutView>, ApiError> {
+async fn cancel(
+    _caller: Dispatcher,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CalloutView>, ApiError> {
     let id = parse_id(&id)?;
     let callout = state.engine.cancel(id).await?;
     tracing::info!(callout_id = %id, "callout cancelled");

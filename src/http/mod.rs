@@ -30,13 +30,20 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(health::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(
             // Spans carry the route template, never the raw URI: webhook query
             // strings hold signatures.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str)
+                    .to_owned();
                 tracing::debug_span!("http", method = %req.method(), route = %route)
             }),
         )
@@ -53,7 +60,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts API requests by route template, method and status class.
 async fn count_requests(State(_state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(req).await;

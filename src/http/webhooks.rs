@@ -48,17 +48,31 @@ pub struct Signed {
 impl FromRequestParts<AppState> for Signed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Path(segments) = Path::<Vec<String>>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found("unknown webhook"))?;
         let (callout, call, turn) = match segments.as_slice() {
             [co, call] => (co, call, None),
-            [co, call, turn] => (co, call, Some(turn.parse::<u32>().map_err(|_| ApiError::not_found("unknown webhook"))?)),
+            [co, call, turn] => (
+                co,
+                call,
+                Some(
+                    turn.parse::<u32>()
+                        .map_err(|_| ApiError::not_found("unknown webhook"))?,
+                ),
+            ),
             _ => return Err(ApiError::not_found("unknown webhook")),
         };
-        let callout: CalloutId = callout.parse().map_err(|_| ApiError::not_found("unknown webhook"))?;
-        let call: CallId = call.parse().map_err(|_| ApiError::not_found("unknown webhook"))?;
+        let callout: CalloutId = callout
+            .parse()
+            .map_err(|_| ApiError::not_found("unknown webhook"))?;
+        let call: CallId = call
+            .parse()
+            .map_err(|_| ApiError::not_found("unknown webhook"))?;
         let Query(q) = Query::<SigQuery>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::unauthorized("missing webhook signature"))?;
@@ -73,7 +87,11 @@ impl FromRequestParts<AppState> for Signed {
             tracing::warn!(callout_id = %callout, call_id = %call, "refused a webhook with a bad signature");
             return Err(ApiError::forbidden("bad webhook signature"));
         }
-        Ok(Signed { callout, call, turn })
+        Ok(Signed {
+            callout,
+            call,
+            turn,
+        })
     }
 }
 
@@ -114,13 +132,22 @@ fn body_value(headers: &HeaderMap, body: &[u8]) -> Option<Value> {
 }
 
 /// `POST /routee/status/{callout}/{call}`: a call's status changed.
-async fn status(signed: Signed, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn status(
+    signed: Signed,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
-    let span = tracing::info_span!("status_webhook", callout_id = %signed.callout, call_id = %signed.call);
+    let span =
+        tracing::info_span!("status_webhook", callout_id = %signed.callout, call_id = %signed.call);
     let response = async {
         let mut value = match body_value(&headers, &body) {
             Some(v) => v,
-            None => return ApiError::bad_request("the body is neither JSON nor a form").into_response(),
+            None => {
+                return ApiError::bad_request("the body is neither JSON nor a form")
+                    .into_response();
+            }
         };
         // Some senders flatten `status` to its name.
         if let Some(Value::String(name)) = value.get("status").cloned() {
@@ -128,10 +155,17 @@ async fn status(signed: Signed, State(state): State<AppState>, headers: HeaderMa
         }
         let cb: StatusCallback = match serde_json::from_value(value) {
             Ok(cb) => cb,
-            Err(e) => return ApiError::bad_request(format!("not a status callback: {e}")).into_response(),
+            Err(e) => {
+                return ApiError::bad_request(format!("not a status callback: {e}"))
+                    .into_response();
+            }
         };
         tracing::debug!(status = %cb.status.name, "status callback");
-        match state.engine.on_status(signed.callout, signed.call, &cb).await {
+        match state
+            .engine
+            .on_status(signed.callout, signed.call, &cb)
+            .await
+        {
             Ok(()) => (StatusCode::OK, Json(json!({"ok": true}))).into_response(),
             // Not stored: a 5xx makes the carrier deliver it again.
             Err(e) => ApiError::from(e).into_response(),
@@ -145,14 +179,28 @@ async fn status(signed: Signed, State(state): State<AppState>, headers: HeaderMa
 
 /// `POST /routee/collect/{callout}/{call}/{turn}`: keys pressed (or the call ended).
 /// Always answers a dialplan.
-async fn collect(signed: Signed, State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn collect(
+    signed: Signed,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!("collect_webhook", callout_id = %signed.callout, call_id = %signed.call, turn = signed.turn);
     let answer = async {
         // An unreadable body still gets a dialplan: it counts as no keys.
-        let event: CollectEvent =
-            body_value(&headers, &body).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-        state.engine.on_collect(signed.callout, signed.call, signed.turn.unwrap_or(0), &event).await
+        let event: CollectEvent = body_value(&headers, &body)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        state
+            .engine
+            .on_collect(
+                signed.callout,
+                signed.call,
+                signed.turn.unwrap_or(0),
+                &event,
+            )
+            .await
     }
     .instrument(span)
     .await;

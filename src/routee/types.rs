@@ -550,10 +550,11 @@ pub struct CollectEvent {
 }
 
 impl CollectEvent {
-    /// The keys pressed, without the `#`/`*` terminators and anything that is not a
-    /// DTMF key (reference §4.2: whether `#` is included is unknown).
+    /// The keys pressed, without a trailing `#` (the submit key; reference §4.2:
+    /// whether Routee includes it is unknown) and anything that is not a DTMF key.
+    /// `*` is an ordinary key and is kept.
     pub fn digits(&self) -> String {
-        let trimmed = self.collected_tones.trim().trim_end_matches(['#', '*']);
+        let trimmed = self.collected_tones.trim().trim_end_matches('#');
         trimmed
             .chars()
             .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))

@@ -133,7 +133,7 @@ impl MemoryStore {
             .filter(|e| before.is_none_or(|b| e.callout.id < b))
             .collect();
         // Callout ids are time-ordered (UUIDv7): newest first is descending id.
-        found.sort_by(|a, b| b.callout.id.cmp(&a.callout.id));
+        found.sort_by_key(|e| std::cmp::Reverse(e.callout.id));
         Ok(found
             .into_iter()
             .take(limit)

@@ -15,7 +15,6 @@ use super::keys::{Keys, SHARDS, shard_of};
 use super::{Commit, Counts, Deleted, IndexInfo, Saved, StoreError, Versioned};
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 
-#[derive(Clone)]
 struct Scripts {
     commit: Script,
     claim: Script,
@@ -40,9 +39,15 @@ impl Scripts {
     }
 }
 
+/// Cheap to clone: the connection manager multiplexes one connection, and the
+/// rest is shared.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
     keys: Keys,
     scripts: Scripts,
     retention: Duration,
@@ -51,7 +56,7 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("keys", &self.keys)
+            .field("keys", &self.shared.keys)
             .finish_non_exhaustive()
     }
 }
@@ -85,9 +90,11 @@ impl RedisStore {
         let conn = client.get_connection_manager_with_config(config).await?;
         let store = Self {
             conn,
-            keys: Keys::new(prefix),
-            scripts: Scripts::new(),
-            retention,
+            shared: std::sync::Arc::new(Shared {
+                keys: Keys::new(prefix),
+                scripts: Scripts::new(),
+                retention,
+            }),
         };
         store.check_eviction_policy().await?;
         Ok(store)
@@ -134,8 +141,9 @@ impl RedisStore {
         id: CalloutId,
     ) -> Result<Option<Versioned<Callout>>, StoreError> {
         let mut conn = self.conn.clone();
-        let (v, d): (Option<u64>, Option<String>) =
-            conn.hmget(self.keys.callout(id), &["v", "d"]).await?;
+        let (v, d): (Option<u64>, Option<String>) = conn
+            .hmget(self.shared.keys.callout(id), &["v", "d"])
+            .await?;
         match (v, d) {
             (Some(version), Some(doc)) => {
                 let value = serde_json::from_str(&doc).map_err(|e| corrupt("callout", e))?;
@@ -153,19 +161,19 @@ impl RedisStore {
     ) -> Result<Commit, StoreError> {
         let id = callout.id;
         let shard = shard_of(id);
-        let idx = IndexInfo::of(callout, self.retention);
+        let idx = IndexInfo::of(callout, self.shared.retention);
         let doc = serde_json::to_string(callout).map_err(|e| corrupt("callout", e))?;
         let token = format!("{:032x}", rand::random::<u128>());
-        let mut inv = self.scripts.commit.prepare_invoke();
-        inv.key(self.keys.callout(id))
-            .key(self.keys.events(id))
-            .key(self.keys.timers(shard))
-            .key(self.keys.live(shard))
-            .key(self.keys.all(shard));
+        let mut inv = self.shared.scripts.commit.prepare_invoke();
+        inv.key(self.shared.keys.callout(id))
+            .key(self.shared.keys.events(id))
+            .key(self.shared.keys.timers(shard))
+            .key(self.shared.keys.live(shard))
+            .key(self.shared.keys.all(shard));
         for status in CalloutStatus::ALL {
-            inv.key(self.keys.by_status(shard, status));
+            inv.key(self.shared.keys.by_status(shard, status));
         }
-        inv.key(self.keys.assistant_use(shard))
+        inv.key(self.shared.keys.assistant_use(shard))
             .arg(id.to_string())
             .arg(expected.to_string())
             .arg(&doc)
@@ -197,7 +205,7 @@ impl RedisStore {
         for attempt in 0..3u32 {
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             let read: Result<(Option<u64>, Option<String>), _> =
-                conn.hmget(self.keys.callout(id), &["v", "w"]).await;
+                conn.hmget(self.shared.keys.callout(id), &["v", "w"]).await;
             match read {
                 Ok((Some(v), Some(w))) if w == token => return Ok(Commit::Done { version: v }),
                 Ok((v, _)) if v.unwrap_or(0) != expected => return Ok(Commit::Conflict),
@@ -214,7 +222,7 @@ impl RedisStore {
 
     pub(super) async fn events(&self, id: CalloutId) -> Result<Vec<Event>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Vec<String> = conn.lrange(self.keys.events(id), 0, -1).await?;
+        let raw: Vec<String> = conn.lrange(self.shared.keys.events(id), 0, -1).await?;
         raw.iter()
             .map(|r| serde_json::from_str(r).map_err(|e| corrupt("event", e)))
             .collect()
@@ -230,8 +238,8 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
             let key = match status {
-                Some(s) => self.keys.by_status(shard, s),
-                None => self.keys.all(shard),
+                Some(s) => self.shared.keys.by_status(shard, s),
+                None => self.shared.keys.all(shard),
             };
             // A little more than `limit`, for ids created in the cursor's millisecond.
             pipe.zrevrangebyscore_limit(key, &max, "-inf", 0, (limit + 16) as isize);
@@ -251,7 +259,7 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.hget(self.keys.callout(*id), "d");
+            pipe.hget(self.shared.keys.callout(*id), "d");
         }
         let docs: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
         docs.into_iter()
@@ -277,9 +285,10 @@ impl RedisStore {
             }
             let shard = (start + i) % SHARDS;
             let flat: Vec<String> = self
+                .shared
                 .scripts
                 .claim
-                .key(self.keys.timers(shard))
+                .key(self.shared.keys.timers(shard))
                 .arg(ms(now))
                 .arg(ms(lease_until))
                 .arg(max - out.len())
@@ -304,10 +313,11 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: i64 = self
+            .shared
             .scripts
             .release
-            .key(self.keys.callout(id))
-            .key(self.keys.timers(shard_of(id)))
+            .key(self.shared.keys.callout(id))
+            .key(self.shared.keys.timers(shard_of(id)))
             .arg(id.to_string())
             .arg(version.to_string())
             .arg(opt_ms(next_due))
@@ -320,12 +330,12 @@ impl RedisStore {
         let shard = shard_of(id);
         let member = id.to_string();
         let mut conn = self.conn.clone();
-        let exists: bool = conn.exists(self.keys.callout(id)).await?;
+        let exists: bool = conn.exists(self.shared.keys.callout(id)).await?;
         if !exists {
             let mut pipe = redis::pipe();
-            pipe.zrem(self.keys.timers(shard), &member)
+            pipe.zrem(self.shared.keys.timers(shard), &member)
                 .ignore()
-                .zrem(self.keys.live(shard), &member)
+                .zrem(self.shared.keys.live(shard), &member)
                 .ignore();
             let () = pipe.query_async(&mut conn).await?;
         }
@@ -339,7 +349,13 @@ impl RedisStore {
     ) -> Result<Vec<CalloutId>, StoreError> {
         let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
-            pipe.zrangebyscore_limit(self.keys.live(shard), "-inf", ms(now), 0, max as isize);
+            pipe.zrangebyscore_limit(
+                self.shared.keys.live(shard),
+                "-inf",
+                ms(now),
+                0,
+                max as isize,
+            );
         }
         let mut conn = self.conn.clone();
         let per_shard: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
@@ -354,8 +370,8 @@ impl RedisStore {
     pub(super) async fn counts(&self) -> Result<Counts, StoreError> {
         let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
-            pipe.zcard(self.keys.by_status(shard, CalloutStatus::Calling));
-            pipe.zcard(self.keys.live(shard));
+            pipe.zcard(self.shared.keys.by_status(shard, CalloutStatus::Calling));
+            pipe.zcard(self.shared.keys.live(shard));
         }
         let mut conn = self.conn.clone();
         let cards: Vec<u64> = pipe.query_async(&mut conn).await?;
@@ -370,12 +386,13 @@ impl RedisStore {
     pub(super) async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         // Documents expire by TTL; here their index entries follow. Only callouts
         // created before the retention window can have expired.
-        let horizon = now.millis() - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let horizon =
+            now.millis() - i64::try_from(self.shared.retention.as_millis()).unwrap_or(i64::MAX);
         let mut conn = self.conn.clone();
         let mut purged = 0;
         for shard in 0..SHARDS {
             let old: Vec<String> = conn
-                .zrangebyscore_limit(self.keys.all(shard), "-inf", horizon, 0, 1000)
+                .zrangebyscore_limit(self.shared.keys.all(shard), "-inf", horizon, 0, 1000)
                 .await?;
             let ids: Vec<CalloutId> = old.iter().filter_map(|s| s.parse().ok()).collect();
             if ids.is_empty() {
@@ -383,17 +400,17 @@ impl RedisStore {
             }
             let mut pipe = redis::pipe();
             for id in &ids {
-                pipe.exists(self.keys.callout(*id));
+                pipe.exists(self.shared.keys.callout(*id));
             }
             let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
             let mut pipe = redis::pipe();
             for (id, _) in ids.iter().zip(exists).filter(|(_, e)| !e) {
                 let member = id.to_string();
-                pipe.zrem(self.keys.all(shard), &member).ignore();
-                pipe.zrem(self.keys.timers(shard), &member).ignore();
-                pipe.zrem(self.keys.live(shard), &member).ignore();
+                pipe.zrem(self.shared.keys.all(shard), &member).ignore();
+                pipe.zrem(self.shared.keys.timers(shard), &member).ignore();
+                pipe.zrem(self.shared.keys.live(shard), &member).ignore();
                 for status in CalloutStatus::ALL {
-                    pipe.zrem(self.keys.by_status(shard, status), &member)
+                    pipe.zrem(self.shared.keys.by_status(shard, status), &member)
                         .ignore();
                 }
                 purged += 1;
@@ -411,9 +428,10 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let held: i64 = self
+            .shared
             .scripts
             .lock
-            .key(self.keys.lock(name))
+            .key(self.shared.keys.lock(name))
             .arg(holder)
             .arg(ttl.as_millis().to_string())
             .invoke_async(&mut conn)
@@ -427,9 +445,10 @@ impl RedisStore {
     ) -> Result<Duration, StoreError> {
         let mut conn = self.conn.clone();
         let wait_ms: i64 = self
+            .shared
             .scripts
             .rate
-            .key(self.keys.call_rate())
+            .key(self.shared.keys.call_rate())
             .arg(interval.as_millis().max(1).to_string())
             .invoke_async(&mut conn)
             .await?;
@@ -440,10 +459,11 @@ impl RedisStore {
         let json = serde_json::to_string(assistant).map_err(|e| corrupt("assistant", e))?;
         let mut conn = self.conn.clone();
         let saved: i64 = self
+            .shared
             .scripts
             .save_assistant
-            .key(self.keys.assistants())
-            .key(self.keys.assistant_names())
+            .key(self.shared.keys.assistants())
+            .key(self.shared.keys.assistant_names())
             .arg(assistant.id.to_string())
             .arg(&assistant.name)
             .arg(json)
@@ -458,7 +478,9 @@ impl RedisStore {
 
     pub(super) async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Option<String> = conn.hget(self.keys.assistants(), id.to_string()).await?;
+        let raw: Option<String> = conn
+            .hget(self.shared.keys.assistants(), id.to_string())
+            .await?;
         raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("assistant", e)))
             .transpose()
     }
@@ -468,7 +490,7 @@ impl RedisStore {
         name: &str,
     ) -> Result<Option<Assistant>, StoreError> {
         let mut conn = self.conn.clone();
-        let id: Option<String> = conn.hget(self.keys.assistant_names(), name).await?;
+        let id: Option<String> = conn.hget(self.shared.keys.assistant_names(), name).await?;
         match id.and_then(|s| s.parse().ok()) {
             Some(id) => self.assistant(id).await,
             None => Ok(None),
@@ -477,7 +499,7 @@ impl RedisStore {
 
     pub(super) async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Vec<String> = conn.hvals(self.keys.assistants()).await?;
+        let raw: Vec<String> = conn.hvals(self.shared.keys.assistants()).await?;
         let mut all: Vec<Assistant> = raw
             .iter()
             .map(|r| serde_json::from_str(r).map_err(|e| corrupt("assistant", e)))
@@ -493,7 +515,7 @@ impl RedisStore {
     pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
         let mut pipe = redis::pipe();
         for shard in 0..SHARDS {
-            pipe.hget(self.keys.assistant_use(shard), id.to_string());
+            pipe.hget(self.shared.keys.assistant_use(shard), id.to_string());
         }
         let mut conn = self.conn.clone();
         let uses: Vec<Option<i64>> = pipe.query_async(&mut conn).await?;
@@ -502,10 +524,11 @@ impl RedisStore {
             return Ok(Deleted::InUse(in_use as u64));
         }
         let deleted: i64 = self
+            .shared
             .scripts
             .delete_assistant
-            .key(self.keys.assistants())
-            .key(self.keys.assistant_names())
+            .key(self.shared.keys.assistants())
+            .key(self.shared.keys.assistant_names())
             .arg(id.to_string())
             .invoke_async(&mut conn)
             .await?;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use ivr_gateway::sim::{Behaviour, CalleeScript, Faults};
 use serde_json::json;
 
-use crate::helpers::{Options, StoreKind, attempts, numbers_called, phone, spawn_app, ticket_callout};
+use crate::helpers::{
+    Options, StoreKind, attempts, numbers_called, phone, spawn_app, ticket_callout,
+};
 use crate::redis_server::RedisServer;
 
 const LONG: Duration = Duration::from_secs(40);
@@ -26,7 +28,11 @@ macro_rules! on_both_stores {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_redis() {
                 let server = RedisServer::start();
-                let $app = spawn_app(Options::with_store(StoreKind::Redis { url: server.url(), prefix: "t".into() })).await;
+                let $app = spawn_app(Options::with_store(StoreKind::Redis {
+                    url: server.url(),
+                    prefix: "t".into(),
+                }))
+                .await;
                 $body
             }
         }
@@ -35,7 +41,8 @@ macro_rules! on_both_stores {
 
 on_both_stores!(the_seed_flow_calls_until_the_third_person_accepts, |app| {
     app.sim.set_callee(&phone(1), Behaviour::NeverAnswers);
-    app.sim.set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
+    app.sim
+        .set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
     app.sim.set_callee(&phone(3), Behaviour::accepts());
     let id = app.create_callout(&ticket_callout(3)).await;
     let c = app.wait_settled(&id, LONG).await;
@@ -56,58 +63,102 @@ on_both_stores!(the_seed_flow_calls_until_the_third_person_accepts, |app| {
     }
     // Nobody is called after the acceptance.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(numbers_called(&app.sim), [phone(1), phone(1), phone(1), phone(2), phone(3)]);
+    assert_eq!(
+        numbers_called(&app.sim),
+        [phone(1), phone(1), phone(1), phone(2), phone(3)]
+    );
     assert_eq!(c["contacts"][0]["attempts"], 3);
     assert_eq!(c["contacts"][2]["outcome"], "accepted");
     // The timeline is in order and tells the story.
-    let kinds: Vec<&str> = c["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds.first(), Some(&"callout_created"));
     assert!(kinds.contains(&"callout_accepted"));
     assert_eq!(kinds.iter().filter(|k| **k == "call_placed").count(), 5);
-    let times: Vec<&str> = c["events"].as_array().unwrap().iter().map(|e| e["at"].as_str().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "events out of order: {times:?}");
-});
-
-on_both_stores!(silence_hears_the_options_twice_and_ends_as_no_input, |app| {
-    app.sim.set_callee(&phone(1), Behaviour::silent());
-    let mut body = ticket_callout(1);
-    body["policy"]["attempts_per_contact"] = json!(1);
-    let id = app.create_callout(&body).await;
-    let c = app.wait_settled(&id, LONG).await;
-    assert_eq!(c["status"], "exhausted");
-    assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())]);
-    // The reprompt: the options were said, then said again after the input timeout.
-    let call = &app.sim.calls()[0];
-    let options: Vec<&String> = call.heard.iter().filter(|t| t.contains("Press 1")).collect();
-    assert_eq!(options.len(), 2, "heard: {:?}", call.heard);
-    assert!(call.heard.iter().any(|t| t.contains("Server room 2 is flooding")), "{:?}", call.heard);
-});
-
-on_both_stores!(busy_and_unanswered_calls_are_retried_after_the_delay, |app| {
-    app.sim.set_callee(
-        &phone(1),
-        CalleeScript::always(Behaviour::Busy).then(Behaviour::NeverAnswers).then(Behaviour::accepts()),
+    let times: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "events out of order: {times:?}"
     );
-    let mut body = ticket_callout(1);
-    body["policy"]["retry_delay_s"] = json!(2);
-    let id = app.create_callout(&body).await;
-    let c = app.wait_settled(&id, LONG).await;
-    assert_eq!(c["status"], "accepted");
-    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
-    assert_eq!(got, ["busy", "no_answer", "accepted"]);
-    // Each retry started at least the policy's delay after the previous attempt ended.
-    let a = c["attempts"].as_array().unwrap();
-    for pair in a.windows(2) {
-        let ended = ivr_gateway::domain::Timestamp::parse_lenient(pair[0]["ended_at"].as_str().unwrap()).unwrap();
-        let started = ivr_gateway::domain::Timestamp::parse_lenient(pair[1]["started_at"].as_str().unwrap()).unwrap();
-        assert!(started.since(ended) >= Duration::from_millis(1900), "retried too early: {pair:?}");
-    }
 });
+
+on_both_stores!(
+    silence_hears_the_options_twice_and_ends_as_no_input,
+    |app| {
+        app.sim.set_callee(&phone(1), Behaviour::silent());
+        let mut body = ticket_callout(1);
+        body["policy"]["attempts_per_contact"] = json!(1);
+        let id = app.create_callout(&body).await;
+        let c = app.wait_settled(&id, LONG).await;
+        assert_eq!(c["status"], "exhausted");
+        assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())]);
+        // The reprompt: the options were said, then said again after the input timeout.
+        let call = &app.sim.calls()[0];
+        let options: Vec<&String> = call
+            .heard
+            .iter()
+            .filter(|t| t.contains("Press 1"))
+            .collect();
+        assert_eq!(options.len(), 2, "heard: {:?}", call.heard);
+        assert!(
+            call.heard
+                .iter()
+                .any(|t| t.contains("Server room 2 is flooding")),
+            "{:?}",
+            call.heard
+        );
+    }
+);
+
+on_both_stores!(
+    busy_and_unanswered_calls_are_retried_after_the_delay,
+    |app| {
+        app.sim.set_callee(
+            &phone(1),
+            CalleeScript::always(Behaviour::Busy)
+                .then(Behaviour::NeverAnswers)
+                .then(Behaviour::accepts()),
+        );
+        let mut body = ticket_callout(1);
+        body["policy"]["retry_delay_s"] = json!(2);
+        let id = app.create_callout(&body).await;
+        let c = app.wait_settled(&id, LONG).await;
+        assert_eq!(c["status"], "accepted");
+        let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+        assert_eq!(got, ["busy", "no_answer", "accepted"]);
+        // Each retry started at least the policy's delay after the previous attempt ended.
+        let a = c["attempts"].as_array().unwrap();
+        for pair in a.windows(2) {
+            let ended = ivr_gateway::domain::Timestamp::parse_lenient(
+                pair[0]["ended_at"].as_str().unwrap(),
+            )
+            .unwrap();
+            let started = ivr_gateway::domain::Timestamp::parse_lenient(
+                pair[1]["started_at"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert!(
+                started.since(ended) >= Duration::from_millis(1900),
+                "retried too early: {pair:?}"
+            );
+        }
+    }
+);
 
 on_both_stores!(cancelling_mid_call_hangs_up_and_calls_nobody_else, |app| {
     app.sim.set_callee(&phone(1), Behaviour::silent());
     let id = app.create_callout(&ticket_callout(2)).await;
-    app.wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress").await;
+    app.wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress")
+        .await;
     let r = app
         .http
         .post(app.url(&format!("/v1/callouts/{id}/cancel")))
@@ -115,14 +166,32 @@ on_both_stores!(cancelling_mid_call_hangs_up_and_calls_nobody_else, |app| {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let c = app.wait_until(&id, LONG, |c| c["attempts"][0]["outcome"] == "cancelled").await;
+    let c = app
+        .wait_until(&id, LONG, |c| c["attempts"][0]["outcome"] == "cancelled")
+        .await;
     assert_eq!(c["status"], "cancelled");
     let call = &app.sim.calls()[0];
-    assert!(call.end_reason.as_deref().unwrap_or_default().contains("hang"), "{:?}", call.end_reason);
+    assert!(
+        call.end_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("hung up"),
+        "{:?}",
+        call.end_reason
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(numbers_called(&app.sim), [phone(1)], "no call after a cancel");
+    assert_eq!(
+        numbers_called(&app.sim),
+        [phone(1)],
+        "no call after a cancel"
+    );
     // Cancelling again is a conflict, not a change.
-    let r = app.http.post(app.url(&format!("/v1/callouts/{id}/cancel"))).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/callouts/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
 });
 
@@ -135,7 +204,8 @@ on_both_stores!(duplicated_and_reordered_webhooks_change_nothing, |app| {
         ..Faults::default()
     });
     app.sim.set_callee(&phone(1), Behaviour::NeverAnswers);
-    app.sim.set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
+    app.sim
+        .set_callee(&phone(2), Behaviour::press_on_prompt(["2"]));
     app.sim.set_callee(&phone(3), Behaviour::accepts());
     let mut body = ticket_callout(3);
     body["policy"]["attempts_per_contact"] = json!(2);
@@ -145,9 +215,18 @@ on_both_stores!(duplicated_and_reordered_webhooks_change_nothing, |app| {
     let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
     assert_eq!(got, ["no_answer", "no_answer", "rejected", "accepted"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(numbers_called(&app.sim).len(), 4, "a duplicate webhook placed a call");
+    assert_eq!(
+        numbers_called(&app.sim).len(),
+        4,
+        "a duplicate webhook placed a call"
+    );
     // Every status was delivered twice, yet each appears once in the timeline.
-    let statuses = c["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "call_status").count();
+    let statuses = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "call_status")
+        .count();
     let distinct: std::collections::HashSet<String> = c["events"]
         .as_array()
         .unwrap()
@@ -161,7 +240,9 @@ on_both_stores!(duplicated_and_reordered_webhooks_change_nothing, |app| {
 on_both_stores!(a_forged_webhook_is_refused_and_changes_nothing, |app| {
     app.sim.set_callee(&phone(1), Behaviour::silent());
     let id = app.create_callout(&ticket_callout(1)).await;
-    let c = app.wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress").await;
+    let c = app
+        .wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress")
+        .await;
     let call_id = c["attempts"][0]["call_id"].as_str().unwrap().to_owned();
     let before = app.get_callout(&id).await;
     let forged = json!({"messageId": "m", "status": {"name": "Completed"}});
@@ -171,9 +252,20 @@ on_both_stores!(a_forged_webhook_is_refused_and_changes_nothing, |app| {
     let stolen_sig = stolen.split("sig=").nth(1).unwrap();
     for (url, expected) in [
         (app.url(&format!("/routee/status/{id}/{call_id}")), 401),
-        (app.url(&format!("/routee/status/{id}/{call_id}?sig=AAAA")), 403),
-        (app.url(&format!("/routee/status/{id}/{call_id}?sig={stolen_sig}")), 403),
-        (app.url(&format!("/routee/collect/{id}/{call_id}/0?sig={stolen_sig}")), 403),
+        (
+            app.url(&format!("/routee/status/{id}/{call_id}?sig=AAAA")),
+            403,
+        ),
+        (
+            app.url(&format!("/routee/status/{id}/{call_id}?sig={stolen_sig}")),
+            403,
+        ),
+        (
+            app.url(&format!(
+                "/routee/collect/{id}/{call_id}/0?sig={stolen_sig}"
+            )),
+            403,
+        ),
     ] {
         let r = app.http.post(&url).json(&forged).send().await.unwrap();
         assert_eq!(r.status().as_u16(), expected, "{url}");
@@ -190,11 +282,19 @@ async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
         .with(&phone(1), Behaviour::NeverAnswers)
         .with(&phone(2), Behaviour::accepts());
     let sim = crate::helpers::spawn_sim(callees).await;
-    let store = StoreKind::Redis { url: server.url(), prefix: "restart".into() };
+    let store = StoreKind::Redis {
+        url: server.url(),
+        prefix: "restart".into(),
+    };
     // A fixed port, so the webhook URLs given to the carrier stay valid across the restart.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let opts = || {
-        let mut o = Options::with_store(store.clone()).env("LISTEN_ADDR", &format!("127.0.0.1:{port}"));
+        let mut o =
+            Options::with_store(store.clone()).env("LISTEN_ADDR", &format!("127.0.0.1:{port}"));
         o.external_sim = Some(sim.clone());
         o.public_url = Some(format!("http://127.0.0.1:{port}"));
         o
@@ -204,7 +304,9 @@ async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
     body["policy"]["attempts_per_contact"] = json!(2);
     body["policy"]["retry_delay_s"] = json!(3);
     let id = first.create_callout(&body).await;
-    first.wait_until(&id, LONG, |c| c["attempts"][0]["outcome"] == "no_answer").await;
+    first
+        .wait_until(&id, LONG, |c| c["attempts"][0]["outcome"] == "no_answer")
+        .await;
     first.stop().await;
     // The next attempt is due while no replica runs; a new one picks it up.
     let second = spawn_app(opts()).await;

@@ -40,13 +40,22 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { store: StoreKind::Memory, env: Vec::new(), external_sim: None, public_url: None, api_keys: false }
+        Self {
+            store: StoreKind::Memory,
+            env: Vec::new(),
+            external_sim: None,
+            public_url: None,
+            api_keys: false,
+        }
     }
 }
 
 impl Options {
     pub fn with_store(store: StoreKind) -> Self {
-        Self { store, ..Self::default() }
+        Self {
+            store,
+            ..Self::default()
+        }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -84,7 +93,10 @@ fn env_map(opts: &Options) -> HashMap<String, String> {
         env.insert("REDIS_PREFIX".into(), prefix.clone());
     }
     if opts.api_keys || opts.external_sim.is_some() {
-        env.insert("API_KEYS".into(), format!("admin:{ADMIN_TOKEN},dispatcher:{DISPATCHER_TOKEN}"));
+        env.insert(
+            "API_KEYS".into(),
+            format!("admin:{ADMIN_TOKEN},dispatcher:{DISPATCHER_TOKEN}"),
+        );
     }
     if let Some(sim) = &opts.external_sim {
         let (id, secret) = sim.credentials();
@@ -106,7 +118,9 @@ fn env_map(opts: &Options) -> HashMap<String, String> {
 
 pub async fn spawn_app(opts: Options) -> TestApp {
     let config = Config::from_map(&env_map(&opts)).unwrap_or_else(|e| panic!("test config: {e}"));
-    let app = Application::build(config).await.expect("application builds");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
     let base = format!("http://{}", app.local_addr());
     let engine = app.engine().clone();
     let sim = match (&opts.external_sim, app.simulator()) {
@@ -116,8 +130,19 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     let voiceflow = app.simulated_voiceflow().cloned();
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-    let test_app = TestApp { base, http, engine, sim, voiceflow, shutdown, task: Some(task) };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let test_app = TestApp {
+        base,
+        http,
+        engine,
+        sim,
+        voiceflow,
+        shutdown,
+        task: Some(task),
+    };
     test_app.wait_ready().await;
     test_app
 }
@@ -126,7 +151,9 @@ pub async fn spawn_app(opts: Options) -> TestApp {
 pub async fn spawn_sim(callees: Callees) -> SimHandle {
     let mut settings = SimSettings::new(TIME_SCALE);
     settings.callees = callees;
-    Simulator::start(settings, "127.0.0.1:0".parse().expect("addr")).await.expect("simulator starts")
+    Simulator::start(settings, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("simulator starts")
 }
 
 /// A fast policy for tests: 1 s between attempts, short rings.
@@ -140,7 +167,9 @@ pub fn phone(n: u32) -> String {
 
 /// A callout body for the ticket template with `n` contacts (phones 1..=n).
 pub fn ticket_callout(n: u32) -> Value {
-    let contacts: Vec<Value> = (1..=n).map(|i| json!({"name": format!("Person {i}"), "phone": phone(i)})).collect();
+    let contacts: Vec<Value> = (1..=n)
+        .map(|i| json!({"name": format!("Person {i}"), "phone": phone(i)}))
+        .collect();
     json!({
         "name": "Ticket 4711",
         "dialplan": "ticket-escalation",
@@ -159,7 +188,10 @@ impl TestApp {
             {
                 return;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "app never became ready");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "app never became ready"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -190,33 +222,46 @@ impl TestApp {
     }
 
     pub async fn get_callout(&self, id: &str) -> Value {
-        let r = self.http.get(self.url(&format!("/v1/callouts/{id}"))).bearer_auth(ADMIN_TOKEN).send().await.expect("get");
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/callouts/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), 200);
         r.json().await.expect("json")
-    }
-
-    /// Polls until the callout is no longer `calling`.
-    pub async fn wait_finished(&self, id: &str, timeout: Duration) -> Value {
-        self.wait_until(id, timeout, |c| c["status"] != "calling").await
     }
 
     /// Polls until the callout is final and every call has ended (the accepting
     /// call's goodbye included).
     pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Value {
         self.wait_until(id, timeout, |c| {
-            c["status"] != "calling" && c["attempts"].as_array().is_some_and(|a| a.iter().all(|x| !x["outcome"].is_null()))
+            c["status"] != "calling"
+                && c["attempts"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(|x| !x["outcome"].is_null()))
         })
         .await
     }
 
-    pub async fn wait_until(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             let c = self.get_callout(id).await;
             if done(&c) {
                 return c;
             }
-            assert!(started.elapsed() < timeout, "timed out; callout is {}", serde_json::to_string_pretty(&c).unwrap_or_default());
+            assert!(
+                started.elapsed() < timeout,
+                "timed out; callout is {}",
+                serde_json::to_string_pretty(&c).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -2,7 +2,11 @@
 //! `redis-server` (one per test) and HTTP fakes of Voiceflow and Routee (the
 //! built-in carrier simulator, the simulated assistant, wiremock).
 
+// Test support code may panic on setup failures: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod escalation;
 mod helpers;
 mod redis_server;
 mod store;
+mod voiceflow_calls;

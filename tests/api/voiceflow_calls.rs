@@ -1,0 +1,257 @@
+//! Calls driven by a Voiceflow assistant (the sandbox's simulated one): the launch
+//! variables, key presses as button requests, and the 3-second window when
+//! Voiceflow is slow, down, or asked twice.
+
+use std::time::{Duration, Instant};
+
+use ivr_gateway::sim::Behaviour;
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, attempts, phone, spawn_app};
+
+const LONG: Duration = Duration::from_secs(40);
+
+fn assistant_callout(n: u32) -> Value {
+    let contacts: Vec<Value> = (1..=n)
+        .map(|i| json!({"name": format!("Person {i}"), "phone": phone(i)}))
+        .collect();
+    json!({
+        "name": "Ticket 4711",
+        "assistant": "sandbox",
+        "variables": {"ticket": "Server room 2 is flooding."},
+        "contacts": contacts,
+        "policy": {"attempts_per_contact": 1, "retry_delay_s": 1, "ring_timeout_s": 10},
+    })
+}
+
+/// The live call of the callout's first attempt: (callout id, call id).
+async fn live_call(app: &TestApp, id: &str) -> String {
+    let c = app
+        .wait_until(id, LONG, |c| c["attempts"][0]["status"] == "in_progress")
+        .await;
+    c["attempts"][0]["call_id"].as_str().unwrap().to_owned()
+}
+
+async fn post_keys(
+    app: &TestApp,
+    id: &str,
+    call: &str,
+    turn: u32,
+    keys: &str,
+) -> (Duration, Value) {
+    let url = app
+        .engine
+        .collect_url(id.parse().unwrap(), call.parse().unwrap(), turn);
+    let started = Instant::now();
+    let r = app
+        .http
+        .post(url)
+        .json(&json!({"collectedTones": keys, "messageId": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    (started.elapsed(), body)
+}
+
+fn said(plan: &Value) -> String {
+    plan["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["message"]["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assistant_call_launches_with_the_callouts_variables_and_accepts_on_a_button() {
+    let app = spawn_app(Options::default()).await;
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_on_prompt(["2"]));
+    app.sim.set_callee(&phone(2), Behaviour::accepts());
+    let id = app.create_callout(&assistant_callout(2)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(got, ["rejected", "accepted"]);
+
+    let vf = app
+        .voiceflow
+        .as_ref()
+        .expect("the sandbox serves a simulated assistant");
+    let call = c["attempts"][1]["call_id"].as_str().unwrap();
+    // The Dialog Manager userID is the opaque call id, never the phone number.
+    let interactions = vf.interactions();
+    assert!(interactions.iter().all(|i| !i.user_id.contains("69000000")));
+    let launch = interactions
+        .iter()
+        .find(|i| i.user_id == call && i.action["type"] == "launch")
+        .expect("launched");
+    assert_eq!(launch.version, "production");
+    let vars = vf.variables(call).expect("state kept");
+    assert_eq!(vars["contact_name"], "Person 2");
+    assert_eq!(vars["callout_name"], "Ticket 4711");
+    assert_eq!(vars["attempt"], 1);
+    assert_eq!(vars["ticket"], "Server room 2 is flooding.");
+    // The key press went back as the button's own request.
+    assert!(
+        interactions
+            .iter()
+            .any(|i| i.user_id == call && i.action["type"] == "path-accept"),
+        "{interactions:?}"
+    );
+    // Transcripts of real calls are saved, with the outcome and no full number.
+    let transcripts = app.wait_transcripts(2).await;
+    let t = transcripts
+        .iter()
+        .find(|t| t["sessionID"] == call)
+        .expect("transcript of the accepting call");
+    assert_eq!(t["device"], "phone");
+    assert!(
+        t["user"]["name"].as_str().unwrap().contains("accepted"),
+        "{t}"
+    );
+    assert!(
+        !t.to_string().contains(&phone(2)),
+        "full number in a transcript: {t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_voiceflow_still_gets_a_dialplan_in_the_window_and_its_late_accept_counts() {
+    // Real-time simulation: the call must still be live when the late output is played.
+    let app = spawn_app(Options::default().env("SIM_TIME_SCALE", "1")).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let mut body = assistant_callout(1);
+    body["policy"]["input_timeout_s"] = json!(60); // keep the call up while we act
+    let id = app.create_callout(&body).await;
+    let call = live_call(&app, &id).await;
+    app.voiceflow
+        .as_ref()
+        .unwrap()
+        .set_latency(Duration::from_secs(4));
+    let (took, plan) = post_keys(&app, &id, &call, 0, "1").await;
+    assert!(
+        took < Duration::from_millis(2900),
+        "answered after {took:?}"
+    );
+    assert!(
+        said(&plan).contains("One moment"),
+        "not a holding dialplan: {plan}"
+    );
+    assert!(
+        plan.to_string().contains("/collect/"),
+        "the holding dialplan must keep collecting: {plan}"
+    );
+    // The slow turn finishes in the background; its accept is recorded.
+    let c = app
+        .wait_until(&id, LONG, |c| c["status"] != "calling")
+        .await;
+    assert_eq!(c["status"], "accepted");
+    // The next key press plays what Voiceflow said meanwhile (the goodbye).
+    app.voiceflow.as_ref().unwrap().set_latency(Duration::ZERO);
+    let (_, next) = post_keys(&app, &id, &call, 1, "5").await;
+    assert!(said(&next).contains("The ticket is yours"), "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_voiceflow_fails_the_caller_can_still_accept_on_the_fallback_keypad() {
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let mut body = assistant_callout(1);
+    body["policy"]["input_timeout_s"] = json!(60);
+    let id = app.create_callout(&body).await;
+    let call = live_call(&app, &id).await;
+    app.voiceflow.as_ref().unwrap().fail_next(vec![503]);
+    let (took, plan) = post_keys(&app, &id, &call, 0, "1").await;
+    assert!(took < Duration::from_millis(2900));
+    let text = said(&plan);
+    assert!(
+        text.contains("technical difficulties") && text.contains("Press 1 to accept"),
+        "{plan}"
+    );
+    let (_, bye) = post_keys(&app, &id, &call, 1, "1").await;
+    assert!(said(&bye).contains("accepted"), "{bye}");
+    let c = app
+        .wait_until(&id, LONG, |c| c["status"] != "calling")
+        .await;
+    assert_eq!(c["status"], "accepted");
+    assert!(
+        c["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "conversation_fallback")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_key_press_delivery_gets_the_same_answer_and_no_second_turn() {
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let mut body = assistant_callout(1);
+    body["policy"]["input_timeout_s"] = json!(60);
+    let id = app.create_callout(&body).await;
+    let call = live_call(&app, &id).await;
+    let vf = app.voiceflow.as_ref().unwrap();
+    let before = vf.interactions().len();
+    // Three concurrent deliveries of the same event, then a late fourth.
+    let (a, b, c) = tokio::join!(
+        post_keys(&app, &id, &call, 0, "9"),
+        post_keys(&app, &id, &call, 0, "9"),
+        post_keys(&app, &id, &call, 0, "9")
+    );
+    let (_, d) = post_keys(&app, &id, &call, 0, "9").await;
+    let plans = [a.1, b.1, c.1, d];
+    let answered: Vec<&Value> = plans
+        .iter()
+        .filter(|p| !said(p).contains("One moment"))
+        .collect();
+    assert!(!answered.is_empty());
+    assert!(
+        answered.iter().all(|p| *p == answered[0]),
+        "different answers: {plans:?}"
+    );
+    assert_eq!(
+        vf.interactions().len(),
+        before + 1,
+        "Voiceflow was asked more than once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_callouts_and_garbage_bodies_still_get_a_dialplan() {
+    let app = spawn_app(Options::default()).await;
+    let (co, call) = (
+        ivr_gateway::domain::CalloutId::new(),
+        ivr_gateway::domain::CallId::new(),
+    );
+    let url = app.engine.collect_url(co, call, 0);
+    let r = app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let plan: Value = r.json().await.unwrap();
+    assert!(!plan["verbs"].as_array().unwrap().is_empty());
+}
+
+impl TestApp {
+    async fn wait_transcripts(&self, n: usize) -> Vec<Value> {
+        let vf = self.voiceflow.as_ref().unwrap();
+        let started = Instant::now();
+        loop {
+            let t = vf.transcripts();
+            if t.len() >= n || started.elapsed() > Duration::from_secs(10) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
