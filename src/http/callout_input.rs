@@ -359,11 +359,12 @@ fn parse_policy(
             )),
         }
     }
-    if errors.len() > before {
-        return None;
-    }
+    // Bounds are checked even when another policy field was refused, so every
+    // problem is named in one answer.
+    let had_errors = errors.len() > before;
     match input.resolve(defaults) {
-        Ok(p) => Some(p),
+        Ok(p) if !had_errors => Some(p),
+        Ok(_) => None,
         Err(mut e) => {
             errors.append(&mut e);
             None
