@@ -9,5 +9,6 @@ mod callouts;
 mod escalation;
 mod helpers;
 mod redis_server;
+mod replicas;
 mod store;
 mod voiceflow_calls;

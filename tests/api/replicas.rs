@@ -1,0 +1,157 @@
+//! Several replicas on one Redis, behind a load balancer that sends every request
+//! (API calls and Routee's webhooks) to a random replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use ivr_gateway::domain::Timestamp;
+use ivr_gateway::sim::{Behaviour, Callees, CalleeScript};
+use serde_json::json;
+use tokio::sync::RwLock;
+
+use crate::helpers::{Options, StoreKind, TestApp, phone, spawn_app, spawn_sim, ticket_callout};
+use crate::redis_server::RedisServer;
+
+/// A load balancer forwarding each request to a random backend.
+#[derive(Clone)]
+pub struct Balancer {
+    backends: Arc<RwLock<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+impl Balancer {
+    pub async fn start() -> (Balancer, String) {
+        let lb = Balancer { backends: Arc::new(RwLock::new(Vec::new())), http: reqwest::Client::new() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(forward).with_state(lb.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (lb, url)
+    }
+
+    pub async fn set(&self, backends: Vec<String>) {
+        *self.backends.write().await = backends;
+    }
+}
+
+async fn forward(State(lb): State<Balancer>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let backend = {
+        let b = lb.backends.read().await;
+        if b.is_empty() {
+            return (StatusCode::BAD_GATEWAY, "no backend").into_response();
+        }
+        b[rand::random_range(0..b.len())].clone()
+    };
+    let url = format!("{backend}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut req = lb.http.request(method, url).body(body);
+    for (k, v) in &headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            let body = r.bytes().await.unwrap_or_default();
+            let mut out = (status, body).into_response();
+            if let Some(ct) = headers.get("content-type") {
+                out.headers_mut().insert("content-type", ct.clone());
+            }
+            out
+        }
+        Err(_) => (StatusCode::BAD_GATEWAY, "backend failed").into_response(),
+    }
+}
+
+async fn replicas(n: usize, server: &RedisServer, sim: &ivr_gateway::sim::SimHandle, env: &[(&str, &str)]) -> (Vec<TestApp>, String) {
+    let (lb, lb_url) = Balancer::start().await;
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        let mut o = Options::with_store(StoreKind::Redis { url: server.url(), prefix: "replicas".into() });
+        o.external_sim = Some(sim.clone());
+        o.public_url = Some(lb_url.clone());
+        for (k, v) in env {
+            o = o.env(k, v);
+        }
+        apps.push(spawn_app(o).await);
+    }
+    lb.set(apps.iter().map(|a| a.base.clone()).collect()).await;
+    (apps, lb_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_redis_place_each_call_exactly_once() {
+    let server = RedisServer::start();
+    let mut callees = Callees::new(CalleeScript::always(Behaviour::NeverAnswers).then(Behaviour::accepts()));
+    callees.insert(&phone(2), Behaviour::press_on_prompt(["2"]));
+    let sim = spawn_sim(callees).await;
+    let (apps, lb) = replicas(2, &server, &sim, &[]).await;
+    // Create through the balancer: any replica may take the request and any webhook.
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let mut body = ticket_callout(2);
+        body["contacts"] = json!([
+            {"name": "A", "phone": format!("+3069100000{i:02}")},
+            {"name": "B", "phone": format!("+3069200000{i:02}")},
+        ]);
+        let r = http.post(format!("{lb}/v1/callouts")).bearer_auth(crate::helpers::ADMIN_TOKEN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let mut total_attempts = 0;
+    for id in &ids {
+        let c = apps[0].wait_settled(id, Duration::from_secs(60)).await;
+        assert_eq!(c["status"], "accepted", "{c}");
+        let n = c["attempts"].as_array().unwrap().len();
+        assert_eq!(n, 2, "first attempt unanswered, second accepted: {c}");
+        total_attempts += n;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = sim.calls();
+    assert_eq!(calls.len(), total_attempts, "a call was placed twice or not at all");
+    // Each number was called exactly twice (attempts 1 and 2), never more.
+    let mut per_number = std::collections::HashMap::<String, u32>::new();
+    for c in &calls {
+        *per_number.entry(c.to.clone()).or_default() += 1;
+    }
+    assert!(per_number.values().all(|n| *n == 2), "{per_number:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_outbound_call_rate_limit_holds_across_replicas() {
+    let server = RedisServer::start();
+    let sim = spawn_sim(Callees::new(CalleeScript::always(Behaviour::Busy))).await;
+    let (apps, _lb) = replicas(2, &server, &sim, &[("ROUTEE_CALLS_PER_SECOND", "4")]).await;
+    // Twelve callouts at once, half on each replica, all due immediately.
+    let mut ids = Vec::new();
+    for i in 0..12u32 {
+        let mut body = ticket_callout(1);
+        body["contacts"] = json!([{"name": "A", "phone": format!("+3069300000{i:02}")}]);
+        body["policy"]["attempts_per_contact"] = json!(1);
+        ids.push(apps[(i % 2) as usize].create_callout(&body).await);
+    }
+    for id in &ids {
+        apps[0].wait_settled(id, Duration::from_secs(60)).await;
+    }
+    let mut times: Vec<i64> = sim
+        .calls()
+        .iter()
+        .map(|c| Timestamp::parse_lenient(&c.created_at).unwrap().millis())
+        .collect();
+    times.sort_unstable();
+    assert_eq!(times.len(), 12);
+    // 4 per second across both replicas: 12 creations span at least ~11 intervals
+    // of 250 ms, and no window of one second holds more than 4 (+1 at its edge).
+    let span = times[11] - times[0];
+    assert!(span >= 11 * 250 - 150, "12 calls in {span} ms: faster than 4/s");
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|u| **u < t + 1000).count();
+        assert!(in_window <= 5, "{in_window} calls within one second starting at call {i}: {times:?}");
+    }
+}
