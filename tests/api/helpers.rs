@@ -266,6 +266,11 @@ impl TestApp {
         }
     }
 
+    /// Starts a graceful shutdown (what SIGTERM does) without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Graceful stop (as on SIGTERM).
     pub async fn stop(mut self) {
         self.shutdown.cancel();

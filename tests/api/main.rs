@@ -8,6 +8,7 @@
 mod callouts;
 mod escalation;
 mod helpers;
+mod lifecycle;
 mod redis_server;
 mod replicas;
 mod store;
