@@ -10,10 +10,33 @@ use crate::helpers::{Options, phone, spawn_app};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer_with_their_reasons() {
     let app = spawn_app(Options::default()).await;
-    let h: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let h: Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ok");
-    let r: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!((r["status"].as_str(), r["mode"].as_str(), r["store"].as_str()), (Some("ready"), Some("sandbox"), Some("memory")));
+    let r: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["mode"].as_str(),
+            r["store"].as_str()
+        ),
+        (Some("ready"), Some("sandbox"), Some("memory"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,13 +49,27 @@ async fn shutdown_fails_readiness_finishes_the_webhook_in_flight_then_stops() {
         "policy": {"attempts_per_contact": 1, "input_timeout_s": 60},
     });
     let id = app.create_callout(&body).await;
-    let c = app.wait_until(&id, Duration::from_secs(30), |c| c["attempts"][0]["status"] == "in_progress").await;
+    let c = app
+        .wait_until(&id, Duration::from_secs(30), |c| {
+            c["attempts"][0]["status"] == "in_progress"
+        })
+        .await;
     let call = c["attempts"][0]["call_id"].as_str().unwrap().to_owned();
     // A key press whose Voiceflow turn takes a while.
-    app.voiceflow.as_ref().unwrap().set_latency(Duration::from_millis(1200));
-    let url = app.engine.collect_url(id.parse().unwrap(), call.parse().unwrap(), 0);
+    app.voiceflow
+        .as_ref()
+        .unwrap()
+        .set_latency(Duration::from_millis(1200));
+    let url = app
+        .engine
+        .collect_url(id.parse().unwrap(), call.parse().unwrap(), 0);
     let http = app.http.clone();
-    let in_flight = tokio::spawn(async move { http.post(url).json(&json!({"collectedTones": "1"})).send().await });
+    let in_flight = tokio::spawn(async move {
+        http.post(url)
+            .json(&json!({"collectedTones": "1"}))
+            .send()
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -50,7 +87,10 @@ async fn shutdown_fails_readiness_finishes_the_webhook_in_flight_then_stops() {
         if app.http.get(app.url("/healthz")).send().await.is_err() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "still serving after shutdown");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still serving after shutdown"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

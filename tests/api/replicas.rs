@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use ivr_gateway::domain::Timestamp;
-use ivr_gateway::sim::{Behaviour, Callees, CalleeScript};
+use ivr_gateway::sim::{Behaviour, CalleeScript, Callees};
 use serde_json::json;
 use tokio::sync::RwLock;
 
@@ -25,7 +25,10 @@ pub struct Balancer {
 
 impl Balancer {
     pub async fn start() -> (Balancer, String) {
-        let lb = Balancer { backends: Arc::new(RwLock::new(Vec::new())), http: reqwest::Client::new() };
+        let lb = Balancer {
+            backends: Arc::new(RwLock::new(Vec::new())),
+            http: reqwest::Client::new(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = axum::Router::new().fallback(forward).with_state(lb.clone());
@@ -38,7 +41,13 @@ impl Balancer {
     }
 }
 
-async fn forward(State(lb): State<Balancer>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn forward(
+    State(lb): State<Balancer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let backend = {
         let b = lb.backends.read().await;
         if b.is_empty() {
@@ -46,7 +55,10 @@ async fn forward(State(lb): State<Balancer>, method: Method, uri: Uri, headers: 
         }
         b[rand::random_range(0..b.len())].clone()
     };
-    let url = format!("{backend}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
+    let url = format!(
+        "{backend}{}",
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
     let mut req = lb.http.request(method, url).body(body);
     for (k, v) in &headers {
         if k != "host" && k != "content-length" {
@@ -68,11 +80,19 @@ async fn forward(State(lb): State<Balancer>, method: Method, uri: Uri, headers: 
     }
 }
 
-async fn replicas(n: usize, server: &RedisServer, sim: &ivr_gateway::sim::SimHandle, env: &[(&str, &str)]) -> (Vec<TestApp>, String) {
+async fn replicas(
+    n: usize,
+    server: &RedisServer,
+    sim: &ivr_gateway::sim::SimHandle,
+    env: &[(&str, &str)],
+) -> (Vec<TestApp>, String) {
     let (lb, lb_url) = Balancer::start().await;
     let mut apps = Vec::new();
     for _ in 0..n {
-        let mut o = Options::with_store(StoreKind::Redis { url: server.url(), prefix: "replicas".into() });
+        let mut o = Options::with_store(StoreKind::Redis {
+            url: server.url(),
+            prefix: "replicas".into(),
+        });
         o.external_sim = Some(sim.clone());
         o.public_url = Some(lb_url.clone());
         for (k, v) in env {
@@ -87,7 +107,8 @@ async fn replicas(n: usize, server: &RedisServer, sim: &ivr_gateway::sim::SimHan
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_redis_place_each_call_exactly_once() {
     let server = RedisServer::start();
-    let mut callees = Callees::new(CalleeScript::always(Behaviour::NeverAnswers).then(Behaviour::accepts()));
+    let mut callees =
+        Callees::new(CalleeScript::always(Behaviour::NeverAnswers).then(Behaviour::accepts()));
     callees.insert(&phone(2), Behaviour::press_on_prompt(["2"]));
     let sim = spawn_sim(callees).await;
     let (apps, lb) = replicas(2, &server, &sim, &[]).await;
@@ -100,9 +121,20 @@ async fn two_replicas_on_one_redis_place_each_call_exactly_once() {
             {"name": "A", "phone": format!("+3069100000{i:02}")},
             {"name": "B", "phone": format!("+3069200000{i:02}")},
         ]);
-        let r = http.post(format!("{lb}/v1/callouts")).bearer_auth(crate::helpers::ADMIN_TOKEN).json(&body).send().await.unwrap();
+        let r = http
+            .post(format!("{lb}/v1/callouts"))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
-        ids.push(r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let mut total_attempts = 0;
     for id in &ids {
@@ -114,7 +146,11 @@ async fn two_replicas_on_one_redis_place_each_call_exactly_once() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls = sim.calls();
-    assert_eq!(calls.len(), total_attempts, "a call was placed twice or not at all");
+    assert_eq!(
+        calls.len(),
+        total_attempts,
+        "a call was placed twice or not at all"
+    );
     // Each number was called exactly twice (attempts 1 and 2), never more.
     let mut per_number = std::collections::HashMap::<String, u32>::new();
     for c in &calls {
@@ -149,9 +185,15 @@ async fn the_outbound_call_rate_limit_holds_across_replicas() {
     // 4 per second across both replicas: 12 creations span at least ~11 intervals
     // of 250 ms, and no window of one second holds more than 4 (+1 at its edge).
     let span = times[11] - times[0];
-    assert!(span >= 11 * 250 - 150, "12 calls in {span} ms: faster than 4/s");
+    assert!(
+        span >= 11 * 250 - 150,
+        "12 calls in {span} ms: faster than 4/s"
+    );
     for (i, t) in times.iter().enumerate() {
         let in_window = times[i..].iter().take_while(|u| **u < t + 1000).count();
-        assert!(in_window <= 5, "{in_window} calls within one second starting at call {i}: {times:?}");
+        assert!(
+            in_window <= 5,
+            "{in_window} calls within one second starting at call {i}: {times:?}"
+        );
     }
 }
