@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::assistants::Assistants;
+use crate::assistants::{Assistants, RegistryError, SettingsChange};
 use crate::config::{Config, Secret};
 use crate::dialplan::template::{self, Templates};
 use crate::domain::Timing;
@@ -58,6 +58,8 @@ pub struct Application {
 
 /// Name of the simulated assistant registered in the sandbox.
 pub const SANDBOX_ASSISTANT: &str = "sandbox";
+/// Name of the assistant registered from `VOICEFLOW_API_KEY`.
+pub const DEFAULT_ASSISTANT: &str = "default";
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,8 +186,21 @@ impl Application {
             allow_private_urls: config.allow_private_urls,
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         };
-        if let Some(vf) = &sim_voiceflow {
-            register_sandbox_assistant(&store, &signer, vf).await?;
+        if sim_voiceflow.is_some() {
+            register_sandbox_assistant(&assistants, &voiceflow).await?;
+        }
+        if let Some(key) = &config.voiceflow.api_key {
+            register_default_assistant(&config, &assistants, &voiceflow, key).await?;
+        }
+        match assistants.reencrypt_all().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                count = n,
+                "re-encrypted stored Voiceflow keys with the current GATEWAY_SECRET"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-encrypt stored Voiceflow keys; they are re-encrypted when used")
+            }
         }
         let engine = Engine::new(
             store, routee, voiceflow, assistants, signer, templates, settings,
@@ -325,37 +340,67 @@ impl Application {
     }
 }
 
-/// Registers (or refreshes) the simulated assistant as `sandbox`.
+/// Registers (or refreshes) the simulated assistant as `sandbox`, through the
+/// same checks as any registration.
 async fn register_sandbox_assistant(
-    store: &Store,
-    signer: &Signer,
-    vf: &SimVoiceflowHandle,
+    assistants: &Assistants,
+    voiceflow: &VoiceflowClient,
 ) -> anyhow::Result<()> {
-    use crate::domain::{Assistant, AssistantId, AssistantSettings, Timestamp};
-    let now = Timestamp::now();
-    let id = match store.assistant_by_name(SANDBOX_ASSISTANT).await? {
-        Some(existing) => existing.id,
-        None => AssistantId::new(),
+    let key = Secret::new("VF.DM.sandbox.simulated-assistant".to_owned());
+    let settings = SettingsChange {
+        save_transcripts: Some(true),
+        ..SettingsChange::default()
     };
-    let key = "VF.DM.sandbox.simulated-assistant";
-    let assistant = Assistant {
-        id,
-        name: SANDBOX_ASSISTANT.into(),
-        version: "production".into(),
-        project_id: Some(vf.project_id()),
-        project_name: Some(vf.project_name()),
-        version_id: Some(vf.version_id()),
-        created_at: now,
-        updated_at: now,
-        settings: AssistantSettings {
-            save_transcripts: true,
-            ..AssistantSettings::default()
-        },
-        encrypted_key: signer.encrypt_key(id, key),
-        key_hint: key[key.len() - 4..].to_owned(),
-    };
-    store.save_assistant(&assistant).await?;
+    assistants
+        .ensure(voiceflow, SANDBOX_ASSISTANT, key, "production", settings)
+        .await
+        .context("cannot register the simulated assistant")?;
     Ok(())
+}
+
+/// Registers (or refreshes: same id, settings kept) the assistant `default`
+/// from `VOICEFLOW_API_KEY` and `VOICEFLOW_VERSION`, checked like any
+/// registration. A key or version Voiceflow refuses is a configuration error:
+/// live mode refuses to start, the sandbox logs it and starts. Voiceflow being
+/// unreachable never stops the gateway (every replica would crash-loop through
+/// an outage): the error is logged and any `default` registered earlier is kept.
+async fn register_default_assistant(
+    config: &Config,
+    assistants: &Assistants,
+    voiceflow: &VoiceflowClient,
+    key: &Secret<String>,
+) -> anyhow::Result<()> {
+    let version = &config.voiceflow.version;
+    let result = assistants
+        .ensure(
+            voiceflow,
+            DEFAULT_ASSISTANT,
+            key.clone(),
+            version,
+            SettingsChange::default(),
+        )
+        .await;
+    match result {
+        Ok(registered) => {
+            for warning in &registered.warnings {
+                tracing::warn!(warning = %warning, "assistant `default` registered with a warning");
+            }
+            tracing::info!(assistant_id = %registered.assistant.id, %version, "assistant `default` registered from VOICEFLOW_API_KEY");
+            Ok(())
+        }
+        Err(RegistryError::Store(e)) => Err(e).context("cannot register the assistant `default`"),
+        Err(e @ (RegistryError::Invalid(_) | RegistryError::StoredKey(..)))
+            if !config.is_sandbox() =>
+        {
+            Err(anyhow::anyhow!(
+                "VOICEFLOW_API_KEY / VOICEFLOW_VERSION: the assistant `default` cannot be registered: {e}"
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %version, "the assistant `default` (VOICEFLOW_API_KEY) could not be registered or refreshed; any earlier registration is kept");
+            Ok(())
+        }
+    }
 }
 
 fn hostname() -> String {

@@ -384,13 +384,7 @@ pub(super) fn launch_variables(callout: &Callout, attempt: &Attempt) -> Map<Stri
 }
 
 pub(super) fn assistant_rendering(resolved: &ResolvedAssistant) -> (ActionNames, Phrases) {
-    let s = &resolved.assistant.settings;
-    let actions = ActionNames {
-        accept: s.accept_actions.clone(),
-        reject: s.reject_actions.clone(),
-        ..ActionNames::default()
-    };
-    (actions, Phrases::default())
+    resolved.rendering()
 }
 
 pub(super) fn assistant_context<'a>(
@@ -402,14 +396,8 @@ pub(super) fn assistant_context<'a>(
     phrases: &'a Phrases,
     caller_id: &'a str,
 ) -> TurnContext<'a> {
-    let s = &resolved.assistant.settings;
     TurnContext {
-        voice: Voice {
-            language: callout.contacts[attempt.contact]
-                .language
-                .unwrap_or(s.language),
-            gender: s.gender,
-        },
+        voice: resolved.voice(callout.contacts[attempt.contact].language),
         event_url,
         input_timeout_s: callout.policy.input_timeout_s,
         reprompts: callout.policy.reprompts,

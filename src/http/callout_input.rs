@@ -280,7 +280,11 @@ fn valid_variable_name(k: &str) -> bool {
         && k.len() <= 64
 }
 
-fn parse_variables(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Map<String, Value>> {
+/// A flat object of variables (the callout's, and the conversation tools').
+pub(crate) fn parse_variables(
+    v: Option<&Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Map<String, Value>> {
     let obj = match v {
         None | Some(Value::Null) => return Some(Map::new()),
         Some(Value::Object(o)) => o,

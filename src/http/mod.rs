@@ -1,6 +1,8 @@
 //! The HTTP edge: routes, layers and extractors. Handlers stay short: extractors
 //! authenticate (API keys) and verify webhook signatures before a handler runs.
 
+pub mod assistant_input;
+mod assistants;
 pub mod auth;
 pub mod callout_input;
 mod callouts;
@@ -27,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .merge(callouts::router())
+        .merge(assistants::router())
         .merge(webhooks::router())
         .merge(health::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })

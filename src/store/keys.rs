@@ -17,12 +17,13 @@
 //! | `P:{sNN}:asst-use` | hash assistant id → calling callouts using it | none | `commit.lua` | assistant deletion |
 //! | `P:{assistants}` | hash id → assistant JSON (key encrypted) | none | assistants API | engine, assistants API |
 //! | `P:{assistants}:names` | hash name → id | none | assistants API | name lookups |
+//! | `P:tool:<assistant id>:<session>` | string: JSON of a conversation-tools session (turn, last menu, no-reply expectation) | 24 h after its last turn | conversation tools | conversation tools (`digits` on any replica) |
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
 //!
 //! `P` is `REDIS_PREFIX` (default `ivr`).
 
-use crate::domain::{CalloutId, CalloutStatus};
+use crate::domain::{AssistantId, CalloutId, CalloutStatus};
 
 /// Number of shards. Fixed: changing it would orphan existing callouts.
 pub const SHARDS: u16 = 16;
@@ -88,6 +89,12 @@ impl Keys {
 
     pub fn assistant_names(&self) -> String {
         format!("{}:{{assistants}}:names", self.prefix)
+    }
+
+    /// A conversation-tools session. `session` is validated at the edge
+    /// (`[A-Za-z0-9_-]{1,64}`), so it cannot contain `:` or a hash tag.
+    pub fn tool_session(&self, assistant: AssistantId, session: &str) -> String {
+        format!("{}:tool:{assistant}:{session}", self.prefix)
     }
 
     pub fn lock(&self, job: &str) -> String {

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Commit, Counts, Deleted, IndexInfo, Saved, StoreError, Versioned};
+use super::{
+    Commit, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
+};
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 
 #[derive(Debug)]
@@ -27,6 +29,8 @@ struct Mem {
     assistants: BTreeMap<AssistantId, Assistant>,
     locks: HashMap<String, (String, Timestamp)>,
     next_call_slot: Timestamp,
+    /// Conversation-tools sessions with their expiry.
+    tool_sessions: HashMap<(AssistantId, String), (Timestamp, ToolSession)>,
 }
 
 impl Mem {
@@ -287,7 +291,79 @@ impl MemoryStore {
     }
 
     pub(super) async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
-        Ok(self.lock().assistants.values().cloned().collect())
+        let mut all: Vec<Assistant> = self.lock().assistants.values().cloned().collect();
+        // The order Redis answers in: oldest first.
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(all)
+    }
+
+    pub(super) async fn replace_assistant(
+        &self,
+        assistant: &Assistant,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let mut m = self.lock();
+        match m.assistants.get(&assistant.id) {
+            None => return Ok(Replaced::NotFound),
+            Some(current) if current.updated_at != expected => return Ok(Replaced::Changed),
+            Some(_) => {}
+        }
+        let taken = m
+            .assistants
+            .values()
+            .any(|a| a.name == assistant.name && a.id != assistant.id);
+        if taken {
+            return Ok(Replaced::NameTaken);
+        }
+        m.assistants.insert(assistant.id, assistant.clone());
+        Ok(Replaced::Yes)
+    }
+
+    pub(super) async fn tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+    ) -> Result<Option<ToolSession>, StoreError> {
+        let now = Timestamp::now();
+        Ok(self
+            .lock()
+            .tool_sessions
+            .get(&(assistant, session.to_owned()))
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, s)| s.clone()))
+    }
+
+    pub(super) async fn save_tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+        value: &ToolSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut m = self.lock();
+        // Expired sessions go when a new one is written (there is no other reader).
+        m.tool_sessions.retain(|_, (expires, _)| *expires > now);
+        m.tool_sessions.insert(
+            (assistant, session.to_owned()),
+            (now.plus(ttl), value.clone()),
+        );
+        Ok(())
+    }
+
+    pub(super) async fn delete_tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .tool_sessions
+            .remove(&(assistant, session.to_owned()));
+        Ok(())
     }
 
     pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {

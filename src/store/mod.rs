@@ -20,10 +20,13 @@ mod redis;
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 use crate::domain::{
-    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Script, Timestamp,
+    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Conversation, Event, Script,
+    Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -64,6 +67,28 @@ pub enum Saved {
     Yes,
     /// Another assistant has this name.
     NameTaken,
+}
+
+/// What happened to a compare-and-set replacement of an assistant
+/// ([`Store::replace_assistant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    Yes,
+    /// Another assistant has the new name.
+    NameTaken,
+    /// The stored assistant changed since it was read: read it again.
+    Changed,
+    NotFound,
+}
+
+/// A conversation-tools session of an assistant: what its last turn offered, so
+/// the next `digits` are read exactly as a call would read them, on any replica.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ToolSession {
+    /// Turns run so far (the placeholder eventUrl carries the next one).
+    pub turn: u32,
+    /// The menu, no-reply expectation and end of the last turn.
+    pub conversation: Conversation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,8 +285,47 @@ impl Store {
         dispatch!(self, s => s.assistants().await)
     }
 
+    /// Replaces an assistant if its stored `updated_at` is still `expected` (the
+    /// version the caller read), so concurrent updates (an admin's PATCH, a
+    /// replica re-encrypting the key) never overwrite each other. Names stay unique.
+    pub async fn replace_assistant(
+        &self,
+        assistant: &Assistant,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        dispatch!(self, s => s.replace_assistant(assistant, expected).await)
+    }
+
     /// Deletes an assistant unless running callouts use it.
     pub async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
         dispatch!(self, s => s.delete_assistant(id).await)
+    }
+
+    /// The conversation-tools session `session` of an assistant, unless expired.
+    pub async fn tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+    ) -> Result<Option<ToolSession>, StoreError> {
+        dispatch!(self, s => s.tool_session(assistant, session).await)
+    }
+
+    /// Stores a conversation-tools session; it expires `ttl` after its last turn.
+    pub async fn save_tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+        value: &ToolSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save_tool_session(assistant, session, value, ttl).await)
+    }
+
+    pub async fn delete_tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_tool_session(assistant, session).await)
     }
 }

@@ -12,7 +12,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::keys::{Keys, SHARDS, shard_of};
-use super::{Commit, Counts, Deleted, IndexInfo, Saved, StoreError, Versioned};
+use super::{
+    Commit, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
+};
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 
 struct Scripts {
@@ -22,6 +24,7 @@ struct Scripts {
     rate: Script,
     lock: Script,
     save_assistant: Script,
+    replace_assistant: Script,
     delete_assistant: Script,
 }
 
@@ -34,6 +37,7 @@ impl Scripts {
             rate: Script::new(include_str!("lua/rate.lua")),
             lock: Script::new(include_str!("lua/lock.lua")),
             save_assistant: Script::new(include_str!("lua/save_assistant.lua")),
+            replace_assistant: Script::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Script::new(include_str!("lua/delete_assistant.lua")),
         }
     }
@@ -510,6 +514,78 @@ impl RedisStore {
                 .then_with(|| a.name.cmp(&b.name))
         });
         Ok(all)
+    }
+
+    pub(super) async fn replace_assistant(
+        &self,
+        assistant: &Assistant,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let json = serde_json::to_string(assistant).map_err(|e| corrupt("assistant", e))?;
+        let mut conn = self.conn.clone();
+        let result: i64 = self
+            .shared
+            .scripts
+            .replace_assistant
+            .key(self.shared.keys.assistants())
+            .key(self.shared.keys.assistant_names())
+            .arg(assistant.id.to_string())
+            .arg(&assistant.name)
+            .arg(json)
+            .arg(ms(expected))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match result {
+            1 => Replaced::Yes,
+            0 => Replaced::NameTaken,
+            2 => Replaced::Changed,
+            _ => Replaced::NotFound,
+        })
+    }
+
+    pub(super) async fn tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+    ) -> Result<Option<ToolSession>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn
+            .get(self.shared.keys.tool_session(assistant, session))
+            .await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("tool session", e)))
+            .transpose()
+    }
+
+    pub(super) async fn save_tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+        value: &ToolSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(value).map_err(|e| corrupt("tool session", e))?;
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = conn
+            .pset_ex(
+                self.shared.keys.tool_session(assistant, session),
+                json,
+                ttl_ms,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_tool_session(
+        &self,
+        assistant: AssistantId,
+        session: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .del(self.shared.keys.tool_session(assistant, session))
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {

@@ -308,7 +308,6 @@ impl VoiceflowClient {
     /// its traces. `variables`, when given, are merged into the user's state before
     /// the turn runs (the launch turn's callout variables). The request times out
     /// after `min(deadline, client timeout)` and is never retried.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id, request = request.label()))]
     pub async fn interact(
         &self,
         creds: &VoiceflowCredentials,
@@ -318,6 +317,23 @@ impl VoiceflowClient {
         config: &InteractConfig,
         deadline: Duration,
     ) -> Result<Vec<Trace>, VoiceflowError> {
+        self.interact_raw(creds, user_id, request, variables, config, deadline)
+            .await
+            .map(|(_, traces)| traces)
+    }
+
+    /// [`Self::interact`], also returning Voiceflow's answer as it came (the
+    /// conversation tools show it next to what the gateway made of it).
+    #[tracing::instrument(skip_all, fields(user_id = %user_id, request = request.label()))]
+    pub async fn interact_raw(
+        &self,
+        creds: &VoiceflowCredentials,
+        user_id: &str,
+        request: &Request,
+        variables: Option<&Map<String, Value>>,
+        config: &InteractConfig,
+        deadline: Duration,
+    ) -> Result<(Value, Vec<Trace>), VoiceflowError> {
         check_segment("Voiceflow user id", user_id)?;
         let url = endpoint(
             &self.inner.runtime_url,
@@ -350,7 +366,7 @@ impl VoiceflowClient {
         }
         let traces = Trace::parse_response(&json);
         log_traces(&traces);
-        Ok(traces)
+        Ok((json, traces))
     }
 
     /// `GET {runtime}/state/user/{userID}`: the stored state (`{}` when none).

@@ -5,6 +5,7 @@
 // Test support code may panic on setup failures: that is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod assistants;
 mod callouts;
 mod escalation;
 mod helpers;
