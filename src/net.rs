@@ -244,3 +244,151 @@ mod tests {
         assert!(check_outbound_url("http://127.0.0.1:8080/x", true).is_ok());
     }
 }
+
+// ----- primitives shared by the upstream clients ---------------------------------
+
+/// How a request failed before an HTTP status was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The connection was never made: the request did not reach the upstream.
+    Connect,
+    /// No complete answer in time: the request may have been acted on.
+    Timeout,
+    /// The connection broke after it was made: the request may have been acted on.
+    Transport,
+}
+
+/// Classifies a reqwest error. A connect timeout is a connect error (the request
+/// never left), so `is_connect` is checked before `is_timeout`.
+pub fn send_failure(e: &reqwest::Error) -> SendFailure {
+    if e.is_connect() {
+        SendFailure::Connect
+    } else if e.is_timeout() {
+        SendFailure::Timeout
+    } else {
+        SendFailure::Transport
+    }
+}
+
+/// Reads at most `limit` bytes of a body; the flag says whether more was cut off.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<(Vec<u8>, bool)> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// `Retry-After` as a delay: whole seconds, or an HTTP-date (a past date is 0).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at =
+        time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(Duration::try_from(at - time::OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO))
+}
+
+/// Collapses whitespace and bounds the length of a message from an upstream.
+pub fn one_line(raw: &str, max_chars: usize) -> String {
+    let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > max_chars {
+        text.chars().take(max_chars).collect::<String>() + "…"
+    } else {
+        text
+    }
+}
+
+/// Why a base URL cannot be used, if it cannot.
+pub fn base_url_problem(url: &url::Url) -> Option<String> {
+    (!matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base())
+        .then(|| format!("{url} is not an http(s) base URL"))
+}
+
+/// Ids come from webhooks and users: refuse those that would change a path's
+/// meaning even percent-encoded (`.`/`..` are dropped by URL normalisation; empty
+/// addresses the parent).
+pub fn segment_problem(id: &str) -> Option<&'static str> {
+    (id.is_empty() || id == "." || id == ".." || id.len() > 256)
+        .then_some("it is empty, a dot segment, or too long")
+}
+
+/// `base` with `segments` appended, each percent-encoded. `None` when `base`
+/// cannot take a path.
+pub fn endpoint(base: &url::Url, segments: &[&str]) -> Option<url::Url> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(segments);
+    Some(url)
+}
+
+#[cfg(test)]
+mod primitive_tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("7"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+
+        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(120);
+        let date = later
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_str(&date).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("soon"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn path_segments_are_checked_and_encoded() {
+        for bad in ["", ".", "..", &"a".repeat(300)] {
+            assert!(segment_problem(bad).is_some(), "{bad:?}");
+        }
+        let base = url::Url::parse("http://x/api/").unwrap();
+        assert_eq!(
+            endpoint(&base, &["a", "b/c?d"]).unwrap().as_str(),
+            "http://x/api/a/b%2Fc%3Fd"
+        );
+        assert!(base_url_problem(&url::Url::parse("ftp://x").unwrap()).is_some());
+        assert_eq!(one_line("a\n  b", 10), "a b");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+}

@@ -32,7 +32,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
+use reqwest::header::{ACCEPT, HeaderMap};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -386,15 +386,10 @@ impl RouteeClient {
     }
 
     fn api_endpoint(&self, segments: &[&str]) -> Result<Url, RouteeError> {
-        let mut url = self.inner.api_url.clone();
-        url.path_segments_mut()
-            .map_err(|()| RouteeError::Invalid {
-                what: "Routee API URL",
-                reason: "it cannot take a path".into(),
-            })?
-            .pop_if_empty()
-            .extend(segments);
-        Ok(url)
+        crate::net::endpoint(&self.inner.api_url, segments).ok_or_else(|| RouteeError::Invalid {
+            what: "Routee API URL",
+            reason: "it cannot take a path".into(),
+        })
     }
 
     /// Sends an API request with the current token; on 401/403 replaces the token
@@ -619,7 +614,7 @@ impl RouteeClient {
             status: ex.status.as_u16(),
             code,
             message: self.message_of(ex, token),
-            retry_after: retry_after(&ex.headers),
+            retry_after: crate::net::retry_after(&ex.headers),
         }
     }
 
@@ -682,90 +677,54 @@ fn decode<T: DeserializeOwned>(ex: &Exchange) -> Result<T, RouteeError> {
 /// Classifies a failure to get a response. A connect timeout is a connect error
 /// (the request never left), so `is_connect` is checked before `is_timeout`.
 fn send_error(e: reqwest::Error) -> RouteeError {
+    let kind = crate::net::send_failure(&e);
     let source = Arc::new(e);
-    if source.is_connect() {
-        RouteeError::Connect { source }
-    } else if source.is_timeout() {
-        RouteeError::Timeout { source }
-    } else {
-        RouteeError::Transport { source }
+    match kind {
+        crate::net::SendFailure::Connect => RouteeError::Connect { source },
+        crate::net::SendFailure::Timeout => RouteeError::Timeout { source },
+        crate::net::SendFailure::Transport => RouteeError::Transport { source },
     }
 }
 
-/// Reads at most [`MAX_BODY_BYTES`] of the body.
-async fn read_body(
-    mut response: reqwest::Response,
-    status: StatusCode,
-) -> Result<Bytes, RouteeError> {
-    let mut body = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|e| {
-            let source = Arc::new(e);
-            if source.is_timeout() {
-                RouteeError::Timeout { source }
-            } else {
-                RouteeError::Transport { source }
-            }
-        })?;
-        let Some(chunk) = chunk else {
-            return Ok(Bytes::from(body));
-        };
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(RouteeError::Decode {
-                status: status.as_u16(),
-                reason: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                source: None,
-            });
-        }
-        body.extend_from_slice(&chunk);
+/// Reads at most [`MAX_BODY_BYTES`] of the body; a larger one is a decode error.
+async fn read_body(response: reqwest::Response, status: StatusCode) -> Result<Bytes, RouteeError> {
+    let (body, cut) = crate::net::read_capped(response, MAX_BODY_BYTES)
+        .await
+        .map_err(send_error)?;
+    if cut {
+        return Err(RouteeError::Decode {
+            status: status.as_u16(),
+            reason: format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            source: None,
+        });
     }
+    Ok(Bytes::from(body))
 }
 
-/// `Retry-After` as a delay: whole seconds, or an HTTP-date (a past date is 0).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at =
-        time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc2822).ok()?;
-    let wait = at - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
-/// Collapses whitespace, cuts our secrets out, and bounds the length.
+/// Cuts our secrets out, collapses whitespace and bounds the length.
 fn one_line(raw: &str, secrets: &[&str]) -> String {
-    let mut text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut text = raw.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         text = text.replace(secret, "[redacted]");
     }
-    if text.chars().count() > MAX_MESSAGE_CHARS {
-        text = text.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…";
-    }
-    text
+    crate::net::one_line(&text, MAX_MESSAGE_CHARS)
 }
 
 fn check_base_url(what: &'static str, url: &Url) -> Result<(), RouteeError> {
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-        return Err(RouteeError::Invalid {
-            what,
-            reason: format!("{url} is not an http(s) base URL"),
-        });
+    match crate::net::base_url_problem(url) {
+        Some(reason) => Err(RouteeError::Invalid { what, reason }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// Ids come from webhooks: refuse the ones that would change the path's meaning
-/// once percent-encoded (`.` and `..` are dropped by URL normalisation; empty
-/// would address the collection).
 fn check_segment(what: &'static str, id: &str) -> Result<(), RouteeError> {
-    if id.is_empty() || id == "." || id == ".." || id.len() > 256 {
-        return Err(RouteeError::Invalid {
+    match crate::net::segment_problem(id) {
+        Some(reason) => Err(RouteeError::Invalid {
             what,
-            reason: "it is empty, a dot segment, or too long".into(),
-        });
+            reason: reason.into(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn masked_destination(to: &Destination) -> String {
@@ -778,7 +737,6 @@ fn masked_destination(to: &Destination) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn tokens_are_refreshed_a_minute_early_or_at_80_percent_when_short() {
@@ -795,33 +753,6 @@ mod tests {
             Duration::from_secs(80)
         );
         assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_http_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-
-        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(120);
-        let date = later
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap();
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
-        let wait = retry_after(&h).unwrap();
-        assert!(
-            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
-
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -612,7 +612,7 @@ fn status_error(
         401 => VoiceflowError::Unauthorized,
         404 => VoiceflowError::VersionNotFound { message: message() },
         429 => VoiceflowError::RateLimited {
-            retry_after: retry_after(headers),
+            retry_after: crate::net::retry_after(headers),
         },
         400 if says_version_unusable(&message()) => {
             VoiceflowError::VersionNotFound { message: message() }
@@ -661,7 +661,7 @@ fn error_message(status: StatusCode, body: &[u8], creds: &VoiceflowCredentials) 
         raw
     };
     redact_keys(
-        &one_line(&raw, MAX_MESSAGE_CHARS),
+        &crate::net::one_line(&raw, MAX_MESSAGE_CHARS),
         creds.api_key.expose().trim(),
     )
 }
@@ -682,20 +682,11 @@ fn redact_keys(text: &str, key: &str) -> String {
     out
 }
 
-fn one_line(raw: &str, max_chars: usize) -> String {
-    let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.chars().count() > max_chars {
-        text.chars().take(max_chars).collect::<String>() + "…"
-    } else {
-        text
-    }
-}
-
 fn log_traces(traces: &[Trace]) {
     for trace in traces {
         match trace {
             Trace::Debug { message } => {
-                tracing::debug!(message = %one_line(message, MAX_DEBUG_TRACE_CHARS), "Voiceflow debug trace");
+                tracing::debug!(message = %crate::net::one_line(message, MAX_DEBUG_TRACE_CHARS), "Voiceflow debug trace");
             }
             // The payload may hold anything the designer put there: only the kind.
             Trace::CustomAction(action) => {
@@ -850,86 +841,47 @@ fn runtime_headers(creds: &VoiceflowCredentials) -> Result<HeaderMap, VoiceflowE
 /// Classifies a failure to get a response. A connect timeout is a connect error
 /// (the request never left), so `is_connect` is checked before `is_timeout`.
 fn send_error(e: reqwest::Error) -> VoiceflowError {
+    let kind = crate::net::send_failure(&e);
     let source = Arc::new(e);
-    if source.is_connect() {
-        VoiceflowError::Connect { source }
-    } else if source.is_timeout() {
-        VoiceflowError::Timeout { source }
-    } else {
-        VoiceflowError::Transport { source }
+    match kind {
+        crate::net::SendFailure::Connect => VoiceflowError::Connect { source },
+        crate::net::SendFailure::Timeout => VoiceflowError::Timeout { source },
+        crate::net::SendFailure::Transport => VoiceflowError::Transport { source },
     }
 }
 
 /// Reads at most `limit` bytes of the body; says whether there was more.
 async fn read_body(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     limit: usize,
 ) -> Result<(Vec<u8>, bool), VoiceflowError> {
-    let mut body = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|e| {
-            let source = Arc::new(e);
-            if source.is_timeout() {
-                VoiceflowError::Timeout { source }
-            } else {
-                VoiceflowError::Transport { source }
-            }
-        })?;
-        let Some(chunk) = chunk else {
-            return Ok((body, false));
-        };
-        let room = limit - body.len();
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, true));
-        }
-        body.extend_from_slice(&chunk);
-    }
-}
-
-/// `Retry-After` as a delay: whole seconds, or an HTTP-date (a past date is 0).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at =
-        time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc2822).ok()?;
-    Some(Duration::try_from(at - time::OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO))
+    crate::net::read_capped(response, limit)
+        .await
+        .map_err(send_error)
 }
 
 fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, VoiceflowError> {
-    let mut url = base.clone();
-    url.path_segments_mut()
-        .map_err(|()| VoiceflowError::Invalid {
-            what: "Voiceflow URL",
-            reason: "it cannot take a path".into(),
-        })?
-        .pop_if_empty()
-        .extend(segments);
-    Ok(url)
+    crate::net::endpoint(base, segments).ok_or_else(|| VoiceflowError::Invalid {
+        what: "Voiceflow URL",
+        reason: "it cannot take a path".into(),
+    })
 }
 
 fn check_base_url(what: &'static str, url: &Url) -> Result<(), VoiceflowError> {
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-        return Err(VoiceflowError::Invalid {
-            what,
-            reason: format!("{url} is not an http(s) base URL"),
-        });
+    match crate::net::base_url_problem(url) {
+        Some(reason) => Err(VoiceflowError::Invalid { what, reason }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// Refuses ids that percent-encoding cannot protect (`.`/`..` are dropped by URL
-/// normalisation, empty addresses the parent).
 fn check_segment(what: &'static str, id: &str) -> Result<(), VoiceflowError> {
-    if id.is_empty() || id == "." || id == ".." || id.len() > 256 {
-        return Err(VoiceflowError::Invalid {
+    match crate::net::segment_problem(id) {
+        Some(reason) => Err(VoiceflowError::Invalid {
             what,
-            reason: "it is empty, a dot segment, or too long".into(),
-        });
+            reason: reason.into(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
