@@ -15,6 +15,7 @@ use crate::voiceflow::client::{TranscriptRequest, TranscriptUser};
 
 impl Engine {
     /// Ends a live call (cancellation).
+    #[tracing::instrument(name = "hang_up", skip_all, fields(callout_id = %id, call_id = %call))]
     pub(super) async fn hang_up(&self, id: CalloutId, call: CallId) {
         let ok = match self.try_hang_up(id, call).await {
             Ok(ok) => ok,
@@ -84,6 +85,7 @@ impl Engine {
     }
 
     /// POSTs the final state to `notify_url`, signed.
+    #[tracing::instrument(name = "notify", skip_all, fields(callout_id = %id))]
     pub(super) async fn notify(&self, id: CalloutId) {
         let result = self.try_notify(id).await;
         let label = match &result {
@@ -154,6 +156,7 @@ impl Engine {
 
     /// Saves a finished call's conversation to Voiceflow transcripts, when the
     /// assistant asks for it. Failures are logged, never retried into the call.
+    #[tracing::instrument(name = "transcript", skip_all, fields(callout_id = %id, call_id = %call))]
     pub(super) async fn save_transcript(&self, id: CalloutId, call: CallId) {
         let Ok(Some(v)) = self.store.load(id).await else {
             return;

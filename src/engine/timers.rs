@@ -63,6 +63,7 @@ impl Engine {
     }
 
     /// Fires whatever is due on one callout.
+    #[tracing::instrument(name = "timer", skip_all, fields(callout_id = %id))]
     pub(crate) async fn fire(&self, id: CalloutId) {
         let timing = self.settings.timing;
         let result = self

@@ -180,7 +180,7 @@ impl Engine {
                 let answer = json(&t.dialplan);
                 let mut ch = c.on_keys(call, &digits, now);
                 if let Some(a) = c.attempt_mut(call) {
-                    a.turn = turn + 1;
+                    a.turn = a.turn.max(turn + 1);
                     a.cache_answer(turn, answer.clone());
                     a.conversation.invalid += u32::from(t.invalid);
                     a.conversation.consumed.push_str(&digits);
@@ -288,7 +288,7 @@ impl Engine {
                 // A late Voiceflow turn is ready: play it now.
                 if let Some(p) = a.conversation.pending.take() {
                     let answer = with_event_url(&p.dialplan, &next_url);
-                    a.turn = turn + 1;
+                    a.turn = a.turn.max(turn + 1);
                     a.cache_answer(turn, answer.clone());
                     a.conversation.menu = p.menu;
                     a.conversation.expects_no_reply = p.expects_no_reply;
@@ -313,7 +313,7 @@ impl Engine {
                         None => fallback_plan(&next_url),
                     };
                     let answer = json(&plan);
-                    a.turn = turn + 1;
+                    a.turn = a.turn.max(turn + 1);
                     a.cache_answer(turn, answer.clone());
                     a.conversation.fallback = true;
                     a.conversation.ended = decision.is_some();
@@ -331,7 +331,7 @@ impl Engine {
                         return (Changes::default(), Step::Wait);
                     }
                     let answer = json(&holding_plan(&next_url));
-                    a.turn = turn + 1;
+                    a.turn = a.turn.max(turn + 1);
                     a.cache_answer(turn, answer.clone());
                     return (ch, Step::Hold(answer));
                 }
@@ -417,12 +417,24 @@ impl Engine {
                         let answer = json(&r.dialplan);
                         let mut ch = Changes::default();
                         if let Some(a) = c.attempt_mut(call) {
-                            a.turn = turn + 1;
-                            a.cache_answer(turn, answer.clone());
-                            a.conversation.menu = r.menu;
-                            a.conversation.expects_no_reply = r.no_reply_timeout.is_some();
-                            a.conversation.ended = r.ends_call;
                             a.conversation.in_flight = None;
+                            if a.turn > turn + 1 {
+                                // While this turn ran, later key presses were answered
+                                // with holding dialplans: the caller has moved on, so
+                                // this output is played at their next key press.
+                                a.conversation.pending = Some(PendingTurn {
+                                    dialplan: answer.clone(),
+                                    menu: r.menu,
+                                    expects_no_reply: r.no_reply_timeout.is_some(),
+                                    ended: r.ends_call,
+                                });
+                            } else {
+                                a.turn = turn + 1;
+                                a.cache_answer(turn, answer.clone());
+                                a.conversation.menu = r.menu;
+                                a.conversation.expects_no_reply = r.no_reply_timeout.is_some();
+                                a.conversation.ended = r.ends_call;
+                            }
                         }
                         if let Some(d) = r.decision {
                             extend(&mut ch, c.on_decision(call, d, now, &timing));
@@ -457,7 +469,7 @@ impl Engine {
                     if a.cached_answer(turn).is_some() {
                         return (Changes::default(), ());
                     }
-                    a.turn = turn + 1;
+                    a.turn = a.turn.max(turn + 1);
                     a.cache_answer(turn, a2.clone());
                     a.conversation.fallback = true;
                     a.conversation.in_flight = None;
@@ -488,7 +500,7 @@ impl Engine {
                     if a.cached_answer(turn).is_some() {
                         return (Changes::default(), ());
                     }
-                    a.turn = turn + 1;
+                    a.turn = a.turn.max(turn + 1);
                     a.cache_answer(turn, a2.clone());
                     let (contact, number) = (a.contact, a.number);
                     let mut ch = Changes::default();
