@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
@@ -32,7 +33,15 @@ fn rules(state: &AppState) -> InputRules<'_> {
     }
 }
 
-fn parse_id(raw: &str) -> Result<CalloutId, ApiError> {
+/// The `{id}` of a callout path. A segment that is not even UTF-8 once
+/// percent-decoded names no callout either: a 404 with our error body, like any
+/// other id that does not exist, rather than axum's plain-text 400.
+fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<CalloutId, ApiError> {
+    let Ok(Path(raw)) = path else {
+        return Err(ApiError::not_found(
+            "no such callout (ids are 32 lowercase hex digits)",
+        ));
+    };
     raw.parse().map_err(|_| {
         ApiError::not_found(format!(
             "no callout has id {raw:?} (ids are 32 lowercase hex digits)"
@@ -171,9 +180,9 @@ async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, Ap
 async fn show(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CalloutView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let (callout, events) = state
         .engine
         .callout(id)
@@ -241,9 +250,9 @@ async fn list(
 async fn cancel(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CalloutView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let callout = state.engine.cancel(id).await?;
     tracing::info!(callout_id = %id, "callout cancelled");
     let events = state.engine.store.events(id).await?;

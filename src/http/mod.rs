@@ -30,6 +30,14 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(health::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        // axum's own 405 has an empty body; every refusal carries our error body.
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see the Allow header)",
+            )
+        })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
