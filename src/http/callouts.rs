@@ -84,6 +84,7 @@ async fn create(
             "send application/json, or multipart/form-data with a contacts CSV file",
         ));
     };
+    check_notify_target(&state, &draft).await?;
     let input = resolve_script(&state, draft).await?;
     let (callout, events) = state.engine.create_callout(input).await?;
     tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), "callout created");
@@ -152,6 +153,28 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
         callout_input::parse_csv(&csv, state.config.max_contacts).map_err(ApiError::invalid)?;
     let meta = meta.unwrap_or_else(|| json!({}));
     callout_input::parse(&meta, Some(rows), &rules(state)).map_err(ApiError::invalid)
+}
+
+/// Refuses a `notify_url` whose name resolves to an internal address (unless
+/// `ALLOW_PRIVATE_URLS`). The parser already refused internal IP literals; the
+/// delivery client refuses such names again at every connection.
+async fn check_notify_target(state: &AppState, draft: &Draft) -> Result<(), ApiError> {
+    let Some(raw) = &draft.notify_url else {
+        return Ok(());
+    };
+    if state.config.allow_private_urls {
+        return Ok(());
+    }
+    let Ok(url) = url::Url::parse(raw) else {
+        return Ok(());
+    };
+    if crate::net::resolves_internal(&url, std::time::Duration::from_secs(2)).await {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "notify_url",
+            "resolves to an internal address (set ALLOW_PRIVATE_URLS=true to allow)",
+        )]));
+    }
+    Ok(())
 }
 
 async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, ApiError> {
