@@ -7,7 +7,7 @@ mod callouts;
 pub mod error;
 mod health;
 pub mod state;
-mod webhooks;
+pub mod webhooks;
 
 use std::time::Instant;
 
