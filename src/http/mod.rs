@@ -1,4 +1,5 @@
-//! The HTTP edge: routes, layers and extractors. Handlers stay short: extractors
+//! The HTTP edge: routes, layers and extractors (`GET /openapi.json` describes
+//! the public part). Handlers stay short: extractors
 //! authenticate (API keys) and verify webhook signatures before a handler runs.
 
 pub mod auth;
@@ -6,6 +7,7 @@ pub mod callout_input;
 mod callouts;
 pub mod error;
 mod health;
+mod openapi;
 pub mod state;
 pub mod webhooks;
 
@@ -29,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(callouts::router())
         .merge(webhooks::router())
         .merge(health::router())
+        .merge(openapi::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         // axum's own 405 has an empty body; every refusal carries our error body.
         .method_not_allowed_fallback(|| async {
