@@ -7,6 +7,10 @@
 
 mod escalation;
 mod helpers;
+mod hostile;
+mod openapi;
+mod probe;
 mod redis_server;
+mod security;
 mod store;
 mod voiceflow_calls;
