@@ -58,6 +58,16 @@ const TOP_FIELDS: [&str; 7] = [
     "notify_url",
 ];
 
+/// How a problem names a field the client called `key`: as written, except that
+/// an empty name is shown as `""` (an empty `field` would name nothing).
+pub fn field_name(key: &str) -> String {
+    if key.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        key.to_owned()
+    }
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -127,7 +137,7 @@ pub fn parse(
     for key in obj.keys() {
         if !TOP_FIELDS.contains(&key.as_str()) {
             errors.push(FieldError::new(
-                key.clone(),
+                field_name(key),
                 format!("unknown field (expected one of {})", TOP_FIELDS.join(", ")),
             ));
         }

@@ -134,7 +134,7 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
                 Err(e) => errors.push(FieldError::new("callout", format!("not valid JSON: {e}"))),
             },
             other => errors.push(FieldError::new(
-                other,
+                callout_input::field_name(other),
                 "unknown part (expected contacts and callout)",
             )),
         }
