@@ -381,6 +381,11 @@ async fn unknown_fields_and_wrong_types_are_each_named() {
         a.assert_names(field);
     }
 
+    // A field with no name is still named.
+    let mut nameless = ticket_callout(1);
+    nameless[""] = json!(1);
+    create(&app, &nameless).await.assert_names("\"\"");
+
     for body in [json!([]), json!("x"), json!(1), Value::Null, json!(true)] {
         create(&app, &body).await.assert_names("body");
     }
@@ -498,6 +503,15 @@ async fn unknown_fields_and_wrong_types_are_each_named() {
         .send()
         .await
         .assert_names("surprise");
+    let (ct, body) = crate::probe::multipart(b"name,phone\nA,+306900000001\n", Some(&part));
+    let body = String::from_utf8(body)
+        .unwrap()
+        .replace("name=\"callout\"", "name=\"\"");
+    probe(&app, Method::POST, "/v1/callouts")
+        .body(&ct, body)
+        .send()
+        .await
+        .assert_names("\"\"");
     let (ct, body) = crate::probe::multipart(b"", Some(&part));
     let body = String::from_utf8(body)
         .unwrap()
