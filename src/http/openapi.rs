@@ -142,7 +142,11 @@ fn paths() -> Value {
         json!({
             "description": "Created; calling starts. The callout as GET returns it.",
             "headers": {"Location": {"schema": {"type": "string"}}},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Callout"}}}
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Callout"}}},
+            "links": {
+                "GetCallout": {"operationId": "getCallout", "parameters": {"id": "$response.body#/id"}},
+                "CancelCallout": {"operationId": "cancelCallout", "parameters": {"id": "$response.body#/id"}}
+            }
         }),
     );
     let mut list_responses = std_errors(&[
@@ -178,7 +182,17 @@ fn paths() -> Value {
                     "required": true,
                     "content": {
                         "application/json": {
-                            "schema": {"$ref": "#/components/schemas/NewCallout"}
+                            "schema": {"$ref": "#/components/schemas/NewCallout"},
+                            "example": {
+                                "name": "Ticket 4711",
+                                "dialplan": "ticket-escalation",
+                                "variables": {"ticket": "Server room 2 is flooding"},
+                                "contacts": [
+                                    {"name": "Alice", "phone": "+306900000001"},
+                                    {"name": "Bob", "phone": "+306900000002", "language": "el-GR"}
+                                ],
+                                "policy": {"attempts_per_contact": 3, "retry_delay_s": 60, "input_timeout_s": 10, "reprompts": 1}
+                            }
                         },
                         "multipart/form-data": {
                             "schema": {
@@ -210,12 +224,13 @@ fn paths() -> Value {
                 "summary": "List callouts, newest first",
                 "parameters": [
                     {"name": "status", "in": "query", "required": false,
-                     "schema": {"$ref": "#/components/schemas/CalloutStatus"}},
+                     "description": "Only callouts in this status; empty means any.",
+                     "schema": {"type": "string", "enum": ["calling", "accepted", "exhausted", "cancelled", "failed", ""]}},
                     {"name": "limit", "in": "query", "required": false,
                      "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
                     {"name": "before", "in": "query", "required": false,
-                     "description": "Only callouts created before this one (the `next` of the previous page).",
-                     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+                     "description": "Only callouts created before this one (the `next` of the previous page); empty means from the newest.",
+                     "schema": {"type": "string", "pattern": "^([0-9a-f]{32})?$"}}
                 ],
                 "responses": list_responses
             }
