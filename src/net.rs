@@ -120,11 +120,23 @@ pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
                 return is_internal_ip(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // Addresses that carry an IPv4 address in their last 32 bits reach
+            // it: NAT64's well-known prefix 64:ff9b::/96 (an IPv6-only cluster
+            // behind NAT64 reaches 169.254.169.254 as 64:ff9b::a9fe:a9fe) and the
+            // deprecated IPv4-compatible ::a.b.c.d. Judge them by that address.
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let compatible = s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
+            if nat64 || compatible {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return is_internal_ip(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (s[0] & 0xffc0) == 0xfe80 // link local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated, still routed by some)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         }
     }
@@ -160,6 +172,23 @@ pub fn check_outbound_url(raw: &str, allow_internal: bool) -> Result<url::Url, S
         return Err("points at an internal address (set ALLOW_PRIVATE_URLS=true to allow)".into());
     }
     Ok(url)
+}
+
+/// Whether the host name of `url` resolves to an internal address right now. IP
+/// literals and obviously internal names are [`check_outbound_url`]'s job; this
+/// catches a name that points inward (`/etc/hosts` entries, split-horizon DNS) so
+/// the dispatcher hears about it when creating the callout, not never. A name
+/// that does not resolve (yet), or not within `timeout`, is not judged here:
+/// DNS changes, and [`GuardedResolver`] judges every connection anyway.
+pub async fn resolves_internal(url: &url::Url, timeout: Duration) -> bool {
+    let Some(url::Host::Domain(host)) = url.host() else {
+        return false;
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(mut addrs)) => addrs.any(|a| is_internal_ip(a.ip())),
+        _ => false,
+    }
 }
 
 /// A DNS resolver that drops internal addresses, so a public-looking name that
@@ -219,10 +248,20 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::10.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "fec0::1",
         ] {
             assert!(is_internal_ip(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "64:ff9b::8.8.8.8",
+        ] {
             assert!(!is_internal_ip(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -429,10 +429,10 @@ impl<'c, 'a> Turn<'c, 'a> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            if is_playable_wav(src) {
+            if let Some(url) = playable_wav(src) {
                 self.said.push(Said {
                     verbs: vec![Verb::Play(Play {
-                        file_url: src.to_owned(),
+                        file_url: url,
                         barge_in: false,
                         repeat: None,
                     })],
@@ -720,13 +720,25 @@ fn transfer_number(payload: &Value) -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
-/// An `http(s)` URL whose path ends in `.wav`: what Routee's `PLAY` accepts.
-pub(crate) fn is_playable_wav(src: &str) -> bool {
-    url::Url::parse(src.trim()).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host().is_some()
-            && u.path().to_ascii_lowercase().ends_with(".wav")
-    })
+/// An `http(s)` URL whose path ends in `.wav` (what Routee's `PLAY` accepts), in
+/// its normalized spelling; `None` for anything else. The URL is sent as it was
+/// judged: the parser repairs spellings such as `https:/host/a.wav` or
+/// `https://HOST/./a.wav`, and sending the raw string instead would leave Routee
+/// to read it its own way.
+pub(crate) fn playable_wav(src: &str) -> Option<String> {
+    url::Url::parse(src.trim())
+        .ok()
+        .filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path().to_ascii_lowercase().ends_with(".wav")
+        })
+        .map(String::from)
+}
+
+#[cfg(test)]
+fn is_playable_wav(src: &str) -> bool {
+    playable_wav(src).is_some()
 }
 
 /// A string cut to a length fit for a note (data URIs are megabytes).
@@ -852,6 +864,11 @@ mod tests {
         assert!(!is_playable_wav("data:audio/wav;base64,UklGRg=="));
         assert!(!is_playable_wav("ftp://x.example/a.wav"));
         assert!(!is_playable_wav("a.wav"));
+        // What is sent is the URL as judged, not the raw spelling.
+        assert_eq!(
+            playable_wav("https:/CDN.example.com/./a.WAV").as_deref(),
+            Some("https://cdn.example.com/a.WAV")
+        );
     }
 
     #[test]

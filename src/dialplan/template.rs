@@ -80,7 +80,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::language::routee_language;
-use super::render::{Voice, clamp_pause, farewell, input_phase, is_playable_wav, say_verbs};
+use super::render::{Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
 use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
@@ -629,14 +629,14 @@ impl Checker<'_> {
                     ),
                 ));
             }
-            if !is_playable_wav(url) {
+            let Some(normalized) = playable_wav(url) else {
                 return Err(self.at(
                     play,
                     format!("{what}: {url:?} is not an http(s) URL of a .wav file, the only audio Routee plays"),
                 ));
-            }
+            };
             return Ok(Step::Play {
-                url: url.to_owned(),
+                url: normalized,
                 barge_in: barge_in.unwrap_or(false),
             });
         }

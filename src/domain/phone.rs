@@ -19,7 +19,22 @@ pub enum PhoneError {
     Unparsable(String),
     #[error("not a valid phone number for its country")]
     Invalid,
+    #[error(
+        "not an E.164 number: {0:?} is not a digit (only digits, spaces and - . ( ) may follow the +)"
+    )]
+    BadCharacter(char),
+    #[error("a premium-rate number; the gateway never calls one")]
+    PremiumRate,
+    #[error("an international network or satellite number (+{0}); the gateway never calls one")]
+    GlobalNetwork(u16),
 }
+
+/// Country codes that are not countries: international freephone and shared-cost
+/// (800, 808), satellite and international networks (870, 878, 881, 882, 883),
+/// and international premium rate (979). No employee is reached on one, and they
+/// are the favourite targets of toll fraud (a leaked dispatcher key dialling
+/// revenue-share numbers), so they are refused outright.
+const GLOBAL_NETWORK_CODES: [u16; 9] = [800, 808, 870, 878, 881, 882, 883, 888, 979];
 
 impl E164 {
     pub fn as_str(&self) -> &str {
@@ -51,6 +66,17 @@ impl FromStr for E164 {
         if !s.starts_with('+') {
             return Err(PhoneError::MissingPlus);
         }
+        // libphonenumber is lenient on purpose: it turns letters into keypad digits
+        // (`+1-800-FLOWERS`), drops extensions (`x123`, `ext. 4`), reads fullwidth
+        // and Arabic-Indic digits and skips invisible characters. A dispatcher's
+        // typo must be refused, not dialled as some other number, so only ASCII
+        // digits and the usual visual separators may follow the one `+`.
+        if let Some(bad) = s[1..]
+            .chars()
+            .find(|c| !(c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')')))
+        {
+            return Err(PhoneError::BadCharacter(bad));
+        }
         // E.164 allows at most 15 digits; refuse long input before the parser sees it.
         if s.len() > 32 {
             return Err(PhoneError::Unparsable("too long".into()));
@@ -59,6 +85,13 @@ impl FromStr for E164 {
             phonenumber::parse(None, s).map_err(|e| PhoneError::Unparsable(e.to_string()))?;
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneError::Invalid);
+        }
+        let code = parsed.code().value();
+        if GLOBAL_NETWORK_CODES.contains(&code) {
+            return Err(PhoneError::GlobalNetwork(code));
+        }
+        if parsed.number_type(&phonenumber::metadata::DATABASE) == phonenumber::Type::PremiumRate {
+            return Err(PhoneError::PremiumRate);
         }
         Ok(E164(
             parsed.format().mode(phonenumber::Mode::E164).to_string(),
@@ -116,6 +149,55 @@ mod tests {
         assert!("+999999999999".parse::<E164>().is_err());
         assert!("+30abcdefghij".parse::<E164>().is_err());
         assert!(format!("+{}", "1".repeat(40)).parse::<E164>().is_err());
+    }
+
+    #[test]
+    fn lenient_spellings_that_would_dial_another_number_are_refused() {
+        for (raw, bad) in [
+            ("+1-800-FLOWERS", 'F'),
+            ("+306900000001 ext. 123", 'e'),
+            ("+306900000001x", 'x'),
+            ("++306900000001", '+'),
+            ("+306900000001#", '#'),
+            ("+30690000000\u{200b}1", '\u{200b}'),
+            ("+３０６９００００００１", '３'),
+            ("+٣٠٦٩٠٠٠٠٠٠٠١", '٣'),
+        ] {
+            assert_eq!(
+                raw.parse::<E164>(),
+                Err(PhoneError::BadCharacter(bad)),
+                "{raw}"
+            );
+        }
+        // The separators people write stay fine.
+        let n: E164 = "+30 (690) 000-0001".parse().unwrap();
+        assert_eq!(n.as_str(), "+306900000001");
+        assert_eq!(
+            "+30.690.000.0001".parse::<E164>().unwrap().as_str(),
+            "+306900000001"
+        );
+    }
+
+    #[test]
+    fn premium_rate_satellite_and_international_network_numbers_are_refused() {
+        assert_eq!(
+            "+1 900 555 0123".parse::<E164>(),
+            Err(PhoneError::PremiumRate)
+        );
+        assert_eq!(
+            "+881 6 1234 5678".parse::<E164>(),
+            Err(PhoneError::GlobalNetwork(881))
+        );
+        assert_eq!(
+            "+870 773 111 632".parse::<E164>(),
+            Err(PhoneError::GlobalNetwork(870))
+        );
+        assert_eq!(
+            "+800 1234 5678".parse::<E164>(),
+            Err(PhoneError::GlobalNetwork(800))
+        );
+        // Ordinary numbers of the same countries still pass.
+        assert!("+1 415 555 2671".parse::<E164>().is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use super::error::MAX_DETAILS;
 use crate::dialplan::language::routee_language;
 use crate::dialplan::template::Templates;
 use crate::domain::{Contact, E164, FieldError, Policy, PolicyInput};
@@ -56,6 +57,16 @@ const TOP_FIELDS: [&str; 7] = [
     "policy",
     "notify_url",
 ];
+
+/// How a problem names a field the client called `key`: as written, except that
+/// an empty name is shown as `""` (an empty `field` would name nothing).
+pub fn field_name(key: &str) -> String {
+    if key.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        key.to_owned()
+    }
+}
 
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -126,7 +137,7 @@ pub fn parse(
     for key in obj.keys() {
         if !TOP_FIELDS.contains(&key.as_str()) {
             errors.push(FieldError::new(
-                key.clone(),
+                field_name(key),
                 format!("unknown field (expected one of {})", TOP_FIELDS.join(", ")),
             ));
         }
@@ -190,6 +201,12 @@ pub fn parse(
             None
         }
         (Some(rows), None) => Some(rows),
+        // Too many is one problem, not one per item: checking each of a million
+        // items would only bury that problem under a million others.
+        (None, Some(Value::Array(items))) if items.len() > rules.max_contacts => {
+            errors.push(too_many_contacts(items.len(), rules.max_contacts));
+            None
+        }
         (None, Some(Value::Array(items))) => Some(
             items
                 .iter()
@@ -422,6 +439,13 @@ impl RawContact {
     }
 }
 
+fn too_many_contacts(count: usize, max: usize) -> FieldError {
+    FieldError::new(
+        "contacts",
+        format!("{count} contacts; at most {max} per callout (MAX_CONTACTS)"),
+    )
+}
+
 fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError>) -> Vec<Contact> {
     if rows.is_empty() {
         errors.push(FieldError::new(
@@ -431,13 +455,7 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
         return Vec::new();
     }
     if rows.len() > max {
-        errors.push(FieldError::new(
-            "contacts",
-            format!(
-                "{} contacts; at most {max} per callout (MAX_CONTACTS)",
-                rows.len()
-            ),
-        ));
+        errors.push(too_many_contacts(rows.len(), max));
         return Vec::new();
     }
     let mut seen: HashMap<E164, usize> = HashMap::new();
@@ -551,6 +569,11 @@ pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, V
                 format!("contacts[{i}]"),
                 format!("line {}: {e}", i + 2),
             )),
+        }
+        // A file of nothing but broken rows stops being read once the answer
+        // could not list more of them anyway.
+        if errors.len() > MAX_DETAILS {
+            break;
         }
     }
     if errors.is_empty() {

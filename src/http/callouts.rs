@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
@@ -32,7 +33,15 @@ fn rules(state: &AppState) -> InputRules<'_> {
     }
 }
 
-fn parse_id(raw: &str) -> Result<CalloutId, ApiError> {
+/// The `{id}` of a callout path. A segment that is not even UTF-8 once
+/// percent-decoded names no callout either: a 404 with our error body, like any
+/// other id that does not exist, rather than axum's plain-text 400.
+fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<CalloutId, ApiError> {
+    let Ok(Path(raw)) = path else {
+        return Err(ApiError::not_found(
+            "no such callout (ids are 32 lowercase hex digits)",
+        ));
+    };
     raw.parse().map_err(|_| {
         ApiError::not_found(format!(
             "no callout has id {raw:?} (ids are 32 lowercase hex digits)"
@@ -75,6 +84,7 @@ async fn create(
             "send application/json, or multipart/form-data with a contacts CSV file",
         ));
     };
+    check_notify_target(&state, &draft).await?;
     let input = resolve_script(&state, draft).await?;
     let (callout, events) = state.engine.create_callout(input).await?;
     tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), "callout created");
@@ -124,7 +134,7 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
                 Err(e) => errors.push(FieldError::new("callout", format!("not valid JSON: {e}"))),
             },
             other => errors.push(FieldError::new(
-                other,
+                callout_input::field_name(other),
                 "unknown part (expected contacts and callout)",
             )),
         }
@@ -143,6 +153,28 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
         callout_input::parse_csv(&csv, state.config.max_contacts).map_err(ApiError::invalid)?;
     let meta = meta.unwrap_or_else(|| json!({}));
     callout_input::parse(&meta, Some(rows), &rules(state)).map_err(ApiError::invalid)
+}
+
+/// Refuses a `notify_url` whose name resolves to an internal address (unless
+/// `ALLOW_PRIVATE_URLS`). The parser already refused internal IP literals; the
+/// delivery client refuses such names again at every connection.
+async fn check_notify_target(state: &AppState, draft: &Draft) -> Result<(), ApiError> {
+    let Some(raw) = &draft.notify_url else {
+        return Ok(());
+    };
+    if state.config.allow_private_urls {
+        return Ok(());
+    }
+    let Ok(url) = url::Url::parse(raw) else {
+        return Ok(());
+    };
+    if crate::net::resolves_internal(&url, std::time::Duration::from_secs(2)).await {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "notify_url",
+            "resolves to an internal address (set ALLOW_PRIVATE_URLS=true to allow)",
+        )]));
+    }
+    Ok(())
 }
 
 async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, ApiError> {
@@ -171,9 +203,9 @@ async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, Ap
 async fn show(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CalloutView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let (callout, events) = state
         .engine
         .callout(id)
@@ -241,9 +273,9 @@ async fn list(
 async fn cancel(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CalloutView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let callout = state.engine.cancel(id).await?;
     tracing::info!(callout_id = %id, "callout cancelled");
     let events = state.engine.store.events(id).await?;

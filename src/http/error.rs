@@ -11,6 +11,9 @@ use crate::domain::FieldError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
 
+/// Most `details` entries an error lists.
+pub const MAX_DETAILS: usize = 100;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -29,12 +32,22 @@ impl ApiError {
         }
     }
 
-    /// 422 with every bad field.
-    pub fn invalid(details: Vec<FieldError>) -> Self {
+    /// 422 with every bad field, up to [`MAX_DETAILS`] of them.
+    pub fn invalid(mut details: Vec<FieldError>) -> Self {
         let message = match details.as_slice() {
             [one] => one.to_string(),
             many => format!("{} problems in the request", many.len()),
         };
+        // A 1 MiB body of one-byte contacts is half a million problems; echoing
+        // each would answer tens of megabytes. The first ones are enough to fix
+        // the input, and the answer stays small whatever was sent.
+        if details.len() > MAX_DETAILS {
+            details.truncate(MAX_DETAILS);
+            details.push(FieldError::new(
+                "request",
+                format!("more problems not listed (only the first {MAX_DETAILS} are)"),
+            ));
+        }
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_request",

@@ -1,4 +1,5 @@
-//! The HTTP edge: routes, layers and extractors. Handlers stay short: extractors
+//! The HTTP edge: routes, layers and extractors (`GET /openapi.json` describes
+//! the public part). Handlers stay short: extractors
 //! authenticate (API keys) and verify webhook signatures before a handler runs.
 
 pub mod assistant_input;
@@ -8,8 +9,9 @@ pub mod callout_input;
 mod callouts;
 pub mod error;
 mod health;
+mod openapi;
 pub mod state;
-mod webhooks;
+pub mod webhooks;
 
 use std::time::Instant;
 
@@ -32,7 +34,16 @@ pub fn router(state: AppState) -> Router {
         .merge(assistants::router())
         .merge(webhooks::router())
         .merge(health::router())
+        .merge(openapi::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        // axum's own 405 has an empty body; every refusal carries our error body.
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see the Allow header)",
+            )
+        })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

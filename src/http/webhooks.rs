@@ -100,12 +100,15 @@ fn record(route: &'static str, started: Instant, status: StatusCode) {
         .record(started.elapsed().as_secs_f64());
 }
 
-/// The body as JSON, whether it came as JSON or as a form.
-fn body_value(headers: &HeaderMap, body: &[u8]) -> Option<Value> {
-    let form = headers
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+}
+
+/// The body as JSON, whether it came as JSON or as a form.
+fn body_value(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
+    let form = content_type.is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     if form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
         let mut obj = serde_json::Map::new();
@@ -131,6 +134,26 @@ fn body_value(headers: &HeaderMap, body: &[u8]) -> Option<Value> {
     serde_json::from_slice(body).ok()
 }
 
+/// A status callback body as the status webhook reads it: JSON or a form
+/// (`content_type`), with `status` possibly flattened to its name. Public so the
+/// parser can be fuzzed exactly as the webhook runs it.
+pub fn parse_status(content_type: Option<&str>, body: &[u8]) -> Result<StatusCallback, String> {
+    let mut value = body_value(content_type, body).ok_or("the body is neither JSON nor a form")?;
+    // Some senders flatten `status` to its name.
+    if let Some(Value::String(name)) = value.get("status").cloned() {
+        value["status"] = json!({ "name": name });
+    }
+    serde_json::from_value(value).map_err(|e| format!("not a status callback: {e}"))
+}
+
+/// A COLLECT event body as the collect webhook reads it. An unreadable body
+/// still gets a dialplan: it counts as no keys.
+pub fn parse_collect(content_type: Option<&str>, body: &[u8]) -> CollectEvent {
+    body_value(content_type, body)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
 /// `POST /routee/status/{callout}/{call}`: a call's status changed.
 async fn status(
     signed: Signed,
@@ -142,23 +165,9 @@ async fn status(
     let span =
         tracing::info_span!("status_webhook", callout_id = %signed.callout, call_id = %signed.call);
     let response = async {
-        let mut value = match body_value(&headers, &body) {
-            Some(v) => v,
-            None => {
-                return ApiError::bad_request("the body is neither JSON nor a form")
-                    .into_response();
-            }
-        };
-        // Some senders flatten `status` to its name.
-        if let Some(Value::String(name)) = value.get("status").cloned() {
-            value["status"] = json!({ "name": name });
-        }
-        let cb: StatusCallback = match serde_json::from_value(value) {
+        let cb = match parse_status(content_type(&headers), &body) {
             Ok(cb) => cb,
-            Err(e) => {
-                return ApiError::bad_request(format!("not a status callback: {e}"))
-                    .into_response();
-            }
+            Err(e) => return ApiError::bad_request(e).into_response(),
         };
         tracing::debug!(status = %cb.status.name, "status callback");
         match state
@@ -188,10 +197,7 @@ async fn collect(
     let started = Instant::now();
     let span = tracing::info_span!("collect_webhook", callout_id = %signed.callout, call_id = %signed.call, turn = signed.turn);
     let answer = async {
-        // An unreadable body still gets a dialplan: it counts as no keys.
-        let event: CollectEvent = body_value(&headers, &body)
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+        let event = parse_collect(content_type(&headers), &body);
         state
             .engine
             .on_collect(

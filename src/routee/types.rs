@@ -554,11 +554,14 @@ impl CollectEvent {
     /// whether Routee includes it is unknown) and anything that is not a DTMF key.
     /// `*` is an ordinary key and is kept.
     pub fn digits(&self) -> String {
-        let trimmed = self.collected_tones.trim().trim_end_matches('#');
-        trimmed
+        // Drop what is not a key first: `1#` followed by a stray character must
+        // still lose its submit key.
+        let keys: String = self
+            .collected_tones
             .chars()
             .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
-            .collect()
+            .collect();
+        keys.trim_end_matches('#').to_owned()
     }
 }
 
@@ -722,6 +725,9 @@ mod tests {
         assert_eq!(ev.digits(), "1");
         let ev: CollectEvent = serde_json::from_value(json!({})).unwrap();
         assert_eq!(ev.digits(), "");
+        let ev: CollectEvent =
+            serde_json::from_value(json!({"collectedTones": "1#\u{0}x"})).unwrap();
+        assert_eq!(ev.digits(), "1");
     }
 
     #[test]
