@@ -400,6 +400,8 @@ pub struct RawContact {
     pub phone: Option<String>,
     pub language: Option<String>,
     pub line: Option<usize>,
+    /// Fields already reported as the wrong type (not reported again as missing).
+    pub wrong_type: Vec<&'static str>,
 }
 
 impl RawContact {
@@ -419,7 +421,8 @@ impl RawContact {
                 ));
             }
         }
-        let text = |key: &str, errors: &mut Vec<FieldError>| match o.get(key) {
+        let mut wrong_type = Vec::new();
+        let mut text = |key: &'static str, errors: &mut Vec<FieldError>| match o.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
@@ -427,14 +430,21 @@ impl RawContact {
                     format!("contacts[{i}].{key}"),
                     format!("must be a string, not {}", kind(other)),
                 ));
-                Some(String::new())
+                wrong_type.push(key);
+                None
             }
         };
+        let (name, phone, language) = (
+            text("name", errors),
+            text("phone", errors),
+            text("language", errors),
+        );
         RawContact {
-            name: text("name", errors),
-            phone: text("phone", errors),
-            language: text("language", errors),
+            name,
+            phone,
+            language,
             line: None,
+            wrong_type,
         }
     }
 }
@@ -463,8 +473,18 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
     for (i, row) in rows.into_iter().enumerate() {
         let at = |field: &str| format!("contacts[{i}].{field}");
         let line = row.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-        let name = name_field(row.name.map(Value::String).as_ref(), &at("name"), errors);
+        let wrong = |field: &str| row.wrong_type.contains(&field);
+        let name = if wrong("name") {
+            None
+        } else {
+            name_field(
+                row.name.clone().map(Value::String).as_ref(),
+                &at("name"),
+                errors,
+            )
+        };
         let phone = match row.phone.as_deref().map(str::trim) {
+            None if wrong("phone") => None,
             None | Some("") => {
                 errors.push(FieldError::new(at("phone"), format!("{line}required")));
                 None
@@ -489,6 +509,7 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
             },
         };
         let language = match row.language.as_deref().map(str::trim) {
+            None if wrong("language") => None,
             None | Some("") => Some(None),
             Some(l) => match routee_language(l) {
                 Ok(lang) => Some(Some(lang)),
@@ -560,6 +581,7 @@ pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, V
         }
         match record {
             Ok(r) => rows.push(RawContact {
+                wrong_type: Vec::new(),
                 name: r.get(name_col).map(str::to_owned),
                 phone: r.get(phone_col).map(str::to_owned),
                 language: language_col.and_then(|c| r.get(c)).map(str::to_owned),

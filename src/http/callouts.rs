@@ -128,6 +128,10 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
             }
         })?;
         match name.as_str() {
+            "contacts" if csv.is_some() => errors.push(FieldError::new(
+                "contacts",
+                "given more than once: send one CSV file",
+            )),
             "contacts" => csv = Some(bytes),
             "callout" => match serde_json::from_slice::<Value>(&bytes) {
                 Ok(v) => meta = Some(v),

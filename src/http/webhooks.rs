@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -19,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::error::ApiError;
+use super::error::{ApiError, body_rejection};
 use super::state::AppState;
 use crate::domain::{CallId, CalloutId};
 use crate::routee::{CollectEvent, StatusCallback};
@@ -159,9 +160,13 @@ async fn status(
     signed: Signed,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejection(&e, state.config.max_body_bytes).into_response(),
+    };
     let span =
         tracing::info_span!("status_webhook", callout_id = %signed.callout, call_id = %signed.call);
     let response = async {
@@ -192,9 +197,14 @@ async fn collect(
     signed: Signed,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    // An oversized body cannot be Routee's: refuse it like any other endpoint.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejection(&e, state.config.max_body_bytes).into_response(),
+    };
     let span = tracing::info_span!("collect_webhook", callout_id = %signed.callout, call_id = %signed.call, turn = signed.turn);
     let answer = async {
         let event = parse_collect(content_type(&headers), &body);

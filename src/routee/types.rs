@@ -16,6 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::lenient;
 
+/// Most keys of one COLLECT event the gateway reads (Routee's `maxDigits` default is 30).
+pub const MAX_TONES: usize = 64;
+
 /// Routee's text-to-speech limit per `SAY` (reference §3.2).
 pub const MAX_SAY_CHARS: usize = 1000;
 
@@ -560,8 +563,13 @@ impl CollectEvent {
             .collected_tones
             .chars()
             .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
+            .take(MAX_TONES + 1)
             .collect();
-        keys.trim_end_matches('#').to_owned()
+        let mut keys = keys.trim_end_matches('#').to_owned();
+        // Routee collects at most 30 digits by default; anything longer is not a
+        // key press worth keeping in a timeline.
+        keys.truncate(MAX_TONES);
+        keys
     }
 }
 
