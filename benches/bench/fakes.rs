@@ -11,6 +11,7 @@
 //!   store, no signature); the status baseline does one Redis round trip.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -47,21 +48,35 @@ async fn serve(router: Router) -> anyhow::Result<String> {
 #[derive(Clone)]
 pub struct FakeVoiceflow {
     pub url: String,
+    latency_ms: Arc<AtomicU64>,
 }
 
 impl FakeVoiceflow {
     pub async fn start(latency: Duration) -> anyhow::Result<Self> {
+        let latency_ms = Arc::new(AtomicU64::new(0));
         let router = Router::new()
             .route("/state/user/{user}/interact", post(interact))
-            .with_state(latency);
-        Ok(Self {
+            .with_state(Arc::clone(&latency_ms));
+        let vf = Self {
             url: serve(router).await?,
-        })
+            latency_ms,
+        };
+        vf.set_latency(latency);
+        Ok(vf)
+    }
+
+    /// Every later answer comes after `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 }
 
-async fn interact(State(latency): State<Duration>) -> Response {
-    tokio::time::sleep(latency).await;
+async fn interact(State(latency_ms): State<Arc<AtomicU64>>) -> Response {
+    let ms = latency_ms.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
     ([(header::CONTENT_TYPE, "application/json")], TURN_TRACES).into_response()
 }
 

@@ -64,21 +64,27 @@ pub struct Args {
     pub rounds: usize,
     pub callbacks: usize,
     pub time_scale: f64,
+    /// Concurrent calls of the turn benchmark.
+    pub levels: Vec<usize>,
+    /// Voiceflow latency of the turn benchmark's saturation run.
+    pub saturation_ms: u64,
 }
 
 const USAGE: &str = "usage: cargo bench --bench bench -- [all|turn|status|escalation|footprint]... \
-[--callouts N (10000)] [--voiceflow-ms MS (100)] [--seconds S per round (5)] [--rounds N (2)] \
-[--callbacks N per status run (7500)] [--time-scale X (0.01)]";
+[--callouts N (10000)] [--voiceflow-ms MS (500)] [--saturation-ms MS (20)] [--seconds S per round (5)] [--rounds N (2)] \
+[--callbacks N per status run (7500)] [--time-scale X (0.01)] [--levels 1,50,500 (turn)]";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         which: Vec::new(),
         callouts: 10_000,
-        voiceflow_ms: 100,
+        voiceflow_ms: 500,
         seconds: 5.0,
         rounds: 2,
         callbacks: 7_500,
         time_scale: 0.01,
+        levels: vec![1, 50, 500],
+        saturation_ms: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -90,10 +96,17 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bench" => {}
             "--callouts" => args.callouts = value(&a)?.parse()?,
             "--voiceflow-ms" => args.voiceflow_ms = value(&a)?.parse()?,
+            "--saturation-ms" => args.saturation_ms = value(&a)?.parse()?,
             "--seconds" => args.seconds = value(&a)?.parse()?,
             "--rounds" => args.rounds = value(&a)?.parse()?,
             "--callbacks" => args.callbacks = value(&a)?.parse()?,
             "--time-scale" => args.time_scale = value(&a)?.parse()?,
+            "--levels" => {
+                args.levels = value(&a)?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             "-h" | "--help" => anyhow::bail!("{USAGE}"),
             "all" | "turn" | "status" | "escalation" | "footprint" => args.which.push(a),
             other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
@@ -141,12 +154,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let gw = Arc::new(gateway::Gateway::start(&ctx.redis_url, &vf, &routee).await?);
         if wants("turn") {
             let settings = turn::Settings {
-                levels: vec![1, 50, 500],
+                levels: args.levels.clone(),
+                saturation_latency: Duration::from_millis(args.saturation_ms),
                 rounds: args.rounds,
                 warmup: Duration::from_secs(1),
                 measure: Duration::from_secs_f64(args.seconds),
             };
-            report.turn = Some(turn::run(&ctx, &gw, &baseline.url, &settings).await?);
+            report.turn = Some(turn::run(&ctx, &gw, &vf, &baseline.url, &settings).await?);
         }
         if wants("status") {
             let settings = status::Settings {

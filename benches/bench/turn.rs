@@ -19,6 +19,10 @@ pub struct Level {
 
 pub struct TurnReport {
     pub levels: Vec<Level>,
+    /// The most calls, with a fast Voiceflow: both handlers saturate the CPU,
+    /// so their throughput compares what a turn costs.
+    pub saturation: Option<Level>,
+    pub saturation_latency: Duration,
     /// Client round trips to Redis of one turn, by command.
     pub round_trips: Vec<String>,
     pub voiceflow_latency: Duration,
@@ -26,6 +30,8 @@ pub struct TurnReport {
 
 pub struct Settings {
     pub levels: Vec<usize>,
+    /// Voiceflow latency of the saturation run.
+    pub saturation_latency: Duration,
     pub rounds: usize,
     pub warmup: Duration,
     pub measure: Duration,
@@ -76,6 +82,7 @@ async fn baseline_turn(base: &str, http: &reqwest::Client, mut call: LiveCall) -
 pub async fn run(
     ctx: &crate::Ctx,
     gw: &Arc<Gateway>,
+    vf: &crate::fakes::FakeVoiceflow,
     baseline_url: &str,
     settings: &Settings,
 ) -> anyhow::Result<TurnReport> {
@@ -96,15 +103,24 @@ pub async fn run(
 
     let mut redis = ctx.redis.clone();
     let mut levels = Vec::new();
-    for &c in &settings.levels {
+    let mut runs: Vec<(usize, bool)> = settings.levels.iter().map(|c| (*c, false)).collect();
+    runs.push((most, true));
+    let mut saturation = None;
+    for (c, saturating) in runs {
         let mut level = Level {
             concurrency: c,
             gateway: Run::default(),
             baseline: Run::default(),
         };
+        vf.set_latency(if saturating {
+            settings.saturation_latency
+        } else {
+            ctx.voiceflow_latency
+        });
         for round in 0..settings.rounds {
             eprintln!(
-                "[turn] {c} concurrent calls, round {}/{}",
+                "[turn] {c} concurrent calls{}, round {}/{}",
+                if saturating { " (saturation)" } else { "" },
                 round + 1,
                 settings.rounds
             );
@@ -139,10 +155,17 @@ pub async fn run(
             calls[..c].copy_from_slice(&states);
             level.gateway.absorb(g);
         }
-        levels.push(level);
+        if saturating {
+            saturation = Some(level);
+        } else {
+            levels.push(level);
+        }
     }
+    vf.set_latency(ctx.voiceflow_latency);
     Ok(TurnReport {
         levels,
+        saturation,
+        saturation_latency: settings.saturation_latency,
         round_trips: rt,
         voiceflow_latency: ctx.voiceflow_latency,
     })
