@@ -86,6 +86,9 @@ pub enum EngineError {
 pub(crate) enum Update<R> {
     Committed {
         callout: Callout,
+        /// The version the commit gave the document, so a caller can chain
+        /// another change on it without reading it back.
+        version: u64,
         result: R,
     },
     Unchanged {
@@ -234,9 +237,13 @@ impl Engine {
                 .commit(&callout, version, &changes.events)
                 .await?
             {
-                Commit::Done { .. } => {
+                Commit::Done { version } => {
                     self.after_commit(&callout, changes);
-                    return Ok(Update::Committed { callout, result });
+                    return Ok(Update::Committed {
+                        callout,
+                        version,
+                        result,
+                    });
                 }
                 Commit::Conflict => metrics::counter!(m::STORE_CONFLICTS).increment(1),
             }
@@ -328,7 +335,9 @@ impl Engine {
             .await?
         {
             Update::Missing => Err(EngineError::NotFound),
-            Update::Committed { callout, result }
+            Update::Committed {
+                callout, result, ..
+            }
             | Update::Unchanged {
                 callout, result, ..
             } => {

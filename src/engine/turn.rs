@@ -194,7 +194,9 @@ impl Engine {
             .await?;
         Ok(match outcome {
             Update::Missing => json(&template.closing(Closing::Closed, &Default::default(), None)),
-            Update::Committed { callout, result }
+            Update::Committed {
+                callout, result, ..
+            }
             | Update::Unchanged {
                 callout, result, ..
             } => match result {
@@ -357,9 +359,27 @@ impl Engine {
             })
             .await?;
 
-        let step = match outcome {
+        // The document as this claim left it: the turn's answer is committed on top
+        // of it (compare-and-set on its version, re-read only on a conflict), which
+        // saves reading it back after Voiceflow answers.
+        let (claimed, step) = match outcome {
             Update::Missing => return Ok(json(&render::closing_dialplan(CLOSED_TEXT, voice))),
-            Update::Committed { result, .. } | Update::Unchanged { result, .. } => result,
+            Update::Committed {
+                callout,
+                version,
+                result,
+            }
+            | Update::Unchanged {
+                callout,
+                version,
+                result,
+            } => (
+                Versioned {
+                    version,
+                    value: callout,
+                },
+                result,
+            ),
         };
         let request = match step {
             Step::Answer(j) | Step::Hold(j) => return Ok(j),
@@ -407,7 +427,7 @@ impl Engine {
         match finished {
             Ok(Ok(Ok(traces))) => {
                 let outcome = self
-                    .update(id, |c, now| {
+                    .update_from(claimed, |c, now| {
                         if let Some(cached) = c.attempt(call).and_then(|a| a.cached_answer(turn)) {
                             return (Changes::default(), Some(cached.to_owned()));
                         }
@@ -652,9 +672,13 @@ impl Engine {
             .commit(&callout, version, &changes.events)
             .await?
         {
-            crate::store::Commit::Done { .. } => {
+            crate::store::Commit::Done { version } => {
                 self.after_commit(&callout, changes);
-                Ok(Update::Committed { callout, result })
+                Ok(Update::Committed {
+                    callout,
+                    version,
+                    result,
+                })
             }
             crate::store::Commit::Conflict => {
                 metrics::counter!(m::STORE_CONFLICTS).increment(1);
