@@ -96,6 +96,10 @@ impl FromRequestParts<AppState> for Signed {
     }
 }
 
+/// The dialplan answered if a key-press task fails outright: a pause, so the call
+/// goes on with what it was playing rather than hanging up on an error.
+const RETRY_LATER: &str = r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#;
+
 fn record(route: &'static str, started: Instant, status: StatusCode) {
     metrics::histogram!(m::WEBHOOK_DURATION, "route" => route, "status_class" => m::status_class(status.as_u16()))
         .record(started.elapsed().as_secs_f64());
@@ -169,24 +173,33 @@ async fn status(
     };
     let span =
         tracing::info_span!("status_webhook", callout_id = %signed.callout, call_id = %signed.call);
-    let response = async {
-        let cb = match parse_status(content_type(&headers), &body) {
-            Ok(cb) => cb,
-            Err(e) => return ApiError::bad_request(e).into_response(),
-        };
-        tracing::debug!(status = %cb.status.name, "status callback");
-        match state
-            .engine
-            .on_status(signed.callout, signed.call, &cb)
-            .await
-        {
-            Ok(()) => (StatusCode::OK, Json(json!({"ok": true}))).into_response(),
-            // Not stored: a 5xx makes the carrier deliver it again.
-            Err(e) => ApiError::from(e).into_response(),
+    let cb = match parse_status(content_type(&headers), &body) {
+        Ok(cb) => cb,
+        Err(e) => {
+            let response = ApiError::bad_request(e).into_response();
+            record("status", started, response.status());
+            return response;
         }
-    }
-    .instrument(span)
-    .await;
+    };
+    // In its own task, like key presses: a status received is applied even if the
+    // sender hangs up before our answer.
+    let engine = state.engine.clone();
+    let work = state.engine.tasks().spawn(
+        async move {
+            tracing::debug!(status = %cb.status.name, "status callback");
+            engine.on_status(signed.callout, signed.call, &cb).await
+        }
+        .instrument(span),
+    );
+    let response = match work.await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"ok": true}))).into_response(),
+        // Not stored: a 5xx makes the carrier deliver it again.
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => {
+            tracing::error!(callout_id = %signed.callout, call_id = %signed.call, error = %e, "the status task failed");
+            ApiError::unavailable("the status could not be applied; retry").into_response()
+        }
+    };
     record("status", started, response.status());
     response
 }
@@ -206,20 +219,31 @@ async fn collect(
         Err(e) => return body_rejection(&e, state.config.max_body_bytes).into_response(),
     };
     let span = tracing::info_span!("collect_webhook", callout_id = %signed.callout, call_id = %signed.call, turn = signed.turn);
-    let answer = async {
-        let event = parse_collect(content_type(&headers), &body);
-        state
-            .engine
-            .on_collect(
-                signed.callout,
-                signed.call,
-                signed.turn.unwrap_or(0),
-                &event,
-            )
-            .await
-    }
-    .instrument(span)
-    .await;
+    let event = parse_collect(content_type(&headers), &body);
+    // In its own task: if Routee stops waiting and drops the connection, hyper
+    // drops this handler, but the turn (and any decision in it) must still be
+    // committed, or an accept is lost.
+    let engine = state.engine.clone();
+    let work = state.engine.tasks().spawn(
+        async move {
+            engine
+                .on_collect(
+                    signed.callout,
+                    signed.call,
+                    signed.turn.unwrap_or(0),
+                    &event,
+                )
+                .await
+        }
+        .instrument(span),
+    );
+    let answer = match work.await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::error!(callout_id = %signed.callout, call_id = %signed.call, error = %e, "the key-press task failed");
+            RETRY_LATER.to_owned()
+        }
+    };
     let response = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
     record("collect", started, response.status());
     response

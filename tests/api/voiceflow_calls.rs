@@ -255,3 +255,40 @@ impl TestApp {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_press_is_recorded_even_when_the_carrier_stops_waiting_for_the_answer() {
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let mut body = assistant_callout(1);
+    body["policy"]["input_timeout_s"] = json!(60);
+    let id = app.create_callout(&body).await;
+    let call = live_call(&app, &id).await;
+    // Voiceflow answers within the window, but the caller of the webhook (Routee,
+    // overloaded network...) gives up first and drops the connection.
+    app.voiceflow
+        .as_ref()
+        .unwrap()
+        .set_latency(Duration::from_millis(800));
+    let url = app
+        .engine
+        .collect_url(id.parse().unwrap(), call.parse().unwrap(), 0);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(url)
+        .json(&json!({"collectedTones": "1"}))
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the client was meant to give up before the answer"
+    );
+    // The accept still counts.
+    let c = app
+        .wait_until(&id, LONG, |c| c["status"] != "calling")
+        .await;
+    assert_eq!(c["status"], "accepted", "{c}");
+}
