@@ -316,3 +316,46 @@ async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
     assert_eq!(got, ["no_answer", "no_answer", "accepted"]);
     assert_eq!(numbers_called(&sim), [phone(1), phone(1), phone(2)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_callee_behaviour_ends_in_its_own_outcome() {
+    let app = spawn_app(Options::default()).await;
+    let cases = [
+        (Behaviour::hang_up(3.0), "no_input"),
+        (Behaviour::press_after("1", 6.0), "accepted"),
+        (Behaviour::press_after("2", 6.0), "rejected"),
+        (Behaviour::Fails, "failed"),
+        (Behaviour::Rejects, "no_answer"),
+        (Behaviour::Busy, "busy"),
+        (Behaviour::NeverAnswers, "no_answer"),
+        (Behaviour::silent(), "no_input"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (behaviour, _)) in cases.iter().enumerate() {
+        let number = format!("+3069400000{i:02}");
+        app.sim.set_callee(&number, behaviour.clone());
+        let mut body = ticket_callout(1);
+        body["contacts"] = json!([{"name": "X", "phone": number}]);
+        body["policy"]["attempts_per_contact"] = json!(1);
+        ids.push(app.create_callout(&body).await);
+    }
+    for (id, (behaviour, want)) in ids.iter().zip(cases) {
+        let c = app.wait_settled(id, LONG).await;
+        assert_eq!(c["attempts"][0]["outcome"], want, "{behaviour:?}: {c}");
+    }
+    // The callee who hung up mid-prompt heard part of the call, not all of it.
+    let hung = app
+        .sim
+        .calls()
+        .into_iter()
+        .find(|c| c.to == "+306940000000")
+        .unwrap();
+    assert!(
+        hung.end_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("hung up"),
+        "{:?}",
+        hung.end_reason
+    );
+}
