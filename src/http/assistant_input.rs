@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::callout_input::parse_variables;
-use crate::assistants::tools::{Input, SessionName, TranscriptDetails};
+use crate::assistants::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 use crate::assistants::{Registration, SettingsChange, Update, is_version_id};
 use crate::config::Secret;
 use crate::dialplan::language::{gender_for_voice, routee_language};
@@ -370,6 +370,17 @@ pub fn update(body: &Value) -> Result<Update, Vec<FieldError>> {
 /// The `{session}` path segment.
 pub fn session(raw: &str) -> Result<SessionName, Vec<FieldError>> {
     SessionName::try_from(raw).map_err(|e| vec![FieldError::new("session", e)])
+}
+
+/// A `{session}` segment that is not UTF-8 once percent-decoded.
+pub fn session_not_utf8() -> Vec<FieldError> {
+    vec![FieldError::new(
+        "session",
+        format!(
+            "not UTF-8 once percent-decoded: a session name is 1 to {MAX_SESSION_CHARS} \
+             letters, digits, `_` or `-`"
+        ),
+    )]
 }
 
 /// `POST .../launch`: an empty body, or `{"variables": {...}}`.

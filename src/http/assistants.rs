@@ -9,7 +9,8 @@
 //! No answer, and no log line written here, ever holds an API key.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post, put};
@@ -21,7 +22,7 @@ use super::assistant_input as input;
 use super::auth::{Admin, Dispatcher};
 use super::error::{ApiError, body_rejection};
 use super::state::AppState;
-use crate::assistants::tools::{ToolError, Tools, TurnReport};
+use crate::assistants::tools::{SessionName, ToolError, Tools, TurnReport};
 use crate::assistants::{Registered, RegistryError, ResolveError, ResolvedAssistant};
 use crate::domain::{Assistant, AssistantId, AssistantSettings};
 use crate::routee::{Gender, Language};
@@ -118,6 +119,30 @@ fn json_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Va
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
+/// The `{id}` segment. axum refuses a segment that is not UTF-8 once
+/// percent-decoded (with a plain-text 400 of its own): no name can be such a
+/// segment, so it names no assistant.
+fn assistant_key(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(key)| key)
+        .map_err(|_| ApiError::not_found("no assistant has this id or name (it is not UTF-8)"))
+}
+
+/// The `{id}` and `{session}` segments, the session parsed (a 422 naming
+/// `session`, before the assistant is looked up).
+fn session_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, SessionName), ApiError> {
+    match path {
+        Ok(Path((key, session))) => Ok((key, input::session(&session).map_err(ApiError::invalid)?)),
+        Err(PathRejection::FailedToDeserializePathParams(e)) if matches!(e.kind(), ErrorKind::InvalidUtf8InPathParam { key } if key == "session") => {
+            Err(ApiError::invalid(input::session_not_utf8()))
+        }
+        Err(_) => Err(ApiError::not_found(
+            "no assistant has this id or name (it is not UTF-8)",
+        )),
+    }
+}
+
 async fn find(state: &AppState, key: &str) -> Result<Assistant, ApiError> {
     state
         .engine
@@ -192,9 +217,9 @@ async fn list(_caller: Dispatcher, State(state): State<AppState>) -> Result<Json
 async fn show(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AssistantView>, ApiError> {
-    let a = find(&state, &key).await?;
+    let a = find(&state, &assistant_key(path)?).await?;
     Ok(Json(AssistantView::of(&a, Vec::new())))
 }
 
@@ -202,10 +227,10 @@ async fn show(
 async fn update(
     _caller: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AssistantView>, ApiError> {
-    let id = find(&state, &key).await?.id;
+    let id = find(&state, &assistant_key(path)?).await?.id;
     let change = input::update(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let updated = state
         .engine
@@ -220,9 +245,9 @@ async fn update(
 async fn delete(
     _caller: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = find(&state, &key).await?.id;
+    let id = find(&state, &assistant_key(path)?).await?.id;
     state
         .engine
         .assistants
@@ -236,10 +261,10 @@ async fn delete(
 async fn launch(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TurnReport>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let launch = input::launch(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
     let report = tools(&state)
@@ -253,10 +278,10 @@ async fn launch(
 async fn interact(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TurnReport>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let given = input::interact(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
     let report = tools(&state)
@@ -270,9 +295,9 @@ async fn interact(
 async fn get_state(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let resolved = resolve(&state, &key).await?;
     let (vf_state, kept) = tools(&state)
         .state(&resolved, &session)
@@ -290,9 +315,9 @@ async fn get_state(
 async fn delete_state(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let resolved = resolve(&state, &key).await?;
     tools(&state)
         .delete_state(&resolved, &session)
@@ -305,10 +330,10 @@ async fn delete_state(
 async fn patch_variables(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let vars = input::variables(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
     let vf_state = tools(&state)
@@ -326,10 +351,10 @@ async fn patch_variables(
 async fn save_transcript(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let details =
         input::transcript(&json_body(&state, body)?, &session).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
