@@ -351,11 +351,18 @@ pub fn update(body: &Value) -> Result<Update, Vec<FieldError>> {
         project_id: given(obj, "project_id").and_then(|v| project_id(v, &mut errors)),
         settings: settings(obj, true, &mut errors),
     };
-    if errors.is_empty() && obj.is_empty() {
+    // `null` keeps a field (only `"voice": null` changes something), so a body
+    // of nulls changes nothing, like an empty one.
+    let nothing = change.name.is_none()
+        && change.api_key.is_none()
+        && change.version.is_none()
+        && change.project_id.is_none()
+        && change.settings.is_empty();
+    if errors.is_empty() && nothing {
         errors.push(FieldError::new(
             "body",
             format!(
-                "nothing to change: give any of {}",
+                "nothing to change: give any of {} (null keeps a field, except voice)",
                 ASSISTANT_FIELDS.join(", ")
             ),
         ));
@@ -593,6 +600,10 @@ mod tests {
     #[test]
     fn an_update_needs_something_to_change_and_may_clear_the_voice() {
         assert_eq!(fields(update(&json!({}))), ["body"]);
+        assert_eq!(
+            fields(update(&json!({"name": null, "keypad": null}))),
+            ["body"]
+        );
         let u = update(&json!({"voice": null})).unwrap();
         assert_eq!(u.settings.gender, Some(None));
     }
