@@ -436,6 +436,12 @@ fn voiceflow_error(e: &VoiceflowError, assistant: Option<AssistantId>) -> ApiErr
             "voiceflow_unreachable",
             "Voiceflow could not be reached".into(),
         ),
+        // 408: Voiceflow gave up waiting (retried once already): slow, not refused.
+        VoiceflowError::Upstream { status: 408, .. } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "voiceflow_timeout",
+            "Voiceflow did not answer in time (it answered 408)",
+        ),
         VoiceflowError::Upstream { status, message } if (400..500).contains(status) => {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -451,4 +457,30 @@ fn voiceflow_error(e: &VoiceflowError, assistant: Option<AssistantId>) -> ApiErr
         tracing::warn!(error = %e, code = error.code, "Voiceflow request failed");
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(status: u16) -> ApiError {
+        let e = VoiceflowError::Upstream {
+            status,
+            message: "m".into(),
+        };
+        voiceflow_error(&e, None)
+    }
+
+    #[test]
+    fn voiceflow_refusing_is_a_400_and_voiceflow_timing_out_a_504() {
+        assert_eq!(
+            (upstream(400).status, upstream(400).code),
+            (StatusCode::BAD_REQUEST, "voiceflow_refused_request")
+        );
+        assert_eq!(
+            (upstream(408).status, upstream(408).code),
+            (StatusCode::GATEWAY_TIMEOUT, "voiceflow_timeout")
+        );
+        assert_eq!(upstream(500).status, StatusCode::BAD_GATEWAY);
+    }
 }
