@@ -13,7 +13,7 @@ use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -29,24 +29,33 @@ use crate::routee::{Gender, Language};
 use crate::voiceflow::VoiceflowError;
 
 pub fn router() -> Router<AppState> {
-    let session = "/v1/assistants/{id}/sessions/{session}";
+    // Paths are literals, so `tests/api/openapi.rs` can find each in the source.
     Router::new()
         .route("/v1/assistants", post(register).get(list))
         .route(
             "/v1/assistants/{id}",
             get(show).patch(update).delete(delete),
         )
-        .route(&format!("{session}/launch"), post(launch))
-        .route(&format!("{session}/interact"), post(interact))
         .route(
-            &format!("{session}/state"),
+            "/v1/assistants/{id}/sessions/{session}/launch",
+            post(launch),
+        )
+        .route(
+            "/v1/assistants/{id}/sessions/{session}/interact",
+            post(interact),
+        )
+        .route(
+            "/v1/assistants/{id}/sessions/{session}/state",
             get(get_state).delete(delete_state),
         )
         .route(
-            &format!("{session}/variables"),
-            axum::routing::patch(patch_variables),
+            "/v1/assistants/{id}/sessions/{session}/variables",
+            patch(patch_variables),
         )
-        .route(&format!("{session}/transcript"), put(save_transcript))
+        .route(
+            "/v1/assistants/{id}/sessions/{session}/transcript",
+            put(save_transcript),
+        )
 }
 
 /// An assistant as the API shows it: never the key, only its last characters.

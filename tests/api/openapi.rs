@@ -38,6 +38,14 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
             .captures_iter(&source)
             .map(|c| (c.get(0).unwrap().end(), c[1].to_owned()))
             .collect();
+        // A path built at run time (`&format!(..)`) would be invisible here.
+        assert_eq!(
+            starts.len(),
+            source.matches(".route(").count(),
+            "{}: every .route( needs a literal path",
+            path.display()
+        );
+
         for (i, (start, path)) in starts.iter().enumerate() {
             // The method routers of a route run until the next route (or the file's end).
             let end = starts.get(i + 1).map_or(source.len(), |(s, _)| *s);
