@@ -20,15 +20,15 @@ use crate::domain::{AssistantId, FieldError};
 /// Longest assistant name.
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest API key accepted (Voiceflow's are far shorter).
-const MAX_KEY_CHARS: usize = 512;
+pub const MAX_KEY_CHARS: usize = 512;
 /// Most keypad entries and custom action names.
-const MAX_KEYPAD: usize = 12;
-const MAX_ACTIONS: usize = 10;
+pub const MAX_KEYPAD: usize = 12;
+pub const MAX_ACTIONS: usize = 10;
 /// Longest intent or action name, typed text, transcript field.
-const MAX_LABEL_CHARS: usize = 100;
-const MAX_TEXT_CHARS: usize = 1000;
+pub const MAX_LABEL_CHARS: usize = 100;
+pub const MAX_TEXT_CHARS: usize = 1000;
 /// Most digits in one `digits` input (a PIN, an account number).
-const MAX_DIGITS: usize = 32;
+pub const MAX_DIGITS: usize = 32;
 
 const ASSISTANT_FIELDS: [&str; 10] = [
     "name",
