@@ -331,9 +331,9 @@ fn tools() -> Vec<(&'static str, Value)> {
     };
     let mut interact_answers = vec![("200", turn)];
     interact_answers.extend(tool_errors(
-        "Silence or a lone # when the previous turn asked for no reply (code \
-         nothing_to_send: a call would send Voiceflow nothing), or the stored key no longer \
-         decrypts (stored_key_unusable).",
+        "Silence (no_reply, or digits of only #) when the previous turn sent no no-reply \
+         trace (code nothing_to_send: a call would tell Voiceflow nothing), or the stored key \
+         no longer decrypts (stored_key_unusable).",
         true,
     ));
     let interact = Op {
@@ -744,7 +744,7 @@ pub(super) fn schemas() -> Map<String, Value> {
                 one("text", label(MAX_TEXT_CHARS, "What the callee said.")),
                 one("no_reply", json!({
                     "type": "boolean", "enum": [true],
-                    "description": "The callee stayed silent; sent only when the previous turn asked for a reply."
+                    "description": "The callee stayed silent: sent as a no-reply only when the previous turn sent a no-reply trace, else a 409."
                 })),
                 one("action", json!({
                     "type": "object",
