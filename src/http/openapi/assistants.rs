@@ -493,7 +493,8 @@ pub(super) fn responses() -> Map<String, Value> {
              (voiceflow_refused_key: rotate it with PATCH), cannot use its version \
              (voiceflow_version_unusable), could not be reached (voiceflow_unreachable), \
              answered an error (voiceflow_error) or something unreadable \
-             (voiceflow_bad_answer). Nothing was stored.",
+             (voiceflow_bad_answer); or the stored key or version cannot be sent in a header \
+             (voiceflow_request_invalid, which registration prevents). Nothing was stored.",
         ),
     );
     m.insert(
