@@ -658,7 +658,10 @@ fn verdict(e: VoiceflowError, version: &str) -> RegistryError {
             };
             field(name, reason)
         }
-        VoiceflowError::Upstream { status, message } if (400..500).contains(&status) => {
+        // A 408 is Voiceflow timing out, not a verdict on the key and version.
+        VoiceflowError::Upstream { status, message }
+            if (400..500).contains(&status) && status != 408 =>
+        {
             let name = if status == 403 { "api_key" } else { "version" };
             field(
                 name,
@@ -783,6 +786,16 @@ mod tests {
             )),
             ["version"]
         );
+        assert!(matches!(
+            verdict(
+                VoiceflowError::Upstream {
+                    status: 408,
+                    message: "timeout".into()
+                },
+                "production"
+            ),
+            RegistryError::Voiceflow(_)
+        ));
         assert!(matches!(
             verdict(
                 VoiceflowError::Upstream {

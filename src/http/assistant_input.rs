@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::callout_input::parse_variables;
-use crate::assistants::tools::{Input, SessionName, TranscriptDetails};
+use crate::assistants::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 use crate::assistants::{Registration, SettingsChange, Update, is_version_id};
 use crate::config::Secret;
 use crate::dialplan::language::{gender_for_voice, routee_language};
@@ -20,15 +20,15 @@ use crate::domain::{AssistantId, FieldError};
 /// Longest assistant name.
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest API key accepted (Voiceflow's are far shorter).
-const MAX_KEY_CHARS: usize = 512;
+pub const MAX_KEY_CHARS: usize = 512;
 /// Most keypad entries and custom action names.
-const MAX_KEYPAD: usize = 12;
-const MAX_ACTIONS: usize = 10;
+pub const MAX_KEYPAD: usize = 12;
+pub const MAX_ACTIONS: usize = 10;
 /// Longest intent or action name, typed text, transcript field.
-const MAX_LABEL_CHARS: usize = 100;
-const MAX_TEXT_CHARS: usize = 1000;
+pub const MAX_LABEL_CHARS: usize = 100;
+pub const MAX_TEXT_CHARS: usize = 1000;
 /// Most digits in one `digits` input (a PIN, an account number).
-const MAX_DIGITS: usize = 32;
+pub const MAX_DIGITS: usize = 32;
 
 const ASSISTANT_FIELDS: [&str; 10] = [
     "name",
@@ -351,11 +351,18 @@ pub fn update(body: &Value) -> Result<Update, Vec<FieldError>> {
         project_id: given(obj, "project_id").and_then(|v| project_id(v, &mut errors)),
         settings: settings(obj, true, &mut errors),
     };
-    if errors.is_empty() && obj.is_empty() {
+    // `null` keeps a field (only `"voice": null` changes something), so a body
+    // of nulls changes nothing, like an empty one.
+    let nothing = change.name.is_none()
+        && change.api_key.is_none()
+        && change.version.is_none()
+        && change.project_id.is_none()
+        && change.settings.is_empty();
+    if errors.is_empty() && nothing {
         errors.push(FieldError::new(
             "body",
             format!(
-                "nothing to change: give any of {}",
+                "nothing to change: give any of {} (null keeps a field, except voice)",
                 ASSISTANT_FIELDS.join(", ")
             ),
         ));
@@ -370,6 +377,17 @@ pub fn update(body: &Value) -> Result<Update, Vec<FieldError>> {
 /// The `{session}` path segment.
 pub fn session(raw: &str) -> Result<SessionName, Vec<FieldError>> {
     SessionName::try_from(raw).map_err(|e| vec![FieldError::new("session", e)])
+}
+
+/// A `{session}` segment that is not UTF-8 once percent-decoded.
+pub fn session_not_utf8() -> Vec<FieldError> {
+    vec![FieldError::new(
+        "session",
+        format!(
+            "not UTF-8 once percent-decoded: a session name is 1 to {MAX_SESSION_CHARS} \
+             letters, digits, `_` or `-`"
+        ),
+    )]
 }
 
 /// `POST .../launch`: an empty body, or `{"variables": {...}}`.
@@ -582,6 +600,10 @@ mod tests {
     #[test]
     fn an_update_needs_something_to_change_and_may_clear_the_voice() {
         assert_eq!(fields(update(&json!({}))), ["body"]);
+        assert_eq!(
+            fields(update(&json!({"name": null, "keypad": null}))),
+            ["body"]
+        );
         let u = update(&json!({"voice": null})).unwrap();
         assert_eq!(u.settings.gender, Some(None));
     }

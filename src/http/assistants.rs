@@ -9,10 +9,11 @@
 //! No answer, and no log line written here, ever holds an API key.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -21,31 +22,40 @@ use super::assistant_input as input;
 use super::auth::{Admin, Dispatcher};
 use super::error::{ApiError, body_rejection};
 use super::state::AppState;
-use crate::assistants::tools::{ToolError, Tools, TurnReport};
+use crate::assistants::tools::{SessionName, ToolError, Tools, TurnReport};
 use crate::assistants::{Registered, RegistryError, ResolveError, ResolvedAssistant};
 use crate::domain::{Assistant, AssistantId, AssistantSettings};
 use crate::routee::{Gender, Language};
 use crate::voiceflow::VoiceflowError;
 
 pub fn router() -> Router<AppState> {
-    let session = "/v1/assistants/{id}/sessions/{session}";
+    // Paths are literals, so `tests/api/openapi.rs` can find each in the source.
     Router::new()
         .route("/v1/assistants", post(register).get(list))
         .route(
             "/v1/assistants/{id}",
             get(show).patch(update).delete(delete),
         )
-        .route(&format!("{session}/launch"), post(launch))
-        .route(&format!("{session}/interact"), post(interact))
         .route(
-            &format!("{session}/state"),
+            "/v1/assistants/{id}/sessions/{session}/launch",
+            post(launch),
+        )
+        .route(
+            "/v1/assistants/{id}/sessions/{session}/interact",
+            post(interact),
+        )
+        .route(
+            "/v1/assistants/{id}/sessions/{session}/state",
             get(get_state).delete(delete_state),
         )
         .route(
-            &format!("{session}/variables"),
-            axum::routing::patch(patch_variables),
+            "/v1/assistants/{id}/sessions/{session}/variables",
+            patch(patch_variables),
         )
-        .route(&format!("{session}/transcript"), put(save_transcript))
+        .route(
+            "/v1/assistants/{id}/sessions/{session}/transcript",
+            put(save_transcript),
+        )
 }
 
 /// An assistant as the API shows it: never the key, only its last characters.
@@ -116,6 +126,30 @@ fn json_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Va
     }
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// The `{id}` segment. axum refuses a segment that is not UTF-8 once
+/// percent-decoded (with a plain-text 400 of its own): no name can be such a
+/// segment, so it names no assistant.
+fn assistant_key(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(key)| key)
+        .map_err(|_| ApiError::not_found("no assistant has this id or name (it is not UTF-8)"))
+}
+
+/// The `{id}` and `{session}` segments, the session parsed (a 422 naming
+/// `session`, before the assistant is looked up).
+fn session_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, SessionName), ApiError> {
+    match path {
+        Ok(Path((key, session))) => Ok((key, input::session(&session).map_err(ApiError::invalid)?)),
+        Err(PathRejection::FailedToDeserializePathParams(e)) if matches!(e.kind(), ErrorKind::InvalidUtf8InPathParam { key } if key == "session") => {
+            Err(ApiError::invalid(input::session_not_utf8()))
+        }
+        Err(_) => Err(ApiError::not_found(
+            "no assistant has this id or name (it is not UTF-8)",
+        )),
+    }
 }
 
 async fn find(state: &AppState, key: &str) -> Result<Assistant, ApiError> {
@@ -192,9 +226,9 @@ async fn list(_caller: Dispatcher, State(state): State<AppState>) -> Result<Json
 async fn show(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AssistantView>, ApiError> {
-    let a = find(&state, &key).await?;
+    let a = find(&state, &assistant_key(path)?).await?;
     Ok(Json(AssistantView::of(&a, Vec::new())))
 }
 
@@ -202,10 +236,10 @@ async fn show(
 async fn update(
     _caller: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AssistantView>, ApiError> {
-    let id = find(&state, &key).await?.id;
+    let id = find(&state, &assistant_key(path)?).await?.id;
     let change = input::update(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let updated = state
         .engine
@@ -220,9 +254,9 @@ async fn update(
 async fn delete(
     _caller: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = find(&state, &key).await?.id;
+    let id = find(&state, &assistant_key(path)?).await?.id;
     state
         .engine
         .assistants
@@ -236,10 +270,10 @@ async fn delete(
 async fn launch(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TurnReport>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let launch = input::launch(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
     let report = tools(&state)
@@ -253,10 +287,10 @@ async fn launch(
 async fn interact(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TurnReport>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let given = input::interact(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
     let report = tools(&state)
@@ -270,9 +304,9 @@ async fn interact(
 async fn get_state(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let resolved = resolve(&state, &key).await?;
     let (vf_state, kept) = tools(&state)
         .state(&resolved, &session)
@@ -290,9 +324,9 @@ async fn get_state(
 async fn delete_state(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let resolved = resolve(&state, &key).await?;
     tools(&state)
         .delete_state(&resolved, &session)
@@ -305,10 +339,10 @@ async fn delete_state(
 async fn patch_variables(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let vars = input::variables(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
     let vf_state = tools(&state)
@@ -326,10 +360,10 @@ async fn patch_variables(
 async fn save_transcript(
     _caller: Dispatcher,
     State(state): State<AppState>,
-    Path((key, session)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = input::session(&session).map_err(ApiError::invalid)?;
+    let (key, session) = session_path(path)?;
     let details =
         input::transcript(&json_body(&state, body)?, &session).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
@@ -411,6 +445,12 @@ fn voiceflow_error(e: &VoiceflowError, assistant: Option<AssistantId>) -> ApiErr
             "voiceflow_unreachable",
             "Voiceflow could not be reached".into(),
         ),
+        // 408: Voiceflow gave up waiting (retried once already): slow, not refused.
+        VoiceflowError::Upstream { status: 408, .. } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "voiceflow_timeout",
+            "Voiceflow did not answer in time (it answered 408)",
+        ),
         VoiceflowError::Upstream { status, message } if (400..500).contains(status) => {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -426,4 +466,30 @@ fn voiceflow_error(e: &VoiceflowError, assistant: Option<AssistantId>) -> ApiErr
         tracing::warn!(error = %e, code = error.code, "Voiceflow request failed");
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(status: u16) -> ApiError {
+        let e = VoiceflowError::Upstream {
+            status,
+            message: "m".into(),
+        };
+        voiceflow_error(&e, None)
+    }
+
+    #[test]
+    fn voiceflow_refusing_is_a_400_and_voiceflow_timing_out_a_504() {
+        assert_eq!(
+            (upstream(400).status, upstream(400).code),
+            (StatusCode::BAD_REQUEST, "voiceflow_refused_request")
+        );
+        assert_eq!(
+            (upstream(408).status, upstream(408).code),
+            (StatusCode::GATEWAY_TIMEOUT, "voiceflow_timeout")
+        );
+        assert_eq!(upstream(500).status, StatusCode::BAD_GATEWAY);
+    }
 }

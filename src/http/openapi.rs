@@ -1,24 +1,28 @@
-//! `GET /openapi.json`: an OpenAPI 3.0 description of the dispatcher API, the
-//! health endpoints and the error body.
+//! `GET /openapi.json`: an OpenAPI 3.0 description of the public HTTP API: the
+//! dispatcher API (callouts), the assistants API (the registry and the
+//! conversation tools, in [`assistants`]), the health endpoints and the error
+//! body.
 //!
 //! Written by hand, next to the handlers it describes, rather than derived: the
-//! request parser reads fields one by one to report every problem
-//! (`callout_input`), so there is no request struct to derive from, and the
-//! document should say what a client may send (bounds, enums, the CSV upload),
-//! not how Rust spells it. Two things keep it true: `tests/api/openapi.rs`
-//! checks that every public route of the router is documented and that real
-//! responses validate against these schemas, and `.ci/schemathesis` fuzzes the
-//! running gateway from this document.
+//! request parsers read fields one by one to report every problem
+//! (`callout_input`, `assistant_input`), so there is no request struct to derive
+//! from, and the document should say what a client may send (bounds, enums, the
+//! CSV upload), not how Rust spells it. Two things keep it true:
+//! `tests/api/openapi.rs` checks that every public route of the router is
+//! documented and that real responses validate against these schemas, and
+//! `.ci/schemathesis` fuzzes the running gateway from this document.
 //!
 //! Limits that are configuration (`MAX_CONTACTS`, `MAX_BODY_BYTES`) are filled in
 //! from the running gateway's configuration, so the document describes the
 //! deployment that serves it. The Routee webhooks are not here: their paths are
 //! private to the gateway and the carrier.
 
+mod assistants;
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::callout_input::{MAX_NAME_CHARS, MAX_VARIABLE_CHARS, MAX_VARIABLES};
 use super::error::MAX_DETAILS;
@@ -38,39 +42,66 @@ async fn serve(State(state): State<AppState>) -> Json<Value> {
 
 /// The whole document, for a gateway with these limits.
 pub fn document(max_contacts: usize, max_body_bytes: usize) -> Value {
+    let mut paths = paths();
+    let mut responses = responses();
+    let mut schemas = schemas(max_contacts);
+    let mut parameters = json!({
+        "CalloutId": {
+            "name": "id", "in": "path", "required": true,
+            "description": "A callout id: 32 lowercase hex digits. Anything else is a 404.",
+            "schema": {"type": "string"}
+        }
+    });
+    extend(&mut paths, assistants::paths());
+    extend(&mut responses, assistants::responses());
+    extend(&mut schemas, assistants::schemas());
+    extend(&mut parameters, assistants::parameters());
     json!({
         "openapi": "3.0.3",
         "info": {
-            "title": "ivr-gateway dispatcher API",
+            "title": "ivr-gateway API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": format!(
-                "Call a list of people in order until one of them accepts. Every refusal is a 4xx \
-                 with the Error body, naming each bad field in `details`; nothing is created. \
-                 Request bodies are at most {max_body_bytes} bytes; a callout has at most \
-                 {max_contacts} contacts."
+                "Call a list of people in order until one of them accepts (callouts), and \
+                 manage the Voiceflow assistants that drive those calls (assistants). Every \
+                 refusal is a 4xx with the Error body, naming each bad field in `details`; \
+                 nothing is created or changed. A 502, 503 or 504 with a `voiceflow_*` code is \
+                 Voiceflow's failure, not the gateway's. Request bodies are at most \
+                 {max_body_bytes} bytes; a callout has at most {max_contacts} contacts."
             ),
         },
+        "tags": [
+            {"name": "callouts", "description": "The dispatcher API: create, list, read and cancel callouts."},
+            {"name": "assistants", "description": "Registered Voiceflow assistants (changing the registry needs the admin role) and the conversation tools that run one without a call."},
+            {"name": "operations", "description": "Health, metrics and this document: no key needed."}
+        ],
         "security": [{"bearer": []}],
-        "paths": paths(),
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key from API_KEYS (role dispatcher or admin). A sandbox on loopback without API_KEYS needs none."
+                    "description": "An API key from API_KEYS, with its role: dispatcher (callouts, \
+                                    reading assistants, the conversation tools) or admin \
+                                    (everything, including registering, changing and deleting \
+                                    assistants). Each operation's x-required-role says which; \
+                                    a key without it is a 403. A sandbox on loopback without \
+                                    API_KEYS needs none."
                 }
             },
-            "parameters": {
-                "CalloutId": {
-                    "name": "id", "in": "path", "required": true,
-                    "description": "A callout id: 32 lowercase hex digits. Anything else is a 404.",
-                    "schema": {"type": "string"}
-                }
-            },
-            "responses": responses(),
-            "schemas": schemas(max_contacts),
+            "parameters": parameters,
+            "responses": responses,
+            "schemas": schemas,
         }
     })
+}
+
+/// Adds the entries of `more` (an object) to `into` (an object).
+fn extend(into: &mut Value, more: Map<String, Value>) {
+    if let Value::Object(m) = into {
+        m.extend(more);
+    }
 }
 
 fn error_response(description: &str) -> Value {
@@ -95,7 +126,7 @@ fn responses() -> Value {
         "NotFound": error_response("No such callout (or route)."),
         "Invalid": error_response("The input was read but is wrong: every bad field is in details."),
         "Unavailable": {
-            "description": "The store is unavailable, or the callout is contended; retry shortly.",
+            "description": "The store is unavailable (code unavailable), or the callout is contended; retry shortly.",
             "headers": {"Retry-After": {"schema": {"type": "string"}}},
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         }
@@ -104,11 +135,8 @@ fn responses() -> Value {
 
 fn std_errors(extra: &[(&str, Value)]) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
-    for (code, name) in [
-        ("401", "Unauthorized"),
-        ("403", "Forbidden"),
-        ("503", "Unavailable"),
-    ] {
+    // No 403: every callout operation needs only the dispatcher role, the lowest.
+    for (code, name) in [("401", "Unauthorized"), ("503", "Unavailable")] {
         m.insert(
             code.into(),
             json!({"$ref": format!("#/components/responses/{name}")}),
@@ -177,6 +205,8 @@ fn paths() -> Value {
         "/v1/callouts": {
             "post": {
                 "operationId": "createCallout",
+                "tags": ["callouts"],
+                "x-required-role": "dispatcher",
                 "summary": "Create a callout and start calling",
                 "requestBody": {
                     "required": true,
@@ -221,6 +251,8 @@ fn paths() -> Value {
             },
             "get": {
                 "operationId": "listCallouts",
+                "tags": ["callouts"],
+                "x-required-role": "dispatcher",
                 "summary": "List callouts, newest first",
                 "parameters": [
                     {"name": "status", "in": "query", "required": false,
@@ -239,6 +271,8 @@ fn paths() -> Value {
             "parameters": [{"$ref": "#/components/parameters/CalloutId"}],
             "get": {
                 "operationId": "getCallout",
+                "tags": ["callouts"],
+                "x-required-role": "dispatcher",
                 "summary": "A callout with its contacts, attempts and timeline",
                 "responses": get_responses
             }
@@ -247,6 +281,8 @@ fn paths() -> Value {
             "parameters": [{"$ref": "#/components/parameters/CalloutId"}],
             "post": {
                 "operationId": "cancelCallout",
+                "tags": ["callouts"],
+                "x-required-role": "dispatcher",
                 "summary": "Stop a callout: no further calls, a live call is hung up",
                 "responses": cancel_responses
             }
@@ -254,6 +290,7 @@ fn paths() -> Value {
         "/healthz": {
             "get": {
                 "operationId": "healthz",
+                "tags": ["operations"],
                 "summary": "Liveness: the process answers and its timer loop turns",
                 "security": [],
                 "responses": {
@@ -265,6 +302,7 @@ fn paths() -> Value {
         "/readyz": {
             "get": {
                 "operationId": "readyz",
+                "tags": ["operations"],
                 "summary": "Readiness: the store answers and the gateway is not shutting down",
                 "security": [],
                 "responses": {
@@ -276,6 +314,7 @@ fn paths() -> Value {
         "/metrics": {
             "get": {
                 "operationId": "metrics",
+                "tags": ["operations"],
                 "summary": "Prometheus metrics (text exposition format)",
                 "security": [],
                 "responses": {
@@ -289,6 +328,7 @@ fn paths() -> Value {
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
+                "tags": ["operations"],
                 "summary": "This document",
                 "security": [],
                 "responses": {
@@ -341,12 +381,17 @@ fn policy_schema(required: bool) -> Value {
     schema
 }
 
-fn schemas(max_contacts: usize) -> Value {
-    let scalar = json!({"oneOf": [
+/// A variable's value: a callout's, or a conversation tool's.
+fn scalar() -> Value {
+    json!({"oneOf": [
         {"type": "string", "maxLength": MAX_VARIABLE_CHARS},
         {"type": "number"},
         {"type": "boolean"}
-    ]});
+    ]})
+}
+
+fn schemas(max_contacts: usize) -> Value {
+    let scalar = scalar();
     let outcome = json!({"type": "string", "enum": ["accepted", "rejected", "no_input", "no_answer", "busy", "failed", "cancelled"]});
     json!({
         "Error": {

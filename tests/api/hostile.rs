@@ -787,6 +787,42 @@ async fn path_ids_of_every_wrong_shape_are_a_404_never_a_500() {
     assert_eq!(crate::probe::callout_ids(&app).await, [id]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assistant_and_session_segments_that_are_not_utf8_get_our_error_body() {
+    let app = app_with(&[]).await;
+    let assistant = |tail: &str| format!("/v1/assistants/%FF{tail}");
+    let session = |s: &str, tool: &str| format!("/v1/assistants/sandbox/sessions/{s}/{tool}");
+    let mut not_found = vec![
+        (Method::GET, assistant("")),
+        (Method::PATCH, assistant("")),
+        (Method::DELETE, assistant("")),
+    ];
+    for (method, tool) in [
+        (Method::POST, "launch"),
+        (Method::POST, "interact"),
+        (Method::GET, "state"),
+        (Method::DELETE, "state"),
+        (Method::PATCH, "variables"),
+        (Method::PUT, "transcript"),
+    ] {
+        not_found.push((method.clone(), assistant(&format!("/sessions/s/{tool}"))));
+        let a = probe(&app, method.clone(), &session("%C0%AF", tool))
+            .json(&json!({"digits": "1"}))
+            .send()
+            .await;
+        a.assert_names("session");
+        let a = probe(&app, method, &session("%FF", tool)).send().await;
+        a.assert_names("session");
+    }
+    for (method, path) in not_found {
+        let a = probe(&app, method, &path)
+            .json(&json!({"name": "renamed"}))
+            .send()
+            .await;
+        a.assert_error(404, "not_found");
+    }
+}
+
 /// Sends `body` to a webhook URL; returns the answer.
 async fn post_webhook(app: &TestApp, url: &str, content_type: &str, body: &[u8]) -> Answer {
     probe(app, Method::POST, url)

@@ -17,7 +17,9 @@ use regex::Regex;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, spawn_app, ticket_callout};
+use ivr_gateway::sim::Behaviour;
+
+use crate::helpers::{DISPATCHER_TOKEN, Options, TestApp, phone, spawn_app, ticket_callout};
 use crate::probe::{Answer, probe, upload};
 
 const LONG: std::time::Duration = std::time::Duration::from_secs(40);
@@ -38,6 +40,13 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
             .captures_iter(&source)
             .map(|c| (c.get(0).unwrap().end(), c[1].to_owned()))
             .collect();
+        // A path built at run time (`&format!(..)`) would be invisible here.
+        assert_eq!(
+            starts.len(),
+            source.matches(".route(").count(),
+            "{}: every .route( needs a literal path",
+            path.display()
+        );
         for (i, (start, path)) in starts.iter().enumerate() {
             // The method routers of a route run until the next route (or the file's end).
             let end = starts.get(i + 1).map_or(source.len(), |(s, _)| *s);
@@ -93,7 +102,7 @@ async fn every_public_route_of_the_router_is_documented_and_every_documented_one
                 "{} {path} is documented but not routed",
                 method.to_uppercase()
             );
-            let concrete = path.replace("{id}", &id);
+            let concrete = path.replace("{id}", &id).replace("{session}", "s");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let a = probe(&app, m, &concrete)
                 .json(&ticket_callout(1))
@@ -442,4 +451,282 @@ async fn real_responses_validate_against_the_documented_schemas() {
     let settled = &cases[0].2.json;
     assert!(!settled["attempts"].as_array().unwrap().is_empty());
     assert!(settled["accepted_by"].is_object(), "{settled}");
+}
+
+/// Answers of one kind of operation, checked against the document as they come.
+struct Sample<'a> {
+    doc: &'a Value,
+    statuses: BTreeSet<u16>,
+}
+
+impl Sample<'_> {
+    /// A JSON answer validates against its schema; an answer without a body
+    /// (204) is documented without one.
+    #[track_caller]
+    fn check(&mut self, method: &str, path: &str, answer: &Answer) {
+        self.statuses.insert(answer.status);
+        if answer.status == 204 {
+            let response = &self.doc["paths"][path][method]["responses"]["204"];
+            assert!(response.is_object(), "{method} {path}: 204 undocumented");
+            assert!(
+                response["content"].is_null(),
+                "{method} {path}: 204 has content"
+            );
+            assert_eq!(answer.len, 0, "{method} {path}: a 204 with a body");
+        } else {
+            assert_conforms(self.doc, method, path, answer);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_assistants_answers_validate_against_the_documented_schemas() {
+    let app = spawn_app(
+        Options {
+            api_keys: true,
+            ..Options::default()
+        }
+        .env("MAX_BODY_BYTES", "65536")
+        .env("UPSTREAM_TIMEOUT_MS", "600"),
+    )
+    .await;
+    let vf = app.voiceflow.clone().unwrap();
+    let doc = document(&app).await;
+    let mut sample = Sample {
+        doc: &doc,
+        statuses: BTreeSet::new(),
+    };
+    let send = |method: Method, path: &str, body: Option<Value>| {
+        let p = probe(&app, method, path);
+        match body {
+            Some(b) => p.json(&b),
+            None => p,
+        }
+    };
+    let key = "VF.DM.0123456789abcdef01234567.OpenApiSampleKey1234";
+
+    // The registry.
+    let registry = "/v1/assistants";
+    let one = "/v1/assistants/{id}";
+    let new = json!({"name": "ticket-bot", "api_key": key, "version": "production",
+                     "keypad": {"1": "accept"}, "language": "el-GR", "voice": "female"});
+    let created = send(Method::POST, registry, Some(new.clone())).send().await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.json["key_hint"], "1234");
+    sample.check("post", registry, &created);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let unnamed = json!({"api_key": key, "version": "development"});
+    for (body, status) in [
+        (unnamed.clone(), 201),
+        (unnamed, 409),
+        (
+            json!({"api_key": "sk-1", "version": "latest", "colour": 1}),
+            422,
+        ),
+        (
+            json!({"api_key": key, "version": "0123456789abcdef01234567"}),
+            422,
+        ),
+    ] {
+        let a = send(Method::POST, registry, Some(body)).send().await;
+        assert_eq!(a.status, status, "{a:?}");
+        sample.check("post", registry, &a);
+    }
+    for a in [
+        send(Method::POST, registry, None)
+            .body("application/json", "{")
+            .send()
+            .await,
+        send(Method::POST, registry, None)
+            .body("application/json", vec![b' '; 70_000])
+            .send()
+            .await,
+        send(Method::POST, registry, Some(new.clone()))
+            .token(None)
+            .send()
+            .await,
+        send(Method::POST, registry, Some(new.clone()))
+            .token(Some(DISPATCHER_TOKEN))
+            .send()
+            .await,
+    ] {
+        sample.check("post", registry, &a);
+    }
+    // Voiceflow failing while it checks a key stores nothing and is its fault.
+    vf.fail_next(vec![503, 503]);
+    let mut renamed = new.clone();
+    renamed["name"] = json!("another-bot");
+    let failed = send(Method::POST, registry, Some(renamed)).send().await;
+    assert_eq!(failed.status, 502, "{failed:?}");
+    sample.check("post", registry, &failed);
+
+    let listed = send(Method::GET, registry, None)
+        .token(Some(DISPATCHER_TOKEN))
+        .send()
+        .await;
+    assert_eq!(listed.json["assistants"].as_array().unwrap().len(), 3);
+    sample.check("get", registry, &listed);
+    for path in [format!("/v1/assistants/{id}"), "/v1/assistants/nope".into()] {
+        let a = send(Method::GET, &path, None).send().await;
+        sample.check("get", one, &a);
+    }
+    for (body, status) in [
+        (
+            json!({"voice": null, "reject_actions": ["reject", "decline"]}),
+            200,
+        ),
+        (json!({"api_key": key}), 200),
+        (json!({"name": "sandbox"}), 409),
+        (json!({}), 422),
+    ] {
+        let a = send(Method::PATCH, "/v1/assistants/ticket-bot", Some(body))
+            .send()
+            .await;
+        assert_eq!(a.status, status, "{a:?}");
+        sample.check("patch", one, &a);
+    }
+
+    // An assistant a running callout uses cannot be deleted.
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let callout = app
+        .create_callout(&json!({
+            "name": "Ticket 4711", "assistant": "ticket-bot",
+            "contacts": [{"name": "Alice", "phone": phone(1)}],
+            "policy": {"attempts_per_contact": 1, "input_timeout_s": 60}
+        }))
+        .await;
+    let in_use = send(Method::DELETE, "/v1/assistants/ticket-bot", None)
+        .send()
+        .await;
+    assert_eq!(in_use.status, 409, "{in_use:?}");
+    sample.check("delete", one, &in_use);
+    probe(
+        &app,
+        Method::POST,
+        &format!("/v1/callouts/{callout}/cancel"),
+    )
+    .send()
+    .await;
+    for status in [204, 404] {
+        let a = send(Method::DELETE, &format!("/v1/assistants/{id}"), None)
+            .send()
+            .await;
+        assert_eq!(a.status, status, "{a:?}");
+        sample.check("delete", one, &a);
+    }
+    let forbidden = send(Method::DELETE, "/v1/assistants/sandbox", None)
+        .token(Some(DISPATCHER_TOKEN))
+        .send()
+        .await;
+    sample.check("delete", one, &forbidden);
+
+    // The conversation tools, on the sandbox's simulated assistant.
+    let tool = |t: &str| format!("/v1/assistants/{{id}}/sessions/{{session}}/{t}");
+    let at = |session: &str, t: &str| format!("/v1/assistants/sandbox/sessions/{session}/{t}");
+    let turns = [
+        (
+            "launch",
+            json!({"variables": {"contact_name": "Alice", "ticket": "Flood."}}),
+            200,
+        ),
+        ("interact", json!({"digits": "1"}), 200),
+        ("interact", json!({"no_reply": true}), 409),
+        ("interact", json!({"text": "hello"}), 200),
+        ("interact", json!({"action": {"type": "no-reply"}}), 200),
+        ("interact", json!({"digits": "1", "text": "yes"}), 422),
+    ];
+    for (t, body, status) in turns {
+        let a = send(Method::POST, &at("demo", t), Some(body)).send().await;
+        assert_eq!(a.status, status, "{t}: {a:?}");
+        sample.check("post", &tool(t), &a);
+    }
+    let launched = send(Method::POST, &at("demo", "launch"), None)
+        .token(Some(DISPATCHER_TOKEN))
+        .send()
+        .await;
+    assert_eq!(launched.json["input"]["sent_as"], "launch", "{launched:?}");
+    sample.check("post", &tool("launch"), &launched);
+    for session in ["demo", "never-launched"] {
+        let a = send(Method::GET, &at(session, "state"), None).send().await;
+        assert_eq!(a.status, 200, "{a:?}");
+        sample.check("get", &tool("state"), &a);
+    }
+    let patched = send(
+        Method::PATCH,
+        &at("demo", "variables"),
+        Some(json!({"ticket": "4711", "priority": 2})),
+    )
+    .send()
+    .await;
+    assert_eq!(patched.status, 200, "{patched:?}");
+    sample.check("patch", &tool("variables"), &patched);
+    let saved = send(
+        Method::PUT,
+        &at("demo", "transcript"),
+        Some(json!({"user_name": "QA"})),
+    )
+    .send()
+    .await;
+    assert_eq!(saved.status, 200, "{saved:?}");
+    sample.check("put", &tool("transcript"), &saved);
+    let forgotten = send(Method::DELETE, &at("demo", "state"), None)
+        .send()
+        .await;
+    assert_eq!(forgotten.status, 204, "{forgotten:?}");
+    sample.check("delete", &tool("state"), &forgotten);
+    for (method, t, path) in [
+        ("get", "state", at("bad session", "state")),
+        (
+            "get",
+            "state",
+            "/v1/assistants/nope/sessions/s/state".into(),
+        ),
+        ("patch", "variables", at("demo", "variables")),
+    ] {
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let a = send(m, &path, Some(json!({"nested": {"a": 1}})))
+            .send()
+            .await;
+        sample.check(method, &tool(t), &a);
+    }
+    let unread = send(Method::PUT, &at("demo", "transcript"), None)
+        .body("application/json", "{")
+        .send()
+        .await;
+    sample.check("put", &tool("transcript"), &unread);
+    let anonymous = send(Method::GET, &at("demo", "state"), None)
+        .token(None)
+        .send()
+        .await;
+    sample.check("get", &tool("state"), &anonymous);
+
+    // Voiceflow's failures, as the tools report them.
+    for (fault, status) in [(401, 502), (503, 502), (429, 503)] {
+        vf.fail_next(vec![fault]);
+        let a = send(Method::POST, &at("demo", "launch"), None).send().await;
+        assert_eq!(a.status, status, "{a:?}");
+        assert!(
+            a.json["error"]["code"]
+                .as_str()
+                .unwrap()
+                .starts_with("voiceflow_")
+        );
+        sample.check("post", &tool("launch"), &a);
+    }
+    vf.set_latency(std::time::Duration::from_millis(1500));
+    let slow = send(Method::GET, &at("demo", "state"), None).send().await;
+    vf.set_latency(std::time::Duration::ZERO);
+    assert_eq!(slow.status, 504, "{slow:?}");
+    sample.check("get", &tool("state"), &slow);
+
+    // The sample covers every kind of answer the assistants API gives.
+    for s in [
+        200, 201, 204, 400, 401, 403, 404, 409, 413, 422, 502, 503, 504,
+    ] {
+        assert!(
+            sample.statuses.contains(&s),
+            "no {s} in the sample: {:?}",
+            sample.statuses
+        );
+    }
 }

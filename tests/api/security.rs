@@ -238,11 +238,23 @@ async fn api_keys_are_required_and_each_role_gets_what_it_may() {
     })
     .await;
     let id = app.create_callout(&ticket_callout(1)).await;
+    let session = "/v1/assistants/sandbox/sessions/s";
     let routes = [
         (Method::GET, "/v1/callouts".to_owned()),
         (Method::POST, "/v1/callouts".to_owned()),
         (Method::GET, format!("/v1/callouts/{id}")),
         (Method::POST, format!("/v1/callouts/{id}/cancel")),
+        (Method::GET, "/v1/assistants".to_owned()),
+        (Method::POST, "/v1/assistants".to_owned()),
+        (Method::GET, "/v1/assistants/sandbox".to_owned()),
+        (Method::PATCH, "/v1/assistants/sandbox".to_owned()),
+        (Method::DELETE, "/v1/assistants/sandbox".to_owned()),
+        (Method::POST, format!("{session}/launch")),
+        (Method::POST, format!("{session}/interact")),
+        (Method::GET, format!("{session}/state")),
+        (Method::DELETE, format!("{session}/state")),
+        (Method::PATCH, format!("{session}/variables")),
+        (Method::PUT, format!("{session}/transcript")),
     ];
     let basic = format!(
         "Basic {}",
@@ -294,6 +306,68 @@ async fn api_keys_are_required_and_each_role_gets_what_it_may() {
             assert_eq!(a.status, 200, "{path}: {a:?}");
         }
     }
+    // Changing the assistants registry needs the admin role; reading it and the
+    // conversation tools do not.
+    let sandbox = probe(&app, Method::GET, "/v1/assistants/sandbox")
+        .send()
+        .await;
+    assert_eq!(sandbox.status, 200, "{sandbox:?}");
+    let registration =
+        json!({"name": "bot", "api_key": "VF.DM.security-test-key", "version": "production"});
+    for (method, path, body) in [
+        (Method::POST, "/v1/assistants", registration.clone()),
+        (
+            Method::PATCH,
+            "/v1/assistants/sandbox",
+            json!({"language": "de-DE"}),
+        ),
+        (Method::DELETE, "/v1/assistants/sandbox", Value::Null),
+    ] {
+        probe(&app, method, path)
+            .token(Some(DISPATCHER_TOKEN))
+            .json(&body)
+            .send()
+            .await
+            .assert_error(403, "forbidden");
+    }
+    let listed = probe(&app, Method::GET, "/v1/assistants")
+        .token(Some(DISPATCHER_TOKEN))
+        .send()
+        .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert_eq!(
+        listed.json["assistants"],
+        json!([sandbox.json]),
+        "a refused change changed the registry"
+    );
+    for (method, path) in [
+        (Method::GET, "/v1/assistants/sandbox".to_owned()),
+        (Method::POST, format!("{session}/launch")),
+        (Method::GET, format!("{session}/state")),
+    ] {
+        let a = probe(&app, method, &path)
+            .token(Some(DISPATCHER_TOKEN))
+            .send()
+            .await;
+        assert_eq!(a.status, 200, "{path}: {a:?}");
+    }
+    // The admin may (the control).
+    let a = probe(&app, Method::POST, "/v1/assistants")
+        .json(&registration)
+        .send()
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    let bot = a.json["id"].as_str().unwrap();
+    let a = probe(&app, Method::PATCH, &format!("/v1/assistants/{bot}"))
+        .json(&json!({"language": "de-DE"}))
+        .send()
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = probe(&app, Method::DELETE, &format!("/v1/assistants/{bot}"))
+        .send()
+        .await;
+    assert_eq!(a.status, 204, "{a:?}");
+
     // Health, metrics and the API description need no key.
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
         let a = probe(&app, Method::GET, path).token(None).send().await;
