@@ -40,6 +40,11 @@ mod stats;
 mod status;
 mod turn;
 
+
+/// The same allocator as the `ivr-gateway` binary, so in-process figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
