@@ -164,6 +164,13 @@ pub struct Conversation {
     /// Voiceflow failed during this call: key presses are read with the fallback keypad.
     #[serde(default)]
     pub fallback: bool,
+    /// The last keys the caller pressed whose Voiceflow turn never answered (too
+    /// slow, failed, or its replica died), read on the fallback keypad: the
+    /// decision if the call ends with nothing more pressed, so a press of the
+    /// accept key is not lost with the turn. Cleared when Voiceflow answers or the
+    /// caller chooses again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered_decision: Option<Decision>,
     /// Invalid inputs so far (templates say goodbye after three).
     #[serde(default)]
     pub invalid: u32,

@@ -467,15 +467,7 @@ impl Callout {
                 // may yet decide; wait for it, within its own bound.
                 match a.conversation.in_flight {
                     Some(f) if f.until > now => a.grace_until = Some(f.until),
-                    _ => {
-                        a.grace_until = None;
-                        let outcome = if status == CalloutStatus::Cancelled {
-                            Outcome::Cancelled
-                        } else {
-                            Outcome::NoInput
-                        };
-                        self.finish_attempt(idx, outcome, None, now, &mut ch);
-                    }
+                    _ => self.end_undecided(idx, now, timing, &mut ch),
                 }
             }
         }
@@ -830,15 +822,11 @@ impl Callout {
                     a.answered_at = Some(now); // InProgress was lost; Completed means answered
                 }
                 if timing.collect_grace.is_zero() {
-                    if cancelled {
-                        Outcome::Cancelled
-                    } else {
-                        Outcome::NoInput
-                    }
+                    self.end_undecided(idx, now, timing, &mut ch);
                 } else {
                     a.grace_until = Some(now.plus(timing.collect_grace));
-                    return ch;
                 }
+                return ch;
             }
             _ if cancelled => Outcome::Cancelled,
             CallState::Busy => Outcome::Busy,
@@ -1093,6 +1081,46 @@ impl Callout {
                 ch
             }
         }
+    }
+
+    /// An answered call is over without a decision. A key press whose Voiceflow
+    /// turn never answered decides on the fallback keypad (see
+    /// [`Conversation::unanswered_decision`]); otherwise the attempt is
+    /// `no_input` (`cancelled` if the callout was).
+    ///
+    /// [`Conversation::unanswered_decision`]: super::Conversation::unanswered_decision
+    fn end_undecided(&mut self, idx: usize, now: Timestamp, timing: &Timing, ch: &mut Changes) {
+        let calling = self.status == CalloutStatus::Calling;
+        let a = &mut self.attempts[idx];
+        a.grace_until = None;
+        let unanswered = a.conversation.unanswered_decision.take();
+        if let (true, Some(decision)) = (calling, unanswered) {
+            let (contact, number, call_id) = (a.contact, a.number, a.call_id);
+            let key = match decision {
+                Decision::Accepted => "accept",
+                Decision::Rejected => "reject",
+            };
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::ConversationFallback {
+                    reason: format!(
+                        "the call ended before Voiceflow answered the last key press; it is read on the fallback keypad as {key}"
+                    ),
+                },
+                contact,
+                number,
+            ));
+            let decided = self.on_decision(call_id, decision, now, timing);
+            ch.events.extend(decided.events);
+            ch.effects.extend(decided.effects);
+            return;
+        }
+        let outcome = if self.status == CalloutStatus::Cancelled {
+            Outcome::Cancelled
+        } else {
+            Outcome::NoInput
+        };
+        self.finish_attempt(idx, outcome, None, now, ch);
     }
 
     fn schedule_notify(&mut self, now: Timestamp, ch: &mut Changes) {

@@ -224,6 +224,41 @@ fn an_answered_call_without_a_decision_is_no_input_after_the_grace_period() {
 }
 
 #[test]
+fn an_accept_voiceflow_never_answered_decides_when_the_call_ends_without_another_choice() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    // The caller pressed the accept key; the Voiceflow turn failed or was lost.
+    c.attempt_mut(id).unwrap().conversation.unanswered_decision = Some(Decision::Accepted);
+    status(&mut c, id, "Completed", at(40));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    let ch = c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Accepted));
+    assert_eq!(c.status, CalloutStatus::Accepted);
+    assert_eq!(c.accepted_by, Some(0));
+    assert!(
+        kinds(&ch).contains(&"conversation_fallback"),
+        "{:?}",
+        kinds(&ch)
+    );
+    assert!(kinds(&ch).contains(&"decided"));
+}
+
+#[test]
+fn an_unanswered_key_press_decides_nothing_once_the_callout_is_cancelled() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    c.attempt_mut(id).unwrap().conversation.unanswered_decision = Some(Decision::Accepted);
+    c.cancel(at(3), &timing()).unwrap();
+    status(&mut c, id, "Completed", at(4));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Cancelled));
+    assert_eq!(c.status, CalloutStatus::Cancelled);
+}
+
+#[test]
 fn a_key_press_delivered_just_after_the_call_ended_still_decides() {
     let mut c = callout(2);
     let id = place(&mut c, T0);

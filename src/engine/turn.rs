@@ -13,7 +13,11 @@
 //!    the caller gets a holding dialplan ("one moment... press any key") and the
 //!    request keeps running: its output (and any accept/reject in it) is recorded
 //!    when it arrives and played at the next key press. If Voiceflow fails, the call
-//!    continues on a fallback keypad (accept/reject) so a decision is never lost.
+//!    continues on a fallback keypad (accept/reject) so a decision is never lost;
+//!    and the keys of a turn whose answer never came (failed, or lost with a
+//!    replica that died while Voiceflow was slow) are read on that keypad when
+//!    the call ends with nothing more pressed: the caller who pressed the accept
+//!    key as the call ended, or who waited on hold, still accepted.
 //! 4. If the store itself is down, the caller is asked to press again (same turn).
 
 use std::time::{Duration, Instant};
@@ -317,6 +321,8 @@ impl Engine {
                     a.cache_answer(turn, answer.clone());
                     a.conversation.fallback = true;
                     a.conversation.ended = decision.is_some();
+                    // A new choice (even an invalid one) replaces one never answered.
+                    a.conversation.unanswered_decision = None;
                     if let Some(d) = decision {
                         extend(&mut ch, c.on_decision(call, d, now, &timing));
                     }
@@ -349,6 +355,15 @@ impl Engine {
                 ) else {
                     return (ch, Step::Closing(Closing::Closed));
                 };
+                // Committed with the claim, before Voiceflow is asked: if its answer
+                // never comes (slow, failed, this replica dies), a press of the
+                // accept key still decides when the call ends (see the domain).
+                if let CallerInput::Digits(d) = &input {
+                    a.conversation.unanswered_decision = fallback_keys
+                        .iter()
+                        .find(|(k, _)| k == d)
+                        .map(|(_, decision)| *decision);
+                }
                 a.conversation.in_flight = Some(InFlightTurn {
                     turn,
                     until: now.plus(in_flight_for),
@@ -423,6 +438,7 @@ impl Engine {
                             a.conversation.expects_no_reply = r.no_reply_timeout.is_some();
                             a.conversation.ended = r.ends_call;
                             a.conversation.in_flight = None;
+                            a.conversation.unanswered_decision = None;
                         }
                         if let Some(d) = r.decision {
                             extend(&mut ch, c.on_decision(call, d, now, &timing));
@@ -561,6 +577,7 @@ impl Engine {
                 let mut ch = Changes::default();
                 match rendered {
                     Some(r) => {
+                        a.conversation.unanswered_decision = None;
                         a.conversation.pending = Some(PendingTurn {
                             dialplan: json(&r.dialplan),
                             menu: r.menu,
