@@ -66,7 +66,13 @@ enum Step {
 }
 
 impl Engine {
-    /// Answers a COLLECT event. Never fails: a dialplan is always returned.
+    /// Answers a COLLECT event. Never fails, and never late: a dialplan is always
+    /// returned by the deadline.
+    ///
+    /// The work runs in its own task: when the store is slow (frozen, failing
+    /// over, reconnecting) the caller is asked to press again at the deadline,
+    /// while the work goes on and still commits what the keys decided. A key
+    /// press on the end-of-call post, which nobody answers, is then not lost.
     pub async fn on_collect(
         &self,
         id: CalloutId,
@@ -75,14 +81,29 @@ impl Engine {
         event: &CollectEvent,
     ) -> String {
         let deadline = Instant::now() + self.settings.webhook_deadline;
-        match self.collect(id, call, turn, event, deadline).await {
-            Ok(json) => json,
-            Err(e) => {
+        let engine = self.clone();
+        let event = event.clone();
+        let mut work = self
+            .tasks
+            .spawn(async move { engine.collect(id, call, turn, &event, deadline).await });
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let reason = match tokio::time::timeout(budget, &mut work).await {
+            Ok(Ok(Ok(json))) => return json,
+            Ok(Ok(Err(e))) => {
                 tracing::error!(callout_id = %id, call_id = %call, error = %e, "could not process a key press");
-                metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "store_error").increment(1);
-                json(&self.retry_dialplan(id, call, turn))
+                "store_error"
             }
-        }
+            Ok(Err(e)) => {
+                tracing::error!(callout_id = %id, call_id = %call, error = %e, "processing a key press failed");
+                "store_error"
+            }
+            Err(_) => {
+                tracing::warn!(callout_id = %id, call_id = %call, "a key press is taking too long (store slow); asking the caller to press again while it completes");
+                "store_timeout"
+            }
+        };
+        metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => reason).increment(1);
+        json(&self.retry_dialplan(id, call, turn))
     }
 
     async fn collect(
