@@ -247,7 +247,7 @@ impl Engine {
                     .await
                     .map_err(|e| PlaceFailure::Script {
                         reason: format!("Voiceflow launch failed: {e}"),
-                        retryable: e.retryable(),
+                        retryable: launch_retryable(&e),
                     })?;
                 let (actions, phrases) = assistant_rendering(&resolved);
                 let ctx = assistant_context(
@@ -425,6 +425,21 @@ pub(super) fn assistant_context<'a>(
         caller_id,
         phrases,
     }
+}
+
+/// Whether a failed launch turn is worth another try. Unlike other turns a
+/// launch may be sent twice (it starts the conversation over, and nobody has
+/// heard anything yet), so only errors that say the assistant itself cannot be
+/// used are final; an unreadable answer (a proxy's error page, a truncated
+/// body) is as transient as a 5xx. Final errors fail the attempt and skip the
+/// contact, so a glitch must never be taken for one.
+fn launch_retryable(e: &VoiceflowError) -> bool {
+    !matches!(
+        e,
+        VoiceflowError::Unauthorized
+            | VoiceflowError::VersionNotFound { .. }
+            | VoiceflowError::Invalid { .. }
+    ) && !matches!(e, VoiceflowError::Upstream { status, .. } if (400..500).contains(status) && *status != 408)
 }
 
 /// Sorts a carrier error into what the escalation does next.
