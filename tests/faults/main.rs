@@ -169,8 +169,17 @@ fn settled(c: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: cargo test --release --test faults -- --ignored --nocapture"]
 async fn callouts_keep_their_promises_while_replicas_redis_and_upstreams_fail() {
-    let started = Instant::now();
     let settings = Settings::from_env();
+    // A hung run fails instead of hanging CI; dropping it kills every process
+    // it started.
+    let limit = settings.fault_window + settings.bound + Duration::from_secs(300);
+    tokio::time::timeout(limit, run(settings))
+        .await
+        .unwrap_or_else(|_| panic!("the fault suite did not finish within {limit:?}"));
+}
+
+async fn run(settings: Settings) {
+    let started = Instant::now();
     println!(
         "fault suite: seed {} ({} callouts, {} replicas, {} s of faults)",
         settings.seed,
