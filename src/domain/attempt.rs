@@ -3,13 +3,25 @@
 //! ```text
 //!            place            callback                    final callback
 //!  Dialing ─────────▶ Queued/Initiated/Ringing/InProgress ───────────────▶ Completed/Busy/NoAnswer/Failed
-//!   │  Pending ─(due)─▶ InFlight ─(carrier said no, retryable)─▶ Pending (backoff)
-//!   │                    ├─(carrier said no, permanent)───────────────────▶ NotPlaced
-//!   │                    └─(timeout/5xx: may exist; or lease lost)─▶ Unconfirmed ─(no callback in time)─▶ NotPlaced
+//!   │  Pending ─(due)─▶ InFlight ─(replica starts)─▶ Preparing ─(last check)─▶ Sending
+//!   │                      │                          │ lease lost: nothing sent     │ carrier said no, retryable ─▶ Pending (backoff)
+//!   │                      │                          └──────────▶ Pending           ├─ carrier said no, permanent ─▶ NotPlaced
+//!   │                      └─ lease lost ─┐                                          └─ timeout/5xx: may exist; or lease lost ─┐
+//!   │                                     └──────────────▶ Unconfirmed ◀─────────────────────────────────────────────────────┘
+//!   │                                                          └─(no callback in time)─▶ NotPlaced
 //!   └─ any callback while Dialing adopts the carrier's state
 //! ```
 //! A status update only ever moves forward ([`CallState::rank`]); a final state is
 //! final. The attempt's `outcome` is set once, when the call is over.
+//!
+//! Why three phases between "due" and "sent": a replica that dies while it is
+//! still preparing a call (waiting for a rate-limit slot, running the assistant's
+//! launch turn) has provably sent nothing, so another replica simply tries again;
+//! only a replica that dies after committing `Sending` leaves a call that may
+//! exist. `Sending` is also the last compare-and-set before the request leaves: a
+//! cancel committed before it stops the call; one committed after it finds a call
+//! on its way and hangs it up. `InFlight` (asked, not yet started) keeps the
+//! conservative reading, since nothing says how far its replica got.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +39,16 @@ pub enum Dialing {
         #[serde(default)]
         slot_reserved: bool,
     },
-    /// A replica is creating the call now; if it has not reported by `lease_until`
-    /// it crashed, and the call's existence is unknown.
+    /// A replica was asked to create the call; if it has not reported by
+    /// `lease_until` it crashed, and the call's existence is unknown.
     InFlight { lease_until: Timestamp },
+    /// The replica holding `token` is preparing the call and has not sent it: if
+    /// it has not reported by `lease_until`, it crashed before sending and the
+    /// call is tried again.
+    Preparing { lease_until: Timestamp, token: u64 },
+    /// The creation request is being sent: if the replica has not reported by
+    /// `lease_until`, the call's existence is unknown.
+    Sending { lease_until: Timestamp },
     /// The carrier may have created the call (timeout, 5xx, lost lease). Any callback
     /// for this call confirms it; none by `until` means it was not placed.
     Unconfirmed { until: Timestamp, reason: String },
@@ -145,6 +164,13 @@ pub struct Conversation {
     /// Voiceflow failed during this call: key presses are read with the fallback keypad.
     #[serde(default)]
     pub fallback: bool,
+    /// The last keys the caller pressed whose Voiceflow turn never answered (too
+    /// slow, failed, or its replica died), read on the fallback keypad: the
+    /// decision if the call ends with nothing more pressed, so a press of the
+    /// accept key is not lost with the turn. Cleared when Voiceflow answers or the
+    /// caller chooses again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered_decision: Option<Decision>,
     /// Invalid inputs so far (templates say goodbye after three).
     #[serde(default)]
     pub invalid: u32,

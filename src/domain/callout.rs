@@ -340,7 +340,9 @@ impl Callout {
                     due,
                     Some(match d {
                         Dialing::Pending { at, .. } => *at,
-                        Dialing::InFlight { lease_until } => *lease_until,
+                        Dialing::InFlight { lease_until }
+                        | Dialing::Preparing { lease_until, .. }
+                        | Dialing::Sending { lease_until } => *lease_until,
                         Dialing::Unconfirmed { until, .. } => *until,
                     }),
                 );
@@ -399,7 +401,41 @@ impl Callout {
                         });
                     }
                 }
-                CallState::Dialing(Dialing::InFlight { lease_until }) if *lease_until <= now => {
+                CallState::Dialing(Dialing::Preparing { lease_until, .. })
+                    if *lease_until <= now =>
+                {
+                    // Nothing was sent: try again at once (another replica), but not
+                    // forever, in case this very callout is what stops replicas.
+                    a.placement_tries += 1;
+                    let reason = "the replica preparing the call stopped before sending it";
+                    if a.placement_tries >= timing.max_placement_tries {
+                        a.state = CallState::NotPlaced;
+                        let reason =
+                            format!("{reason} (gave up after {} tries)", a.placement_tries);
+                        self.finish_attempt(idx, Outcome::Failed, Some(reason), now, &mut ch);
+                    } else {
+                        a.state = CallState::Dialing(Dialing::InFlight {
+                            lease_until: now.plus(timing.placement_lease),
+                        });
+                        let (c, n, call_id) = (a.contact, a.number, a.call_id);
+                        ch.events.push(Event::for_call(
+                            now,
+                            EventKind::PlacementRetry {
+                                reason: reason.to_owned(),
+                                retry_at: now,
+                            },
+                            c,
+                            n,
+                        ));
+                        ch.effects.push(Effect::PlaceCall {
+                            call_id,
+                            slot_reserved: false,
+                        });
+                    }
+                }
+                CallState::Dialing(
+                    Dialing::InFlight { lease_until } | Dialing::Sending { lease_until },
+                ) if *lease_until <= now => {
                     let reason =
                         "the replica creating the call stopped before the carrier answered"
                             .to_owned();
@@ -431,15 +467,7 @@ impl Callout {
                 // may yet decide; wait for it, within its own bound.
                 match a.conversation.in_flight {
                     Some(f) if f.until > now => a.grace_until = Some(f.until),
-                    _ => {
-                        a.grace_until = None;
-                        let outcome = if status == CalloutStatus::Cancelled {
-                            Outcome::Cancelled
-                        } else {
-                            Outcome::NoInput
-                        };
-                        self.finish_attempt(idx, outcome, None, now, &mut ch);
-                    }
+                    _ => self.end_undecided(idx, now, timing, &mut ch),
                 }
             }
         }
@@ -460,10 +488,74 @@ impl Callout {
         ch
     }
 
+    /// The replica asked to create the call starts preparing it (see the
+    /// `attempt` module doc). `token` is fresh: it names this replica's claim, so
+    /// a replica that outlived its lease cannot send a call someone else now
+    /// prepares. Returns whether the caller owns the placement; a callout
+    /// cancelled meanwhile ends the attempt here, since nothing was sent.
+    pub fn begin_preparing(
+        &mut self,
+        call_id: CallId,
+        token: u64,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> (Changes, bool) {
+        let mut ch = Changes::default();
+        let calling = self.status == CalloutStatus::Calling;
+        let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
+            return (ch, false);
+        };
+        let a = &mut self.attempts[idx];
+        if !matches!(a.state, CallState::Dialing(Dialing::InFlight { .. })) || a.is_over() {
+            return (ch, false); // another replica handled this placement
+        }
+        if !calling {
+            a.state = CallState::NotPlaced;
+            a.hangup = None;
+            self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+            return (ch, false);
+        }
+        a.state = CallState::Dialing(Dialing::Preparing {
+            lease_until: now.plus(timing.placement_lease),
+            token,
+        });
+        (ch, true)
+    }
+
+    /// The last check before the creation request leaves: only the replica whose
+    /// claim (`token`) still prepares this attempt of a callout still calling may
+    /// send. After this commit the call may exist.
+    pub fn begin_sending(
+        &mut self,
+        call_id: CallId,
+        token: u64,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> (Changes, bool) {
+        let calling = self.status == CalloutStatus::Calling;
+        let Some(a) = self.attempt_mut(call_id) else {
+            return (Changes::default(), false);
+        };
+        match a.state {
+            CallState::Dialing(Dialing::Preparing { token: t, .. })
+                if t == token && calling && !a.is_over() =>
+            {
+                a.state = CallState::Dialing(Dialing::Sending {
+                    lease_until: now.plus(timing.placement_lease),
+                });
+                (Changes::default(), true)
+            }
+            _ => (Changes::default(), false),
+        }
+    }
+
     /// The shared rate limit gave this attempt a slot at `at`: wait for it durably.
     pub fn defer_placement(&mut self, call_id: CallId, at: Timestamp) -> Changes {
         if let Some(a) = self.attempt_mut(call_id)
-            && matches!(a.state, CallState::Dialing(Dialing::InFlight { .. }))
+            && matches!(
+                a.state,
+                CallState::Dialing(Dialing::InFlight { .. } | Dialing::Preparing { .. })
+            )
         {
             a.state = CallState::Dialing(Dialing::Pending {
                 at,
@@ -543,7 +635,12 @@ impl Callout {
             return ch;
         };
         let a = &mut self.attempts[idx];
-        if !matches!(a.state, CallState::Dialing(Dialing::InFlight { .. })) {
+        if !matches!(
+            a.state,
+            CallState::Dialing(
+                Dialing::InFlight { .. } | Dialing::Preparing { .. } | Dialing::Sending { .. }
+            )
+        ) {
             return ch; // stale report: the attempt moved on (e.g. a callback adopted it)
         }
         let (contact, number) = (a.contact, a.number);
@@ -725,15 +822,11 @@ impl Callout {
                     a.answered_at = Some(now); // InProgress was lost; Completed means answered
                 }
                 if timing.collect_grace.is_zero() {
-                    if cancelled {
-                        Outcome::Cancelled
-                    } else {
-                        Outcome::NoInput
-                    }
+                    self.end_undecided(idx, now, timing, &mut ch);
                 } else {
                     a.grace_until = Some(now.plus(timing.collect_grace));
-                    return ch;
                 }
+                return ch;
             }
             _ if cancelled => Outcome::Cancelled,
             CallState::Busy => Outcome::Busy,
@@ -823,8 +916,9 @@ impl Callout {
         if let Some(idx) = self.attempts.iter().rposition(|a| !a.is_over()) {
             let a = &mut self.attempts[idx];
             match &a.state {
-                CallState::Dialing(Dialing::Pending { .. }) => {
-                    // Never created: nothing to hang up.
+                CallState::Dialing(Dialing::Pending { .. } | Dialing::Preparing { .. }) => {
+                    // Not sent (a preparing replica's last check will see the
+                    // cancel): nothing to hang up.
                     a.state = CallState::NotPlaced;
                     self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
                 }
@@ -987,6 +1081,46 @@ impl Callout {
                 ch
             }
         }
+    }
+
+    /// An answered call is over without a decision. A key press whose Voiceflow
+    /// turn never answered decides on the fallback keypad (see
+    /// [`Conversation::unanswered_decision`]); otherwise the attempt is
+    /// `no_input` (`cancelled` if the callout was).
+    ///
+    /// [`Conversation::unanswered_decision`]: super::Conversation::unanswered_decision
+    fn end_undecided(&mut self, idx: usize, now: Timestamp, timing: &Timing, ch: &mut Changes) {
+        let calling = self.status == CalloutStatus::Calling;
+        let a = &mut self.attempts[idx];
+        a.grace_until = None;
+        let unanswered = a.conversation.unanswered_decision.take();
+        if let (true, Some(decision)) = (calling, unanswered) {
+            let (contact, number, call_id) = (a.contact, a.number, a.call_id);
+            let key = match decision {
+                Decision::Accepted => "accept",
+                Decision::Rejected => "reject",
+            };
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::ConversationFallback {
+                    reason: format!(
+                        "the call ended before Voiceflow answered the last key press; it is read on the fallback keypad as {key}"
+                    ),
+                },
+                contact,
+                number,
+            ));
+            let decided = self.on_decision(call_id, decision, now, timing);
+            ch.events.extend(decided.events);
+            ch.effects.extend(decided.effects);
+            return;
+        }
+        let outcome = if self.status == CalloutStatus::Cancelled {
+            Outcome::Cancelled
+        } else {
+            Outcome::NoInput
+        };
+        self.finish_attempt(idx, outcome, None, now, ch);
     }
 
     fn schedule_notify(&mut self, now: Timestamp, ch: &mut Changes) {

@@ -224,6 +224,41 @@ fn an_answered_call_without_a_decision_is_no_input_after_the_grace_period() {
 }
 
 #[test]
+fn an_accept_voiceflow_never_answered_decides_when_the_call_ends_without_another_choice() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    // The caller pressed the accept key; the Voiceflow turn failed or was lost.
+    c.attempt_mut(id).unwrap().conversation.unanswered_decision = Some(Decision::Accepted);
+    status(&mut c, id, "Completed", at(40));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    let ch = c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Accepted));
+    assert_eq!(c.status, CalloutStatus::Accepted);
+    assert_eq!(c.accepted_by, Some(0));
+    assert!(
+        kinds(&ch).contains(&"conversation_fallback"),
+        "{:?}",
+        kinds(&ch)
+    );
+    assert!(kinds(&ch).contains(&"decided"));
+}
+
+#[test]
+fn an_unanswered_key_press_decides_nothing_once_the_callout_is_cancelled() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    c.attempt_mut(id).unwrap().conversation.unanswered_decision = Some(Decision::Accepted);
+    c.cancel(at(3), &timing()).unwrap();
+    status(&mut c, id, "Completed", at(4));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Cancelled));
+    assert_eq!(c.status, CalloutStatus::Cancelled);
+}
+
+#[test]
 fn a_key_press_delivered_just_after_the_call_ended_still_decides() {
     let mut c = callout(2);
     let id = place(&mut c, T0);
@@ -509,6 +544,119 @@ fn a_lost_placement_lease_means_the_call_may_exist() {
         c.attempt(id).unwrap().state,
         CallState::Dialing(Dialing::Unconfirmed { .. })
     ));
+}
+
+/// Starts a dial and lets its replica claim it; returns the call id.
+fn prepare(c: &mut Callout, now: Timestamp, token: u64) -> CallId {
+    let id = start_dial(c, now);
+    let (ch, owned) = c.begin_preparing(id, token, now, &timing());
+    assert!(owned && ch.is_empty());
+    id
+}
+
+#[test]
+fn a_replica_that_dies_while_preparing_sent_nothing_so_the_call_is_tried_again() {
+    let mut c = callout(1);
+    let id = prepare(&mut c, T0, 7);
+    let lease = T0.plus(timing().placement_lease);
+    assert_eq!(c.next_due(), Some(lease));
+    let ch = c.on_timer(lease, &timing(), CallId::new());
+    assert_eq!(kinds(&ch), ["placement_retry"]);
+    assert_eq!(
+        ch.effects,
+        vec![Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: false
+        }],
+        "the same attempt is placed again"
+    );
+    assert_eq!(c.attempts.len(), 1, "no attempt was used up");
+    assert!(outcome(&c, id).is_none());
+}
+
+#[test]
+fn a_placement_that_keeps_dying_while_preparing_gives_up() {
+    let mut c = callout(1);
+    let id = prepare(&mut c, T0, 1);
+    let mut now = T0;
+    for token in 2..=u64::from(timing().max_placement_tries) {
+        now = now.plus(timing().placement_lease);
+        c.on_timer(now, &timing(), CallId::new());
+        assert!(c.begin_preparing(id, token, now, &timing()).1);
+    }
+    now = now.plus(timing().placement_lease);
+    c.on_timer(now, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Failed));
+    let reason = c.attempt(id).unwrap().reason.clone().unwrap();
+    assert!(reason.contains("gave up"), "{reason}");
+}
+
+#[test]
+fn a_replica_that_dies_while_sending_leaves_a_call_that_may_exist() {
+    let mut c = callout(1);
+    let id = prepare(&mut c, T0, 7);
+    assert!(c.begin_sending(id, 7, at(3), &timing()).1);
+    let lease = at(3).plus(timing().placement_lease);
+    assert_eq!(c.next_due(), Some(lease));
+    let ch = c.on_timer(lease, &timing(), CallId::new());
+    assert_eq!(kinds(&ch), ["placement_unconfirmed"]);
+    assert!(
+        ch.effects.is_empty(),
+        "never re-placed: that could call twice"
+    );
+}
+
+#[test]
+fn a_cancel_while_the_call_is_prepared_stops_it_before_it_is_sent() {
+    let mut c = callout(2);
+    let id = prepare(&mut c, T0, 7);
+    let ch = c.cancel(at(1), &timing()).unwrap();
+    assert_eq!(outcome(&c, id), Some(Outcome::Cancelled));
+    assert!(
+        !ch.effects
+            .iter()
+            .any(|e| matches!(e, Effect::HangUp { .. })),
+        "nothing to hang up: nothing was sent"
+    );
+    assert!(
+        !c.begin_sending(id, 7, at(2), &timing()).1,
+        "the last check sees the cancel"
+    );
+}
+
+#[test]
+fn only_the_replica_that_prepares_the_call_may_send_it() {
+    let mut c = callout(1);
+    let id = prepare(&mut c, T0, 7);
+    // Its lease runs out; another replica takes the retry.
+    let later = T0.plus(timing().placement_lease);
+    c.on_timer(later, &timing(), CallId::new());
+    assert!(c.begin_preparing(id, 8, later, &timing()).1);
+    assert!(
+        !c.begin_sending(id, 7, later, &timing()).1,
+        "the stale replica"
+    );
+    assert!(c.begin_sending(id, 8, later, &timing()).1);
+    assert!(
+        !c.begin_preparing(id, 9, later, &timing()).1,
+        "a late duplicate"
+    );
+}
+
+#[test]
+fn a_placement_started_after_a_cancel_ends_the_attempt_unsent() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    c.cancel(at(1), &timing()).unwrap();
+    let (ch, owned) = c.begin_preparing(id, 7, at(2), &timing());
+    assert!(!owned);
+    assert_eq!(outcome(&c, id), Some(Outcome::Cancelled));
+    assert_eq!(c.attempt(id).unwrap().state, CallState::NotPlaced);
+    assert!(
+        !ch.effects
+            .iter()
+            .any(|e| matches!(e, Effect::PlaceCall { .. }))
+    );
 }
 
 #[test]

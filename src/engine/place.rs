@@ -6,19 +6,25 @@
 //! accident: an error that may have created the call (timeout, 5xx) is not retried
 //! but waited on ("unconfirmed"); only errors that provably created nothing are
 //! retried, with backoff.
+//!
+//! Progress is committed twice around the slow part (see the `attempt` module
+//! doc): `Preparing` when this replica takes the placement, `Sending` right before
+//! the request leaves. A crash in between (a rate-limit wait, a slow launch turn)
+//! costs a retry, not the attempt; and the `Sending` compare-and-set is the last
+//! look at the callout, so a cancel that lands while the call is being prepared
+//! stops it rather than racing it.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Update};
 use crate::assistants::ResolvedAssistant;
 use crate::dialplan::render::{self, ActionNames, Phrases, TurnContext, Voice};
 use crate::dialplan::template::Vars;
 use crate::domain::{
-    Attempt, CallId, CallState, Callout, CalloutId, CalloutStatus, Changes, Conversation, Decision,
-    Dialing, PlaceFailure, Script,
+    Attempt, CallId, Callout, CalloutId, Changes, Conversation, Decision, PlaceFailure, Script,
 };
 use crate::routee::client::RouteeError;
 use crate::routee::{
@@ -48,8 +54,9 @@ impl Engine {
         let span = tracing::info_span!("place_call", callout_id = %id, call_id = %call_id);
         async {
             if let Err(e) = self.try_place(id, call_id, slot_reserved).await {
-                // The attempt stays in flight; its lease expiry makes it "unconfirmed"
-                // and the escalation goes on. Nothing is lost, only delayed.
+                // The attempt keeps its lease: when it runs out the placement is
+                // tried again (nothing sent yet) or waited on as "unconfirmed" (it
+                // may have been sent). Nothing is lost, only delayed.
                 tracing::warn!(error = %e, "placing the call failed before reaching a decision");
             }
         }
@@ -63,28 +70,22 @@ impl Engine {
         call_id: CallId,
         slot_reserved: bool,
     ) -> Result<(), EngineError> {
-        let Some(v) = self.store.load(id).await? else {
-            return Ok(());
+        let timing = self.settings.timing;
+        let token: u64 = rand::random();
+        let callout = match self
+            .update(id, |c, now| c.begin_preparing(call_id, token, now, &timing))
+            .await?
+        {
+            Update::Committed {
+                callout,
+                result: true,
+            } => callout,
+            // Handled elsewhere, or cancelled meanwhile (the attempt ended then).
+            _ => return Ok(()),
         };
-        let callout = v.value;
         let Some(attempt) = callout.attempt(call_id) else {
             return Ok(());
         };
-        if !matches!(attempt.state, CallState::Dialing(Dialing::InFlight { .. })) {
-            return Ok(()); // another replica already handled this placement
-        }
-        if callout.status == CalloutStatus::Cancelled {
-            return self
-                .report_failure(
-                    id,
-                    call_id,
-                    PlaceFailure::Retryable {
-                        reason: "cancelled before the call was created".into(),
-                        retry_after: None,
-                    },
-                )
-                .await;
-        }
         if !slot_reserved {
             let wait = self
                 .store
@@ -115,6 +116,14 @@ impl Engine {
             Ok(first) => first,
             Err(failure) => return self.report_failure(id, call_id, failure).await,
         };
+        // The last look at the callout before the call may exist.
+        let sending = self
+            .update(id, |c, now| c.begin_sending(call_id, token, now, &timing))
+            .await?;
+        if !matches!(sending, Update::Committed { result: true, .. }) {
+            tracing::info!("the callout changed while the call was being prepared; not sent");
+            return Ok(());
+        }
         let request = CreateConversation {
             from: self.settings.caller_id.clone(),
             to: Destination::Phone(contact.phone.to_string()),
@@ -129,7 +138,6 @@ impl Engine {
         match self.routee.create_conversation(&request).await {
             Ok(created) => {
                 metrics::counter!(m::CALLS_PLACED, "result" => "ok").increment(1);
-                let timing = self.settings.timing;
                 let conversation = first.conversation;
                 let decision = first.decision;
                 self.update(id, move |c, now| {
@@ -239,7 +247,7 @@ impl Engine {
                     .await
                     .map_err(|e| PlaceFailure::Script {
                         reason: format!("Voiceflow launch failed: {e}"),
-                        retryable: e.retryable(),
+                        retryable: launch_retryable(&e),
                     })?;
                 let (actions, phrases) = assistant_rendering(&resolved);
                 let ctx = assistant_context(
@@ -405,6 +413,21 @@ pub(super) fn assistant_context<'a>(
         caller_id,
         phrases,
     }
+}
+
+/// Whether a failed launch turn is worth another try. Unlike other turns a
+/// launch may be sent twice (it starts the conversation over, and nobody has
+/// heard anything yet), so only errors that say the assistant itself cannot be
+/// used are final; an unreadable answer (a proxy's error page, a truncated
+/// body) is as transient as a 5xx. Final errors fail the attempt and skip the
+/// contact, so a glitch must never be taken for one.
+fn launch_retryable(e: &VoiceflowError) -> bool {
+    !matches!(
+        e,
+        VoiceflowError::Unauthorized
+            | VoiceflowError::VersionNotFound { .. }
+            | VoiceflowError::Invalid { .. }
+    ) && !matches!(e, VoiceflowError::Upstream { status, .. } if (400..500).contains(status) && *status != 408)
 }
 
 /// Sorts a carrier error into what the escalation does next.

@@ -13,7 +13,11 @@
 //!    the caller gets a holding dialplan ("one moment... press any key") and the
 //!    request keeps running: its output (and any accept/reject in it) is recorded
 //!    when it arrives and played at the next key press. If Voiceflow fails, the call
-//!    continues on a fallback keypad (accept/reject) so a decision is never lost.
+//!    continues on a fallback keypad (accept/reject) so a decision is never lost;
+//!    and the keys of a turn whose answer never came (failed, or lost with a
+//!    replica that died while Voiceflow was slow) are read on that keypad when
+//!    the call ends with nothing more pressed: the caller who pressed the accept
+//!    key as the call ended, or who waited on hold, still accepted.
 //! 4. If the store itself is down, the caller is asked to press again (same turn).
 
 use std::time::{Duration, Instant};
@@ -62,7 +66,13 @@ enum Step {
 }
 
 impl Engine {
-    /// Answers a COLLECT event. Never fails: a dialplan is always returned.
+    /// Answers a COLLECT event. Never fails, and never late: a dialplan is always
+    /// returned by the deadline.
+    ///
+    /// The work runs in its own task: when the store is slow (frozen, failing
+    /// over, reconnecting) the caller is asked to press again at the deadline,
+    /// while the work goes on and still commits what the keys decided. A key
+    /// press on the end-of-call post, which nobody answers, is then not lost.
     pub async fn on_collect(
         &self,
         id: CalloutId,
@@ -71,14 +81,29 @@ impl Engine {
         event: &CollectEvent,
     ) -> String {
         let deadline = Instant::now() + self.settings.webhook_deadline;
-        match self.collect(id, call, turn, event, deadline).await {
-            Ok(json) => json,
-            Err(e) => {
+        let engine = self.clone();
+        let event = event.clone();
+        let mut work = self
+            .tasks
+            .spawn(async move { engine.collect(id, call, turn, &event, deadline).await });
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let reason = match tokio::time::timeout(budget, &mut work).await {
+            Ok(Ok(Ok(json))) => return json,
+            Ok(Ok(Err(e))) => {
                 tracing::error!(callout_id = %id, call_id = %call, error = %e, "could not process a key press");
-                metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "store_error").increment(1);
-                json(&self.retry_dialplan(id, call, turn))
+                "store_error"
             }
-        }
+            Ok(Err(e)) => {
+                tracing::error!(callout_id = %id, call_id = %call, error = %e, "processing a key press failed");
+                "store_error"
+            }
+            Err(_) => {
+                tracing::warn!(callout_id = %id, call_id = %call, "a key press is taking too long (store slow); asking the caller to press again while it completes");
+                "store_timeout"
+            }
+        };
+        metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => reason).increment(1);
+        json(&self.retry_dialplan(id, call, turn))
     }
 
     async fn collect(
@@ -319,6 +344,8 @@ impl Engine {
                     a.cache_answer(turn, answer.clone());
                     a.conversation.fallback = true;
                     a.conversation.ended = decision.is_some();
+                    // A new choice (even an invalid one) replaces one never answered.
+                    a.conversation.unanswered_decision = None;
                     if let Some(d) = decision {
                         extend(&mut ch, c.on_decision(call, d, now, &timing));
                     }
@@ -351,6 +378,15 @@ impl Engine {
                 ) else {
                     return (ch, Step::Closing(Closing::Closed));
                 };
+                // Committed with the claim, before Voiceflow is asked: if its answer
+                // never comes (slow, failed, this replica dies), a press of the
+                // accept key still decides when the call ends (see the domain).
+                if let CallerInput::Digits(d) = &input {
+                    a.conversation.unanswered_decision = fallback_keys
+                        .iter()
+                        .find(|(k, _)| k == d)
+                        .map(|(_, decision)| *decision);
+                }
                 a.conversation.in_flight = Some(InFlightTurn {
                     turn,
                     until: now.plus(in_flight_for),
@@ -438,6 +474,7 @@ impl Engine {
                         let mut ch = Changes::default();
                         if let Some(a) = c.attempt_mut(call) {
                             a.conversation.in_flight = None;
+                            a.conversation.unanswered_decision = None;
                             if a.turn > turn + 1 {
                                 // While this turn ran, later key presses were answered
                                 // with holding dialplans: the caller has moved on, so
@@ -593,6 +630,7 @@ impl Engine {
                 let mut ch = Changes::default();
                 match rendered {
                     Some(r) => {
+                        a.conversation.unanswered_decision = None;
                         a.conversation.pending = Some(PendingTurn {
                             dialplan: json(&r.dialplan),
                             menu: r.menu,

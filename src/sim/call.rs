@@ -102,6 +102,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
             attempt,
             behaviour: behaviour.clone(),
             dialplan: request.dial_plan.clone(),
+            callback_url: request.callback.as_ref().map(|cb| cb.url.clone()),
             hangup_delay: request.hangup_delay,
             max_duration: request.max_duration,
             status: CallStatus::Queued,

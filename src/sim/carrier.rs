@@ -20,6 +20,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::call;
+use super::faults::RefusedCreation;
 use super::state::{EndRefused, Shared, TOKEN_LIFETIME, deadline, now_rfc3339};
 use crate::domain::phone::E164;
 use crate::lenient;
@@ -74,7 +75,15 @@ fn authorized(sim: &Shared, headers: &HeaderMap) -> bool {
 
 /// `POST /oauth/token`: client credentials in HTTP Basic, form `grant_type`.
 async fn token(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if sim.lock().faults.take_token_failure() {
+    let fail = {
+        let mut state = sim.lock();
+        let fail = state.faults.take_token_failure();
+        if fail {
+            state.injected.token_failures += 1;
+        }
+        fail
+    };
+    if fail {
         return routee_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             MODULE_GENERIC,
@@ -134,7 +143,25 @@ async fn create_conversation(
     if !authorized(&sim, &headers) {
         return unauthorized();
     }
-    let fault = sim.lock().faults.take_create_failure();
+    let fault = {
+        let mut state = sim.lock();
+        let fault = state.faults.take_create_failure();
+        if let Some(status) = fault {
+            // The number is read loosely: a refusal is recorded even for a body
+            // that would not have parsed.
+            let to = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                v.pointer("/to/phone")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            state.injected.refused_creations.push(RefusedCreation {
+                at: now_rfc3339(),
+                to,
+                status,
+            });
+        }
+        fault
+    };
     if let Some(status) = fault {
         return injected_failure(status);
     }

@@ -7,7 +7,7 @@
 //! run is reproducible as long as calls are created in the same order, however
 //! their tasks interleave.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -63,6 +63,37 @@ impl Faults {
     }
 }
 
+/// One conversation creation refused by a `fail_create` fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedCreation {
+    /// When it was refused (RFC 3339).
+    pub at: String,
+    /// The number the refused call was for, when the body named one.
+    pub to: Option<String>,
+    pub status: u16,
+}
+
+/// The failures the simulator actually served (not merely queued), so a test can
+/// say how many faults it injected and match each one with what the gateway did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct InjectedFaults {
+    /// Every creation answered with a `fail_create` status, in order.
+    pub refused_creations: Vec<RefusedCreation>,
+    /// Token requests answered 500 by `fail_token`.
+    pub token_failures: u32,
+}
+
+impl InjectedFaults {
+    /// Refused creations by HTTP status.
+    pub fn refusals_by_status(&self) -> BTreeMap<u16, u32> {
+        let mut by = BTreeMap::new();
+        for r in &self.refused_creations {
+            *by.entry(r.status).or_insert(0) += 1;
+        }
+        by
+    }
+}
+
 /// Probability in 0..=1 whatever was configured (set_faults does not validate).
 pub(crate) fn probability(p: f64) -> f64 {
     if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) }
@@ -105,6 +136,17 @@ impl FaultState {
         true
     }
 
+    /// Queues more creation failures after those still pending, keeping the
+    /// random source (so a seeded run stays reproducible).
+    pub fn queue_create_failures(&mut self, statuses: &[u16]) {
+        self.fail_create.extend(statuses.iter().copied());
+    }
+
+    /// Queues `n` more token failures.
+    pub fn queue_token_failures(&mut self, n: u32) {
+        self.fail_token = self.fail_token.saturating_add(n);
+    }
+
     /// A generator for one call, drawn from the master one.
     pub fn call_rng(&mut self) -> StdRng {
         StdRng::seed_from_u64(self.rng.random())
@@ -126,6 +168,11 @@ mod tests {
         assert_eq!(state.take_create_failure(), Some(429));
         assert_eq!(state.take_create_failure(), None);
         assert!(state.take_token_failure());
+        assert!(!state.take_token_failure());
+        state.queue_create_failures(&[400]);
+        state.queue_token_failures(2);
+        assert_eq!(state.take_create_failure(), Some(400));
+        assert!(state.take_token_failure() && state.take_token_failure());
         assert!(!state.take_token_failure());
     }
 

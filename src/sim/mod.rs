@@ -135,6 +135,9 @@
 //! before a late `Ringing`), failing creations (`[500, 429, 400]`, the 429 with
 //! `Retry-After: 1`) and token requests, dropped final statuses (visible only
 //! through tracking). With `seed`, reproducible for calls created in the same order.
+//! Failures can also be queued on a running simulator without resetting the rest
+//! ([`SimHandle::queue_create_failures`]), and [`SimHandle::injected`] tallies
+//! what was actually served, so a fault suite counts injections, not intentions.
 
 mod call;
 pub mod callees;
@@ -157,11 +160,11 @@ use url::Url;
 use uuid::Uuid;
 
 pub use callees::{Behaviour, CalleeScript, Callees, CalleesError, Press, PressTiming};
-pub use faults::Faults;
+pub use faults::{Faults, InjectedFaults, RefusedCreation};
 pub use state::{
     CallbackRecord, EventOutcome, EventPostRecord, SimCallRecord, SimEvent, StatusChange,
 };
-pub use voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings};
+pub use voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, VoiceflowInjected};
 
 use crate::config::SimConfig;
 use crate::net;
@@ -378,6 +381,33 @@ impl SimHandle {
     /// Probabilities outside 0..=1 are clamped.
     pub fn set_faults(&self, faults: Faults) {
         self.inner.shared.lock().faults = faults::FaultState::new(faults);
+    }
+
+    /// Queues creation failures after any still pending, without resetting the
+    /// other faults or their random source (unlike [`SimHandle::set_faults`]).
+    pub fn queue_create_failures(&self, statuses: &[u16]) -> Result<(), SimError> {
+        if let Some(bad) = statuses.iter().find(|s| !(400..=599).contains(*s)) {
+            return Err(SimError::InvalidFaults(format!(
+                "fail_create status {bad} is not an HTTP error status (400-599)"
+            )));
+        }
+        self.inner
+            .shared
+            .lock()
+            .faults
+            .queue_create_failures(statuses);
+        Ok(())
+    }
+
+    /// Makes `n` more token requests fail, without resetting the other faults.
+    pub fn queue_token_failures(&self, n: u32) {
+        self.inner.shared.lock().faults.queue_token_failures(n);
+    }
+
+    /// The failures served so far: refused creations (with their numbers) and
+    /// failed token requests. Callback faults are in each [`SimCallRecord`].
+    pub fn injected(&self) -> InjectedFaults {
+        self.inner.shared.lock().injected.clone()
     }
 
     /// Every call placed so far, in creation order.

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::callees::{Behaviour, Callees};
-use super::faults::{FaultState, Faults};
+use super::faults::{FaultState, Faults, InjectedFaults};
 use crate::domain::phone::mask;
 use crate::routee::{CallAction, CallStatus, Dialplan};
 
@@ -128,6 +128,8 @@ pub struct SimCallRecord {
     pub behaviour: Behaviour,
     /// The dialplan the conversation was created with.
     pub dialplan: Dialplan,
+    /// Where status callbacks go (`callback.url`), when the creation gave one.
+    pub callback_url: Option<String>,
     pub hangup_delay: Option<u32>,
     pub max_duration: Option<u32>,
     /// The current status.
@@ -306,6 +308,8 @@ pub(crate) struct State {
     pub callees: Callees,
     pub initial_callees: Callees,
     pub faults: FaultState,
+    /// The failures served so far (kept across `set_faults`, cleared by reset).
+    pub injected: InjectedFaults,
     pub attempts: HashMap<String, u32>,
     pub calls: Vec<CallEntry>,
     pub by_message_id: HashMap<String, usize>,
@@ -349,6 +353,7 @@ impl Shared {
                 initial_callees: callees.clone(),
                 callees,
                 faults: FaultState::new(faults),
+                injected: InjectedFaults::default(),
                 attempts: HashMap::new(),
                 calls: Vec::new(),
                 by_message_id: HashMap::new(),
@@ -464,6 +469,7 @@ impl Shared {
         state.attempts.clear();
         state.callees = state.initial_callees.clone();
         state.faults = FaultState::new(Faults::none());
+        state.injected = InjectedFaults::default();
     }
 }
 

@@ -32,9 +32,10 @@
 //! delays every answer; `fail_next` makes the next requests answer those
 //! statuses (a 429 with `Retry-After: 1`); `garbage_next` makes the next answers
 //! a 200 whose body is not JSON. Injected failures come before authentication,
-//! as an outage would, and the failed request changes nothing.
+//! as an outage would, and the failed request changes nothing. What was served
+//! is tallied ([`SimVoiceflowHandle::injected`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -108,6 +109,17 @@ pub struct VoiceflowFaults {
     pub latency_ms: u64,
     pub fail_next: Vec<u16>,
     pub garbage_next: u32,
+}
+
+/// The failures the simulated assistant actually served, for reliability tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct VoiceflowInjected {
+    /// Requests answered with an injected status, by status.
+    pub failures: BTreeMap<u16, u32>,
+    /// Requests answered 200 with a body that is not JSON.
+    pub garbage: u32,
+    /// Requests held back by `latency_ms`.
+    pub delayed: u32,
 }
 
 /// One interact request as received.
@@ -301,6 +313,7 @@ struct VfState {
     latency_ms: u64,
     fail_next: VecDeque<u16>,
     garbage_next: u32,
+    injected: VoiceflowInjected,
 }
 
 struct VfShared {
@@ -356,7 +369,13 @@ fn verror(status: StatusCode, message: &str) -> Response {
 /// Latency, then injected failures, then authentication: in front of every
 /// Dialog Manager and project route.
 async fn gate(State(vf): State<Arc<VfShared>>, request: Request, next: Next) -> Response {
-    let latency = vf.lock().latency_ms;
+    let latency = {
+        let mut state = vf.lock();
+        if state.latency_ms > 0 {
+            state.injected.delayed += 1;
+        }
+        state.latency_ms
+    };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -367,9 +386,11 @@ async fn gate(State(vf): State<Arc<VfShared>>, request: Request, next: Next) -> 
     let inject = {
         let mut state = vf.lock();
         if let Some(status) = state.fail_next.pop_front() {
+            *state.injected.failures.entry(status).or_insert(0) += 1;
             Some(Inject::Fail(status))
         } else if state.garbage_next > 0 {
             state.garbage_next -= 1;
+            state.injected.garbage += 1;
             Some(Inject::Garbage)
         } else {
             None
@@ -600,6 +621,7 @@ impl SimVoiceflow {
                     latency_ms: settings.latency_ms,
                     fail_next: settings.fail_next.into(),
                     garbage_next: settings.garbage_next,
+                    injected: VoiceflowInjected::default(),
                 }),
             }),
         }
@@ -728,6 +750,11 @@ impl SimVoiceflowHandle {
     /// The next `n` answers are a 200 whose body is not JSON.
     pub fn garbage_next(&self, n: u32) {
         self.lock().garbage_next = n;
+    }
+
+    /// The failures served so far (injected statuses, garbage, delayed answers).
+    pub fn injected(&self) -> VoiceflowInjected {
+        self.lock().injected.clone()
     }
 
     /// Every transcript PUT so far.

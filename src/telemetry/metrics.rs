@@ -27,7 +27,7 @@ pub const TIME_TO_ACCEPT: &str = "ivr_time_to_accept_seconds";
 /// Seconds to answer a Routee webhook. Labels `route`: collect|status, `status_class`: 2xx|4xx|5xx.
 pub const WEBHOOK_DURATION: &str = "ivr_webhook_duration_seconds";
 /// eventUrl answers that were not the assistant's own turn. Label `reason`:
-/// voiceflow_timeout|voiceflow_error|turn_busy|late_output.
+/// voiceflow_timeout|voiceflow_error|turn_busy|late_output|store_error|store_timeout.
 pub const WEBHOOK_FALLBACKS: &str = "ivr_webhook_fallbacks_total";
 /// Seconds per upstream request. Labels `upstream`: routee|voiceflow|notify,
 /// `operation` (a fixed name per endpoint), `status_class`: 2xx|3xx|4xx|5xx|timeout|error.
