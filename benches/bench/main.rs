@@ -40,7 +40,6 @@ mod stats;
 mod status;
 mod turn;
 
-
 /// The same allocator as the `ivr-gateway` binary, so in-process figures match it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

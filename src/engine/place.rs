@@ -79,6 +79,7 @@ impl Engine {
             Update::Committed {
                 callout,
                 result: true,
+                ..
             } => callout,
             // Handled elsewhere, or cancelled meanwhile (the attempt ended then).
             _ => return Ok(()),
