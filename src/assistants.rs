@@ -215,11 +215,15 @@ struct Metadata {
     unavailable: Option<String>,
 }
 
+/// Decrypted assistants by id, with when each was read.
+type Cache = HashMap<AssistantId, (Instant, Arc<ResolvedAssistant>)>;
+
 #[derive(Clone)]
 pub struct Assistants {
     store: Store,
     signer: Signer,
-    cache: Arc<Mutex<HashMap<AssistantId, (Instant, ResolvedAssistant)>>>,
+    /// Shared (`Arc`): a key press borrows its assistant instead of copying it.
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl std::fmt::Debug for Assistants {
@@ -260,11 +264,11 @@ impl Assistants {
     pub async fn resolve(
         &self,
         id: AssistantId,
-    ) -> Result<Option<ResolvedAssistant>, ResolveError> {
+    ) -> Result<Option<Arc<ResolvedAssistant>>, ResolveError> {
         if let Some((at, hit)) = self.lock().get(&id)
             && at.elapsed() < CACHE_TTL
         {
-            return Ok(Some(hit.clone()));
+            return Ok(Some(Arc::clone(hit)));
         }
         let Some(mut assistant) = self.store.assistant(id).await? else {
             self.forget(id);
@@ -284,14 +288,15 @@ impl Assistants {
                 }
             }
         }
-        let resolved = ResolvedAssistant {
+        let resolved = Arc::new(ResolvedAssistant {
             credentials: VoiceflowCredentials {
                 api_key: key,
                 version: assistant.version.clone(),
             },
             assistant,
-        };
-        self.lock().insert(id, (Instant::now(), resolved.clone()));
+        });
+        self.lock()
+            .insert(id, (Instant::now(), Arc::clone(&resolved)));
         Ok(Some(resolved))
     }
 
@@ -300,9 +305,7 @@ impl Assistants {
         self.lock().remove(&id);
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<AssistantId, (Instant, ResolvedAssistant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -211,11 +211,19 @@ pub struct InFlightTurn {
 
 /// A dialplan already answered for a turn: a repeated delivery of the same
 /// COLLECT event gets the same answer, not a second Voiceflow turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CachedAnswer {
     pub turn: u32,
-    /// The dialplan JSON exactly as answered.
-    pub dialplan: String,
+    /// The dialplan JSON exactly as answered, kept as raw JSON inside the callout
+    /// document: storing it as a string would escape and unescape every quote of
+    /// it on each commit and load of the document (a hot path of every key press).
+    pub dialplan: Box<serde_json::value::RawValue>,
+}
+
+impl PartialEq for CachedAnswer {
+    fn eq(&self, other: &Self) -> bool {
+        self.turn == other.turn && self.dialplan.get() == other.dialplan.get()
+    }
 }
 
 /// How many answered turns are remembered for duplicates.
@@ -325,11 +333,21 @@ impl Attempt {
         self.answers
             .iter()
             .find(|a| a.turn == turn)
-            .map(|a| a.dialplan.as_str())
+            .map(|a| a.dialplan.get())
     }
 
-    /// Remembers the answer for `turn`, keeping the last few.
+    /// The most recent answer given, if any.
+    pub fn last_answer(&self) -> Option<&str> {
+        self.answers.last().map(|a| a.dialplan.get())
+    }
+
+    /// Remembers the answer for `turn` (a dialplan's JSON), keeping the last few.
+    /// Text that is not JSON is not cached (answers are always serialized
+    /// dialplans, so that never happens in practice).
     pub fn cache_answer(&mut self, turn: u32, dialplan: String) {
+        let Ok(dialplan) = serde_json::value::RawValue::from_string(dialplan) else {
+            return;
+        };
         self.answers.retain(|a| a.turn != turn);
         self.answers.push(CachedAnswer { turn, dialplan });
         if self.answers.len() > CACHED_ANSWERS {
@@ -392,13 +410,16 @@ mod tests {
     fn answers_are_cached_per_turn_and_bounded() {
         let mut a = attempt();
         for t in 0..5 {
-            a.cache_answer(t, format!("plan{t}"));
+            a.cache_answer(t, format!("{{\"plan\":{t}}}"));
         }
         assert_eq!(a.answers.len(), CACHED_ANSWERS);
-        assert_eq!(a.cached_answer(4), Some("plan4"));
+        assert_eq!(a.cached_answer(4), Some("{\"plan\":4}"));
         assert_eq!(a.cached_answer(0), None);
-        a.cache_answer(4, "again".into());
-        assert_eq!(a.cached_answer(4), Some("again"));
+        a.cache_answer(4, "{\"again\":true}".into());
+        assert_eq!(a.cached_answer(4), Some("{\"again\":true}"));
+        // Not JSON: never cached (answers are serialized dialplans).
+        a.cache_answer(5, "not json".into());
+        assert_eq!(a.cached_answer(5), None);
     }
 
     #[test]

@@ -119,10 +119,23 @@ impl Serialize for E164 {
     }
 }
 
+/// Deserialization reads numbers the gateway itself stored (callout documents),
+/// which were fully validated by [`FromStr`] when they entered: it only checks the
+/// E.164 shape (`+` and 8 to 15 digits) instead of running libphonenumber again on
+/// every load of a document (that was most of the cost of reading one). Input from
+/// outside is parsed with `FromStr`, never with this.
 impl<'de> Deserialize<'de> for E164 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        let digits = s.strip_prefix('+').unwrap_or("");
+        if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(E164(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "stored phone number {} is not in E.164 form",
+                mask(&s)
+            )))
+        }
     }
 }
 
@@ -198,6 +211,20 @@ mod tests {
         );
         // Ordinary numbers of the same countries still pass.
         assert!("+1 415 555 2671".parse::<E164>().is_ok());
+    }
+
+    #[test]
+    fn stored_numbers_are_read_back_by_shape_only() {
+        let n: E164 = serde_json::from_str("\"+306900000001\"").unwrap();
+        assert_eq!(n.as_str(), "+306900000001");
+        for bad in [
+            "\"306900000001\"",
+            "\"+30 690\"",
+            "\"+1\"",
+            "\"+12345678901234567\"",
+        ] {
+            assert!(serde_json::from_str::<E164>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`effects`]: hanging up, `notify_url`, Voiceflow transcripts.
 //! - [`view`]: the public JSON of a callout.
 
+mod cache;
 mod effects;
 mod jobs;
 mod place;
@@ -115,6 +116,8 @@ pub struct Inner {
     /// Last time the timer loop went round (ms), for liveness.
     heartbeat: AtomicI64,
     notify_http: reqwest::Client,
+    /// Documents recently read or committed here (webhook hot paths only).
+    docs: cache::DocCache,
 }
 
 /// The engine; cheap to clone.
@@ -162,6 +165,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             heartbeat: AtomicI64::new(Timestamp::now().millis()),
             notify_http,
+            docs: cache::DocCache::default(),
         })))
     }
 
@@ -220,6 +224,7 @@ impl Engine {
                 value: mut callout,
             }) = self.store.load(id).await?
             else {
+                self.docs.forget(id);
                 return Ok(Update::Missing);
             };
             let before = callout.clone();
@@ -238,6 +243,7 @@ impl Engine {
                 .await?
             {
                 Commit::Done { version } => {
+                    self.docs.put(version, &callout);
                     self.after_commit(&callout, changes);
                     return Ok(Update::Committed {
                         callout,
@@ -249,6 +255,24 @@ impl Engine {
             }
         }
         Err(EngineError::Contention(id))
+    }
+
+    /// The document for a webhook: from this replica's cache when it has one, else
+    /// from the store; the flag says which. A cached document may be stale: pass
+    /// the flag to `update_from`, whose commit catches a stale change and which
+    /// re-checks a "nothing to do" on a fresh read.
+    pub(crate) async fn load_cached(
+        &self,
+        id: CalloutId,
+    ) -> Result<Option<(Versioned<Callout>, bool)>, StoreError> {
+        if let Some(hit) = self.docs.get(id) {
+            return Ok(Some((hit, true)));
+        }
+        let loaded = self.store.load(id).await?;
+        if let Some(v) = &loaded {
+            self.docs.put(v.version, &v.value);
+        }
+        Ok(loaded.map(|v| (v, false)))
     }
 
     /// Publishes and measures committed events, then starts committed effects.
@@ -359,7 +383,10 @@ impl Engine {
         let status = cb.status.name.clone();
         let message_id = cb.message_id.clone();
         let tracking_id = cb.conversation_tracking_id.clone();
-        self.update(id, |c, now| {
+        let Some((loaded, cached)) = self.load_cached(id).await? else {
+            return Ok(()); // an expired callout: nothing to apply
+        };
+        self.update_from(loaded, cached, |c, now| {
             (
                 c.on_status(
                     call,

@@ -20,6 +20,7 @@
 //!    key as the call ended, or who waited on hold, still accepted.
 //! 4. If the store itself is down, the caller is asked to press again (same turn).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::place::{assistant_context, assistant_rendering, extend, log_notes, template_vars};
@@ -114,7 +115,7 @@ impl Engine {
         event: &CollectEvent,
         deadline: Instant,
     ) -> Result<String, EngineError> {
-        let Some(loaded) = self.store.load(id).await? else {
+        let Some((loaded, cached)) = self.load_cached(id).await? else {
             return Ok(json(&render::closing_dialplan(
                 CLOSED_TEXT,
                 default_voice(),
@@ -123,11 +124,12 @@ impl Engine {
         let tones = event.digits();
         match loaded.value.script.clone() {
             Script::Template { name } => {
-                self.template_turn(loaded, &name, call, turn, &tones).await
+                self.template_turn(loaded, cached, &name, call, turn, &tones)
+                    .await
             }
             Script::Assistant { id: assistant } => {
                 let resolved = self.assistants.resolve(assistant).await.ok().flatten();
-                self.assistant_turn(loaded, resolved, call, turn, &tones, deadline)
+                self.assistant_turn(loaded, cached, resolved, call, turn, &tones, deadline)
                     .await
             }
         }
@@ -143,8 +145,8 @@ impl Engine {
         }
         if turn < a.turn {
             // Older than anything cached: the call has moved on.
-            return Some(match a.answers.last() {
-                Some(last) => Step::Answer(last.dialplan.clone()),
+            return Some(match a.last_answer() {
+                Some(last) => Step::Answer(last.to_owned()),
                 None => Step::Closing(Closing::Closed),
             });
         }
@@ -164,6 +166,7 @@ impl Engine {
     async fn template_turn(
         &self,
         loaded: Versioned<Callout>,
+        cached: bool,
         name: &str,
         call: CallId,
         turn: u32,
@@ -179,7 +182,7 @@ impl Engine {
         let next_url = self.collect_url(id, call, turn + 1);
         let timing = self.settings.timing;
         let outcome = self
-            .update_from(loaded, |c, now| {
+            .update_from(loaded, cached, |c, now| {
                 if let Some(step) = Self::settled(c, call, turn) {
                     return (Changes::default(), step);
                 }
@@ -244,10 +247,12 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_lines)] // one decision procedure, kept in one place on purpose
+    #[allow(clippy::too_many_arguments)] // the turn's inputs, each distinct
     async fn assistant_turn(
         &self,
         loaded: Versioned<Callout>,
-        resolved: Option<ResolvedAssistant>,
+        cached: bool,
+        resolved: Option<Arc<ResolvedAssistant>>,
         call: CallId,
         turn: u32,
         tones: &str,
@@ -260,16 +265,16 @@ impl Engine {
             .as_ref()
             .map(|r| r.assistant.settings.keypad.clone())
             .unwrap_or_default();
-        let fallback_keys = fallback_keypad(resolved.as_ref());
+        let fallback_keys = fallback_keypad(resolved.as_deref());
         let voice = loaded
             .value
             .attempt(call)
-            .map(|a| assistant_voice(&loaded.value, a.contact, resolved.as_ref()))
+            .map(|a| assistant_voice(&loaded.value, a.contact, resolved.as_deref()))
             .unwrap_or_else(default_voice);
         let in_flight_for = self.settings.webhook_deadline + LATE_WINDOW;
         let (actions, phrases) = resolved
             .as_ref()
-            .map(assistant_rendering)
+            .map(|r| assistant_rendering(r))
             .unwrap_or_default();
         let fallback_plan = |url: &str| {
             let ctx = render::TurnContext {
@@ -298,7 +303,7 @@ impl Engine {
         let no_assistant = resolved.is_none();
 
         let outcome = self
-            .update_from(loaded.clone(), |c, now| {
+            .update_from(loaded.clone(), cached, |c, now| {
                 if let Some(step) = Self::settled(c, call, turn) {
                     return (Changes::default(), step);
                 }
@@ -463,7 +468,7 @@ impl Engine {
         match finished {
             Ok(Ok(Ok(traces))) => {
                 let outcome = self
-                    .update_from(claimed, |c, now| {
+                    .update_from(claimed, false, |c, now| {
                         if let Some(cached) = c.attempt(call).and_then(|a| a.cached_answer(turn)) {
                             return (Changes::default(), Some(cached.to_owned()));
                         }
@@ -592,7 +597,7 @@ impl Engine {
             Result<Vec<crate::voiceflow::Trace>, crate::voiceflow::client::VoiceflowError>,
             tokio::task::JoinError,
         >,
-        resolved: ResolvedAssistant,
+        resolved: Arc<ResolvedAssistant>,
     ) {
         let timing = self.settings.timing;
         let (actions, phrases) = assistant_rendering(&resolved);
@@ -688,9 +693,14 @@ impl Engine {
 
     /// Like [`Engine::update`] but starts from an already loaded document (saves a
     /// round trip on the webhook hot path).
+    /// `cached`: the document came from this replica's cache and may be stale. A
+    /// change made on it is caught by the commit's compare-and-set; a "nothing to
+    /// do" is not (a stale document may lack the very attempt a webhook is about),
+    /// so that answer is only trusted after a fresh read.
     pub(crate) async fn update_from<R>(
         &self,
         loaded: Versioned<Callout>,
+        cached: bool,
         mut transition: impl FnMut(&mut Callout, Timestamp) -> (Changes, R),
     ) -> Result<Update<R>, EngineError> {
         let Versioned { version, value } = loaded;
@@ -699,6 +709,9 @@ impl Engine {
         let now = Timestamp::now();
         let (changes, result) = transition(&mut callout, now);
         if changes.is_empty() && callout == before {
+            if cached {
+                return self.update(callout.id, transition).await;
+            }
             return Ok(Update::Unchanged {
                 callout,
                 version,
@@ -711,6 +724,7 @@ impl Engine {
             .await?
         {
             crate::store::Commit::Done { version } => {
+                self.docs.put(version, &callout);
                 self.after_commit(&callout, changes);
                 Ok(Update::Committed {
                     callout,
@@ -719,7 +733,10 @@ impl Engine {
                 })
             }
             crate::store::Commit::Conflict => {
+                // Another replica (or task) moved on: drop what we had and retry on
+                // a fresh read.
                 metrics::counter!(m::STORE_CONFLICTS).increment(1);
+                self.docs.forget(callout.id);
                 self.update(callout.id, transition).await
             }
         }

@@ -162,7 +162,10 @@ async fn find(state: &AppState, key: &str) -> Result<Assistant, ApiError> {
 }
 
 /// The assistant with its decrypted key, for the conversation tools.
-async fn resolve(state: &AppState, key: &str) -> Result<ResolvedAssistant, ApiError> {
+async fn resolve(
+    state: &AppState,
+    key: &str,
+) -> Result<std::sync::Arc<ResolvedAssistant>, ApiError> {
     let id = find(state, key).await?.id;
     match state.engine.assistants.resolve(id).await {
         Ok(Some(r)) => Ok(r),

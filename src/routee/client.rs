@@ -334,7 +334,7 @@ impl RouteeClient {
     ///
     /// On error, check [`RouteeError::may_have_been_applied`] before placing the
     /// call again.
-    #[tracing::instrument(skip_all, fields(to = %masked_destination(&request.to)))]
+    #[tracing::instrument(level = "debug", skip_all, fields(to = %masked_destination(&request.to)))]
     pub async fn create_conversation(
         &self,
         request: &CreateConversation,
@@ -351,7 +351,7 @@ impl RouteeClient {
     /// `PUT /voice/conversation/{messageId}` with `{"action": "hangup"|"reject"}`:
     /// ends an answered call or refuses one still ringing. `message_id` is the
     /// call leg's id (from a callback), not the conversation's tracking id.
-    #[tracing::instrument(skip_all, fields(message_id = %message_id, action = ?action))]
+    #[tracing::instrument(level = "debug", skip_all, fields(message_id = %message_id, action = ?action))]
     pub async fn control_call(
         &self,
         message_id: &str,
@@ -367,7 +367,7 @@ impl RouteeClient {
 
     /// `GET /voice/tracking/conversation/{conversationTrackingId}`: the call legs
     /// of a conversation with their statuses (the first page of them).
-    #[tracing::instrument(skip_all, fields(conversation = %conversation_tracking_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(conversation = %conversation_tracking_id))]
     pub async fn dial_tracking(
         &self,
         conversation_tracking_id: &str,

@@ -166,7 +166,10 @@ impl RedisStore {
         let id = callout.id;
         let shard = shard_of(id);
         let idx = IndexInfo::of(callout, self.shared.retention);
-        let doc = serde_json::to_string(callout).map_err(|e| corrupt("callout", e))?;
+        // Pre-sized: documents are a few KiB, and growing the buffer by doubling
+        // copied it several times per commit.
+        let mut doc = Vec::with_capacity(8 * 1024);
+        serde_json::to_writer(&mut doc, callout).map_err(|e| corrupt("callout", e))?;
         let token = format!("{:032x}", rand::random::<u128>());
         let mut inv = self.shared.scripts.commit.prepare_invoke();
         inv.key(self.shared.keys.callout(id))

@@ -324,7 +324,7 @@ impl VoiceflowClient {
 
     /// [`Self::interact`], also returning Voiceflow's answer as it came (the
     /// conversation tools show it next to what the gateway made of it).
-    #[tracing::instrument(skip_all, fields(user_id = %user_id, request = request.label()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id, request = request.label()))]
     pub async fn interact_raw(
         &self,
         creds: &VoiceflowCredentials,
@@ -370,7 +370,7 @@ impl VoiceflowClient {
     }
 
     /// `GET {runtime}/state/user/{userID}`: the stored state (`{}` when none).
-    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn get_state(
         &self,
         creds: &VoiceflowCredentials,
@@ -392,7 +392,7 @@ impl VoiceflowClient {
     }
 
     /// `DELETE {runtime}/state/user/{userID}`: forgets the user's conversation.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn delete_state(
         &self,
         creds: &VoiceflowCredentials,
@@ -414,7 +414,7 @@ impl VoiceflowClient {
 
     /// `PATCH {runtime}/state/user/{userID}/variables` with the flat object:
     /// merges variables into the state and returns the state Voiceflow answers.
-    #[tracing::instrument(skip_all, fields(user_id = %user_id, count = variables.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id, count = variables.len()))]
     pub async fn patch_variables(
         &self,
         creds: &VoiceflowCredentials,
@@ -447,7 +447,7 @@ impl VoiceflowClient {
 
     /// `PUT {api}/v2/transcripts`: creates or updates the transcript of a session
     /// (an upsert on project + session) and returns Voiceflow's record.
-    #[tracing::instrument(skip_all, fields(session_id = %transcript.session_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %transcript.session_id))]
     pub async fn save_transcript(
         &self,
         creds: &VoiceflowCredentials,
@@ -480,7 +480,7 @@ impl VoiceflowClient {
     /// Checks that the key and version can run conversations: reads the state of a
     /// fresh random user, which goes through the runtime's key check and version
     /// alias resolution without starting a conversation.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn probe(&self, creds: &VoiceflowCredentials) -> Result<(), VoiceflowError> {
         let user_id = format!("ivr-gateway-probe-{}", uuid::Uuid::new_v4().simple());
         let url = endpoint(&self.inner.runtime_url, &["state", "user", &user_id])?;
@@ -495,7 +495,7 @@ impl VoiceflowClient {
     /// `GET {api}/v2/versions/{version}/export`: the project and version the
     /// credentials point at. An alias (`production`, `development`) needs
     /// `project_id` (sent as the `projectid` header). Reads at most a few MiB.
-    #[tracing::instrument(skip_all, fields(version = %creds.version))]
+    #[tracing::instrument(level = "debug", skip_all, fields(version = %creds.version))]
     pub async fn export_version(
         &self,
         creds: &VoiceflowCredentials,

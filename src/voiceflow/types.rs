@@ -160,24 +160,27 @@ impl Trace {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        let payload = raw.get("payload").cloned().unwrap_or(Value::Null);
+        // Borrowed: most traces only need a few strings out of their payload; a
+        // `Value` is cloned only where the trace keeps it (internal and custom).
+        static NULL: Value = Value::Null;
+        let payload = raw.get("payload").unwrap_or(&NULL);
         match kind.as_str() {
             "speak" => Trace::Speak(Speak {
-                message: str_field(&payload, "message"),
-                kind: opt_str_field(&payload, "type").unwrap_or_else(|| "message".into()),
-                src: opt_str_field(&payload, "src"),
-                voice: opt_str_field(&payload, "voice"),
+                message: str_field(payload, "message"),
+                kind: opt_str_field(payload, "type").unwrap_or_else(|| "message".into()),
+                src: opt_str_field(payload, "src"),
+                voice: opt_str_field(payload, "voice"),
             }),
             "text" => Trace::Text {
-                message: match &payload {
+                message: match payload {
                     Value::String(s) => s.clone(),
-                    _ => str_field(&payload, "message"),
+                    _ => str_field(payload, "message"),
                 },
             },
             "choice" => Trace::Choice {
-                buttons: buttons(&payload),
+                buttons: buttons(payload),
             },
-            "cardV2" | "card" => card(&payload),
+            "cardV2" | "card" => card(payload),
             "no-reply" => Trace::NoReply {
                 timeout: payload
                     .get("timeout")
@@ -186,15 +189,15 @@ impl Trace {
             },
             "end" => Trace::End,
             "path" => Trace::Path {
-                path: str_field(&payload, "path"),
+                path: str_field(payload, "path"),
             },
             "visual" => Trace::Visual {
-                image: opt_str_field(&payload, "image"),
+                image: opt_str_field(payload, "image"),
             },
             "debug" => Trace::Debug {
-                message: match &payload {
+                message: match payload {
                     Value::String(s) => s.clone(),
-                    _ => str_field(&payload, "message"),
+                    _ => str_field(payload, "message"),
                 },
             },
             "flow"
@@ -208,9 +211,12 @@ impl Trace {
             | "completion"
             | "completion-start"
             | "completion-continue"
-            | "completion-end" => Trace::Internal { kind, payload },
+            | "completion-end" => Trace::Internal {
+                kind,
+                payload: payload.clone(),
+            },
             "channel-action" => {
-                let name = opt_str_field(&payload, "name").unwrap_or_else(|| kind.clone());
+                let name = opt_str_field(payload, "name").unwrap_or_else(|| kind.clone());
                 let body = payload
                     .get("payload")
                     .or_else(|| payload.get("data"))
@@ -220,9 +226,9 @@ impl Trace {
             }
             "" => Trace::Internal {
                 kind: String::new(),
-                payload,
+                payload: payload.clone(),
             },
-            _ => Trace::CustomAction(custom_action(kind, payload, raw)),
+            _ => Trace::CustomAction(custom_action(kind, payload.clone(), raw)),
         }
     }
 }
