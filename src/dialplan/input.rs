@@ -49,7 +49,7 @@ pub fn request_for_input(
         return expects_no_reply.then_some(Request::NoReply);
     }
     if let Some(item) = menu.iter().find(|m| m.digit == digits) {
-        return Some(Request::Raw(item.request.clone()));
+        return Some(Request::Raw(item.request()));
     }
     if let Some(intent) = keypad.get(digits) {
         return Some(Request::Intent {
@@ -68,11 +68,11 @@ mod tests {
     use serde_json::json;
 
     fn menu() -> Vec<MenuItem> {
-        vec![MenuItem {
-            digit: "1".into(),
-            label: "Accept".into(),
-            request: json!({"type": "path-abc", "payload": {"label": "Accept"}}),
-        }]
+        vec![MenuItem::new(
+            "1",
+            "Accept",
+            &json!({"type": "path-abc", "payload": {"label": "Accept"}}),
+        )]
     }
 
     fn keypad() -> BTreeMap<String, String> {

@@ -284,6 +284,19 @@ pub fn render_turn(traces: &[Trace], ctx: &TurnContext<'_>) -> RenderedTurn {
     turn.finish()
 }
 
+/// The request that resumes a runtime stopped on a custom action, by the same rule
+/// [`render_turn`] applies (and without rendering): the last meaningful trace is
+/// a custom action with paths, other than `DTMF` (which waits for a key).
+pub fn resume_request(traces: &[Trace], actions: &ActionNames) -> Option<Request> {
+    let i = stopped_action(traces)?;
+    match &traces[i] {
+        Trace::CustomAction(a) if actions.kind(&a.name) != ActionKind::Dtmf => {
+            Some(a.resume_request())
+        }
+        _ => None,
+    }
+}
+
 /// The index of the custom action the runtime stopped on, if any: the last
 /// meaningful trace, when it is a custom action with paths.
 fn stopped_action(traces: &[Trace]) -> Option<usize> {
@@ -500,7 +513,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             let digit = self.next_button.to_string();
             self.next_button += 1;
             let label = speakable(&button.name);
-            if self.add_menu_item(kind, &digit, &label, button.request.clone()) {
+            if self.add_menu_item(kind, &digit, &label, &button.request) {
                 lines.push(self.ctx.phrases.menu_line(&digit, &label));
             }
         }
@@ -517,7 +530,7 @@ impl<'c, 'a> Turn<'c, 'a> {
     }
 
     /// Adds a menu entry unless its key is taken (the first one keeps it).
-    fn add_menu_item(&mut self, kind: &str, digit: &str, label: &str, request: Value) -> bool {
+    fn add_menu_item(&mut self, kind: &str, digit: &str, label: &str, request: &Value) -> bool {
         if let Some(taken) = self.menu.iter().find(|m| m.digit == digit) {
             let note = format!(
                 "{kind}: key {digit} already means {:?}, {label:?} not offered",
@@ -526,11 +539,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             self.note(note);
             return false;
         }
-        self.menu.push(MenuItem {
-            digit: digit.to_owned(),
-            label: label.to_owned(),
-            request,
-        });
+        self.menu.push(MenuItem::new(digit, label, request));
         true
     }
 
@@ -610,7 +619,7 @@ impl<'c, 'a> Turn<'c, 'a> {
                 continue;
             };
             offered += 1;
-            self.add_menu_item(&action.name, keys, path, json!({ "type": path }));
+            self.add_menu_item(&action.name, keys, path, &json!({ "type": path }));
         }
         if offered == 0 {
             self.note(format!(

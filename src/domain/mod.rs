@@ -57,9 +57,42 @@ pub enum Decision {
 
 /// One entry of a keypad menu offered during a Voiceflow-driven call: pressing
 /// `digit` sends `request` (a button's own request, verbatim) to Voiceflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The request is kept as raw JSON: the menu rides in the callout document, which
+/// every key press loads, copies and commits, while the request is parsed only
+/// when its key is pressed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MenuItem {
     pub digit: String,
     pub label: String,
-    pub request: serde_json::Value,
+    pub request: Box<serde_json::value::RawValue>,
+}
+
+impl MenuItem {
+    pub fn new(
+        digit: impl Into<String>,
+        label: impl Into<String>,
+        request: &serde_json::Value,
+    ) -> Self {
+        Self {
+            digit: digit.into(),
+            label: label.into(),
+            // A `Value` always serializes; `null` stands in should that ever change.
+            request: serde_json::value::to_raw_value(request)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
+        }
+    }
+
+    /// The request to send to Voiceflow when the key is pressed.
+    pub fn request(&self) -> serde_json::Value {
+        serde_json::from_str(self.request.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for MenuItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.digit == other.digit
+            && self.label == other.label
+            && self.request.get() == other.request.get()
+    }
 }

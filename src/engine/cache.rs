@@ -14,7 +14,7 @@
 //! The timer loop, the periodic jobs and the API's reads always read the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::domain::{Callout, CalloutId};
 use crate::store::Versioned;
@@ -24,30 +24,32 @@ const CAPACITY: usize = 20_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct DocCache {
-    docs: Mutex<HashMap<CalloutId, (u64, Arc<Callout>)>>,
+    docs: Mutex<HashMap<CalloutId, (u64, Callout)>>,
 }
 
 impl DocCache {
-    fn lock(&self) -> MutexGuard<'_, HashMap<CalloutId, (u64, Arc<Callout>)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<CalloutId, (u64, Callout)>> {
         // Entries are replaced whole; a poisoned lock still holds consistent ones.
         self.docs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A copy of the cached document, if any.
-    pub fn get(&self, id: CalloutId) -> Option<Versioned<Callout>> {
-        let hit = self.lock().get(&id).map(|(v, doc)| (*v, Arc::clone(doc)))?;
+    /// Takes the cached document out, if any: the caller transitions it and
+    /// `put`s the committed result back, so the common path copies it once, not
+    /// twice. A second webhook of the same callout meanwhile reads the store.
+    pub fn take(&self, id: CalloutId) -> Option<Versioned<Callout>> {
+        let (version, doc) = self.lock().remove(&id)?;
         Some(Versioned {
-            version: hit.0,
-            value: (*hit.1).clone(),
+            version,
+            value: doc,
         })
     }
 
     /// Remembers `callout` at `version`, unless a newer version is cached already
     /// (two tasks of this replica may finish out of order). Finished callouts with
     /// nothing left to do are forgotten instead.
-    pub fn put(&self, version: u64, callout: &Callout) {
+    pub fn put(&self, version: u64, callout: Callout) {
         let id = callout.id;
         if callout.status.is_final() && callout.next_due().is_none() {
             self.lock().remove(&id);
@@ -63,7 +65,7 @@ impl DocCache {
                 docs.remove(&victim);
             }
         }
-        docs.insert(id, (version, Arc::new(callout.clone())));
+        docs.insert(id, (version, callout));
     }
 
     pub fn forget(&self, id: CalloutId) {
@@ -96,13 +98,15 @@ mod tests {
     fn the_newest_version_wins_and_finished_callouts_are_forgotten() {
         let cache = DocCache::default();
         let mut c = callout();
-        cache.put(2, &c);
+        cache.put(2, c.clone());
         c.name = "older".into();
-        cache.put(1, &c);
-        assert_eq!(cache.get(c.id).unwrap().version, 2);
-        assert_eq!(cache.get(c.id).unwrap().value.name, "T");
+        cache.put(1, c.clone());
+        let taken = cache.take(c.id).unwrap();
+        assert_eq!((taken.version, taken.value.name.as_str()), (2, "T"));
+        assert!(cache.take(c.id).is_none(), "taken out, not copied");
+        cache.put(2, taken.value);
         c.cancel(Timestamp(1), &Timing::default()).unwrap();
-        cache.put(3, &c);
-        assert!(cache.get(c.id).is_none());
+        cache.put(3, c.clone());
+        assert!(cache.take(c.id).is_none());
     }
 }

@@ -231,6 +231,7 @@ impl Engine {
             let now = Timestamp::now();
             let (changes, result) = transition(&mut callout, now);
             if changes.is_empty() && callout == before {
+                self.docs.put(version, before);
                 return Ok(Update::Unchanged {
                     callout,
                     version,
@@ -243,7 +244,7 @@ impl Engine {
                 .await?
             {
                 Commit::Done { version } => {
-                    self.docs.put(version, &callout);
+                    self.docs.put(version, callout.clone());
                     self.after_commit(&callout, changes);
                     return Ok(Update::Committed {
                         callout,
@@ -265,14 +266,11 @@ impl Engine {
         &self,
         id: CalloutId,
     ) -> Result<Option<(Versioned<Callout>, bool)>, StoreError> {
-        if let Some(hit) = self.docs.get(id) {
+        if let Some(hit) = self.docs.take(id) {
             return Ok(Some((hit, true)));
         }
-        let loaded = self.store.load(id).await?;
-        if let Some(v) = &loaded {
-            self.docs.put(v.version, &v.value);
-        }
-        Ok(loaded.map(|v| (v, false)))
+        // Not cached here: the commit that follows caches its result.
+        Ok(self.store.load(id).await?.map(|v| (v, false)))
     }
 
     /// Publishes and measures committed events, then starts committed effects.

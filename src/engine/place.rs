@@ -21,15 +21,13 @@ use tracing::Instrument;
 
 use super::{Engine, EngineError, Update};
 use crate::assistants::ResolvedAssistant;
-use crate::dialplan::render::{self, ActionNames, Phrases, TurnContext, Voice};
+use crate::dialplan::render::{self, ActionNames, Phrases, TurnContext};
 use crate::dialplan::template::Vars;
 use crate::domain::{
     Attempt, CallId, Callout, CalloutId, Changes, Conversation, Decision, PlaceFailure, Script,
 };
 use crate::routee::client::RouteeError;
-use crate::routee::{
-    Callback, CallbackStrategy, CreateConversation, Destination, Dialplan, Language,
-};
+use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::{VoiceflowCredentials, VoiceflowError};
 use crate::voiceflow::{InteractConfig, Request, Trace};
@@ -321,23 +319,9 @@ impl Engine {
 }
 
 /// The resume request when the turn's last meaningful trace is a stopped custom
-/// action (the renderer's own rule, applied with default settings).
+/// action (the renderer's own rule).
 fn stopped_action_resume(traces: &[Trace]) -> Option<Request> {
-    let actions = ActionNames::default();
-    let phrases = Phrases::default();
-    let ctx = TurnContext {
-        voice: Voice {
-            language: Language::EnUs,
-            gender: None,
-        },
-        event_url: "",
-        input_timeout_s: 1,
-        reprompts: 0,
-        actions: &actions,
-        caller_id: "",
-        phrases: &phrases,
-    };
-    render::render_turn(traces, &ctx).resume
+    render::resume_request(traces, &ActionNames::default())
 }
 
 pub(super) fn extend(ch: &mut Changes, more: Changes) {

@@ -272,6 +272,10 @@ impl Engine {
             .map(|a| assistant_voice(&loaded.value, a.contact, resolved.as_deref()))
             .unwrap_or_else(default_voice);
         let in_flight_for = self.settings.webhook_deadline + LATE_WINDOW;
+        let (input_timeout_s, reprompts) = (
+            loaded.value.policy.input_timeout_s,
+            loaded.value.policy.reprompts,
+        );
         let (actions, phrases) = resolved
             .as_ref()
             .map(|r| assistant_rendering(r))
@@ -280,8 +284,8 @@ impl Engine {
             let ctx = render::TurnContext {
                 voice,
                 event_url: url,
-                input_timeout_s: loaded.value.policy.input_timeout_s,
-                reprompts: loaded.value.policy.reprompts,
+                input_timeout_s,
+                reprompts,
                 actions: &actions,
                 caller_id: &self.settings.caller_id,
                 phrases: &phrases,
@@ -292,8 +296,8 @@ impl Engine {
             let ctx = render::TurnContext {
                 voice,
                 event_url: url,
-                input_timeout_s: loaded.value.policy.input_timeout_s,
-                reprompts: loaded.value.policy.reprompts,
+                input_timeout_s,
+                reprompts,
                 actions: &actions,
                 caller_id: &self.settings.caller_id,
                 phrases: &phrases,
@@ -303,7 +307,7 @@ impl Engine {
         let no_assistant = resolved.is_none();
 
         let outcome = self
-            .update_from(loaded.clone(), cached, |c, now| {
+            .update_from(loaded, cached, |c, now| {
                 if let Some(step) = Self::settled(c, call, turn) {
                     return (Changes::default(), step);
                 }
@@ -724,7 +728,7 @@ impl Engine {
             .await?
         {
             crate::store::Commit::Done { version } => {
-                self.docs.put(version, &callout);
+                self.docs.put(version, callout.clone());
                 self.after_commit(&callout, changes);
                 Ok(Update::Committed {
                     callout,
