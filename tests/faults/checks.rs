@@ -27,6 +27,11 @@ pub const PLACEMENT_RACE: i64 = 250;
 /// Text of the gateway's "we could not record your answer, press again" dialplan:
 /// the gateway explicitly did not take the key press (the store was away).
 const NOT_RECORDED: &str = "could not record your answer";
+/// The start of the holding dialplan: Voiceflow has the keys and has not answered.
+const HOLDING: &str = "One moment, please.";
+/// How long a Voiceflow turn answered by the holding dialplan may still decide
+/// (the gateway's 3 s webhook deadline plus its 15 s late window).
+const PENDING_DECISION: std::time::Duration = std::time::Duration::from_secs(18);
 
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -61,6 +66,7 @@ pub struct Evidence<'a> {
 pub struct Observed {
     pub accept_presses_taken: u32,
     pub accept_presses_not_recorded: u32,
+    pub accept_presses_pending_when_cancelled: u32,
     pub event_posts_answered: u32,
     pub event_posts_lb_refused: u32,
     pub reconciled: u32,
@@ -268,11 +274,21 @@ impl<'a> Checker<'a> {
                 self.observed.accept_presses_taken += 1;
                 let at = call_ts(&post.at);
                 let ended = ts(&c["ended_at"]);
+                // Held while Voiceflow decides what the key means, then cancelled by
+                // the dispatcher before that turn answered: nothing was decided, and
+                // a cancel is final. Bounded by how long the late turn may take.
+                let pending_when_cancelled = c["status"] == "cancelled"
+                    && body.contains(HOLDING)
+                    && attempt.is_some_and(|a| a["outcome"] == "cancelled")
+                    && ended.is_some_and(|e| e <= at.plus(PENDING_DECISION));
+                if pending_when_cancelled {
+                    self.observed.accept_presses_pending_when_cancelled += 1;
+                }
                 let ok = match c["status"].as_str() {
                     Some("accepted") => {
                         c["accepted_by"]["contact"] == contact || ended.is_some_and(|e| e <= at)
                     }
-                    Some("cancelled") => ended.is_some_and(|e| e <= at),
+                    Some("cancelled") => ended.is_some_and(|e| e <= at) || pending_when_cancelled,
                     _ => false,
                 };
                 if !ok {

@@ -194,9 +194,10 @@ impl Report<'_> {
         println!();
         let o = self.observed;
         println!(
-            "observed: accept presses taken {} (answered 'press again' while the store was away: {}); eventUrl posts answered with a dialplan {} (refused by the load balancer: {})",
+            "observed: accept presses taken {} (answered 'press again' while the store was away: {}; held for Voiceflow, then cancelled before it answered: {}); eventUrl posts answered with a dialplan {} (refused by the load balancer: {})",
             o.accept_presses_taken,
             o.accept_presses_not_recorded,
+            o.accept_presses_pending_when_cancelled,
             o.event_posts_answered,
             o.event_posts_lb_refused
         );
