@@ -51,6 +51,8 @@ pub struct Lag {
     pub count: u64,
     pub p50: String,
     pub p99: String,
+    /// Share of the timers claimed within 250 ms of their due time (the target's bound).
+    pub within_250ms: Option<f64>,
 }
 
 impl EscalationReport {
@@ -222,10 +224,15 @@ fn histogram_quantiles(metrics: &str, name: &str) -> Option<Lag> {
             })
             .unwrap_or_default()
     };
+    let within_250ms = buckets
+        .iter()
+        .find(|(le, _)| le.parse::<f64>().is_ok_and(|s| (s - 0.25).abs() < 1e-9))
+        .map(|(_, c)| *c as f64 / total as f64);
     Some(Lag {
         count: total,
         p50: at(0.5),
         p99: at(0.99),
+        within_250ms,
     })
 }
 
@@ -314,6 +321,9 @@ pub async fn run(ctx: &crate::Ctx, settings: &Settings) -> anyhow::Result<Escala
         .await?
         .text()
         .await?;
+    if let Ok(path) = std::env::var("BENCH_METRICS_DUMP") {
+        std::fs::write(path, &metrics)?;
+    }
     let timer_lag = histogram_quantiles(&metrics, "ivr_timer_lag_seconds");
 
     let mut correct = 0;

@@ -282,34 +282,68 @@ impl RedisStore {
         max: usize,
     ) -> Result<Vec<(CalloutId, Timestamp)>, StoreError> {
         let lease_until = now.plus(lease);
-        let mut conn = self.conn.clone();
-        let mut out = Vec::new();
-        // Shards are claimed in a rotating order so one busy shard cannot starve others.
+        // Shards are visited in a rotating order so one busy shard cannot starve others.
         let start = (now.millis().rem_euclid(i64::from(SHARDS))) as u16;
-        for i in 0..SHARDS {
+        let order: Vec<u16> = (0..SHARDS).map(|i| (start + i) % SHARDS).collect();
+        // First every shard at once (one pipelined round trip on the multiplexed
+        // connection, not sixteen in a row) for an equal share of `max`; then, only
+        // when some shard had more than its share, those shards one by one for what
+        // is left of `max`.
+        let share = max.div_ceil(usize::from(SHARDS)).max(1);
+        let firsts = futures::future::try_join_all(
+            order
+                .iter()
+                .map(|&shard| self.claim_shard(shard, now, lease_until, share)),
+        )
+        .await?;
+        let mut out = Vec::new();
+        let mut busy = Vec::new();
+        for (&shard, claimed) in order.iter().zip(firsts) {
+            if claimed.len() >= share {
+                busy.push(shard);
+            }
+            out.extend(claimed);
+        }
+        for shard in busy {
             if out.len() >= max {
                 break;
             }
-            let shard = (start + i) % SHARDS;
-            let flat: Vec<String> = self
-                .shared
-                .scripts
-                .claim
-                .key(self.shared.keys.timers(shard))
-                .arg(ms(now))
-                .arg(ms(lease_until))
-                .arg(max - out.len())
-                .invoke_async(&mut conn)
+            let more = self
+                .claim_shard(shard, now, lease_until, max - out.len())
                 .await?;
-            for pair in flat.chunks_exact(2) {
+            out.extend(more);
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `max` due timers of one shard (the `claim` script).
+    async fn claim_shard(
+        &self,
+        shard: u16,
+        now: Timestamp,
+        lease_until: Timestamp,
+        max: usize,
+    ) -> Result<Vec<(CalloutId, Timestamp)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<String> = self
+            .shared
+            .scripts
+            .claim
+            .key(self.shared.keys.timers(shard))
+            .arg(ms(now))
+            .arg(ms(lease_until))
+            .arg(max)
+            .invoke_async(&mut conn)
+            .await?;
+        flat.chunks_exact(2)
+            .map(|pair| {
                 let id = pair[0].parse().map_err(|e| corrupt("timer member", e))?;
                 let due = pair[1]
                     .parse::<f64>()
                     .map_err(|e| corrupt("timer score", e))?;
-                out.push((id, Timestamp(due as i64)));
-            }
-        }
-        Ok(out)
+                Ok((id, Timestamp(due as i64)))
+            })
+            .collect()
     }
 
     pub(super) async fn release(
