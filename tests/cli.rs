@@ -99,23 +99,38 @@ async fn serve_in_the_sandbox_and_the_readmes_curl_ends_accepted() {
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("SIM_TIME_SCALE", "0.02")
         .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The startup line tells where it listens.
+    // The startup line tells where it listens; the log lines after it (and any
+    // fatal error on stderr) are kept for a failure's message.
     let stdout = child.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.trim().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+                sent = true;
             }
+            kept.lock().unwrap().push_str(&(line + "\n"));
         }
-        panic!("no startup line");
-    })
-    .await
-    .unwrap();
+    });
+    let stderr = child.stderr.take().unwrap();
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&format!("stderr: {line}\n"));
+        }
+    });
+    let base = tokio::task::spawn_blocking(move || rx.recv().expect("no startup line"))
+        .await
+        .unwrap();
+    let logs = move || log.lock().unwrap().clone();
     ivr_gateway::net::install_crypto_provider();
     let http = reqwest::Client::new();
     // The README's curl, as written there.
@@ -127,12 +142,19 @@ async fn serve_in_the_sandbox_and_the_readmes_curl_ends_accepted() {
 }"#,
     )
     .unwrap();
-    let r = http
+    let r = match http
         .post(format!("{base}/v1/callouts"))
         .json(&body)
         .send()
         .await
-        .unwrap();
+    {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "POST /v1/callouts: {e:?}; exit: {:?}; the gateway said:\n{}",
+            child.try_wait(),
+            logs()
+        ),
+    };
     assert_eq!(r.status(), 201);
     let id = r.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
