@@ -82,6 +82,7 @@ pub async fn closed_loop<S, F, Fut>(
     states: Vec<S>,
     warmup: Duration,
     measure: Duration,
+    stagger: Duration,
     step: F,
 ) -> anyhow::Result<(Vec<S>, Run)>
 where
@@ -91,12 +92,18 @@ where
 {
     let step = Arc::new(step);
     let start = Instant::now();
-    let window_start = start + warmup;
+    // Measuring starts once every worker is running (and has run a while).
+    let window_start = start + warmup.max(stagger * 2);
     let window_end = window_start + measure;
+    let n = states.len().max(1) as u32;
     let mut workers = Vec::with_capacity(states.len());
-    for state in states {
+    for (i, state) in states.into_iter().enumerate() {
         let step = Arc::clone(&step);
+        // Worker i starts i/n of `stagger` late: callers press keys at their own
+        // moments, not all in the same millisecond every Voiceflow round.
+        let offset = stagger * i as u32 / n;
         workers.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
             let mut state = state;
             let mut samples = Samples::default();
             let mut errors = 0;

@@ -191,7 +191,8 @@ fn turn_section(out: &mut String, t: &mut TurnReport, targets: &mut Targets) {
     let _ = writeln!(
         out,
         "### 1. Call turn: eventUrl POST → Voiceflow → dialplan\n\n\
-         Closed loop, each worker one live call pressing `1` turn after turn; the fake Voiceflow answers \
+         Closed loop, each worker one live call pressing `1` turn after turn, the workers' first presses spread \
+         over one Voiceflow period (callers do not press in the same millisecond); the fake Voiceflow answers \
          every turn after {} ms. Overhead = total − {} ms. The last rows repeat the most calls with a fast \
          Voiceflow so that both handlers saturate the 2 cores: their throughput compares what a turn costs. Baseline: an axum handler making the same Voiceflow \
          call and answering a fixed dialplan (no store, no signature). CPU is this whole process per turn \

@@ -112,11 +112,12 @@ pub async fn run(
             gateway: Run::default(),
             baseline: Run::default(),
         };
-        vf.set_latency(if saturating {
+        let latency = if saturating {
             settings.saturation_latency
         } else {
             ctx.voiceflow_latency
-        });
+        };
+        vf.set_latency(latency);
         for round in 0..settings.rounds {
             eprintln!(
                 "[turn] {c} concurrent calls{}, round {}/{}",
@@ -133,6 +134,7 @@ pub async fn run(
                 calls[..c].to_vec(),
                 settings.warmup,
                 settings.measure,
+                latency,
                 move |call| {
                     let (base, h) = (base.clone(), h.clone());
                     async move { baseline_turn(&base, &h, call).await }
@@ -146,6 +148,7 @@ pub async fn run(
                 calls[..c].to_vec(),
                 settings.warmup,
                 settings.measure,
+                latency,
                 move |call| {
                     let (g2, h) = (Arc::clone(&g2), h.clone());
                     async move { gateway_turn(&g2, &h, call).await }
