@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ivr-gateway");
@@ -106,30 +107,17 @@ async fn serve_in_the_sandbox_and_the_readmes_curl_ends_accepted() {
         .unwrap();
     // The startup line tells where it listens; the log lines after it (and any
     // fatal error on stderr) are kept for a failure's message.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let kept = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
-                sent = true;
-            }
-            kept.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let kept = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            kept.lock().unwrap().push_str(&format!("stderr: {line}\n"));
-        }
-    });
-    let base = tokio::task::spawn_blocking(move || rx.recv().expect("no startup line"))
-        .await
-        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    keep_lines(child.stdout.take().unwrap(), "", &log, tx.clone());
+    keep_lines(child.stderr.take().unwrap(), "stderr: ", &log, tx);
+    let base = tokio::task::spawn_blocking(move || {
+        rx.iter()
+            .find_map(|line| Some(line.split("listening on ").nth(1)?.trim().to_owned()))
+            .expect("no startup line")
+    })
+    .await
+    .unwrap();
     let logs = move || log.lock().unwrap().clone();
     ivr_gateway::net::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -191,4 +179,21 @@ async fn serve_in_the_sandbox_and_the_readmes_curl_ends_accepted() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Reads `from` line by line on a thread of its own: each line is appended to
+/// `log` (after `prefix`) and sent to `lines` while anyone listens.
+fn keep_lines(
+    from: impl std::io::Read + Send + 'static,
+    prefix: &'static str,
+    log: &Arc<Mutex<String>>,
+    lines: mpsc::Sender<String>,
+) {
+    let log = Arc::clone(log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            log.lock().unwrap().push_str(&format!("{prefix}{line}\n"));
+            let _ = lines.send(line);
+        }
+    });
 }

@@ -288,13 +288,16 @@ pub fn render_turn(traces: &[Trace], ctx: &TurnContext<'_>) -> RenderedTurn {
 /// [`render_turn`] applies (and without rendering): the last meaningful trace is
 /// a custom action with paths, other than `DTMF` (which waits for a key).
 pub fn resume_request(traces: &[Trace], actions: &ActionNames) -> Option<Request> {
-    let i = stopped_action(traces)?;
-    match &traces[i] {
-        Trace::CustomAction(a) if actions.kind(&a.name) != ActionKind::Dtmf => {
-            Some(a.resume_request())
-        }
+    match &traces[stopped_action(traces)?] {
+        Trace::CustomAction(a) => resume_of(a, actions.kind(&a.name)),
         _ => None,
     }
+}
+
+/// What resumes a runtime stopped on `action`: its default path, except for
+/// `DTMF`, which stops to wait for a key (the menu answers it).
+fn resume_of(action: &CustomAction, kind: ActionKind) -> Option<Request> {
+    (kind != ActionKind::Dtmf).then(|| action.resume_request())
 }
 
 /// The index of the custom action the runtime stopped on, if any: the last
@@ -556,9 +559,8 @@ impl<'c, 'a> Turn<'c, 'a> {
                 action.name
             )),
         }
-        // DTMF stops to wait for a key: the menu answers it, not a resume.
-        if stopped_here && kind != ActionKind::Dtmf {
-            self.resume = Some(action.resume_request());
+        if stopped_here {
+            self.resume = resume_of(action, kind);
         }
     }
 

@@ -44,6 +44,7 @@ use crate::telemetry::metrics as m;
 use crate::voiceflow::client::VoiceflowClient;
 
 pub use jobs::Jobs;
+pub use turn::LATE_WINDOW;
 
 /// Tunables of the engine, from [`crate::config::Config`].
 #[derive(Debug, Clone)]

@@ -40,7 +40,7 @@ use crate::voiceflow::Request;
 
 /// How long a slow Voiceflow turn may still complete after the caller was given a
 /// holding dialplan.
-const LATE_WINDOW: Duration = Duration::from_secs(15);
+pub const LATE_WINDOW: Duration = Duration::from_secs(15);
 /// Time kept back from the deadline for committing and answering.
 const SAFETY: Duration = Duration::from_millis(200);
 /// Poll interval while another delivery of the same turn is being answered.

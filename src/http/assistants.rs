@@ -276,14 +276,7 @@ async fn launch(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TurnReport>, ApiError> {
-    let (key, session) = session_path(path)?;
-    let launch = input::launch(&json_body(&state, body)?).map_err(ApiError::invalid)?;
-    let resolved = resolve(&state, &key).await?;
-    let report = tools(&state)
-        .turn(&resolved, &session, launch)
-        .await
-        .map_err(|e| tool_error(e, resolved.assistant.id))?;
-    Ok(Json(report))
+    tool_turn(&state, path, body, input::launch).await
 }
 
 /// `POST .../sessions/{session}/interact`.
@@ -293,10 +286,20 @@ async fn interact(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TurnReport>, ApiError> {
+    tool_turn(&state, path, body, input::interact).await
+}
+
+/// One turn of a test session, its input read from the body by `parse`.
+async fn tool_turn(
+    state: &AppState,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+    parse: fn(&Value) -> Result<crate::assistants::tools::Input, Vec<crate::domain::FieldError>>,
+) -> Result<Json<TurnReport>, ApiError> {
     let (key, session) = session_path(path)?;
-    let given = input::interact(&json_body(&state, body)?).map_err(ApiError::invalid)?;
-    let resolved = resolve(&state, &key).await?;
-    let report = tools(&state)
+    let given = parse(&json_body(state, body)?).map_err(ApiError::invalid)?;
+    let resolved = resolve(state, &key).await?;
+    let report = tools(state)
         .turn(&resolved, &session, given)
         .await
         .map_err(|e| tool_error(e, resolved.assistant.id))?;

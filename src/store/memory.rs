@@ -291,14 +291,7 @@ impl MemoryStore {
     }
 
     pub(super) async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
-        let mut all: Vec<Assistant> = self.lock().assistants.values().cloned().collect();
-        // The order Redis answers in: oldest first.
-        all.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.name.cmp(&b.name))
-        });
-        Ok(all)
+        Ok(self.lock().assistants.values().cloned().collect())
     }
 
     pub(super) async fn replace_assistant(

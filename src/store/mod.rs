@@ -281,8 +281,15 @@ impl Store {
         dispatch!(self, s => s.assistant_by_name(name).await)
     }
 
+    /// Every registered assistant, oldest first (then by name).
     pub async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
-        dispatch!(self, s => s.assistants().await)
+        let mut all = dispatch!(self, s => s.assistants().await)?;
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(all)
     }
 
     /// Replaces an assistant if its stored `updated_at` is still `expected` (the

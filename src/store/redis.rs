@@ -541,16 +541,9 @@ impl RedisStore {
     pub(super) async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
         let mut conn = self.conn.clone();
         let raw: Vec<String> = conn.hvals(self.shared.keys.assistants()).await?;
-        let mut all: Vec<Assistant> = raw
-            .iter()
+        raw.iter()
             .map(|r| serde_json::from_str(r).map_err(|e| corrupt("assistant", e)))
-            .collect::<Result<_, _>>()?;
-        all.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.name.cmp(&b.name))
-        });
-        Ok(all)
+            .collect()
     }
 
     pub(super) async fn replace_assistant(

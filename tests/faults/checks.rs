@@ -29,9 +29,10 @@ pub const PLACEMENT_RACE: i64 = 250;
 const NOT_RECORDED: &str = "could not record your answer";
 /// The start of the holding dialplan: Voiceflow has the keys and has not answered.
 const HOLDING: &str = "One moment, please.";
-/// How long a Voiceflow turn answered by the holding dialplan may still decide
-/// (the gateway's 3 s webhook deadline plus its 15 s late window).
-const PENDING_DECISION: std::time::Duration = std::time::Duration::from_secs(18);
+/// How long a Voiceflow turn answered by the holding dialplan may still decide:
+/// the gateway's webhook deadline (under Routee's 3 s) plus its late window.
+const PENDING_DECISION: std::time::Duration =
+    ivr_gateway::engine::LATE_WINDOW.saturating_add(std::time::Duration::from_secs(3));
 
 #[derive(Debug, Clone)]
 pub struct Violation {
