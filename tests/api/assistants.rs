@@ -408,27 +408,15 @@ async fn voiceflow_down_slow_or_failing_is_a_gateway_error_and_stores_nothing() 
             .await;
     let body = json!({"name": "bot", "api_key": key, "version": "production"});
     let (status, v) = admin(&app, Method::POST, "/v1/assistants", Some(&body)).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (502, Some("voiceflow_error")),
-        "{v}"
-    );
+    assert_error(status, &v, 502, "voiceflow_error");
     let (status, v) = admin(&app, Method::POST, "/v1/assistants", Some(&body)).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (504, Some("voiceflow_timeout")),
-        "{v}"
-    );
+    assert_error(status, &v, 504, "voiceflow_timeout");
     assert!(names(&app).await.is_empty());
 
     // Nothing listening at all.
     let down = spawn_app(pointed_at(Options::default(), "http://127.0.0.1:9")).await;
     let (status, v) = admin(&down, Method::POST, "/v1/assistants", Some(&body)).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (502, Some("voiceflow_unreachable")),
-        "{v}"
-    );
+    assert_error(status, &v, 502, "voiceflow_unreachable");
     assert!(names(&down).await.is_empty());
 }
 
@@ -678,11 +666,7 @@ async fn a_rotated_key_is_used_at_once_and_a_refused_one_changes_nothing() {
     assert_eq!(a["project_name"], "Escalation bot");
     let id = a["id"].as_str().unwrap();
     let (status, v) = admin(&app, Method::POST, &session_path(id, "s", "launch"), None).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (502, Some("voiceflow_refused_key")),
-        "{v}"
-    );
+    assert_error(status, &v, 502, "voiceflow_refused_key");
 
     let (status, rotated) = admin(
         &app,
@@ -795,11 +779,7 @@ async fn an_assistant_in_use_is_kept_until_its_callout_ends() {
         }))
         .await;
     let (status, v) = admin(&app, Method::DELETE, "/v1/assistants/ticket-bot", None).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (409, Some("assistant_in_use")),
-        "{v}"
-    );
+    assert_error(status, &v, 409, "assistant_in_use");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -1066,11 +1046,7 @@ async fn silence_text_keypad_and_raw_actions_are_sent_as_a_call_would_send_them(
     );
     // The goodbye asked for no input: a call would tell Voiceflow nothing.
     let (status, v) = interact("quiet", json!({"no_reply": true})).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (409, Some("nothing_to_send")),
-        "{v}"
-    );
+    assert_error(status, &v, 409, "nothing_to_send");
 
     admin(&app, Method::POST, &tool("typed", "launch"), None).await;
     let (_, rejected) = interact("typed", json!({"text": "2"})).await;
@@ -1221,11 +1197,7 @@ async fn voiceflow_failures_in_the_tools_are_clear_gateway_errors() {
     let launch = session_path("sandbox", "f", "launch");
     vf.fail_next(vec![401]);
     let (status, v) = admin(&app, Method::POST, &launch, None).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (502, Some("voiceflow_refused_key")),
-        "{v}"
-    );
+    assert_error(status, &v, 502, "voiceflow_refused_key");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -1234,25 +1206,13 @@ async fn voiceflow_failures_in_the_tools_are_clear_gateway_errors() {
     );
     vf.fail_next(vec![503]);
     let (status, v) = admin(&app, Method::POST, &launch, None).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (502, Some("voiceflow_error")),
-        "{v}"
-    );
+    assert_error(status, &v, 502, "voiceflow_error");
     vf.garbage_next(1);
     let (status, v) = admin(&app, Method::POST, &launch, None).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (502, Some("voiceflow_bad_answer")),
-        "{v}"
-    );
+    assert_error(status, &v, 502, "voiceflow_bad_answer");
     vf.set_latency(Duration::from_millis(1500));
     let (status, v) = admin(&app, Method::POST, &launch, None).await;
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (504, Some("voiceflow_timeout")),
-        "{v}"
-    );
+    assert_error(status, &v, 504, "voiceflow_timeout");
     vf.set_latency(Duration::ZERO);
     let (status, _) = admin(&app, Method::POST, &launch, None).await;
     assert_eq!(status, 200);
@@ -1464,4 +1424,14 @@ async fn tool_sessions_expire_and_can_be_deleted_on_both_stores() {
         .await
         .unwrap();
     tool_sessions_expire_and_can_be_deleted(Store::Redis(redis)).await;
+}
+
+/// Asserts an error answer: its HTTP status and its `error.code`.
+#[track_caller]
+fn assert_error(status: u16, v: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (want_status, Some(want_code)),
+        "{v}"
+    );
 }

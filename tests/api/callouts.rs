@@ -80,10 +80,7 @@ async fn a_csv_with_bad_rows_names_each_row_and_creates_nothing() {
         e.to_string().contains("line 3"),
         "rows are located by line: {e}"
     );
-    assert_eq!(
-        list(&app, "").await["callouts"].as_array().unwrap().len(),
-        0
-    );
+    assert_nothing_created(&app).await;
 }
 
 #[tokio::test]
@@ -130,10 +127,7 @@ async fn every_bad_field_is_named_at_once_and_nothing_is_created() {
         phone_error["message"].as_str().unwrap().contains("E.164"),
         "{phone_error}"
     );
-    assert_eq!(
-        list(&app, "").await["callouts"].as_array().unwrap().len(),
-        0
-    );
+    assert_nothing_created(&app).await;
 }
 
 #[tokio::test]
@@ -326,4 +320,9 @@ async fn list(app: &crate::helpers::TestApp, query: &str) -> Value {
         .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
+}
+
+/// Asserts that no callout exists (a refused request created nothing).
+async fn assert_nothing_created(app: &crate::helpers::TestApp) {
+    assert_eq!(list(app, "").await["callouts"].as_array().unwrap().len(), 0);
 }
