@@ -20,7 +20,7 @@ use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use state::{AppState, StateInner};
+pub use state::{AppState, SharedState};
 
 use crate::telemetry::metrics as m;
 
