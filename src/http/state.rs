@@ -6,8 +6,9 @@
 //! implements here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::auth::{HasKeyRing, KeyRing};
@@ -22,6 +23,9 @@ pub struct SharedState {
     pub prometheus: PrometheusHandle,
     /// Set on SIGTERM: readiness fails so load balancers stop sending new work.
     pub draining: AtomicBool,
+    /// `GET /openapi.json`, serialized once when the router is built from the
+    /// same registrations that route the requests (see `http::router`).
+    pub openapi: OnceLock<Bytes>,
 }
 
 /// A handle on the [`SharedState`]: what axum clones into every handler.
@@ -43,6 +47,7 @@ impl AppState {
             config,
             prometheus,
             draining: AtomicBool::new(false),
+            openapi: OnceLock::new(),
         }))
     }
 
