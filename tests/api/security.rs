@@ -178,9 +178,11 @@ async fn forged_replayed_and_missing_webhook_signatures_are_refused_and_change_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_key_press_on_a_live_call_is_refused_and_does_not_accept() {
-    // Real time: the silent callee's call stays live for half a minute.
+    // Real time: the silent callee's call stays live for half a minute. It picks
+    // up after a short ring (the default 2 s would be real seconds here).
     let app = spawn_app(Options::default().env("SIM_TIME_SCALE", "1")).await;
-    app.sim.set_callee(&phone(1), Behaviour::silent());
+    app.sim
+        .set_callee(&phone(1), Behaviour::Silent { ring_s: 0.2 });
     let id = app.create_callout(&ticket_callout(1)).await;
     let live = app
         .wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress")
@@ -558,6 +560,9 @@ async fn logs_at_debug_hold_no_secret_key_signature_or_full_phone_number() {
         s
     });
 
+    // This test's own client: nothing else in a process of its own (nextest) has
+    // installed the crypto provider yet.
+    ivr_gateway::net::install_crypto_provider();
     let http = reqwest::Client::new();
     let started = Instant::now();
     while http.get(format!("{base}/readyz")).send().await.is_err() {
