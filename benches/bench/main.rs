@@ -4,7 +4,11 @@
 //! cargo bench --bench bench                      # everything (the same as `-- all`)
 //! cargo bench --bench bench -- turn status       # some of it
 //! cargo bench --bench bench -- all --callouts 1000 --seconds 3   # a quick run
+//! cargo bench --bench bench -- --smoke           # every case at smoke size, in seconds
 //! ```
+//!
+//! `cargo test --all-targets` (and `cargo nextest run --all-targets`) runs this
+//! target as a test binary instead: one test per case at smoke size, see [`smoke`].
 //!
 //! One process starts a private `redis-server` on a loopback port, HTTP fakes of
 //! Voiceflow (fixed latency) and Routee, the gateway, the baseline handlers and
@@ -28,6 +32,7 @@
 // error to: printing and the few `expect`s on impossible states are its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod args;
 mod escalation;
 mod fakes;
 mod footprint;
@@ -36,6 +41,7 @@ mod load;
 mod monitor;
 mod redis;
 mod report;
+mod smoke;
 mod stats;
 mod status;
 mod turn;
@@ -50,6 +56,8 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 
+pub use args::Args;
+
 /// What every benchmark shares.
 pub struct Ctx {
     pub redis_url: String,
@@ -58,78 +66,14 @@ pub struct Ctx {
     pub voiceflow_latency: Duration,
 }
 
-/// Command line (kept dependency-free: `cargo bench` passes `--bench` too).
-#[derive(Debug)]
-pub struct Args {
-    pub which: Vec<String>,
-    pub callouts: usize,
-    pub voiceflow_ms: u64,
-    pub seconds: f64,
-    pub rounds: usize,
-    pub callbacks: usize,
-    pub time_scale: f64,
-    /// Concurrent calls of the turn benchmark.
-    pub levels: Vec<usize>,
-    /// Voiceflow latency of the turn benchmark's saturation run.
-    pub saturation_ms: u64,
-}
-
-const USAGE: &str = "usage: cargo bench --bench bench -- [all|turn|status|escalation|footprint]... \
-[--callouts N (10000)] [--voiceflow-ms MS (500)] [--saturation-ms MS (20)] [--seconds S per round (5)] [--rounds N (2)] \
-[--callbacks N per status run (7500)] [--time-scale X (0.01)] [--levels 1,50,500 (turn)]";
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        which: Vec::new(),
-        callouts: 10_000,
-        voiceflow_ms: 500,
-        seconds: 5.0,
-        rounds: 2,
-        callbacks: 7_500,
-        time_scale: 0.01,
-        levels: vec![1, 50, 500],
-        saturation_ms: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| anyhow::anyhow!("{name} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--bench" => {}
-            "--callouts" => args.callouts = value(&a)?.parse()?,
-            "--voiceflow-ms" => args.voiceflow_ms = value(&a)?.parse()?,
-            "--saturation-ms" => args.saturation_ms = value(&a)?.parse()?,
-            "--seconds" => args.seconds = value(&a)?.parse()?,
-            "--rounds" => args.rounds = value(&a)?.parse()?,
-            "--callbacks" => args.callbacks = value(&a)?.parse()?,
-            "--time-scale" => args.time_scale = value(&a)?.parse()?,
-            "--levels" => {
-                args.levels = value(&a)?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?;
-            }
-            "-h" | "--help" => anyhow::bail!("{USAGE}"),
-            "all" | "turn" | "status" | "escalation" | "footprint" => args.which.push(a),
-            other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
-        }
-    }
-    if args.which.is_empty() || args.which.iter().any(|w| w == "all") {
-        args.which = ["turn", "status", "escalation", "footprint"]
-            .map(str::to_owned)
-            .to_vec();
-    }
-    anyhow::ensure!(
-        args.rounds >= 1 && args.seconds > 0.0 && args.callouts >= 10,
-        "{USAGE}"
-    );
-    Ok(args)
-}
-
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`, a smoke test's own run `--smoke`; anything
+    // else is `cargo test` or nextest running this target as a test binary.
+    if !raw.iter().any(|a| a == "--bench" || a == "--smoke") {
+        smoke::harness();
+    }
+    let args = args::parse(raw)?;
     // Two workers, like the gateway on this machine; the load generator and the
     // fakes share them (and so does the baseline).
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -161,14 +105,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 levels: args.levels.clone(),
                 saturation_latency: Duration::from_millis(args.saturation_ms),
                 rounds: args.rounds,
-                warmup: Duration::from_secs(1),
+                warmup: Duration::from_secs_f64(args.warmup),
                 measure: Duration::from_secs_f64(args.seconds),
             };
             report.turn = Some(turn::run(&ctx, &gw, &vf, &baseline.url, &settings).await?);
         }
         if wants("status") {
             let settings = status::Settings {
-                levels: vec![50, 500],
+                levels: args.senders.clone(),
                 rounds: args.rounds,
                 callbacks: args.callbacks,
             };
@@ -187,9 +131,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         report.escalation = Some(escalation::run(&ctx, &settings).await?);
     }
     if wants("footprint") {
-        report.footprint = Some(footprint::run(&ctx, 5).await?);
+        report.footprint = Some(footprint::run(&ctx, args.tries).await?);
     }
     report.print();
+    if args.smoke {
+        let wrong = report.wrong_answers();
+        anyhow::ensure!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
+    }
     Ok(())
 }
 
@@ -203,7 +151,8 @@ fn init_logging() {
         .try_init();
 }
 
-/// The release build of the gateway that Cargo built for this benchmark.
+/// The gateway binary Cargo built with this benchmark: the release build under
+/// `cargo bench`, the debug build under `cargo test` (the smoke run).
 pub fn gateway_binary() -> &'static str {
     env!("CARGO_BIN_EXE_ivr-gateway")
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::args::CASES;
 use crate::escalation::EscalationReport;
 use crate::footprint::{DISTROLESS_CC_BYTES, FootprintReport};
 use crate::load::Run;
@@ -29,25 +30,57 @@ fn first_line_with(path: &str, key: &str) -> Option<String> {
 
 fn command_line(args: &Args) -> String {
     let mut cmd = String::from("cargo bench --bench bench --");
-    let all = ["turn", "status", "escalation", "footprint"];
-    if args.which.len() == all.len() {
+    if args.smoke {
+        cmd.push_str(" --smoke");
+    }
+    if args.which.len() == CASES.len() {
         cmd.push_str(" all");
     } else {
         for w in &args.which {
             let _ = write!(cmd, " {w}");
         }
     }
+    let join = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     let _ = write!(
         cmd,
-        " --callouts {} --voiceflow-ms {} --seconds {} --rounds {} --callbacks {} --time-scale {}",
+        " --callouts {} --voiceflow-ms {} --seconds {} --warmup {} --rounds {} --callbacks {} --time-scale {} \
+         --levels {} --saturation-ms {} --senders {} --tries {}",
         args.callouts,
         args.voiceflow_ms,
         args.seconds,
+        args.warmup,
         args.rounds,
         args.callbacks,
-        args.time_scale
+        args.time_scale,
+        join(&args.levels),
+        args.saturation_ms,
+        join(&args.senders),
+        args.tries,
     );
     cmd
+}
+
+/// The build the figures come from: `cargo bench` builds with optimisations,
+/// `cargo test` (the smoke run) without, and then the figures are not measurements.
+fn build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// Appends what is wrong with one measured run, if anything.
+fn check_run(wrong: &mut Vec<String>, what: &str, run: &Run) {
+    if run.requests() == 0 {
+        wrong.push(format!("{what}: no request was measured"));
+    } else if run.errors > 0 {
+        wrong.push(format!(
+            "{what}: {} of {} answers wrong",
+            run.errors,
+            run.requests()
+        ));
+    }
 }
 
 impl Report {
@@ -78,10 +111,17 @@ impl Report {
             .unwrap_or_else(|| "unknown".into());
         let header = format!(
             "Machine: {cores} cores, {cpu}, {:.1} GiB RAM, Linux {}; redis-server {redis_version}; \
-             commit {commit}; {date}.\n\nCommand: `{}`\n",
+             commit {commit}; {date}; {} build.\n\nCommand: `{}`\n{}",
             mem_kib as f64 / 1024.0 / 1024.0,
             kernel.trim(),
+            build(),
             command_line(args),
+            if args.smoke {
+                "\n**Smoke run**: every case end to end at a few seconds' size; the figures \
+                 are not measurements, only wrong answers fail it.\n"
+            } else {
+                ""
+            },
         );
         Ok(Report {
             header,
@@ -90,6 +130,41 @@ impl Report {
             escalation: None,
             footprint: None,
         })
+    }
+
+    /// Every wrong answer the runs saw: what a smoke run fails on.
+    pub fn wrong_answers(&self) -> Vec<String> {
+        let mut wrong = Vec::new();
+        if let Some(t) = &self.turn {
+            for l in t.levels.iter().chain(&t.saturation) {
+                for (who, run) in [("gateway", &l.gateway), ("baseline", &l.baseline)] {
+                    let what = format!("turn, {} calls, {who}", l.concurrency);
+                    check_run(&mut wrong, &what, run);
+                }
+            }
+        }
+        if let Some(s) = &self.status {
+            for l in &s.levels {
+                for (who, run) in [("gateway", &l.gateway), ("baseline", &l.baseline)] {
+                    let what = format!("status, {} senders, {who}", l.senders);
+                    check_run(&mut wrong, &what, run);
+                }
+            }
+        }
+        if let Some(e) = &self.escalation {
+            if e.correct != e.callouts {
+                wrong.push(format!(
+                    "escalation: {} of {} callouts in the right final state; {}",
+                    e.correct,
+                    e.callouts,
+                    e.wrong.join("; ")
+                ));
+            }
+            if e.timer_lag.is_none() {
+                wrong.push("escalation: no timer fired (ivr_timer_lag_seconds is empty)".into());
+            }
+        }
+        wrong
     }
 
     pub fn print(&mut self) {
@@ -338,12 +413,14 @@ fn escalation_section(out: &mut String, e: &EscalationReport, targets: &mut Targ
     let _ = writeln!(
         out,
         "### 3. Escalation at scale\n\n\
-         The release binary (live mode, `RUST_LOG=warn`) against the carrier simulator (`SIM_TIME_SCALE` {}, \
+         The {} binary (live mode, `RUST_LOG=warn`) against the carrier simulator (`SIM_TIME_SCALE` {}, \
          in the benchmark process) and the private Redis; `ROUTEE_CALLS_PER_SECOND` {}. Callouts of 5 contacts: \
          70% busy ×2 → reject → accept (accepted by contact 2), 20% accepted by contact 0, 10% never answers ×2 → \
          4 rejects (exhausted); 2 attempts per contact, 1 s apart. Ideal: the larger of the calls at the rate limit \
          and the longest script alone on an idle gateway.\n",
-        e.time_scale, e.calls_per_second
+        build(),
+        e.time_scale,
+        e.calls_per_second
     );
     let _ = writeln!(out, "| figure | value |\n|---|---|");
     let _ = writeln!(
@@ -447,13 +524,15 @@ fn footprint_section(out: &mut String, f: &FootprintReport, targets: &mut Target
     let _ = writeln!(out, "| figure | value |\n|---|---|");
     let _ = writeln!(
         out,
-        "| process start → `/readyz` 200 (release binary, live mode, Redis) | median {:.0} ms (tries: {} ms) |",
+        "| process start → `/readyz` 200 ({} binary, live mode, Redis) | median {:.0} ms (tries: {} ms) |",
+        build(),
         f.median_cold_start().as_secs_f64() * 1000.0,
         tries.join(", ")
     );
     let _ = writeln!(
         out,
-        "| release binary | {} ({} stripped) |",
+        "| {} binary | {} ({} stripped) |",
+        build(),
         mb(f.binary_bytes),
         f.stripped_bytes.map_or("n/a".into(), mb)
     );
