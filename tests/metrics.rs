@@ -136,9 +136,16 @@ async fn metrics_after_a_callout_have_every_family_and_the_right_values() {
             r#"ivr_webhook_duration_seconds_count{route="status",status_class="2xx"}"#
         ) >= 4.0
     );
-    // Webhook latency resolves below a millisecond and around Routee's 3 s window.
-    for le in ["0.0005", "2.75", "3"] {
+    // Webhook latency resolves from a quarter of a millisecond, by the millisecond
+    // up to a few, and around Routee's 3 s window.
+    for le in [
+        "0.00025", "0.0005", "0.001", "0.002", "0.003", "0.004", "2.75", "3",
+    ] {
         assert!(samples.contains_key(&format!(r#"ivr_webhook_duration_seconds_bucket{{route="collect",status_class="2xx",le="{le}"}}"#)), "bucket {le}");
+    }
+    // So does upstream latency, up to the 10 s request timeout.
+    for le in ["0.00025", "0.001", "0.002", "0.003", "10"] {
+        assert!(samples.contains_key(&format!(r#"ivr_upstream_request_duration_seconds_bucket{{upstream="routee",operation="create_conversation",status_class="2xx",le="{le}"}}"#)), "bucket {le}");
     }
     assert!(samples.contains_key(r#"ivr_time_to_accept_seconds_bucket{le="3600"}"#));
     assert!(

@@ -47,17 +47,23 @@ pub const READY: &str = "ivr_ready";
 /// Always 1; labels `version` and `mode` (sandbox|live).
 pub const BUILD_INFO: &str = "ivr_build_info";
 
-/// Buckets around Routee's 3-second eventUrl window, sub-millisecond at the low end.
+/// Buckets around Routee's 3-second eventUrl window, and from 0.25 ms in steps
+/// fine enough to read the gateway's own cost: a p99 of a few milliseconds falls
+/// between bounds at most 1 ms apart (up to 4 ms; 2.5 ms apart up to 10 ms).
 pub const WEBHOOK_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 2.75, 3.0,
-    5.0,
+    0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 2.75, 3.0, 5.0,
 ];
 /// From a quick pickup to an hour of escalation.
 pub const TIME_TO_ACCEPT_BUCKETS: &[f64] = &[
     5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
 ];
+/// From 0.25 ms (an upstream on the same host or network, a fake in a benchmark)
+/// to the default 10 s request timeout; 2.5 s is the default webhook deadline,
+/// the longest a Voiceflow turn can take before the caller hears a holding phrase.
 pub const UPSTREAM_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0,
+    0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.0, 2.5, 5.0, 10.0,
 ];
 pub const TIMER_LAG_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
