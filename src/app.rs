@@ -212,6 +212,7 @@ impl Application {
             config,
             prometheus: prometheus.clone(),
             draining: AtomicBool::new(false),
+            sandbox: sim.clone(),
         }));
         Ok(Application {
             listener,

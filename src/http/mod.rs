@@ -1,15 +1,21 @@
 //! The HTTP edge: routes, layers and extractors (`GET /openapi.json` describes
 //! the public part). Handlers stay short: extractors
 //! authenticate (API keys) and verify webhook signatures before a handler runs.
+//! The dispatcher console (`GET /console`, [`console`]) is a client of the same
+//! API, served from here.
 
 pub mod assistant_input;
 mod assistants;
 pub mod auth;
 pub mod callout_input;
 mod callouts;
+mod compose;
+pub mod console;
 pub mod error;
+pub mod events;
 mod health;
 mod openapi;
+mod sandbox;
 pub mod state;
 pub mod webhooks;
 
@@ -29,6 +35,10 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .merge(callouts::router())
+        .merge(events::router())
+        .merge(compose::router())
+        .merge(sandbox::router())
+        .merge(console::router())
         .merge(assistants::router())
         .merge(webhooks::router())
         .merge(health::router())

@@ -16,6 +16,9 @@ pub struct StateInner {
     pub prometheus: PrometheusHandle,
     /// Set on SIGTERM: readiness fails so load balancers stop sending new work.
     pub draining: AtomicBool,
+    /// The carrier simulator, in the sandbox (its callees are edited through
+    /// `/v1/sandbox/...`).
+    pub sandbox: Option<crate::sim::SimHandle>,
 }
 
 #[derive(Clone)]
