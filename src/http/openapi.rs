@@ -18,6 +18,7 @@
 //! private to the gateway and the carrier.
 
 mod assistants;
+mod console;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -56,7 +57,9 @@ pub fn document(max_contacts: usize, max_body_bytes: usize) -> Value {
     extend(&mut responses, assistants::responses());
     extend(&mut schemas, assistants::schemas());
     extend(&mut parameters, assistants::parameters());
-    json!({
+    extend(&mut paths, console::paths());
+    extend(&mut schemas, console::schemas());
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "ivr-gateway API",
@@ -94,7 +97,11 @@ pub fn document(max_contacts: usize, max_body_bytes: usize) -> Value {
             "responses": responses,
             "schemas": schemas,
         }
-    })
+    });
+    if let Some(tags) = doc["tags"].as_array_mut() {
+        tags.extend(console::tags());
+    }
+    doc
 }
 
 /// Adds the entries of `more` (an object) to `into` (an object).
