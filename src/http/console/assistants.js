@@ -41,9 +41,9 @@ async function load() {
 }
 
 function row(a) {
-  const rotate = el('button', { type: 'button', class: 'small', 'aria-label': `Rotate the key of ${a.name}` }, 'Rotate key');
+  const rotate = el('button', { type: 'button', class: 'small', 'aria-label': `Rotate key of ${a.name}` }, 'Rotate key');
   const remove = el('button', { type: 'button', class: 'small', 'aria-label': `Delete ${a.name}` }, 'Delete');
-  const tryIt = el('button', { type: 'button', class: 'small', 'aria-label': `Try ${a.name}` }, 'Try it');
+  const tryIt = el('button', { type: 'button', class: 'small', 'aria-label': `Try it with ${a.name}` }, 'Try it');
   rotate.addEventListener('click', () => openRotate(a));
   remove.addEventListener('click', () => openDelete(a));
   tryIt.addEventListener('click', () => {
