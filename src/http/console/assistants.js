@@ -176,6 +176,7 @@ function wireTry() {
       return;
     }
     clear($('#turns'));
+    turns = 0;
     if (await turn('launch', { variables }, 'launch')) $('#try-input').hidden = false;
   });
   for (const b of $$('#try-input [data-digit]')) {
@@ -189,12 +190,16 @@ function wireTry() {
   $('#try-silence').addEventListener('click', () => turn('interact', { no_reply: true }, 'stayed silent'));
 }
 
+let turns = 0;
+
 async function turn(tool, body, what) {
   const state = $('#try-state');
   state.textContent = 'Asking Voiceflow…';
   try {
     const report = await request('POST', sessionPath(tool), { json: body });
-    $('#turns').prepend(renderTurn(report, what));
+    for (const open of $$('#turns details[open]')) open.open = false;
+    turns += 1;
+    $('#turns').prepend(renderTurn(report, `${turns}. ${what}`));
     state.textContent = report.ends_call ? 'The call would end here.' : 'Your turn: press a key, say something, or stay silent.';
     return true;
   } catch (e) {
@@ -221,10 +226,10 @@ function renderTurn(r, what) {
   if (r.no_reply_timeout) facts.push(`silence after ${r.no_reply_timeout} s goes back as no-reply`);
   if (r.ends_call) facts.push('the call ends after this');
   return el('li', { dataset: { turn: String(r.turn) } },
-    el('h3', {}, `Turn ${r.turn}: ${what} (sent as ${r.input.sent_as})`),
+    el('h3', {}, `${what} (sent to Voiceflow as ${r.input.sent_as})`),
     el('p', { class: 'hint' }, 'Voiceflow answered:'),
     traces,
     facts.length ? el('p', {}, facts.join(' · ')) : null,
-    el('details', {}, el('summary', {}, 'The Routee verbs'), el('pre', { tabindex: '0' }, JSON.stringify(r.dialplan, null, 2))));
+    el('details', { open: true }, el('summary', {}, 'The Routee verbs'), el('pre', { tabindex: '0' }, JSON.stringify(r.dialplan, null, 2))));
 }
 

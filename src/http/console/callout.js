@@ -113,7 +113,7 @@ function renderSummary() {
   $('#time-to-accept').textContent = at ? duration(new Date(at) - new Date(c.created_at)) : '–';
   $('#script').textContent = c.dialplan ? `template ${c.dialplan}` : `assistant ${c.assistant}`;
   $('#created').textContent = dateTime(c.created_at);
-  $('#next-call').textContent = c.next_call_at ? time(c.next_call_at) : '–';
+  $('#next-call').textContent = c.next_call_at ? time(c.next_call_at) : c.status === 'calling' ? '–' : 'none: finished';
   $('#cancel').hidden = c.status !== 'calling';
 }
 

@@ -93,8 +93,9 @@ function renderVariables() {
     : 'This template needs no variables.';
   for (const v of names) {
     const id = 'var-' + v;
+    const label = v.replaceAll('_', ' ');
     box.append(el('div', { class: 'field wide' },
-      el('label', { for: id }, v.replaceAll('_', ' ')),
+      el('label', { for: id }, label[0].toUpperCase() + label.slice(1)),
       el('input', { id, required: true, dataset: { variable: v }, 'aria-describedby': id + '-error' }),
       el('p', { id: id + '-error', class: 'field-error', hidden: true })));
   }
@@ -191,7 +192,8 @@ async function loadCsv(event) {
     ? `${file.name}: ${error}`
     : `${file.name}: ${contacts.length} contacts loaded. Checking them…`;
   stale();
-  await check();
+  const ok = await check();
+  if (!ok && !error) state.textContent = `${file.name}: ${contacts.length} contacts loaded; fix the marked rows, then check again.`;
 }
 
 /** The rows that count (wholly empty ones are left out) and their contacts. */
@@ -217,8 +219,9 @@ function variables() {
       return raw; // the API names the problem
     }
   }
+  // An empty field is left out, so the API names the variable as missing.
   const out = {};
-  for (const i of $$('[data-variable]')) out[i.dataset.variable] = i.value;
+  for (const i of $$('[data-variable]')) if (i.value.trim()) out[i.dataset.variable] = i.value;
   return out;
 }
 
@@ -374,6 +377,7 @@ function renderPreview(answer) {
   for (const item of first.script) list.append(el('li', {}, ...line(item)));
   $('#preview-verbs').textContent = JSON.stringify({ verbs: first.verbs }, null, 2);
   section.hidden = false;
+  section.scrollIntoView({ block: 'nearest' });
 }
 
 async function start() {
