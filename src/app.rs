@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,7 +37,7 @@ use crate::config::{Config, Secret};
 use crate::dialplan::template::{self, Templates};
 use crate::domain::Timing;
 use crate::engine::{Engine, EngineSettings, Jobs};
-use crate::http::{AppState, StateInner, auth::KeyRing};
+use crate::http::AppState;
 use crate::routee::client::{RouteeClient, RouteeClientConfig};
 use crate::security::Signer;
 use crate::sim::voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings};
@@ -205,15 +205,7 @@ impl Application {
         let engine = Engine::new(
             store, routee, voiceflow, assistants, signer, templates, settings,
         )?;
-        let config = Arc::new(config);
-        let state = AppState(Arc::new(StateInner {
-            engine,
-            keys: KeyRing::new(&config),
-            config,
-            prometheus: prometheus.clone(),
-            draining: AtomicBool::new(false),
-            sandbox: sim.clone(),
-        }));
+        let state = AppState::new(engine, Arc::new(config), prometheus.clone(), sim.clone());
         Ok(Application {
             listener,
             metrics_listener,

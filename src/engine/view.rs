@@ -1,71 +1,230 @@
 //! The public representation of a callout: what `GET /v1/callouts/{id}` answers
 //! and what `notify_url` receives. Timestamps become RFC 3339 strings here (they
 //! are stored as milliseconds).
+//!
+//! The types derive their schema for `GET /openapi.json` (`http::openapi`); a
+//! field the types cannot describe (a status spelled as a string, the policy's
+//! bounds, the timeline's loose events) names the schema it has.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
 
-use crate::domain::{Callout, Event, Outcome, Policy, Script, Timestamp};
+use crate::domain::policy::BOUNDS;
+use crate::domain::{Callout, CalloutStatus, Event, Outcome, Policy, Script, Timestamp};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Callout)]
 pub struct CalloutView {
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     pub id: String,
     pub name: String,
+    #[schema(value_type = CalloutStatus)]
     pub status: &'static str,
     /// The template name, when the conversation comes from a dialplan template.
+    #[schema(required = true)]
     pub dialplan: Option<String>,
     /// The assistant id, when it comes from a Voiceflow assistant.
+    #[schema(required = true)]
     pub assistant: Option<String>,
+    #[schema(schema_with = variables_schema)]
     pub variables: Map<String, Value>,
+    #[schema(value_type = PolicySchema)]
     pub policy: Policy,
+    #[schema(required = true)]
     pub notify_url: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime, required = true)]
     pub ended_at: Option<String>,
     /// When the next call is due, while one is scheduled.
+    #[schema(format = DateTime, required = true)]
     pub next_call_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub failure: Option<String>,
+    #[schema(required = true)]
     pub accepted_by: Option<AcceptedBy>,
     pub contacts: Vec<ContactView>,
     pub attempts: Vec<AttemptView>,
     /// The timeline; omitted in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<EventSchema>)]
     pub events: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AcceptedBy {
     pub contact: usize,
     pub name: String,
     pub phone: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Contact)]
 pub struct ContactView {
     pub name: String,
     pub phone: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub language: Option<String>,
     /// Calls made to this contact so far.
     pub attempts: u32,
     /// Outcome of the latest finished call.
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Attempt)]
 pub struct AttemptView {
     pub contact: usize,
+    #[schema(minimum = 1)]
     pub attempt: u32,
     pub call_id: String,
+    /// The call's state, as the carrier last reported it (`not_placed`: the
+    /// carrier never created it).
+    #[schema(schema_with = call_state_schema)]
     pub status: &'static str,
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub decision: Option<crate::domain::Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime, required = true)]
     pub answered_at: Option<String>,
+    #[schema(format = DateTime, required = true)]
     pub ended_at: Option<String>,
+}
+
+/// One entry of the timeline; some kinds carry more fields (due, retry_at,
+/// reason, status, keys, decision, outcome).
+// As [`event_view`] writes it: the schema leaves the kinds' fields open.
+#[derive(ToSchema)]
+#[schema(as = Event)]
+pub struct EventSchema {
+    #[schema(format = DateTime)]
+    pub at: String,
+    #[schema(schema_with = event_kind_schema)]
+    pub kind: String,
+    #[schema(nullable = false)]
+    pub contact: Option<usize>,
+    #[schema(nullable = false, minimum = 1)]
+    pub attempt: Option<u32>,
+}
+
+/// The policy the callout runs with: every field, each within [`BOUNDS`].
+pub struct PolicySchema;
+
+impl utoipa::PartialSchema for PolicySchema {
+    fn schema() -> RefOr<Schema> {
+        policy_schema(true).into()
+    }
+}
+
+impl ToSchema for PolicySchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Policy")
+    }
+}
+
+/// A policy's object: its fields bounded as [`BOUNDS`] says, all of them
+/// `required` in an answer (a request may leave any out).
+pub fn policy_schema(required: bool) -> Schema {
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for (name, lo, hi) in BOUNDS {
+        object = object.property(
+            name,
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(lo))
+                .maximum(Some(hi)),
+        );
+        if required {
+            object = object.required(name);
+        }
+    }
+    object.into()
+}
+
+/// A variable's value: a string (at most `max_chars` long, when given), a
+/// number or a boolean.
+pub fn scalar_schema(max_chars: Option<usize>) -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(max_chars),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .into()
+}
+
+/// A callout's variables: names to scalars.
+fn variables_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(scalar_schema(None)))
+        .into()
+}
+
+fn call_state_schema() -> Schema {
+    string_enum(&[
+        "dialing",
+        "queued",
+        "initiated",
+        "ringing",
+        "in_progress",
+        "completed",
+        "busy",
+        "no_answer",
+        "failed",
+        "not_placed",
+    ])
+}
+
+fn event_kind_schema() -> Schema {
+    string_enum(&[
+        "callout_created",
+        "call_scheduled",
+        "call_placed",
+        "placement_retry",
+        "placement_unconfirmed",
+        "call_status",
+        "keys_pressed",
+        "decided",
+        "attempt_ended",
+        "contact_done",
+        "hangup_requested",
+        "conversation_fallback",
+        "reconciled",
+        "callout_accepted",
+        "callout_exhausted",
+        "callout_cancelled",
+        "callout_failed",
+        "notify_delivered",
+        "notify_failed",
+    ])
+}
+
+/// A string that is one of `values`.
+pub fn string_enum(values: &[&str]) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .into()
 }
 
 fn ts(t: Timestamp) -> String {

@@ -8,9 +8,17 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use super::callout_input::parse_variables;
+use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::callout_input::{parse_variables, variables_schema};
+use super::openapi::nullable;
 use crate::assistants::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 use crate::assistants::{Registration, SettingsChange, Update, is_version_id};
 use crate::config::Secret;
@@ -526,6 +534,278 @@ pub fn transcript(
     } else {
         Err(errors)
     }
+}
+
+/// A Voiceflow assistant to register.
+// `POST /v1/assistants`, for the OpenAPI document: what [`registration`]
+// accepts. Never deserialized (the parser reads the fields one by one); no
+// stricter than the parser, as strict as OpenAPI 3.0 can say (what it cannot,
+// such as a name that is not an id, is in the descriptions). Values are
+// trimmed before they are checked, so the patterns allow surrounding blanks;
+// every optional field also takes `null`, read as absent.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewAssistant)]
+pub struct NewAssistantBody {
+    #[schema(schema_with = name_schema)]
+    pub name: Option<String>,
+    /// A Voiceflow Dialog Manager API key. Checked with Voiceflow, stored
+    /// encrypted, never shown again (only key_hint).
+    #[schema(max_length = 512, pattern = r"^\s*VF\.DM\.\S*\s*$", write_only)]
+    pub api_key: String,
+    /// production, development or a 24-hex version id.
+    #[schema(
+        pattern = r"^\s*(production|development|[0-9a-fA-F]{24})\s*$",
+        example = "production"
+    )]
+    pub version: String,
+    /// The Voiceflow project id, so an alias version's metadata (project name
+    /// and ids) can be read.
+    #[schema(pattern = r"^\s*[0-9a-fA-F]{24}\s*$")]
+    pub project_id: Option<String>,
+    #[schema(schema_with = keypad_schema)]
+    pub keypad: Option<BTreeMap<String, String>>,
+    /// A locale that maps onto one of Routee's voices (en-AU is en-US); others
+    /// are refused, naming what Routee speaks.
+    #[schema(example = "en-GB")]
+    pub language: Option<String>,
+    /// female, male or a known voice name (Polly.Joanna, en-US-GuyNeural); null
+    /// is no preference.
+    #[schema(example = "female")]
+    pub voice: Option<String>,
+    #[schema(schema_with = accept_actions_schema)]
+    pub accept_actions: Option<Vec<String>>,
+    #[schema(schema_with = reject_actions_schema)]
+    pub reject_actions: Option<Vec<String>>,
+    /// Save every call's conversation to Voiceflow; needs the project and
+    /// version ids.
+    pub save_transcripts: Option<bool>,
+}
+
+// `PATCH /v1/assistants/{id}`, for the OpenAPI document: what [`update`]
+// accepts, as [`NewAssistantBody`] with every field optional.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(
+    as = AssistantChange,
+    min_properties = 1,
+    description = "Any of the registration's fields; at least one that changes something \
+                   (null keeps a field, except voice)."
+)]
+pub struct AssistantChangeBody {
+    #[schema(schema_with = name_schema)]
+    pub name: Option<String>,
+    /// A new Voiceflow Dialog Manager API key (a rotation), checked with
+    /// Voiceflow like a registration's.
+    #[schema(max_length = 512, pattern = r"^\s*VF\.DM\.\S*\s*$", write_only)]
+    pub api_key: Option<String>,
+    /// production, development or a 24-hex version id.
+    #[schema(
+        pattern = r"^\s*(production|development|[0-9a-fA-F]{24})\s*$",
+        example = "production"
+    )]
+    pub version: Option<String>,
+    /// The Voiceflow project id, so an alias version's metadata (project name
+    /// and ids) can be read.
+    #[schema(pattern = r"^\s*[0-9a-fA-F]{24}\s*$")]
+    pub project_id: Option<String>,
+    #[schema(schema_with = keypad_schema)]
+    pub keypad: Option<BTreeMap<String, String>>,
+    /// A locale that maps onto one of Routee's voices (en-AU is en-US); others
+    /// are refused, naming what Routee speaks.
+    #[schema(example = "en-GB")]
+    pub language: Option<String>,
+    /// female, male or a known voice name (Polly.Joanna, en-US-GuyNeural); null
+    /// goes back to Routee's default voice.
+    #[schema(example = "female")]
+    pub voice: Option<String>,
+    #[schema(schema_with = accept_actions_schema)]
+    pub accept_actions: Option<Vec<String>>,
+    #[schema(schema_with = reject_actions_schema)]
+    pub reject_actions: Option<Vec<String>>,
+    /// Save every call's conversation to Voiceflow; needs the project and
+    /// version ids.
+    pub save_transcripts: Option<bool>,
+}
+
+// `POST .../launch`, for the OpenAPI document: what [`launch`] accepts. The
+// body may be empty or `null` (the annotation says `Option<SessionLaunch>`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SessionLaunch, description = "An empty body (or null) launches without variables.")]
+pub struct SessionLaunchBody {
+    #[schema(schema_with = launch_variables_schema)]
+    pub variables: Option<Map<String, Value>>,
+}
+
+/// Who the saved transcript says the conversation was with.
+// `PUT .../transcript`, for the OpenAPI document: what [`transcript`] accepts;
+// every field is optional, and so is the body.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TranscriptDetails)]
+pub struct TranscriptBody {
+    #[schema(schema_with = transcript_field_schema)]
+    pub device: Option<String>,
+    #[schema(schema_with = transcript_field_schema)]
+    pub os: Option<String>,
+    #[schema(schema_with = transcript_field_schema)]
+    pub browser: Option<String>,
+    #[schema(schema_with = transcript_field_schema)]
+    pub user_name: Option<String>,
+}
+
+/// `POST .../interact`, for the OpenAPI document: exactly one of `digits`,
+/// `text`, `no_reply`, `action`, as [`interact`] reads it.
+pub struct SessionInputBody;
+
+impl PartialSchema for SessionInputBody {
+    fn schema() -> RefOr<Schema> {
+        let one = |field: &str, schema: ObjectBuilder| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .required(field)
+                .property(field, schema)
+        };
+        let digits = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!(r"^\s*[0-9*#]{{1,{MAX_DIGITS}}}\s*$")))
+            .description(Some(
+                "Keys pressed, read as a call reads them (a trailing # only submits).",
+            ));
+        let no_reply = ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .enum_values(Some([true]))
+            .description(Some(
+                "The callee stayed silent: sent as a no-reply only when the previous turn \
+                 sent a no-reply trace, else a 409.",
+            ));
+        let action = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .required("type")
+            .property(
+                "type",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .description(Some("Not blank.")),
+            )
+            .description(Some("A raw Dialog Manager action, sent as it is."))
+            .examples([json!({"type": "event", "payload": {"event": {"name": "escalate"}}})]);
+        OneOfBuilder::new()
+            .description(Some("Exactly one of digits, text, no_reply, action."))
+            .item(one("digits", digits))
+            .item(one(
+                "text",
+                label_schema(MAX_TEXT_CHARS, "What the callee said."),
+            ))
+            .item(one("no_reply", no_reply))
+            .item(one("action", action))
+            .into()
+    }
+}
+
+impl ToSchema for SessionInputBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SessionInput")
+    }
+}
+
+/// `PATCH .../variables`, for the OpenAPI document: the flat object of
+/// variables [`variables`] accepts, at least one.
+pub struct VariablesPatchBody;
+
+impl PartialSchema for VariablesPatchBody {
+    fn schema() -> RefOr<Schema> {
+        let Schema::Object(mut variables) = variables_schema() else {
+            return Schema::default().into();
+        };
+        variables.schema_type = Type::Object.into();
+        variables.min_properties = Some(1);
+        variables.description = Some(VARIABLE_NAMES.into());
+        Schema::Object(variables).into()
+    }
+}
+
+impl ToSchema for VariablesPatchBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("VariablesPatch")
+    }
+}
+
+const VARIABLE_NAMES: &str = "A flat object: names are letters, digits and _ (not starting \
+                              with a digit), at most 64; values strings, numbers or booleans.";
+
+/// A short string the parser trims and bounds (as [`label`] reads it).
+fn label_schema(max: usize, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .description(Some(format!(
+            "{description} Not blank, no control characters; trimmed."
+        )))
+}
+
+fn name_schema() -> Schema {
+    nullable(
+        label_schema(
+            MAX_NAME_CHARS,
+            "Unique; must not look like an assistant id (32 hex digits). Defaults to the \
+             Voiceflow project's name.",
+        )
+        .into(),
+    )
+}
+
+fn keypad_schema() -> Schema {
+    let keypad = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_KEYPAD))
+        .additional_properties(Some(label_schema(MAX_LABEL_CHARS, "An intent name.")))
+        .description(Some(
+            "Keys (1 to 8 of 0-9 and *) to Voiceflow intent names, for digits that match no \
+             menu button.",
+        ))
+        .examples([json!({"1": "accept", "2": "reject"})]);
+    nullable(keypad.into())
+}
+
+fn actions_schema(default: &str) -> Schema {
+    let actions = ArrayBuilder::new()
+        .items(label_schema(MAX_LABEL_CHARS, "A custom action name."))
+        .min_items(Some(1))
+        .max_items(Some(MAX_ACTIONS))
+        .description(Some(format!(
+            "Custom action names that mean the callee decided (default {default})."
+        )));
+    nullable(actions.into())
+}
+
+fn accept_actions_schema() -> Schema {
+    actions_schema("accept")
+}
+
+fn reject_actions_schema() -> Schema {
+    actions_schema("reject")
+}
+
+fn launch_variables_schema() -> Schema {
+    let mut variables = variables_schema();
+    if let Schema::Object(object) = &mut variables {
+        object.description = Some(
+            "Put into state.variables before the launch. A call adds contact_name, \
+             callout_name and attempt: pass them to mimic one. Names are letters, digits and \
+             _ (not starting with a digit), at most 64."
+                .into(),
+        );
+    }
+    variables
+}
+
+fn transcript_field_schema() -> Schema {
+    nullable(label_schema(MAX_LABEL_CHARS, "Shown in Voiceflow.").into())
 }
 
 #[cfg(test)]

@@ -8,83 +8,114 @@
 //!
 //! No answer, and no log line written here, ever holds an API key.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::{get, patch, post, put};
-use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Schema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::assistant_input as input;
+use super::assistant_input::{
+    self as input, AssistantChangeBody, NewAssistantBody, SessionInputBody, SessionLaunchBody,
+    TranscriptBody, VariablesPatchBody,
+};
+use super::assistant_views::{
+    AssistantPath, AssistantPathNoExample, SavedTranscript, SessionPath, SessionState,
+    SessionVariables, TurnReportSchema,
+};
 use super::auth::{Admin, Dispatcher};
-use super::error::{ApiError, body_rejection};
+use super::error::{ApiError, ErrorBody, body_rejection};
+use super::openapi::{
+    AssistantNotFound, BadRequest, BadRequestOrRefused, Refused, Unavailable, VoiceflowFailures,
+};
 use super::state::AppState;
 use crate::assistants::tools::{SessionName, ToolError, Tools, TurnReport};
 use crate::assistants::{Registered, RegistryError, ResolveError, ResolvedAssistant};
 use crate::domain::{Assistant, AssistantId, AssistantSettings};
+use crate::engine::view::string_enum;
 use crate::routee::{Gender, Language};
 use crate::voiceflow::VoiceflowError;
 
-pub fn router() -> Router<AppState> {
-    // Paths are literals, so `tests/api/openapi.rs` can find each in the source.
-    Router::new()
-        .route("/v1/assistants", post(register).get(list))
-        .route(
-            "/v1/assistants/{id}",
-            get(show).patch(update).delete(delete),
-        )
-        .route(
-            "/v1/assistants/{id}/sessions/{session}/launch",
-            post(launch),
-        )
-        .route(
-            "/v1/assistants/{id}/sessions/{session}/interact",
-            post(interact),
-        )
-        .route(
-            "/v1/assistants/{id}/sessions/{session}/state",
-            get(get_state).delete(delete_state),
-        )
-        .route(
-            "/v1/assistants/{id}/sessions/{session}/variables",
-            patch(patch_variables),
-        )
-        .route(
-            "/v1/assistants/{id}/sessions/{session}/transcript",
-            put(save_transcript),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register, list))
+        .routes(routes!(show, update, delete))
+        .routes(routes!(launch))
+        .routes(routes!(interact))
+        .routes(routes!(get_state, delete_state))
+        .routes(routes!(patch_variables))
+        .routes(routes!(save_transcript))
 }
 
 /// An assistant as the API shows it: never the key, only its last characters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+// In the schema: no other field (in particular never the key).
+#[serde(deny_unknown_fields)]
+#[schema(as = Assistant)]
 pub struct AssistantView {
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     pub id: String,
     pub name: String,
-    /// As registered: `production`, `development` or a version id.
+    /// As registered: production, development or a version id.
     pub version: String,
     /// The version id Voiceflow resolved it to, when known.
+    #[schema(required = true)]
     pub version_id: Option<String>,
+    #[schema(required = true)]
     pub project_id: Option<String>,
+    #[schema(required = true)]
     pub project_name: Option<String>,
+    /// The key's last four characters; the key itself is never shown.
+    #[schema(max_length = 4)]
     pub key_hint: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub settings: SettingsView,
+    /// Only in the answer to a registration or update, e.g. why Voiceflow's
+    /// metadata is missing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AssistantSettings)]
 pub struct SettingsView {
+    #[schema(schema_with = language_schema)]
     pub language: Language,
+    #[schema(schema_with = voice_schema, required = true)]
     pub voice: Option<Gender>,
     pub keypad: std::collections::BTreeMap<String, String>,
     pub accept_actions: Vec<String>,
     pub reject_actions: Vec<String>,
     pub save_transcripts: bool,
+}
+
+/// One of the languages Routee speaks, by its code.
+fn language_schema() -> Schema {
+    let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
+    string_enum(&codes)
+}
+
+/// The voice's gender, or none.
+fn voice_schema() -> Schema {
+    super::openapi::nullable(string_enum(&["female", "male"]))
+}
+
+/// The registered assistants.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AssistantList)]
+struct Assistants {
+    assistants: Vec<AssistantView>,
 }
 
 impl AssistantView {
@@ -191,7 +222,45 @@ fn tools(state: &AppState) -> Tools<'_> {
     Tools::new(&state.engine, state.config.default_policy)
 }
 
-/// `POST /v1/assistants`: checks the key with Voiceflow, then stores it encrypted.
+/// Register a Voiceflow assistant
+///
+/// Checks the key and version with Voiceflow, reads the version's project
+/// metadata, and stores the key encrypted. Nothing is stored on any error.
+#[utoipa::path(
+    post,
+    path = "/v1/assistants",
+    tag = "assistants",
+    operation_id = "registerAssistant",
+    extensions(("x-required-role" = json!("admin"))),
+    request_body(content = NewAssistantBody, example = json!({
+        "name": "ticket-bot",
+        "api_key": "VF.DM.0123456789abcdef01234567.ExampleKeyOnly",
+        "version": "production",
+        "keypad": {"1": "accept", "2": "reject"},
+        "language": "en-GB",
+        "voice": "female"
+    })),
+    responses(
+        (status = 201, description = "Registered. The assistant (never its key: only \
+            key_hint), with warnings when Voiceflow's project metadata could not be read.",
+            body = AssistantView,
+            headers(("Location" = String, description = "/v1/assistants/{id}")),
+            links(
+                ("GetAssistant" = (operation_id = "getAssistant", parameters(("id" = "$response.body#/id")))),
+                ("UpdateAssistant" = (operation_id = "updateAssistant", parameters(("id" = "$response.body#/id")))),
+                ("DeleteAssistant" = (operation_id = "deleteAssistant", parameters(("id" = "$response.body#/id")))),
+                ("LaunchSession" = (operation_id = "launchSession", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "Another assistant has this name (code name_taken).", body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 422, description = "Every bad field in details, Voiceflow's verdict \
+            included: the key refused (api_key), the version unusable (version), project_id \
+            not the key's project, name required when Voiceflow's metadata is unavailable, \
+            save_transcripts without known project and version ids.", body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn register(
     _caller: Admin,
     State(state): State<AppState>,
@@ -215,17 +284,48 @@ async fn register(
     ))
 }
 
-/// `GET /v1/assistants`: oldest first.
-async fn list(_caller: Dispatcher, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// List the registered assistants, oldest first
+///
+/// No answer holds a key: only its last four characters.
+#[utoipa::path(
+    get,
+    path = "/v1/assistants",
+    tag = "assistants",
+    operation_id = "listAssistants",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "The assistants.", body = Assistants),
+        (status = 503, response = Unavailable),
+    ),
+)]
+async fn list(
+    _caller: Dispatcher,
+    State(state): State<AppState>,
+) -> Result<Json<Assistants>, ApiError> {
     let all = state.engine.store.assistants().await?;
-    let views: Vec<AssistantView> = all
+    let assistants = all
         .iter()
         .map(|a| AssistantView::of(a, Vec::new()))
         .collect();
-    Ok(Json(json!({ "assistants": views })))
+    Ok(Json(Assistants { assistants }))
 }
 
-/// `GET /v1/assistants/{id}`: by id or name.
+/// An assistant, by id or name
+///
+/// No answer holds a key: only its last four characters.
+#[utoipa::path(
+    get,
+    path = "/v1/assistants/{id}",
+    tag = "assistants",
+    operation_id = "getAssistant",
+    params(AssistantPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "The assistant.", body = AssistantView),
+        (status = 404, response = AssistantNotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn show(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -235,7 +335,34 @@ async fn show(
     Ok(Json(AssistantView::of(&a, Vec::new())))
 }
 
-/// `PATCH /v1/assistants/{id}`: new settings, name, or key (checked first).
+/// Change an assistant, or rotate its key
+///
+/// Any of the registration's fields; the others are kept. A new api_key,
+/// version or project_id is checked with Voiceflow like a registration.
+/// Nothing changes on any error.
+#[utoipa::path(
+    patch,
+    path = "/v1/assistants/{id}",
+    tag = "assistants",
+    operation_id = "updateAssistant",
+    params(AssistantPath),
+    extensions(("x-required-role" = json!("admin"))),
+    request_body(content = AssistantChangeBody, example = json!({"language": "el-GR", "voice": null})),
+    responses(
+        (status = 200, description = "Updated: the assistant as it is now, with warnings when \
+            Voiceflow's metadata could not be read.", body = AssistantView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = "Another assistant has the name (name_taken), the \
+            assistant changed meanwhile (changed_concurrently: read it and retry), or its \
+            stored key no longer decrypts and must be given again (stored_key_unusable).",
+            body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 422, description = "Every bad field in details, as for a registration; \
+            nothing to change (body).", body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn update(
     _caller: Admin,
     State(state): State<AppState>,
@@ -253,7 +380,24 @@ async fn update(
     Ok(Json(AssistantView::registered(updated)))
 }
 
-/// `DELETE /v1/assistants/{id}`: refused while running callouts use it.
+/// Delete an assistant (only the gateway's record, nothing in Voiceflow)
+///
+/// Refused while callouts that are still calling use it.
+#[utoipa::path(
+    delete,
+    path = "/v1/assistants/{id}",
+    tag = "assistants",
+    operation_id = "deleteAssistant",
+    params(AssistantPathNoExample),
+    extensions(("x-required-role" = json!("admin"))),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = "Running callouts use the assistant (code \
+            assistant_in_use): cancel them or let them finish.", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn delete(
     _caller: Admin,
     State(state): State<AppState>,
@@ -269,7 +413,33 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST .../sessions/{session}/launch`.
+/// Start (or restart) a test conversation
+///
+/// Runs the assistant's launch turn for this session, without a call, and
+/// renders it as a call would (the assistant's settings, the default policy).
+#[utoipa::path(
+    post,
+    path = "/v1/assistants/{id}/sessions/{session}/launch",
+    tag = "assistants",
+    operation_id = "launchSession",
+    params(SessionPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content = Option<SessionLaunchBody>, example = json!(
+        {"variables": {"contact_name": "Alice", "ticket": "Server room 2 is flooding."}}
+    )),
+    responses(
+        (status = 200, description = TURN, body = TurnReportSchema, links(
+            ("Interact" = (operation_id = "interactSession", parameters(("id" = "$request.path.id"), ("session" = "$response.body#/session")))),
+            ("GetState" = (operation_id = "getSessionState", parameters(("id" = "$request.path.id"), ("session" = "$response.body#/session")))),
+        )),
+        (status = 400, response = BadRequestOrRefused),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = KEY_CONFLICT, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 422, description = SESSION_INVALID, body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn launch(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -279,7 +449,34 @@ async fn launch(
     tool_turn(&state, path, body, input::launch).await
 }
 
-/// `POST .../sessions/{session}/interact`.
+/// One turn of a test conversation
+///
+/// Exactly one of digits (read as a call reads them: a key of the last menu,
+/// the keypad, else text), text, no_reply or a raw Dialog Manager action.
+#[utoipa::path(
+    post,
+    path = "/v1/assistants/{id}/sessions/{session}/interact",
+    tag = "assistants",
+    operation_id = "interactSession",
+    params(SessionPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content = SessionInputBody, example = json!({"digits": "1"})),
+    responses(
+        (status = 200, description = TURN, body = TurnReportSchema, links(
+            ("Interact" = (operation_id = "interactSession", parameters(("id" = "$request.path.id"), ("session" = "$response.body#/session")))),
+            ("GetState" = (operation_id = "getSessionState", parameters(("id" = "$request.path.id"), ("session" = "$response.body#/session")))),
+        )),
+        (status = 400, response = BadRequestOrRefused),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = "Silence (no_reply, or digits of only #) when the \
+            previous turn sent no no-reply trace (code nothing_to_send: a call would tell \
+            Voiceflow nothing), or the stored key no longer decrypts (stored_key_unusable).",
+            body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 422, description = SESSION_INVALID, body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn interact(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -306,27 +503,65 @@ async fn tool_turn(
     Ok(Json(report))
 }
 
-/// `GET .../sessions/{session}/state`: Voiceflow's state and the gateway's.
+/// A test conversation's state, in Voiceflow and in the gateway
+///
+/// Voiceflow's stored state ({} when none) and the gateway's (the last menu
+/// and turn; null when none).
+#[utoipa::path(
+    get,
+    path = "/v1/assistants/{id}/sessions/{session}/state",
+    tag = "assistants",
+    operation_id = "getSessionState",
+    params(SessionPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "Voiceflow's state of the session and what the gateway \
+            keeps.", body = SessionState),
+        (status = 400, response = Refused),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = KEY_CONFLICT, body = ErrorBody),
+        (status = 422, description = SESSION_INVALID, body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn get_state(
     _caller: Dispatcher,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionState>, ApiError> {
     let (key, session) = session_path(path)?;
     let resolved = resolve(&state, &key).await?;
     let (vf_state, kept) = tools(&state)
         .state(&resolved, &session)
         .await
         .map_err(|e| tool_error(e, resolved.assistant.id))?;
-    Ok(Json(json!({
-        "session": session.as_str(),
-        "user_id": session.user_id(resolved.assistant.id),
-        "state": vf_state,
-        "gateway": kept,
-    })))
+    Ok(Json(SessionState {
+        gateway: kept,
+        session: session.as_str().to_owned(),
+        state: vf_state,
+        user_id: session.user_id(resolved.assistant.id),
+    }))
 }
 
-/// `DELETE .../sessions/{session}/state`.
+/// Forget a test conversation
+///
+/// Deletes the session's state in Voiceflow and the gateway's.
+#[utoipa::path(
+    delete,
+    path = "/v1/assistants/{id}/sessions/{session}/state",
+    tag = "assistants",
+    operation_id = "deleteSessionState",
+    params(SessionPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 204, description = "Forgotten, in Voiceflow and here."),
+        (status = 400, response = Refused),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = KEY_CONFLICT, body = ErrorBody),
+        (status = 422, description = SESSION_INVALID, body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn delete_state(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -341,13 +576,33 @@ async fn delete_state(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PATCH .../sessions/{session}/variables`: a flat object.
+/// Merge variables into a test conversation's state
+///
+/// The body is the flat object of variables.
+#[utoipa::path(
+    patch,
+    path = "/v1/assistants/{id}/sessions/{session}/variables",
+    tag = "assistants",
+    operation_id = "patchSessionVariables",
+    params(SessionPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content = VariablesPatchBody, example = json!({"ticket": "4711", "priority": 2})),
+    responses(
+        (status = 200, description = "The state Voiceflow answers after the merge.", body = SessionVariables),
+        (status = 400, response = BadRequestOrRefused),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = KEY_CONFLICT, body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 422, description = SESSION_INVALID, body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn patch_variables(
     _caller: Dispatcher,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionVariables>, ApiError> {
     let (key, session) = session_path(path)?;
     let vars = input::variables(&json_body(&state, body)?).map_err(ApiError::invalid)?;
     let resolved = resolve(&state, &key).await?;
@@ -355,20 +610,45 @@ async fn patch_variables(
         .patch_variables(&resolved, &session, &vars)
         .await
         .map_err(|e| tool_error(e, resolved.assistant.id))?;
-    Ok(Json(json!({
-        "session": session.as_str(),
-        "user_id": session.user_id(resolved.assistant.id),
-        "state": vf_state,
-    })))
+    Ok(Json(SessionVariables {
+        session: session.as_str().to_owned(),
+        state: vf_state,
+        user_id: session.user_id(resolved.assistant.id),
+    }))
 }
 
-/// `PUT .../sessions/{session}/transcript`.
+/// Save a test conversation's transcript to Voiceflow
+///
+/// Every field is optional: device phone, os ivr-gateway, browser
+/// conversation-tools, user_name test session <session> by default.
+#[utoipa::path(
+    put,
+    path = "/v1/assistants/{id}/sessions/{session}/transcript",
+    tag = "assistants",
+    operation_id = "saveSessionTranscript",
+    params(SessionPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content = Option<TranscriptBody>, example = json!(
+        {"device": "desktop", "os": "macOS", "browser": "curl", "user_name": "QA run 12"}
+    )),
+    responses(
+        (status = 200, description = "Saved: Voiceflow's transcript record.", body = SavedTranscript),
+        (status = 400, response = BadRequestOrRefused),
+        (status = 404, response = AssistantNotFound),
+        (status = 409, description = "The assistant's Voiceflow project and version ids are \
+            unknown (code transcripts_unavailable), or its stored key no longer decrypts \
+            (stored_key_unusable).", body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 422, description = SESSION_INVALID, body = ErrorBody),
+        VoiceflowFailures,
+    ),
+)]
 async fn save_transcript(
     _caller: Dispatcher,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SavedTranscript>, ApiError> {
     let (key, session) = session_path(path)?;
     let details =
         input::transcript(&json_body(&state, body)?, &session).map_err(ApiError::invalid)?;
@@ -377,12 +657,19 @@ async fn save_transcript(
         .save_transcript(&resolved, &session, details)
         .await
         .map_err(|e| tool_error(e, resolved.assistant.id))?;
-    Ok(Json(json!({
-        "session": session.as_str(),
-        "user_id": session.user_id(resolved.assistant.id),
-        "transcript": record,
-    })))
+    Ok(Json(SavedTranscript {
+        session: session.as_str().to_owned(),
+        transcript: record,
+        user_id: session.user_id(resolved.assistant.id),
+    }))
 }
+
+const TOO_LARGE: &str = "The body is larger than MAX_BODY_BYTES (code payload_too_large).";
+const TURN: &str = "The turn: Voiceflow's answers and the dialplan a call would get.";
+const SESSION_INVALID: &str =
+    "The session name (session) or the body is wrong: every bad field in details.";
+const KEY_CONFLICT: &str = "The assistant's stored key no longer decrypts with GATEWAY_SECRET \
+                            (code stored_key_unusable): give it again with PATCH.";
 
 fn registry_error(e: RegistryError) -> ApiError {
     match e {

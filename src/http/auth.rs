@@ -11,8 +11,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::state::AppState;
 use crate::config::Role;
+
+/// Where the extractors find the configured keys. A trait rather than the app's
+/// state type, so that the state (which holds a [`KeyRing`]) imports this module
+/// and not the other way round.
+pub trait HasKeyRing {
+    fn key_ring(&self) -> &KeyRing;
+}
 
 /// Configured tokens, as hashes.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +60,8 @@ impl KeyRing {
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub Role);
 
-fn authenticate(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller, ApiError> {
-    if state.keys.open {
+fn authenticate(parts: &Parts, keys: &KeyRing, needed: Role) -> Result<Caller, ApiError> {
+    if keys.open {
         return Ok(Caller(Role::Admin));
     }
     let header = parts
@@ -70,7 +76,7 @@ fn authenticate(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller,
             "an API key is required: Authorization: Bearer <token>",
         ));
     };
-    match state.keys.role_of(token.trim()) {
+    match keys.role_of(token.trim()) {
         None => Err(ApiError::unauthorized("the API key is not valid")),
         Some(role) if role < needed => Err(ApiError::forbidden(format!(
             "this needs the {} role",
@@ -88,23 +94,17 @@ pub struct Dispatcher(pub Caller);
 #[derive(Debug, Clone, Copy)]
 pub struct Admin(pub Caller);
 
-impl FromRequestParts<AppState> for Dispatcher {
+impl<S: HasKeyRing + Send + Sync> FromRequestParts<S> for Dispatcher {
     type Rejection = ApiError;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state, Role::Dispatcher).map(Dispatcher)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state.key_ring(), Role::Dispatcher).map(Dispatcher)
     }
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl<S: HasKeyRing + Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state, Role::Admin).map(Admin)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state.key_ring(), Role::Admin).map(Admin)
     }
 }
 

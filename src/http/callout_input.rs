@@ -9,11 +9,15 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use super::error::MAX_DETAILS;
+use super::openapi::nullable;
 use crate::dialplan::language::routee_language;
 use crate::dialplan::template::Templates;
 use crate::domain::{Contact, E164, FieldError, Policy, PolicyInput};
+use crate::engine::view::{policy_schema, scalar_schema};
 
 /// Longest callout or contact name.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -603,4 +607,83 @@ pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, V
     } else {
         Err(errors)
     }
+}
+
+// `POST /v1/callouts` as JSON, for the OpenAPI document: what [`parse`]
+// accepts. Never deserialized (the parser reads the fields one by one); its
+// bounds are this module's constants (`contacts`' `maxItems` is filled in
+// from `MAX_CONTACTS` when the document is served), which
+// `openapi::tests::the_documented_bounds_are_the_parsers` checks.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewCallout, description = "Exactly one of dialplan or assistant.")]
+pub struct NewCalloutBody {
+    #[schema(min_length = 1, max_length = 200, example = "Ticket 4711")]
+    pub name: String,
+    /// A template name (dialplans/).
+    #[schema(example = "ticket-escalation")]
+    pub dialplan: Option<String>,
+    /// A registered assistant's id or name.
+    pub assistant: Option<String>,
+    #[schema(schema_with = variables_schema)]
+    pub variables: Option<Map<String, Value>>,
+    #[schema(min_items = 1)]
+    pub contacts: Vec<NewContactBody>,
+    #[schema(schema_with = policy_input_schema)]
+    pub policy: Option<PolicyInput>,
+    /// http(s); POSTed the final state, signed (X-Ivr-Signature). Internal
+    /// addresses are refused unless ALLOW_PRIVATE_URLS.
+    pub notify_url: Option<String>,
+}
+
+/// One contact of a JSON callout.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewContact)]
+pub struct NewContactBody {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// E.164: + and the country code, digits (spaces, - . ( ) allowed).
+    #[schema(example = "+306900000001")]
+    pub phone: String,
+    /// A Routee voice (en-US, el-GR...) or a locale mapped to one.
+    #[schema(example = "el-GR")]
+    pub language: Option<String>,
+}
+
+/// The `{id}` of a callout's paths, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CalloutPath {
+    /// A callout id: 32 lowercase hex digits. Anything else is a 404.
+    pub id: String,
+}
+
+/// A callout whose call list is a CSV file.
+#[derive(ToSchema)]
+pub struct CalloutUpload {
+    /// The call list as CSV (UTF-8): a header row with name and phone (and
+    /// optionally language), then one contact per row.
+    #[schema(value_type = String, format = Binary)]
+    pub contacts: Vec<u8>,
+    /// The JSON of NewCallout without contacts.
+    #[schema(nullable = false)]
+    pub callout: Option<String>,
+}
+
+/// A request's variables: at most [`MAX_VARIABLES`], each value a scalar of at
+/// most [`MAX_VARIABLE_CHARS`]; `null` is none.
+pub fn variables_schema() -> Schema {
+    let variables = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_VARIABLES))
+        .additional_properties(Some(scalar_schema(Some(MAX_VARIABLE_CHARS))))
+        .examples([serde_json::json!({"ticket": "Server room 2 is flooding"})]);
+    nullable(variables.into())
+}
+
+/// A request's policy: any of the fields, each within its bounds; `null` is the
+/// defaults.
+fn policy_input_schema() -> Schema {
+    nullable(policy_schema(false))
 }

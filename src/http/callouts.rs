@@ -1,27 +1,32 @@
 //! The dispatcher API: create (JSON or CSV upload), read, list, cancel callouts.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Dispatcher;
-use super::callout_input::{self, Draft, InputRules, ScriptRef};
-use super::error::{ApiError, body_rejection};
+use super::callout_input::{
+    self, CalloutPath, CalloutUpload, Draft, InputRules, NewCalloutBody, ScriptRef,
+};
+use super::error::{ApiError, ErrorBody, body_rejection};
+use super::openapi::{BadRequest, Invalid, NotFound, Unavailable};
 use super::state::AppState;
 use crate::domain::{CalloutId, CalloutStatus, FieldError, NewCallout, Script};
-use crate::engine::view::CalloutView;
+use crate::engine::view::{CalloutView, string_enum};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/callouts", post(create).get(list))
-        .route("/v1/callouts/{id}", get(show))
-        .route("/v1/callouts/{id}/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
 }
 
 pub(super) fn rules(state: &AppState) -> InputRules<'_> {
@@ -49,8 +54,47 @@ pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<Call
     })
 }
 
-/// `POST /v1/callouts`: JSON body, or `multipart/form-data` with a `contacts` CSV
-/// file and an optional `callout` JSON part.
+/// Create a callout and start calling
+///
+/// A JSON body, or `multipart/form-data` with a `contacts` CSV file and an
+/// optional `callout` JSON part.
+#[utoipa::path(
+    post,
+    path = "/v1/callouts",
+    tag = "callouts",
+    operation_id = "createCallout",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content(
+        (NewCalloutBody = "application/json", example = json!({
+            "name": "Ticket 4711",
+            "dialplan": "ticket-escalation",
+            "variables": {"ticket": "Server room 2 is flooding"},
+            "contacts": [
+                {"name": "Alice", "phone": "+306900000001"},
+                {"name": "Bob", "phone": "+306900000002", "language": "el-GR"}
+            ],
+            "policy": {"attempts_per_contact": 3, "retry_delay_s": 60, "input_timeout_s": 10, "reprompts": 1}
+        })),
+        (CalloutUpload = "multipart/form-data", encoding(
+            ("contacts" = (content_type = "text/csv")),
+            ("callout" = (content_type = "application/json")),
+        )),
+    )),
+    responses(
+        (status = 201, description = "Created; calling starts. The callout as GET returns it.",
+            body = CalloutView,
+            headers(("Location" = String)),
+            links(
+                ("GetCallout" = (operation_id = "getCallout", parameters(("id" = "$response.body#/id")))),
+                ("CancelCallout" = (operation_id = "cancelCallout", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES.", body = ErrorBody),
+        (status = 415, description = "Neither application/json nor multipart/form-data.", body = ErrorBody),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn create(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -208,6 +252,20 @@ pub(super) async fn resolve_script(state: &AppState, draft: Draft) -> Result<New
     })
 }
 
+/// A callout with its contacts, attempts and timeline
+#[utoipa::path(
+    get,
+    path = "/v1/callouts/{id}",
+    tag = "callouts",
+    operation_id = "getCallout",
+    params(CalloutPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "The callout.", body = CalloutView),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn show(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -222,20 +280,61 @@ async fn show(
     Ok(Json(CalloutView::build(&callout, Some(&events))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(schema_with = status_filter_schema)]
     status: Option<String>,
+    #[param(nullable = false, minimum = 1, maximum = 200, default = 50)]
     limit: Option<usize>,
+    /// Only callouts created before this one (the `next` of the previous page);
+    /// empty means from the newest.
+    #[param(nullable = false, pattern = "^([0-9a-f]{32})?$")]
     before: Option<String>,
 }
 
-/// `GET /v1/callouts?status=&limit=&before=`: newest first.
+/// A status, or empty for any.
+fn status_filter_schema() -> Schema {
+    let mut statuses: Vec<&str> = CalloutStatus::ALL.iter().map(|s| s.as_str()).collect();
+    statuses.push("");
+    let mut schema = string_enum(&statuses);
+    if let Schema::Object(object) = &mut schema {
+        object.description = Some("Only callouts in this status; empty means any.".into());
+    }
+    schema
+}
+
+/// A page of callouts.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CalloutList)]
+struct CalloutPage {
+    callouts: Vec<CalloutView>,
+    /// Pass as before= for the next page; null on the last.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+/// List callouts, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/callouts",
+    tag = "callouts",
+    operation_id = "listCallouts",
+    params(ListQuery),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "Callouts, newest first (without their events).", body = CalloutPage),
+        (status = 400, response = BadRequest),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn list(
     _caller: Dispatcher,
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CalloutPage>, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let mut errors = Vec::new();
@@ -270,14 +369,28 @@ async fn list(
     let next = (callouts.len() == limit)
         .then(|| callouts.last().map(|c| c.id.to_string()))
         .flatten();
-    let items: Vec<CalloutView> = callouts
+    let callouts = callouts
         .iter()
         .map(|c| CalloutView::build(c, None))
         .collect();
-    Ok(Json(json!({ "callouts": items, "next": next })))
+    Ok(Json(CalloutPage { callouts, next }))
 }
 
-/// `POST /v1/callouts/{id}/cancel`: no further calls; a live call is hung up.
+/// Stop a callout: no further calls, a live call is hung up
+#[utoipa::path(
+    post,
+    path = "/v1/callouts/{id}/cancel",
+    tag = "callouts",
+    operation_id = "cancelCallout",
+    params(CalloutPath),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "Cancelled: no further calls; a live call is hung up.", body = CalloutView),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The callout has already finished (code already_finished).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn cancel(
     _caller: Dispatcher,
     State(state): State<AppState>,

@@ -18,29 +18,35 @@
 //! does not exist yet. An assistant's first words come from Voiceflow when the
 //! call is answered; its preview is `null` (the conversation tools run it).
 
+use axum::Json;
 use axum::extract::{Request, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Dispatcher;
+use super::callout_input::{CalloutUpload, NewCalloutBody};
 use super::callouts::{check_notify_target, read_draft, resolve_script};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::{BadRequest, Invalid, Unavailable};
 use super::state::AppState;
 use crate::dialplan::template::{BUILTIN_VARS, Template, Vars};
 use crate::domain::policy::BOUNDS;
 use crate::domain::{Decision, NewCallout, Script};
 use crate::routee::Verb;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/dialplans", get(dialplans))
-        .route("/v1/policy", get(policy))
-        .route("/v1/callouts/preview", post(preview))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(dialplans))
+        .routes(routes!(policy))
+        .routes(routes!(preview))
 }
 
-#[derive(Debug, Serialize)]
+/// A dialplan template, for composing a callout.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Dialplan)]
 struct DialplanView {
     name: String,
     description: Option<String>,
@@ -51,7 +57,14 @@ struct DialplanView {
     builtins: Vec<String>,
     /// Phone key to what it does: `accepted`, `rejected`, or `menu` (says its
     /// text and offers the options again).
-    keys: std::collections::BTreeMap<String, &'static str>,
+    keys: std::collections::BTreeMap<String, String>,
+}
+
+/// The templates, by name.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DialplanList)]
+struct Dialplans {
+    dialplans: Vec<DialplanView>,
 }
 
 fn dialplan_view(t: &Template) -> DialplanView {
@@ -72,20 +85,39 @@ fn dialplan_view(t: &Template) -> DialplanView {
                     Some(Decision::Rejected) => "rejected",
                     None => "menu",
                 };
-                (k.clone(), does)
+                (k.clone(), does.to_owned())
             })
             .collect(),
     }
 }
 
-/// `GET /v1/dialplans`: by name.
-async fn dialplans(_caller: Dispatcher, State(state): State<AppState>) -> Json<Value> {
-    let list: Vec<DialplanView> = state.engine.templates.iter().map(dialplan_view).collect();
-    Json(json!({ "dialplans": list }))
+/// The dialplan templates, with the variables each needs
+#[utoipa::path(
+    get,
+    path = "/v1/dialplans",
+    tag = "callouts",
+    operation_id = "listDialplans",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses((status = 200, description = "By name.", body = Dialplans)),
+)]
+async fn dialplans(_caller: Dispatcher, State(state): State<AppState>) -> Json<Dialplans> {
+    Json(Dialplans {
+        dialplans: state.engine.templates.iter().map(dialplan_view).collect(),
+    })
 }
 
-/// `GET /v1/policy`: what a callout without a `policy` (or with some fields of
-/// it) gets, and the bounds of each field.
+/// The policy defaults and each field's bounds
+///
+/// What a callout without a `policy` (or with some of its fields) gets:
+/// `{defaults, bounds: {field: {min, max}}, max_contacts}`.
+#[utoipa::path(
+    get,
+    path = "/v1/policy",
+    tag = "callouts",
+    operation_id = "getPolicy",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses((status = 200, description = "Defaults and bounds.", body = Object)),
+)]
 async fn policy(_caller: Dispatcher, State(state): State<AppState>) -> Json<Value> {
     let bounds: Map<String, Value> = BOUNDS
         .iter()
@@ -98,7 +130,35 @@ async fn policy(_caller: Dispatcher, State(state): State<AppState>) -> Json<Valu
     }))
 }
 
-/// `POST /v1/callouts/preview`.
+/// Check a callout as POST /v1/callouts would, create nothing, and show what the first person hears
+///
+/// The same body and the same checks as creating (a 422 names every bad field
+/// and row); nothing is created. Answers `{callout, first_call}`: the callout as
+/// it would be created (policy complete, phones in E.164), and the first call's
+/// words (`script`: one entry per verb, `{kind: say, text, voice,
+/// interruptible}`, `{kind: pause, seconds}`, `{kind: play, url}`, `{kind:
+/// collect}`) and its Routee `verbs` (the COLLECT's eventUrl, signed per call,
+/// with placeholders); `first_call` is null for an assistant, whose words come
+/// from Voiceflow.
+#[utoipa::path(
+    post,
+    path = "/v1/callouts/preview",
+    tag = "callouts",
+    operation_id = "previewCallout",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content(
+        (NewCalloutBody = "application/json"),
+        (CalloutUpload = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "Valid; nothing was created.", body = Object),
+        (status = 400, response = BadRequest),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES.", body = ErrorBody),
+        (status = 415, description = "Neither application/json nor multipart/form-data.", body = ErrorBody),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn preview(
     _caller: Dispatcher,
     State(state): State<AppState>,

@@ -36,17 +36,16 @@
 //! | `/console/sandbox` | (sandbox only) the seed scenario, the simulated callees |
 //! | `/console/assets/{file}` | the stylesheet and the modules |
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::callout_input::CalloutPath;
+use super::error::{ApiError, ErrorBody};
 use super::state::AppState;
 use crate::domain::CalloutId;
 
@@ -122,51 +121,15 @@ const NOT_FOUND: Page = Page {
     body: "<p>There is no such page or callout. <a href=\"/console\">Back to the callouts</a>.</p>",
 };
 
-/// A static file with its validator.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    body: &'static str,
-    etag: HeaderValue,
-}
-
-pub fn router() -> Router<AppState> {
-    let assets: Arc<Vec<Asset>> = Arc::new(
-        ASSETS
-            .iter()
-            .map(|(name, content_type, body)| Asset {
-                name,
-                content_type,
-                body,
-                etag: etag(body),
-            })
-            .collect(),
-    );
-    Router::new()
-        .route("/console", get(|s: State<AppState>| page(s, CALLOUTS)))
-        .route(
-            "/console/sign-in",
-            get(|s: State<AppState>| page(s, SIGN_IN)),
-        )
-        .route(
-            "/console/callouts/new",
-            get(|s: State<AppState>| page(s, NEW_CALLOUT)),
-        )
-        .route("/console/callouts/{id}", get(callout_page))
-        .route(
-            "/console/assistants",
-            get(|s: State<AppState>| page(s, ASSISTANTS)),
-        )
-        .route("/console/sandbox", get(sandbox_page))
-        .route(
-            "/console/assets/{file}",
-            get(
-                move |file: Result<Path<String>, PathRejection>, headers: HeaderMap| {
-                    let assets = Arc::clone(&assets);
-                    async move { asset(&assets, file, &headers) }
-                },
-            ),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(callouts_page))
+        .routes(routes!(sign_in_page))
+        .routes(routes!(new_callout_page))
+        .routes(routes!(callout_page))
+        .routes(routes!(assistants_page))
+        .routes(routes!(sandbox_page))
+        .routes(routes!(asset))
 }
 
 fn etag(body: &str) -> HeaderValue {
@@ -175,10 +138,45 @@ fn etag(body: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
-async fn page(State(state): State<AppState>, page: Page) -> Response {
+/// The console: callouts, newest first
+#[utoipa::path(get, path = "/console", tag = "console", operation_id = "consoleCallouts", security(()),
+    responses((status = 200, description = "The page (its data comes from the /v1 API).", body = String, content_type = "text/html")))]
+async fn callouts_page(state: State<AppState>) -> Response {
+    page(state, CALLOUTS)
+}
+
+/// The console: sign in with an API key
+#[utoipa::path(get, path = "/console/sign-in", tag = "console", operation_id = "consoleSignIn", security(()),
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html")))]
+async fn sign_in_page(state: State<AppState>) -> Response {
+    page(state, SIGN_IN)
+}
+
+/// The console: a new callout
+#[utoipa::path(get, path = "/console/callouts/new", tag = "console", operation_id = "consoleNewCallout", security(()),
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html")))]
+async fn new_callout_page(state: State<AppState>) -> Response {
+    page(state, NEW_CALLOUT)
+}
+
+/// The console: assistants (admin)
+#[utoipa::path(get, path = "/console/assistants", tag = "console", operation_id = "consoleAssistants", security(()),
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html")))]
+async fn assistants_page(state: State<AppState>) -> Response {
+    page(state, ASSISTANTS)
+}
+
+fn page(State(state): State<AppState>, page: Page) -> Response {
     html(StatusCode::OK, render(&state, page, None))
 }
 
+/// The console: one callout, live
+#[utoipa::path(get, path = "/console/callouts/{id}", tag = "console", operation_id = "consoleCallout", security(()),
+    params(CalloutPath),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 404, description = "Not a callout id.", body = String, content_type = "text/html"),
+    ))]
 async fn callout_page(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -189,6 +187,12 @@ async fn callout_page(
     }
 }
 
+/// The console: the seed scenario and the simulated phones
+#[utoipa::path(get, path = "/console/sandbox", tag = "console", operation_id = "consoleSandbox", security(()),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 404, description = "Not in the sandbox.", body = String, content_type = "text/html"),
+    ))]
 async fn sandbox_page(State(state): State<AppState>) -> Response {
     if state.sandbox.is_some() {
         html(StatusCode::OK, render(&state, SANDBOX, None))
@@ -264,34 +268,37 @@ fn html(status: StatusCode, body: String) -> Response {
     response
 }
 
-/// `GET /console/assets/{file}`: revalidated on every use (`no-cache` with an
-/// `ETag`), so a new binary's files are picked up at once.
-fn asset(
-    assets: &[Asset],
-    file: Result<Path<String>, PathRejection>,
-    headers: &HeaderMap,
-) -> Response {
+/// The console's stylesheet and JavaScript modules
+///
+/// Revalidated on every use (`no-cache` with an `ETag`), so a new binary's
+/// files are picked up at once.
+#[utoipa::path(get, path = "/console/assets/{file}", tag = "console", operation_id = "consoleAsset", security(()),
+    params(("file" = String, Path, description = "console.css, app.js...")),
+    responses(
+        (status = 200, description = "The file.", content((String = "text/css"), (String = "text/javascript"))),
+        (status = 304, description = "Not modified (If-None-Match)."),
+        (status = 404, description = "No such file (code not_found).", body = ErrorBody),
+    ))]
+async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
     let found = file
         .ok()
-        .and_then(|Path(name)| assets.iter().find(|a| a.name == name));
-    let Some(a) = found else {
+        .and_then(|Path(name)| ASSETS.iter().find(|(n, ..)| *n == name));
+    let Some((_, content_type, body)) = found else {
         return ApiError::not_found("no such console file").into_response();
     };
+    let etag = etag(body);
     let fresh = headers
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == a.etag.as_bytes());
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (StatusCode::OK, a.body).into_response()
+        (StatusCode::OK, *body).into_response()
     };
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(a.content_type),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::ETAG, a.etag.clone());
+    h.insert(header::ETAG, etag);
     security_headers(h);
     response
 }

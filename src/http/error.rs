@@ -5,7 +5,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::FieldError;
 use crate::engine::EngineError;
@@ -102,12 +103,47 @@ impl ApiError {
     }
 }
 
+/// Every refusal: a stable code, a message, and one entry per bad field.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    #[schema(inline)]
+    error: ErrorFields,
+}
+
+// The fields in the order they have always been written (a sorted map's).
+#[derive(Serialize, ToSchema)]
+struct ErrorFields {
+    /// Stable and machine-readable, e.g. invalid_request, not_found, unauthorized.
+    code: &'static str,
+    /// One entry per bad field, at most [`MAX_DETAILS`] and one saying more were left out.
+    #[schema(value_type = Vec<FieldErrorSchema>, max_items = 101)]
+    details: Vec<FieldError>,
+    message: String,
+}
+
+/// One problem with one field of the input.
+// A [`FieldError`] as the document shows it.
+#[derive(ToSchema)]
+#[schema(as = FieldError)]
+pub struct FieldErrorSchema {
+    /// Where, e.g. contacts[3].phone.
+    pub field: String,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let status = self.status;
+        let body = ErrorBody {
+            error: ErrorFields {
+                code: self.code,
+                details: self.details,
+                message: self.message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

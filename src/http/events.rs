@@ -48,20 +48,22 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::Stream;
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Dispatcher;
+use super::callout_input::CalloutPath;
 use super::callouts::parse_id;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::{NotFound, Unavailable};
 use super::state::AppState;
 use crate::domain::{Callout, CalloutId, CalloutStatus, Event};
 use crate::engine::TimelineEvent;
@@ -78,8 +80,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What a browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/callouts/{id}/events", get(stream))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream))
 }
 
 /// Settled: nothing will happen to this callout any more. Final, no attempt
@@ -108,6 +110,32 @@ fn resume_index(headers: &HeaderMap) -> Result<usize, ApiError> {
         })
 }
 
+/// The callout's timeline as Server-Sent Events, live until it is settled
+///
+/// Each message: `id` the event's index in the timeline, `data` the Event as
+/// JSON (as `GET /v1/callouts/{id}` shows it). Works on any replica: the events
+/// are read from the store. Resumes after `Last-Event-ID` (what a reconnecting
+/// EventSource sends). Once the callout is final with no call live and nothing
+/// left to do, an `end` message (`data: {"status": ...}`, no id) closes the
+/// stream. A comment every 15 s keeps it open.
+#[utoipa::path(
+    get,
+    path = "/v1/callouts/{id}/events",
+    tag = "callouts",
+    operation_id = "calloutEvents",
+    params(
+        CalloutPath,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (its id, a decimal number); absent: from the first event."),
+    ),
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "The stream (text/event-stream).", body = String, content_type = "text/event-stream"),
+        (status = 204, description = "Settled, and Last-Event-ID is its last event: nothing more will come (EventSource stops reconnecting)."),
+        (status = 400, description = "Last-Event-ID is not a number (code bad_request).", body = ErrorBody),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn stream(
     _caller: Dispatcher,
     State(state): State<AppState>,

@@ -5,6 +5,7 @@
 //! API, served from here.
 
 pub mod assistant_input;
+pub mod assistant_views;
 mod assistants;
 pub mod auth;
 pub mod callout_input;
@@ -14,7 +15,7 @@ pub mod console;
 pub mod error;
 pub mod events;
 mod health;
-mod openapi;
+pub mod openapi;
 mod sandbox;
 pub mod state;
 pub mod webhooks;
@@ -25,24 +26,24 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
-pub use state::{AppState, StateInner};
+pub use state::{AppState, SharedState};
 
 use crate::telemetry::metrics as m;
 
-/// The whole router.
+/// The whole router. The public routes are registered with their OpenAPI
+/// annotations, and the document served at `/openapi.json` is made from those
+/// same registrations; the webhooks are the only routes outside it.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .merge(callouts::router())
-        .merge(events::router())
-        .merge(compose::router())
-        .merge(sandbox::router())
-        .merge(console::router())
-        .merge(assistants::router())
+    let (public, api) = public_routes().split_for_parts();
+    // Built once per state: a second router over the same state serves the same
+    // (first) document, which these same registrations made.
+    let _ = state.openapi.set(openapi::document(&api, &state.config));
+    public
         .merge(webhooks::router())
-        .merge(health::router())
-        .merge(openapi::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         // axum's own 405 has an empty body; every refusal carries our error body.
         .method_not_allowed_fallback(|| async {
@@ -78,6 +79,19 @@ pub fn router(state: AppState) -> Router {
             ))
         }))
         .with_state(state)
+}
+
+/// The public routes with their documentation.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(callouts::router())
+        .merge(events::router())
+        .merge(compose::router())
+        .merge(sandbox::router())
+        .merge(console::router())
+        .merge(assistants::router())
+        .merge(health::router())
+        .merge(openapi::router())
 }
 
 /// Counts API requests by route template, method and status class. Webhooks have

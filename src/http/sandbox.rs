@@ -17,31 +17,43 @@
 //! the console signs in and decides what to show.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Dispatcher;
 use super::callout_input;
 use super::callouts::{resolve_script, rules};
-use super::error::{ApiError, body_rejection};
+use super::error::{ApiError, ErrorBody, body_rejection};
+use super::openapi::{BadRequest, Unavailable};
 use super::state::AppState;
 use crate::domain::FieldError;
 use crate::engine::view::CalloutView;
 use crate::sim::{Callees, CalleesError, SimHandle};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/me", get(me))
-        .route("/v1/sandbox/callees", get(callees).put(put_callees))
-        .route("/v1/sandbox/seed", post(seed))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(callees, put_callees))
+        .routes(routes!(seed))
 }
 
-/// `GET /v1/me`.
+/// The presented key's role, and what this gateway is
+///
+/// `{role: dispatcher | admin, mode: sandbox | live, keys_required}`
+/// (`keys_required` is false in the open sandbox: no API_KEYS, loopback).
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "callouts",
+    operation_id = "me",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses((status = 200, description = "Who you are here.", body = Object)),
+)]
 async fn me(caller: Dispatcher, State(state): State<AppState>) -> Json<Value> {
     let Dispatcher(super::auth::Caller(role)) = caller;
     Json(json!({
@@ -59,7 +71,21 @@ fn simulator(state: &AppState) -> Result<&SimHandle, ApiError> {
     })
 }
 
-/// `GET /v1/sandbox/callees`.
+/// The simulated phones
+///
+/// The behaviour-file format of SIM_CALLEES_FILE: phone numbers (E.164) and
+/// `default` to a script.
+#[utoipa::path(
+    get,
+    path = "/v1/sandbox/callees",
+    tag = "sandbox",
+    operation_id = "getSandboxCallees",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 200, description = "By phone number, and default.", body = Object),
+        (status = 404, description = "Not in the sandbox (code not_found).", body = ErrorBody),
+    ),
+)]
 async fn callees(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -67,7 +93,29 @@ async fn callees(
     Ok(Json(simulator(&state)?.callees().to_json()))
 }
 
-/// `PUT /v1/sandbox/callees`: the whole behaviour file.
+/// Replace the simulated phones
+///
+/// The whole behaviour file: phone numbers (E.164) and `default` to a script,
+/// a behaviour (never_answers, busy, fails, rejects, silent, accepts;
+/// `{press: {keys, ring_s?, after_s?}}`, `{silent: {ring_s?}}`,
+/// `{hang_up: {after_s, ring_s?}}`) or `{attempts: [behaviour, ...]}`.
+#[utoipa::path(
+    put,
+    path = "/v1/sandbox/callees",
+    tag = "sandbox",
+    operation_id = "putSandboxCallees",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    request_body(content((Object = "application/json", example = json!({
+        "default": "accepts", "+306900000001": "never_answers", "+306900000002": {"press": {"keys": "2"}}
+    })))),
+    responses(
+        (status = 204, description = "Replaced: the next calls use them."),
+        (status = 400, response = BadRequest),
+        (status = 404, description = "Not in the sandbox (code not_found).", body = ErrorBody),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES.", body = ErrorBody),
+        (status = 422, description = "An entry is wrong: details name it (callees.<phone>).", body = ErrorBody),
+    ),
+)]
 async fn put_callees(
     _caller: Dispatcher,
     State(state): State<AppState>,
@@ -92,7 +140,20 @@ async fn put_callees(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/sandbox/seed`.
+/// Start the seed scenario: Alice never answers, Bob rejects, Carol accepts
+#[utoipa::path(
+    post,
+    path = "/v1/sandbox/seed",
+    tag = "sandbox",
+    operation_id = "startSeedScenario",
+    extensions(("x-required-role" = json!("dispatcher"))),
+    responses(
+        (status = 201, description = "Started: the callout as POST /v1/callouts answers it.",
+            body = CalloutView, headers(("Location" = String))),
+        (status = 404, description = "Not in the sandbox (code not_found).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ),
+)]
 async fn seed(
     _caller: Dispatcher,
     State(state): State<AppState>,
