@@ -205,7 +205,7 @@ impl Application {
         let engine = Engine::new(
             store, routee, voiceflow, assistants, signer, templates, settings,
         )?;
-        let state = AppState::new(engine, Arc::new(config), prometheus.clone());
+        let state = AppState::new(engine, Arc::new(config), prometheus.clone(), sim.clone());
         Ok(Application {
             listener,
             metrics_listener,

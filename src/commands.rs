@@ -110,11 +110,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         println!(
             "ivr-gateway sandbox listening on http://{addr}\n\
+             console: http://{addr}/console (start the seed scenario from its Sandbox page)\n\
              try: curl -s -X POST http://{addr}/v1/callouts -H 'content-type: application/json' \\\n  \
              -d '{{\"name\":\"Ticket 4711\",\"dialplan\":\"ticket-escalation\",\"variables\":{{\"ticket\":\"Server room 2 is flooding\"}},\"contacts\":[{{\"name\":\"Alice\",\"phone\":\"+306900000001\"}}]}}'"
         );
     } else {
-        tracing::info!(%addr, public_url = %app.public_url(), "ivr-gateway live");
+        tracing::info!(%addr, public_url = %app.public_url(), console = %format!("{}/console", app.public_url().as_str().trim_end_matches('/')), "ivr-gateway live");
     }
     if ephemeral_secret {
         tracing::warn!(

@@ -22,15 +22,45 @@ use crate::domain::phone::mask;
 use crate::domain::{EventKind, Outcome};
 use crate::engine::TimelineEvent;
 use crate::routee::CallStatus;
-use crate::sim::{Behaviour, SimEvent};
+use crate::sim::{Behaviour, SimEvent, SimHandle};
 
-const PEOPLE: [(&str, &str); 3] = [
+/// The seed scenario's call list, in order.
+pub const PEOPLE: [(&str, &str); 3] = [
     ("Alice", "+306900000001"),
     ("Bob", "+306900000002"),
     ("Carol", "+306900000003"),
 ];
 const ATTEMPTS: u32 = 3;
 const RETRY_DELAY_S: u32 = 3;
+
+/// Scripts the seed scenario's simulated callees: Alice never answers, Bob
+/// presses 2 (reject), Carol presses 1 (accept). Other numbers are untouched.
+pub fn script_seed_callees(sim: &SimHandle) {
+    sim.set_callee(PEOPLE[0].1, Behaviour::NeverAnswers);
+    sim.set_callee(PEOPLE[1].1, Behaviour::press_on_prompt(["2"]));
+    sim.set_callee(PEOPLE[2].1, Behaviour::press_on_prompt(["1"]));
+}
+
+/// The seed scenario's callout (the body of `POST /v1/callouts`): the ticket to
+/// Alice, Bob and Carol, three attempts each, from the ticket template or (with
+/// `voiceflow`) the sandbox's simulated assistant.
+pub fn seed_callout(voiceflow: bool) -> Value {
+    let script = if voiceflow {
+        json!({"assistant": SANDBOX_ASSISTANT})
+    } else {
+        json!({"dialplan": "ticket-escalation"})
+    };
+    let mut body = json!({
+        "name": "Ticket 4711",
+        "variables": {"ticket": "Server room 2 is flooding."},
+        "contacts": PEOPLE.iter().map(|(n, p)| json!({"name": n, "phone": p})).collect::<Vec<_>>(),
+        "policy": {"attempts_per_contact": ATTEMPTS, "retry_delay_s": RETRY_DELAY_S, "ring_timeout_s": 20},
+    });
+    if let (Some(b), Some(s)) = (body.as_object_mut(), script.as_object()) {
+        b.extend(s.clone());
+    }
+    body
+}
 
 /// Runs the demo; the exit code says whether the callout ended as expected.
 pub async fn run(voiceflow: bool, time_scale: f64) -> anyhow::Result<ExitCode> {
@@ -56,29 +86,14 @@ pub async fn run(voiceflow: bool, time_scale: f64) -> anyhow::Result<ExitCode> {
         .simulator()
         .cloned()
         .context("the sandbox has no simulator")?;
-    sim.set_callee(PEOPLE[0].1, Behaviour::NeverAnswers);
-    sim.set_callee(PEOPLE[1].1, Behaviour::press_on_prompt(["2"]));
-    sim.set_callee(PEOPLE[2].1, Behaviour::press_on_prompt(["1"]));
+    script_seed_callees(&sim);
     let mut sim_events = sim.subscribe();
     let mut timeline = app.engine().subscribe();
     let base = format!("http://{}", app.local_addr());
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run());
 
-    let script = if voiceflow {
-        json!({"assistant": SANDBOX_ASSISTANT})
-    } else {
-        json!({"dialplan": "ticket-escalation"})
-    };
-    let mut body = json!({
-        "name": "Ticket 4711",
-        "variables": {"ticket": "Server room 2 is flooding."},
-        "contacts": PEOPLE.iter().map(|(n, p)| json!({"name": n, "phone": p})).collect::<Vec<_>>(),
-        "policy": {"attempts_per_contact": ATTEMPTS, "retry_delay_s": RETRY_DELAY_S, "ring_timeout_s": 20},
-    });
-    if let (Some(b), Some(s)) = (body.as_object_mut(), script.as_object()) {
-        b.extend(s.clone());
-    }
+    let body = seed_callout(voiceflow);
 
     println!(
         "ivr-gateway demo: the sandbox (simulated carrier, in-memory store), simulated time x{:.0}",

@@ -111,13 +111,26 @@ async fn serve_in_the_sandbox_and_the_readmes_curl_ends_accepted() {
     let (tx, rx) = mpsc::channel();
     keep_lines(child.stdout.take().unwrap(), "", &log, tx.clone());
     keep_lines(child.stderr.take().unwrap(), "stderr: ", &log, tx);
-    let base = tokio::task::spawn_blocking(move || {
-        rx.iter()
+    let (base, console) = tokio::task::spawn_blocking(move || {
+        let mut lines = rx.iter();
+        let base = lines
             .find_map(|line| Some(line.split("listening on ").nth(1)?.trim().to_owned()))
-            .expect("no startup line")
+            .expect("no startup line");
+        let console = lines
+            .find_map(|line| {
+                Some(
+                    line.strip_prefix("console: ")?
+                        .split(' ')
+                        .next()?
+                        .to_owned(),
+                )
+            })
+            .expect("no console line");
+        (base, console)
     })
     .await
     .unwrap();
+    assert_eq!(console, format!("{base}/console"));
     let logs = move || log.lock().unwrap().clone();
     ivr_gateway::net::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -144,6 +157,8 @@ async fn serve_in_the_sandbox_and_the_readmes_curl_ends_accepted() {
         ),
     };
     assert_eq!(r.status(), 201);
+    let page = http.get(&console).send().await.unwrap();
+    assert_eq!(page.status(), 200);
     let id = r.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()

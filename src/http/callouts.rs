@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel))
 }
 
-fn rules(state: &AppState) -> InputRules<'_> {
+pub(super) fn rules(state: &AppState) -> InputRules<'_> {
     InputRules {
         templates: &state.engine.templates,
         max_contacts: state.config.max_contacts,
@@ -41,7 +41,7 @@ fn rules(state: &AppState) -> InputRules<'_> {
 /// The `{id}` of a callout path. A segment that is not even UTF-8 once
 /// percent-decoded names no callout either: a 404 with our error body, like any
 /// other id that does not exist, rather than axum's plain-text 400.
-fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<CalloutId, ApiError> {
+pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<CalloutId, ApiError> {
     let Ok(Path(raw)) = path else {
         return Err(ApiError::not_found(
             "no such callout (ids are 32 lowercase hex digits)",
@@ -100,34 +100,7 @@ async fn create(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<(StatusCode, HeaderMap, Json<CalloutView>), ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_ascii_lowercase();
-    let limit = state.config.max_body_bytes;
-    let draft = if content_type.starts_with("multipart/form-data") {
-        let multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|e| {
-                ApiError::bad_request(format!("the multipart body could not be read: {e}"))
-            })?;
-        parse_multipart(multipart, &state).await?
-    } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
-        let body = Bytes::from_request(request, &state)
-            .await
-            .map_err(|e| body_rejection(&e, limit))?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-        callout_input::parse(&value, None, &rules(&state)).map_err(ApiError::invalid)?
-    } else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send application/json, or multipart/form-data with a contacts CSV file",
-        ));
-    };
+    let draft = read_draft(&state, request).await?;
     check_notify_target(&state, &draft).await?;
     let input = resolve_script(&state, draft).await?;
     let (callout, events) = state.engine.create_callout(input).await?;
@@ -141,6 +114,37 @@ async fn create(
         headers,
         Json(CalloutView::build(&callout, Some(&events))),
     ))
+}
+
+/// A callout request (JSON, or a CSV upload) checked as far as it can be
+/// without IO: what `POST /v1/callouts` and `POST /v1/callouts/preview` read.
+pub(super) async fn read_draft(state: &AppState, request: Request) -> Result<Draft, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let limit = state.config.max_body_bytes;
+    if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, state).await.map_err(|e| {
+            ApiError::bad_request(format!("the multipart body could not be read: {e}"))
+        })?;
+        parse_multipart(multipart, state).await
+    } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| body_rejection(&e, limit))?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        callout_input::parse(&value, None, &rules(state)).map_err(ApiError::invalid)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json, or multipart/form-data with a contacts CSV file",
+        ))
+    }
 }
 
 async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<Draft, ApiError> {
@@ -206,7 +210,7 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
 /// Refuses a `notify_url` whose name resolves to an internal address (unless
 /// `ALLOW_PRIVATE_URLS`). The parser already refused internal IP literals; the
 /// delivery client refuses such names again at every connection.
-async fn check_notify_target(state: &AppState, draft: &Draft) -> Result<(), ApiError> {
+pub(super) async fn check_notify_target(state: &AppState, draft: &Draft) -> Result<(), ApiError> {
     let Some(raw) = &draft.notify_url else {
         return Ok(());
     };
@@ -225,7 +229,7 @@ async fn check_notify_target(state: &AppState, draft: &Draft) -> Result<(), ApiE
     Ok(())
 }
 
-async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, ApiError> {
+pub(super) async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, ApiError> {
     let script = match draft.script {
         ScriptRef::Template(name) => Script::Template { name },
         ScriptRef::Assistant(key) => match state.engine.assistants.find(&key).await? {

@@ -1,6 +1,8 @@
 //! The HTTP edge: routes, layers and extractors (`GET /openapi.json` describes
 //! the public part). Handlers stay short: extractors
 //! authenticate (API keys) and verify webhook signatures before a handler runs.
+//! The dispatcher console (`GET /console`, [`console`]) is a client of the same
+//! API, served from here.
 
 pub mod assistant_input;
 pub mod assistant_views;
@@ -8,9 +10,13 @@ mod assistants;
 pub mod auth;
 pub mod callout_input;
 mod callouts;
+mod compose;
+pub mod console;
 pub mod error;
+pub mod events;
 mod health;
 pub mod openapi;
+mod sandbox;
 pub mod state;
 pub mod webhooks;
 
@@ -79,6 +85,10 @@ pub fn router(state: AppState) -> Router {
 fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(callouts::router())
+        .merge(events::router())
+        .merge(compose::router())
+        .merge(sandbox::router())
+        .merge(console::router())
         .merge(assistants::router())
         .merge(health::router())
         .merge(openapi::router())

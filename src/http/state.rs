@@ -26,6 +26,9 @@ pub struct SharedState {
     /// `GET /openapi.json`, serialized once when the router is built from the
     /// same registrations that route the requests (see `http::router`).
     pub openapi: OnceLock<Bytes>,
+    /// The carrier simulator, in the sandbox (its callees are edited through
+    /// `/v1/sandbox/...`).
+    pub sandbox: Option<crate::sim::SimHandle>,
 }
 
 /// A handle on the [`SharedState`]: what axum clones into every handler.
@@ -40,7 +43,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Engine, config: Arc<Config>, prometheus: PrometheusHandle) -> Self {
+    pub fn new(
+        engine: Engine,
+        config: Arc<Config>,
+        prometheus: PrometheusHandle,
+        sandbox: Option<crate::sim::SimHandle>,
+    ) -> Self {
         Self(Arc::new(SharedState {
             engine,
             keys: KeyRing::new(&config),
@@ -48,6 +56,7 @@ impl AppState {
             prometheus,
             draining: AtomicBool::new(false),
             openapi: OnceLock::new(),
+            sandbox,
         }))
     }
 

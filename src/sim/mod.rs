@@ -372,6 +372,11 @@ impl SimHandle {
         }
     }
 
+    /// Every callee script, as they are now.
+    pub fn callees(&self) -> Callees {
+        self.inner.shared.lock().callees.clone()
+    }
+
     /// Replaces every callee script.
     pub fn set_callees(&self, callees: Callees) {
         self.inner.shared.lock().callees = callees;

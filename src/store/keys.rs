@@ -9,7 +9,7 @@
 //! | key | type | TTL | written by | read by |
 //! |---|---|---|---|---|
 //! | `P:{sNN}:co:<id>` | hash `v` version, `d` callout JSON, `s` status, `w` last writer token | retention once final | `commit.lua` | API, webhooks, timers |
-//! | `P:{sNN}:ev:<id>` | list of event JSON, oldest first | retention once final | `commit.lua` | `GET /v1/callouts/{id}` |
+//! | `P:{sNN}:ev:<id>` | list of event JSON, oldest first | retention once final | `commit.lua` | `GET /v1/callouts/{id}`, `GET /v1/callouts/{id}/events` (from an index: the stream's resume point) |
 //! | `P:{sNN}:timers` | zset id → due (ms) | none | `commit.lua`, `claim.lua` (lease), `release.lua` | timer loop |
 //! | `P:{sNN}:live` | zset id → live call deadline (ms) | none | `commit.lua` | reconciliation job, active-calls gauge |
 //! | `P:{sNN}:all` | zset id → created (ms) | trimmed by the retention job | `commit.lua` | list API |

@@ -123,6 +123,20 @@ impl MemoryStore {
             .unwrap_or_default())
     }
 
+    pub(super) async fn events_since(
+        &self,
+        id: CalloutId,
+        from: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        Ok(self
+            .lock()
+            .callouts
+            .get(&id)
+            .and_then(|e| e.events.get(from..))
+            .map(<[Event]>::to_vec)
+            .unwrap_or_default())
+    }
+
     pub(super) async fn list(
         &self,
         status: Option<CalloutStatus>,

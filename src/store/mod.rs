@@ -197,6 +197,13 @@ impl Store {
         dispatch!(self, s => s.events(id).await)
     }
 
+    /// The timeline from index `from` on (0 is the first event), oldest first:
+    /// what a stream that has seen `from` events has not. Empty when there is
+    /// nothing new, or no such callout.
+    pub async fn events_since(&self, id: CalloutId, from: usize) -> Result<Vec<Event>, StoreError> {
+        dispatch!(self, s => s.events_since(id, from).await)
+    }
+
     /// Newest first, optionally by status, starting after the callout `before`.
     pub async fn list(
         &self,

@@ -235,6 +235,21 @@ impl RedisStore {
             .collect()
     }
 
+    pub(super) async fn events_since(
+        &self,
+        id: CalloutId,
+        from: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let Ok(start) = isize::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = conn.lrange(self.shared.keys.events(id), start, -1).await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("event", e)))
+            .collect()
+    }
+
     pub(super) async fn list(
         &self,
         status: Option<CalloutStatus>,

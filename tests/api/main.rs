@@ -7,7 +7,9 @@
 
 mod assistants;
 mod callouts;
+mod console;
 mod escalation;
+mod events;
 mod helpers;
 mod hostile;
 mod lifecycle;

@@ -67,7 +67,7 @@ fn plain_routes_in_source() -> Vec<String> {
     found
 }
 
-async fn document(app: &TestApp) -> Value {
+pub(crate) async fn document(app: &TestApp) -> Value {
     let a = probe(app, Method::GET, "/openapi.json")
         .token(None)
         .send()
@@ -277,7 +277,7 @@ fn violations(doc: &Value, schema: &Value, value: &Value, at: &str, out: &mut Ve
 }
 
 #[track_caller]
-fn assert_conforms(doc: &Value, method: &str, path: &str, answer: &Answer) {
+pub(crate) fn assert_conforms(doc: &Value, method: &str, path: &str, answer: &Answer) {
     let schema = response_schema(doc, method, path, answer.status);
     let mut problems = Vec::new();
     violations(doc, schema, &answer.json, "$", &mut problems);
