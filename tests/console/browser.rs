@@ -210,15 +210,45 @@ impl Browser {
     }
 
     pub async fn type_into(&self, css: &str, text: &str) -> Result<()> {
-        let e = self.find(css).await?;
+        let e = self.interactable(css).await?;
         e.clear().await?;
         e.send_keys(text).await?;
         Ok(())
     }
 
     pub async fn click(&self, css: &str) -> Result<()> {
-        self.find(css).await?.click().await?;
-        Ok(())
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            // A page that has just rendered an element may still be showing it
+            // (a dialog opening, a form revealed after a fetch): a click that lands
+            // before it can take input is tried again, as a person would.
+            match self.interactable(css).await?.click().await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() < until && retryable(&e) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The first element matching `css` once it is displayed and enabled,
+    /// waiting up to 10 s.
+    async fn interactable(&self, css: &str) -> Result<Element> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css).await?;
+            if e.is_displayed().await.unwrap_or(false) && e.is_enabled().await.unwrap_or(false) {
+                return Ok(e);
+            }
+            if Instant::now() > until {
+                bail!(
+                    "{css} never became visible and enabled on {}",
+                    self.url().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Resizes the window so the viewport is `width` x `height`.
@@ -321,4 +351,13 @@ impl Browser {
         };
         Ok(())
     }
+}
+
+/// A WebDriver error that a moment later may not happen: the element was not yet
+/// interactable, was covered by another, or was replaced by a re-render.
+fn retryable(e: &fantoccini::error::CmdError) -> bool {
+    let text = e.to_string();
+    ["not interactable", "click intercepted", "stale element"]
+        .iter()
+        .any(|s| text.contains(s))
 }
