@@ -14,19 +14,21 @@
 //! indexes derived from the document on every commit: the timer (its
 //! [`Callout::next_due`]), the deadline of its live call, its status.
 
+mod conn;
 pub mod keys;
 mod memory;
 mod redis;
+pub mod target;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisOptions, RedisStore};
 use crate::domain::{
-    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Conversation, Event, Script,
-    Timestamp,
+    Assistant, AssistantId, CallState, Callout, CalloutId, CalloutStatus, Conversation, Dialing,
+    Event, EventKind, Script, Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -135,6 +137,29 @@ impl IndexInfo {
             },
         }
     }
+}
+
+/// A commit whose loss in a failover would cost most: a callee's decision, a call
+/// about to be sent (losing `Sending` would let another replica send it again) or
+/// just placed, and a callout reaching its end. The Redis store has such commits
+/// acknowledged by a replica (`WAIT`) before it answers.
+pub(crate) fn needs_replicas(callout: &Callout, events: &[Event]) -> bool {
+    let sending = callout
+        .attempts
+        .iter()
+        .any(|a| matches!(a.state, CallState::Dialing(Dialing::Sending { .. })));
+    sending
+        || events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Decided { .. }
+                    | EventKind::CallPlaced
+                    | EventKind::CalloutAccepted
+                    | EventKind::CalloutExhausted
+                    | EventKind::CalloutCancelled
+                    | EventKind::CalloutFailed { .. }
+            )
+        })
 }
 
 /// The store in use.

@@ -17,4 +17,5 @@ mod redis_server;
 mod replicas;
 mod security;
 mod store;
+mod store_ha;
 mod voiceflow_calls;
