@@ -332,6 +332,25 @@ impl RedisCluster {
         }
     }
 
+    /// Every node runs and every primary has its replicas in sync (so that one
+    /// more primary may die without losing slots).
+    pub fn healthy(&self) -> bool {
+        if self.nodes.iter().any(|n| !n.is_running()) {
+            return false;
+        }
+        let replicas = self.nodes.len() / self.primaries - 1;
+        let ports = self.primary_ports();
+        ports.len() == self.primaries
+            && ports.iter().all(|p| {
+                cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && cli(*p, &["INFO", "replication"])
+                        .lines()
+                        .filter(|l| l.contains("state=online"))
+                        .count()
+                        >= replicas
+            })
+    }
+
     /// `redis+cluster://` URL naming every node as a seed.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
