@@ -18,6 +18,11 @@
 //!   (the real release binary, time compressed);
 //! - [`footprint`]: cold start to `/readyz`, binary and image size.
 //!
+//! `--redis single,cluster1,cluster3` runs `status` and `escalation` again on a
+//! Redis Cluster of 1 and of 3 primaries (each with a replica, slots cut so the
+//! 16 shards spread evenly; the gateway's default `WAIT` for one replica on the
+//! writes that matter) and prints them beside the single server of the same run.
+//!
 //! The gateway of benchmarks 1 and 2 runs in this process (the real
 //! `Application`, live mode), so that the load generator can sign webhook URLs
 //! with its engine; it shares the runtime and the CPU with the load generator
@@ -35,6 +40,8 @@ mod gateway;
 mod load;
 mod monitor;
 mod redis;
+#[path = "../../tests/support/redis_ha.rs"]
+mod redis_ha;
 mod report;
 mod stats;
 mod status;
@@ -72,11 +79,14 @@ pub struct Args {
     pub levels: Vec<usize>,
     /// Voiceflow latency of the turn benchmark's saturation run.
     pub saturation_ms: u64,
+    /// Redis deployments `status` and `escalation` also run on: cluster1, cluster3.
+    pub redis: Vec<String>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench bench -- [all|turn|status|escalation|footprint]... \
 [--callouts N (10000)] [--voiceflow-ms MS (500)] [--saturation-ms MS (20)] [--seconds S per round (5)] [--rounds N (2)] \
-[--callbacks N per status run (7500)] [--time-scale X (0.01)] [--levels 1,50,500 (turn)]";
+[--callbacks N per status run (7500)] [--time-scale X (0.01)] [--levels 1,50,500 (turn)] \
+[--redis single,cluster1,cluster3 (single)]";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
@@ -89,6 +99,7 @@ fn parse_args() -> anyhow::Result<Args> {
         time_scale: 0.01,
         levels: vec![1, 50, 500],
         saturation_ms: 20,
+        redis: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -110,6 +121,15 @@ fn parse_args() -> anyhow::Result<Args> {
                     .split(',')
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
+            }
+            "--redis" => {
+                for d in value(&a)?.split(',') {
+                    match d {
+                        "single" => {}
+                        "cluster1" | "cluster3" => args.redis.push(d.to_owned()),
+                        other => anyhow::bail!("--redis: unknown deployment {other}\n{USAGE}"),
+                    }
+                }
             }
             "-h" | "--help" => anyhow::bail!("{USAGE}"),
             "all" | "turn" | "status" | "escalation" | "footprint" => args.which.push(a),
@@ -189,8 +209,64 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wants("footprint") {
         report.footprint = Some(footprint::run(&ctx, 5).await?);
     }
+    for name in &args.redis {
+        report
+            .deployments
+            .push(on_cluster(&args, &ctx, name).await?);
+    }
     report.print();
     Ok(())
+}
+
+/// `status` and `escalation` (those asked for) on a Redis Cluster; the baseline
+/// handler stays on the single server (it is the same work either way).
+async fn on_cluster(args: &Args, single: &Ctx, name: &str) -> anyhow::Result<report::Deployment> {
+    let primaries = if name == "cluster1" { 1 } else { 3 };
+    eprintln!("[{name}] starting a Redis Cluster of {primaries} primaries, a replica each");
+    let cluster = tokio::task::spawn_blocking(move || {
+        redis_ha::RedisCluster::start_with(primaries, 1, redis_ha::Slots::ByShard)
+    })
+    .await?;
+    let port = cluster.primary_ports()[0];
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let ctx = Ctx {
+        redis_url: cluster.url(),
+        redis_port: port,
+        redis: client.get_multiplexed_async_connection().await?,
+        voiceflow_latency: single.voiceflow_latency,
+    };
+    let wants = |w: &str| args.which.iter().any(|x| x == w);
+    let mut d = report::Deployment {
+        name: name.to_owned(),
+        primaries,
+        status: None,
+        escalation: None,
+    };
+    if wants("status") {
+        let vf = fakes::FakeVoiceflow::start(ctx.voiceflow_latency).await?;
+        let routee = fakes::FakeRoutee::start().await?;
+        let baseline = fakes::Baseline::start(&vf, &single.redis_url).await?;
+        let gw = Arc::new(gateway::Gateway::start(&ctx.redis_url, &vf, &routee).await?);
+        let settings = status::Settings {
+            levels: vec![50, 500],
+            rounds: args.rounds,
+            callbacks: args.callbacks,
+        };
+        d.status = Some(status::run(&ctx, &gw, &baseline.url, &settings).await?);
+        if let Ok(gw) = Arc::try_unwrap(gw) {
+            gw.stop().await;
+        }
+    }
+    if wants("escalation") {
+        let settings = escalation::Settings {
+            callouts: args.callouts,
+            time_scale: args.time_scale,
+            calls_per_second: 1000,
+        };
+        d.escalation = Some(escalation::run(&ctx, &settings).await?);
+    }
+    drop(cluster);
+    Ok(d)
 }
 
 /// Production logs at `info`; here the lines are formatted and thrown away, so

@@ -10,7 +10,8 @@
 //!
 //! Included with `#[path]` by `tests/api`, `tests/faults` and `benches/bench`.
 
-#![allow(dead_code)]
+// Support code: a failed setup panics, which is how a test or a benchmark run fails.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
