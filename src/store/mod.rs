@@ -361,3 +361,60 @@ impl Store {
         dispatch!(self, s => s.delete_tool_session(assistant, session).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CallId, Contact, Decision, NewCallout, Policy, Timing};
+
+    fn callout() -> Callout {
+        let input = NewCallout {
+            name: "Ticket".into(),
+            script: Script::Template {
+                name: "ticket-escalation".into(),
+            },
+            variables: Default::default(),
+            contacts: vec![Contact {
+                name: "A".into(),
+                phone: "+306900000001".parse().expect("phone"),
+                language: None,
+            }],
+            policy: Policy::default(),
+            notify_url: None,
+        };
+        Callout::create(CalloutId::new(), input, Timestamp::now()).0
+    }
+
+    #[test]
+    fn a_call_about_to_be_sent_and_a_decision_need_a_replica_and_a_ringing_status_does_not() {
+        let timing = Timing::default();
+        let mut c = callout();
+        let now = Timestamp::now().plus_secs(1);
+        assert!(!needs_replicas(&c, &[]), "a new callout");
+        let call = CallId::new();
+        c.on_timer(now, &timing, call);
+        c.begin_preparing(call, 7, now, &timing);
+        assert!(!needs_replicas(&c, &[]), "preparing: nothing sent yet");
+        c.begin_sending(call, 7, now, &timing);
+        assert!(needs_replicas(&c, &[]), "the call may leave next");
+        let ringing = Event::new(
+            now,
+            EventKind::CallStatus {
+                status: "Ringing".into(),
+            },
+        );
+        let decided = Event::new(
+            now,
+            EventKind::Decided {
+                decision: Decision::Accepted,
+            },
+        );
+        let plain = callout();
+        assert!(!needs_replicas(&plain, &[ringing]));
+        assert!(needs_replicas(&plain, &[decided]));
+        assert!(needs_replicas(
+            &plain,
+            &[Event::new(now, EventKind::CalloutCancelled)]
+        ));
+    }
+}
