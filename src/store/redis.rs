@@ -539,6 +539,7 @@ impl RedisStore {
     }
 
     /// `commit.lua` then `WAIT`, in one round trip on the durable connection.
+    /// Returns the script's reply and the replicas that acknowledged.
     async fn commit_and_wait(
         &self,
         lua: &Lua,
@@ -551,7 +552,18 @@ impl RedisStore {
             .cmd("WAIT")
             .arg(self.shared.wait_replicas)
             .arg(u64::try_from(self.shared.wait_timeout.as_millis()).unwrap_or(u64::MAX));
-        pipe.query_async(&mut self.durable.clone()).await
+        // Raw replies: a NOSCRIPT may come back as an error or as a value.
+        let replies: Vec<Value> = pipe.query_async(&mut self.durable.clone()).await?;
+        let mut it = replies.into_iter();
+        let (Some(script), Some(acks)) = (it.next(), it.next()) else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "short reply to commit + WAIT",
+            )));
+        };
+        let reply: Vec<Value> = redis::from_redis_value(script.extract_error()?)?;
+        let acks: i64 = redis::from_redis_value(acks.extract_error()?)?;
+        Ok((reply, acks))
     }
 
     fn should_wait(&self, shard: u16) -> bool {

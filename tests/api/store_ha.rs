@@ -109,6 +109,46 @@ async fn on_a_cluster_one_claim_round_is_one_pipeline_per_primary() {
 }
 
 #[tokio::test]
+async fn scripts_forgotten_by_the_servers_are_sent_again_on_every_path() {
+    // A promoted replica or a restarted node does not have the scripts cached.
+    let cluster = shared_cluster();
+    let store = Store::Redis(
+        RedisStore::connect(&cluster.url(), &unique_prefix(), RETENTION)
+            .await
+            .unwrap(),
+    );
+    let callouts = one_per_shard();
+    for node in &cluster.nodes {
+        cli(node.port, &["SCRIPT", "FLUSH"]);
+    }
+    for (c, events) in &callouts {
+        store.insert(c, events).await.unwrap();
+    }
+    for node in &cluster.nodes {
+        cli(node.port, &["SCRIPT", "FLUSH"]);
+    }
+    // A write that waits for a replica (the callout's end), then a claim round.
+    let (c, _) = &callouts[3];
+    let mut cancelled = c.clone();
+    cancelled
+        .cancel(Timestamp::now(), &Timing::default())
+        .unwrap();
+    let ev = [Event::new(Timestamp::now(), EventKind::CalloutCancelled)];
+    assert_eq!(
+        store.commit(&cancelled, 1, &ev).await.unwrap(),
+        Commit::Done { version: 2 }
+    );
+    for node in &cluster.nodes {
+        cli(node.port, &["SCRIPT", "FLUSH"]);
+    }
+    let claimed = store
+        .claim_due(Timestamp::now().plus_secs(1), Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), callouts.len() - 1);
+}
+
+#[tokio::test]
 async fn a_prefix_with_a_hash_tag_is_refused_at_startup() {
     let url = shared_cluster().url();
     let err = RedisStore::connect(&url, "tenant{1}", RETENTION)
