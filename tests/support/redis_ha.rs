@@ -326,7 +326,7 @@ impl RedisCluster {
         }
         let replicas = self.nodes.len() / self.primaries - 1;
         for port in self.primary_ports() {
-            wait_for("replicas in sync", Duration::from_secs(30), || {
+            wait_for("replicas in sync", Duration::from_secs(60), || {
                 let info = cli(port, &["INFO", "replication"]);
                 info.lines().filter(|l| l.contains("state=online")).count() >= replicas
             });
@@ -367,9 +367,13 @@ impl RedisCluster {
         let Some(alive) = self.nodes.iter().find(|n| n.is_running()) else {
             return Vec::new();
         };
+        // Masters holding slots: a restarted old primary shows as an empty master
+        // for a moment before it learns it was replaced and turns replica.
         cli(alive.port, &["CLUSTER", "NODES"])
             .lines()
-            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter(|l| {
+                l.contains("master") && !l.contains("fail") && l.split_whitespace().count() > 8
+            })
             .filter_map(|l| {
                 let addr = l.split_whitespace().nth(1)?;
                 addr.split(['@', ':']).nth(1)?.parse().ok()
