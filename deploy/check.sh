@@ -169,6 +169,7 @@ check_compose() {
         cp "$tmp/env" "$tmp/root/deploy/.env"
         cp Cargo.toml Cargo.lock "$tmp/root/" 2>/dev/null || true
         docker compose --env-file "$tmp/env" -f "$tmp/root/deploy/docker-compose.yml" config -q || rc=1
+        docker compose --env-file "$tmp/env" -f "$tmp/root/deploy/docker-compose.ha.yml" config -q || rc=1
         docker compose -f "$tmp/root/deploy/docker-compose.sandbox.yml" config -q || rc=1
         rm -rf "$tmp"
         [ "$rc" -eq 0 ] && echo "  docker compose config: ok"

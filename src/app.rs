@@ -42,7 +42,7 @@ use crate::routee::client::{RouteeClient, RouteeClientConfig};
 use crate::security::Signer;
 use crate::sim::voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings};
 use crate::sim::{Callees, SimHandle, SimSettings, Simulator};
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::{VoiceflowClient, VoiceflowClientConfig};
 
@@ -145,11 +145,21 @@ impl Application {
         }
 
         let store = match &config.redis_url {
-            Some(url) => Store::Redis(
-                RedisStore::connect(url.expose(), &config.redis_prefix, config.retention)
-                    .await
-                    .context("cannot use REDIS_URL")?,
-            ),
+            Some(url) => {
+                let options = RedisOptions {
+                    wait_replicas: config.redis_wait_replicas,
+                    wait_timeout: config.redis_wait_timeout,
+                    tls_ca_file: config.redis_tls_ca_file.clone(),
+                    tls_cert_file: config.redis_tls_cert_file.clone(),
+                    tls_key_file: config.redis_tls_key_file.clone(),
+                    ..RedisOptions::new(&config.redis_prefix, config.retention)
+                };
+                Store::Redis(
+                    RedisStore::connect_with(url.expose(), &options)
+                        .await
+                        .context("cannot use REDIS_URL")?,
+                )
+            }
             None => Store::Memory(MemoryStore::new(config.retention)),
         };
         let templates = Arc::new(load_templates(&config.dialplans_dir)?);

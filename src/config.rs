@@ -115,9 +115,21 @@ pub struct Config {
     /// `VOICEFLOW_RUNTIME_URL`/`VOICEFLOW_API_URL` were not set (the sandbox then
     /// serves its simulated assistant when no `VOICEFLOW_API_KEY` is given).
     pub voiceflow_urls_are_default: bool,
+    /// One server (`redis://`, `rediss://`, `unix://`), a cluster (`redis+cluster://`)
+    /// or Sentinel (`redis+sentinel://`): see `store::target`.
     pub redis_url: Option<Secret<String>>,
     /// Prefix of every Redis key (lets several deployments or tests share a server).
     pub redis_prefix: String,
+    /// Replicas that must acknowledge the writes that matter most (`WAIT`);
+    /// `None`: 1 on a cluster or Sentinel, 0 on one server.
+    pub redis_wait_replicas: Option<u32>,
+    /// How long such a write waits for them before it stands unreplicated.
+    pub redis_wait_timeout: Duration,
+    /// PEM files for `rediss://`: CA (instead of the system roots), client
+    /// certificate and key (mutual TLS).
+    pub redis_tls_ca_file: Option<PathBuf>,
+    pub redis_tls_cert_file: Option<PathBuf>,
+    pub redis_tls_key_file: Option<PathBuf>,
     pub routee: RouteeConfig,
     pub voiceflow: VoiceflowConfig,
     /// Signs webhook URLs and notifications; encrypts stored Voiceflow keys.
@@ -418,6 +430,43 @@ impl Config {
                 .push(format!("SIM_TIME_SCALE: {time_scale} is outside (0, 10]"));
         }
 
+        let redis_url = r.get("REDIS_URL").map(|u| Secret::new(u.to_owned()));
+        if let Some(u) = &redis_url
+            && let Err(e) = crate::store::target::Target::parse(u.expose())
+        {
+            r.problems.push(format!("REDIS_URL: {e}"));
+        }
+        let redis_prefix = r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned();
+        if redis_prefix.contains(['{', '}']) {
+            r.problems.push(
+                "REDIS_PREFIX: may not contain { or } (the gateway's keys carry their own hash tags)"
+                    .into(),
+            );
+        }
+        let redis_wait_replicas = r
+            .get("REDIS_WAIT_REPLICAS")
+            .map(|_| r.parse("REDIS_WAIT_REPLICAS", 0u32));
+        if redis_wait_replicas.is_some_and(|n| n > 5) {
+            r.problems.push("REDIS_WAIT_REPLICAS: at most 5".into());
+        }
+
+        let redis_file = |r: &mut Reader<'_>, key: &str| {
+            let path = PathBuf::from(r.get(key)?);
+            if !path.is_file() {
+                r.problems
+                    .push(format!("{key}: {} is not a readable file", path.display()));
+            }
+            Some(path)
+        };
+        let redis_tls_ca_file = redis_file(&mut r, "REDIS_TLS_CA_FILE");
+        let redis_tls_cert_file = redis_file(&mut r, "REDIS_TLS_CERT_FILE");
+        let redis_tls_key_file = redis_file(&mut r, "REDIS_TLS_KEY_FILE");
+        if redis_tls_cert_file.is_some() != redis_tls_key_file.is_some() {
+            r.problems.push(
+                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: give both (a client certificate and its key) or neither".into(),
+            );
+        }
+
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
         let voiceflow_urls_are_default =
             r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
@@ -427,8 +476,13 @@ impl Config {
             public_url,
             public_url_is_default,
             voiceflow_urls_are_default,
-            redis_url: r.get("REDIS_URL").map(|u| Secret::new(u.to_owned())),
-            redis_prefix: r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned(),
+            redis_url,
+            redis_prefix,
+            redis_wait_replicas,
+            redis_wait_timeout: r.millis("REDIS_WAIT_TIMEOUT_MS", 100, 1, 2000),
+            redis_tls_ca_file,
+            redis_tls_cert_file,
+            redis_tls_key_file,
             routee,
             voiceflow,
             gateway_secret: Secret::new(gateway_secret),
@@ -610,6 +664,39 @@ mod tests {
             "redis-password",
         ] {
             assert!(!dbg.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn redis_settings_are_checked_at_startup() {
+        let c = Config::from_map(&env(&[
+            ("REDIS_URL", "redis+cluster://n1:7000,n2:7001"),
+            ("REDIS_WAIT_REPLICAS", "2"),
+            ("REDIS_WAIT_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis_wait_replicas, Some(2));
+        assert_eq!(c.redis_wait_timeout, Duration::from_millis(250));
+        let c = Config::from_map(&env(&[("REDIS_URL", "redis://localhost")])).unwrap();
+        assert_eq!(
+            (c.redis_wait_replicas, c.redis_prefix.as_str()),
+            (None, "ivr")
+        );
+        let err = Config::from_map(&env(&[
+            ("REDIS_URL", "redis+sentinel://s1:26379"),
+            ("REDIS_PREFIX", "{tenant}"),
+            ("REDIS_WAIT_REPLICAS", "many"),
+            ("REDIS_WAIT_TIMEOUT_MS", "0"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for var in [
+            "REDIS_URL: the master name is missing",
+            "REDIS_PREFIX",
+            "REDIS_WAIT_REPLICAS",
+            "REDIS_WAIT_TIMEOUT_MS",
+        ] {
+            assert!(text.contains(var), "{var} missing from:\n{text}");
         }
     }
 

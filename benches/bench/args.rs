@@ -25,6 +25,8 @@ pub struct Args {
     /// A smoke run: small sizes, and the process fails when any answer was
     /// wrong (speed is not judged: `cargo test` builds without optimisations).
     pub smoke: bool,
+    /// Redis deployments `status` and `escalation` also run on: cluster1, cluster3.
+    pub redis: Vec<String>,
 }
 
 pub const CASES: [&str; 4] = ["turn", "status", "escalation", "footprint"];
@@ -34,7 +36,8 @@ const USAGE: &str = "usage: cargo bench --bench bench -- [all|turn|status|escala
 [--callouts N (10000) [20]] [--voiceflow-ms MS (500) [50]] [--saturation-ms MS (20) [5]] \
 [--seconds S per round (5) [0.5]] [--warmup S per round (1) [0.2]] [--rounds N (2) [1]] \
 [--callbacks N per status run (7500) [100]] [--time-scale X (0.01)] [--levels 1,50,500 (turn) [1,8]] \
-[--senders 50,500 (status) [4,16]] [--tries N cold starts (5) [2]]";
+[--senders 50,500 (status) [4,16]] [--tries N cold starts (5) [2]] \
+[--redis single,cluster1,cluster3 (single)]";
 
 impl Args {
     /// What `cargo bench` measures.
@@ -53,6 +56,7 @@ impl Args {
             senders: vec![50, 500],
             tries: 5,
             smoke: false,
+            redis: Vec::new(),
         }
     }
 
@@ -72,6 +76,7 @@ impl Args {
             senders: vec![4, 16],
             tries: 2,
             smoke: true,
+            redis: Vec::new(),
         }
     }
 }
@@ -106,6 +111,15 @@ pub fn parse(raw: Vec<String>) -> anyhow::Result<Args> {
             "--levels" => args.levels = list(&value(&a)?)?,
             "--senders" => args.senders = list(&value(&a)?)?,
             "--tries" => args.tries = value(&a)?.parse()?,
+            "--redis" => {
+                for d in value(&a)?.split(',') {
+                    match d {
+                        "single" => {}
+                        "cluster1" | "cluster3" => args.redis.push(d.to_owned()),
+                        other => anyhow::bail!("--redis: unknown deployment {other}\n{USAGE}"),
+                    }
+                }
+            }
             "-h" | "--help" => anyhow::bail!("{USAGE}"),
             w if w == "all" || CASES.contains(&w) => args.which.push(a),
             other => anyhow::bail!("unknown argument {other}\n{USAGE}"),

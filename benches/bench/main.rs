@@ -22,6 +22,11 @@
 //!   (the real release binary, time compressed);
 //! - [`footprint`]: cold start to `/readyz`, binary and image size.
 //!
+//! `--redis single,cluster1,cluster3` runs `status` and `escalation` again on a
+//! Redis Cluster of 1 and of 3 primaries (each with a replica, slots cut so the
+//! 16 shards spread evenly; the gateway's default `WAIT` for one replica on the
+//! writes that matter) and prints them beside the single server of the same run.
+//!
 //! The gateway of benchmarks 1 and 2 runs in this process (the real
 //! `Application`, live mode), so that the load generator can sign webhook URLs
 //! with its engine; it shares the runtime and the CPU with the load generator
@@ -40,6 +45,8 @@ mod gateway;
 mod load;
 mod monitor;
 mod redis;
+#[path = "../../tests/support/redis_ha.rs"]
+mod redis_ha;
 mod report;
 mod smoke;
 mod stats;
@@ -133,12 +140,68 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wants("footprint") {
         report.footprint = Some(footprint::run(&ctx, args.tries).await?);
     }
+    for name in &args.redis {
+        report
+            .deployments
+            .push(on_cluster(&args, &ctx, name).await?);
+    }
     report.print();
     if args.smoke {
         let wrong = report.wrong_answers();
         anyhow::ensure!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
     }
     Ok(())
+}
+
+/// `status` and `escalation` (those asked for) on a Redis Cluster; the baseline
+/// handler stays on the single server (it is the same work either way).
+async fn on_cluster(args: &Args, single: &Ctx, name: &str) -> anyhow::Result<report::Deployment> {
+    let primaries = if name == "cluster1" { 1 } else { 3 };
+    eprintln!("[{name}] starting a Redis Cluster of {primaries} primaries, a replica each");
+    let cluster = tokio::task::spawn_blocking(move || {
+        redis_ha::RedisCluster::start_with(primaries, 1, redis_ha::Slots::ByShard)
+    })
+    .await?;
+    let port = cluster.primary_ports()[0];
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let ctx = Ctx {
+        redis_url: cluster.url(),
+        redis_port: port,
+        redis: client.get_multiplexed_async_connection().await?,
+        voiceflow_latency: single.voiceflow_latency,
+    };
+    let wants = |w: &str| args.which.iter().any(|x| x == w);
+    let mut d = report::Deployment {
+        name: name.to_owned(),
+        primaries,
+        status: None,
+        escalation: None,
+    };
+    if wants("status") {
+        let vf = fakes::FakeVoiceflow::start(ctx.voiceflow_latency).await?;
+        let routee = fakes::FakeRoutee::start().await?;
+        let baseline = fakes::Baseline::start(&vf, &single.redis_url).await?;
+        let gw = Arc::new(gateway::Gateway::start(&ctx.redis_url, &vf, &routee).await?);
+        let settings = status::Settings {
+            levels: vec![50, 500],
+            rounds: args.rounds,
+            callbacks: args.callbacks,
+        };
+        d.status = Some(status::run(&ctx, &gw, &baseline.url, &settings).await?);
+        if let Ok(gw) = Arc::try_unwrap(gw) {
+            gw.stop().await;
+        }
+    }
+    if wants("escalation") {
+        let settings = escalation::Settings {
+            callouts: args.callouts,
+            time_scale: args.time_scale,
+            calls_per_second: 1000,
+        };
+        d.escalation = Some(escalation::run(&ctx, &settings).await?);
+    }
+    drop(cluster);
+    Ok(d)
 }
 
 /// Production logs at `info`; here the lines are formatted and thrown away, so

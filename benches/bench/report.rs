@@ -18,6 +18,16 @@ pub struct Report {
     pub status: Option<StatusReport>,
     pub escalation: Option<EscalationReport>,
     pub footprint: Option<FootprintReport>,
+    /// `status` and `escalation` again on Redis Cluster deployments (`--redis`).
+    pub deployments: Vec<Deployment>,
+}
+
+/// The figures of one Redis Cluster deployment.
+pub struct Deployment {
+    pub name: String,
+    pub primaries: usize,
+    pub status: Option<StatusReport>,
+    pub escalation: Option<EscalationReport>,
 }
 
 fn first_line_with(path: &str, key: &str) -> Option<String> {
@@ -57,6 +67,9 @@ fn command_line(args: &Args) -> String {
         join(&args.senders),
         args.tries,
     );
+    if !args.redis.is_empty() {
+        let _ = write!(cmd, " --redis single,{}", args.redis.join(","));
+    }
     cmd
 }
 
@@ -81,6 +94,75 @@ fn check_run(wrong: &mut Vec<String>, what: &str, run: &Run) {
             run.requests()
         ));
     }
+}
+
+/// `status` and `escalation` on each Redis deployment of the run, side by side.
+fn deployments_section(
+    out: &mut String,
+    single_status: Option<&mut StatusReport>,
+    single_escalation: Option<&EscalationReport>,
+    deployments: &mut [Deployment],
+) {
+    let _ = writeln!(
+        out,
+        "### Redis deployments (same run)\n\n\
+         The gateway's status intake and escalation on one `redis-server` and on Redis Clusters of 1 and 3 \
+         primaries (a replica each; slots cut so the 16 shards spread evenly, 16 or 5-6 per primary; the \
+         gateway `WAIT`s for one replica on a decision, a call being sent or placed and a callout's end). \
+         Every process shares this machine's cores, so more primaries add servers, not CPU.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| Redis | status 50 senders: callbacks/s, p99 | status 500 senders: callbacks/s, p99 | escalation: right / callouts | wall time | calls/s | timer lag p99 |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let mut row =
+        |name: &str, status: Option<&mut StatusReport>, esc: Option<&EscalationReport>| {
+            let mut cells = vec![name.to_owned()];
+            for senders in [50, 500] {
+                let cell = status
+                    .as_deref()
+                    .and_then(|s| s.levels.iter().position(|l| l.senders == senders))
+                    .map_or_else(
+                        || "-".to_owned(),
+                        |i| {
+                            let s = status.as_deref().map(|s| &s.levels[i]);
+                            let g = s.map(|l| l.gateway.clone()).unwrap_or_default();
+                            let mut samples = g.samples.clone();
+                            format!(
+                                "{:.0}/s, {:.1} ms",
+                                g.per_second(),
+                                samples.quantile_ms(0.99, Duration::ZERO)
+                            )
+                        },
+                    );
+                cells.push(cell);
+            }
+            match esc {
+                Some(e) => {
+                    cells.push(format!("{} / {}", e.correct, e.callouts));
+                    cells.push(secs(e.wall));
+                    cells.push(format!(
+                        "{:.0}",
+                        e.calls as f64 / e.wall.as_secs_f64().max(1e-9)
+                    ));
+                    cells.push(e.timer_lag.as_ref().map_or("-".into(), |l| l.p99.clone()));
+                }
+                None => cells.extend(["-", "-", "-", "-"].map(str::to_owned)),
+            }
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        };
+    row("single server", single_status, single_escalation);
+    for d in deployments.iter_mut() {
+        let name = format!(
+            "cluster, {} primar{} (`{}`)",
+            d.primaries,
+            if d.primaries == 1 { "y" } else { "ies" },
+            d.name
+        );
+        row(&name, d.status.as_mut(), d.escalation.as_ref());
+    }
+    let _ = writeln!(out);
 }
 
 impl Report {
@@ -129,6 +211,7 @@ impl Report {
             status: None,
             escalation: None,
             footprint: None,
+            deployments: Vec::new(),
         })
     }
 
@@ -182,6 +265,14 @@ impl Report {
         }
         if let Some(f) = &self.footprint {
             footprint_section(&mut out, f, &mut targets);
+        }
+        if !self.deployments.is_empty() {
+            deployments_section(
+                &mut out,
+                self.status.as_mut(),
+                self.escalation.as_ref(),
+                &mut self.deployments,
+            );
         }
         let _ = writeln!(out, "### Targets\n");
         let _ = writeln!(

@@ -21,10 +21,12 @@ to an engine:
    env_file files (.env is checked as .env.example), build contexts and
    Dockerfiles exist, images carry an explicit tag.
 
-For the live file it also checks the deployment hangs together: every gateway-N
+For the live files (docker-compose.yml, and docker-compose.ha.yml with its Redis
+Cluster) it also checks the deployment hangs together: every gateway-N
 service is in nginx.conf's upstream and in Prometheus' scrape targets (and nothing
-else is), each replica has REDIS_URL to the redis service, LISTEN_ADDR on 0.0.0.0,
-a healthcheck and env_file .env; Redis runs AOF everysec and noeviction; nginx's
+else is), each replica has REDIS_URL to the redis service(s) (every host of a
+redis+cluster:// URL), LISTEN_ADDR on 0.0.0.0, a healthcheck and env_file .env;
+every Redis runs AOF everysec and noeviction (and cluster mode in the HA file); nginx's
 client_max_body_size equals MAX_BODY_BYTES. Every variable in .env.example is read
 by src/config.rs or by a compose file.
 """
@@ -44,6 +46,7 @@ from ruamel.yaml import YAML
 DEPLOY = Path("deploy")
 ENV_EXAMPLE = DEPLOY / ".env.example"
 LIVE = DEPLOY / "docker-compose.yml"
+HA = DEPLOY / "docker-compose.ha.yml"
 SANDBOX = DEPLOY / "docker-compose.sandbox.yml"
 NGINX = DEPLOY / "nginx.conf"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
@@ -207,8 +210,16 @@ def nginx_body_limit(text: str) -> int | None:
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
 
 
-def live_problems(doc: dict, example: dict[str, str]) -> list[str]:
-    where = str(LIVE)
+def redis_url_hosts(url: str) -> list[str]:
+    """The hosts a REDIS_URL names (several for redis+cluster:// and redis+sentinel://)."""
+    m = re.match(r"rediss?(?:\+(?:cluster|sentinel))?://(?:[^@/]*@)?([^/?#]+)", url)
+    if not m:
+        return []
+    return [h.rsplit(":", 1)[0] for h in m.group(1).split(",") if h]
+
+
+def live_problems(doc: dict, example: dict[str, str], path: Path = LIVE) -> list[str]:
+    where = str(path)
     problems = []
     services = doc.get("services") or {}
     gateways = sorted(n for n in services if re.fullmatch(r"gateway-\d+", n))
@@ -218,9 +229,9 @@ def live_problems(doc: dict, example: dict[str, str]) -> list[str]:
         svc, at = services[name], f"{where}: services.{name}"
         env = env_list(svc.get("environment"))
         redis_url = env.get("REDIS_URL", "")
-        host = re.match(r"rediss?://(?:[^@/]*@)?([\w.-]+)", redis_url)
-        if not host or host.group(1) not in services:
-            problems.append(f"{at}: REDIS_URL {redis_url!r} must point at a compose service")
+        hosts = redis_url_hosts(redis_url)
+        if not hosts or any(h not in services for h in hosts):
+            problems.append(f"{at}: REDIS_URL {redis_url!r} must point at compose services")
         if not env.get("LISTEN_ADDR", "").startswith("0.0.0.0:"):
             problems.append(f"{at}: LISTEN_ADDR must listen on 0.0.0.0 in a container")
         if "healthcheck" not in svc:
@@ -230,17 +241,25 @@ def live_problems(doc: dict, example: dict[str, str]) -> list[str]:
             (e if isinstance(e, str) else e.get("path")) == ".env" for e in ef)):
             problems.append(f"{at}: env_file must be .env")
 
-    redis = services.get("redis")
-    if not redis:
-        problems.append(f"{where}: no redis service")
-    else:
+    cluster = path == HA
+    redis_names = sorted(n for n in services if re.fullmatch(r"redis-\d+", n)) if cluster else ["redis"]
+    if cluster and len(redis_names) < 6:
+        problems.append(f"{where}: expected six redis-N cluster nodes (3 primaries, 3 replicas), found {redis_names}")
+    for name in redis_names:
+        redis = services.get(name)
+        if not redis:
+            problems.append(f"{where}: no {name} service")
+            continue
         cmd = redis.get("command")
         cmd = " ".join(cmd) if isinstance(cmd, list) else str(cmd or "")
-        for want in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"):
+        wants = ["--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"]
+        if cluster:
+            wants.append("--cluster-enabled yes")
+        for want in wants:
             if want not in cmd:
-                problems.append(f"{where}: services.redis.command lacks {want!r}")
+                problems.append(f"{where}: services.{name}.command lacks {want!r}")
         if "healthcheck" not in redis:
-            problems.append(f"{where}: services.redis has no healthcheck")
+            problems.append(f"{where}: services.{name} has no healthcheck")
 
     want_targets = {f"{g}:8080" for g in gateways}
     nginx_text = NGINX.read_text()
@@ -273,14 +292,15 @@ def main() -> int:
 
     problems: list[str] = []
     used: set[str] = set()
-    for path, env in ((LIVE, {**example, **overrides}), (SANDBOX, dict(overrides))):
+    live_env = {**example, **overrides}
+    for path, env in ((LIVE, live_env), (HA, live_env), (SANDBOX, dict(overrides))):
         interp = Interpolator(env, str(path))
         doc = interp.walk(to_plain(load_yaml(path)))
         problems += interp.problems
         problems += schema_problems(doc, str(path))
         problems += reference_problems(doc, path.parent, str(path))
-        if path == LIVE:
-            problems += live_problems(doc, example)
+        if path in (LIVE, HA):
+            problems += live_problems(doc, example, path)
         used |= interp.used
         print(f"  {path}: {len(doc.get('services') or {})} services, variables {sorted(interp.used)}")
 

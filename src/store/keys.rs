@@ -21,12 +21,39 @@
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
 //!
-//! `P` is `REDIS_PREFIX` (default `ivr`).
+//! `P` is `REDIS_PREFIX` (default `ivr`; it may not contain `{` or `}`).
+//!
+//! # Redis Cluster
+//!
+//! A Lua script may only touch keys of one hash slot. [`Keys::script_calls`] lists
+//! the keys every script is called with (for a callout of each shard), and
+//! [`Keys::check_single_slot`] proves each list is on one slot; the store runs it
+//! at startup, and the tests run it too. Multi-shard reads and the timer claim
+//! are pipelines, sent one per server (see `conn.rs`).
 
 use crate::domain::{AssistantId, CalloutId, CalloutStatus};
 
 /// Number of shards. Fixed: changing it would orphan existing callouts.
 pub const SHARDS: u16 = 16;
+
+/// The Redis Cluster hash slot of a key: CRC16 (XMODEM) of its hash tag (the
+/// part between the first `{` and the next `}`, when not empty), mod 16384.
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        rest.iter()
+            .position(|b| *b == b'}')
+            .filter(|close| *close > 0)
+            .map(|close| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(bytes)) % 16384
+}
+
+/// The slot of every key of shard `shard`.
+pub fn shard_slot(shard: u16) -> u16 {
+    slot(&format!("{{s{shard:02}}}"))
+}
 
 /// Builds keys under one prefix.
 #[derive(Debug, Clone)]
@@ -104,6 +131,85 @@ impl Keys {
     pub fn call_rate(&self) -> String {
         format!("{}:rate:calls", self.prefix)
     }
+
+    // ----- the keys each script is called with (KEYS[1..]) ------------------
+
+    /// `commit.lua`: the document, timeline and every index of its shard.
+    pub fn commit_keys(&self, id: CalloutId) -> Vec<String> {
+        let shard = shard_of(id);
+        let mut keys = vec![
+            self.callout(id),
+            self.events(id),
+            self.timers(shard),
+            self.live(shard),
+            self.all(shard),
+        ];
+        keys.extend(CalloutStatus::ALL.iter().map(|s| self.by_status(shard, *s)));
+        keys.push(self.assistant_use(shard));
+        keys
+    }
+
+    /// `release.lua`.
+    pub fn release_keys(&self, id: CalloutId) -> Vec<String> {
+        vec![self.callout(id), self.timers(shard_of(id))]
+    }
+
+    /// `save_assistant.lua`, `replace_assistant.lua`, `delete_assistant.lua`.
+    pub fn assistant_keys(&self) -> Vec<String> {
+        vec![self.assistants(), self.assistant_names()]
+    }
+
+    /// Every script with the keys it is called with, for a callout of each shard
+    /// and each lock the jobs take.
+    pub fn script_calls(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut calls = Vec::new();
+        let mut seen = [false; SHARDS as usize];
+        while seen.iter().any(|s| !s) {
+            let id = CalloutId::new();
+            let shard = shard_of(id);
+            if std::mem::replace(&mut seen[usize::from(shard)], true) {
+                continue;
+            }
+            calls.push(("commit.lua", self.commit_keys(id)));
+            calls.push(("release.lua", self.release_keys(id)));
+            calls.push(("claim.lua", vec![self.timers(shard)]));
+        }
+        calls.push(("lock.lua", vec![self.lock("any-job")]));
+        calls.push(("rate.lua", vec![self.call_rate()]));
+        for script in [
+            "save_assistant.lua",
+            "replace_assistant.lua",
+            "delete_assistant.lua",
+        ] {
+            calls.push((script, self.assistant_keys()));
+        }
+        calls
+    }
+
+    /// Every script touches keys of one hash slot only (Redis Cluster refuses a
+    /// script that does not, with `CROSSSLOT`), and the shards are on 16 distinct
+    /// slots (so a cluster can spread them). Names the first problem.
+    pub fn check_single_slot(&self) -> Result<(), String> {
+        let shard_slots: std::collections::BTreeSet<u16> =
+            (0..SHARDS).map(|s| slot(&self.timers(s))).collect();
+        if shard_slots.len() != usize::from(SHARDS) {
+            return Err(format!(
+                "REDIS_PREFIX {:?} puts the {SHARDS} shards on {} hash slot(s): it may not contain {{ or }}",
+                self.prefix,
+                shard_slots.len()
+            ));
+        }
+        for (script, keys) in self.script_calls() {
+            let slots: std::collections::BTreeSet<u16> = keys.iter().map(|k| slot(k)).collect();
+            if slots.len() != 1 {
+                return Err(format!(
+                    "{script} would touch {} hash slots ({keys:?}): check REDIS_PREFIX",
+                    slots.len()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +230,31 @@ mod tests {
             assert!(k.contains(&tag), "{k}");
             assert_eq!(k.matches('{').count(), 1, "exactly one hash tag in {k}");
         }
+    }
+
+    #[test]
+    fn every_script_touches_keys_of_one_hash_slot() {
+        for prefix in ["ivr", "t", "a:b", "tenant-7"] {
+            Keys::new(prefix).check_single_slot().unwrap();
+        }
+        let calls = Keys::new("ivr").script_calls();
+        assert!(calls.iter().filter(|c| c.0 == "commit.lua").count() == usize::from(SHARDS));
+        // A hash tag in the prefix would put every shard on one slot.
+        let tagged = Keys::new("{x}");
+        let slots: std::collections::BTreeSet<u16> =
+            (0..SHARDS).map(|s| slot(&tagged.timers(s))).collect();
+        assert_eq!(slots.len(), 1);
+    }
+
+    #[test]
+    fn slots_are_redis_clusters_own() {
+        // Values from `CLUSTER KEYSLOT` on Redis 7.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("{}foo"), 9500, "an empty tag hashes the whole key");
+        // The 16 shards land on distinct slots, spread over the slot space.
+        let slots: std::collections::BTreeSet<u16> = (0..SHARDS).map(shard_slot).collect();
+        assert_eq!(slots.len(), usize::from(SHARDS));
     }
 
     #[test]

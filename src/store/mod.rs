@@ -14,19 +14,21 @@
 //! indexes derived from the document on every commit: the timer (its
 //! [`Callout::next_due`]), the deadline of its live call, its status.
 
+mod conn;
 pub mod keys;
 mod memory;
 mod redis;
+pub mod target;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisOptions, RedisStore};
 use crate::domain::{
-    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Conversation, Event, Script,
-    Timestamp,
+    Assistant, AssistantId, CallState, Callout, CalloutId, CalloutStatus, Conversation, Dialing,
+    Event, EventKind, Script, Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -135,6 +137,29 @@ impl IndexInfo {
             },
         }
     }
+}
+
+/// A commit whose loss in a failover would cost most: a callee's decision, a call
+/// about to be sent (losing `Sending` would let another replica send it again) or
+/// just placed, and a callout reaching its end. The Redis store has such commits
+/// acknowledged by a replica (`WAIT`) before it answers.
+pub(crate) fn needs_replicas(callout: &Callout, events: &[Event]) -> bool {
+    let sending = callout
+        .attempts
+        .iter()
+        .any(|a| matches!(a.state, CallState::Dialing(Dialing::Sending { .. })));
+    sending
+        || events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Decided { .. }
+                    | EventKind::CallPlaced
+                    | EventKind::CalloutAccepted
+                    | EventKind::CalloutExhausted
+                    | EventKind::CalloutCancelled
+                    | EventKind::CalloutFailed { .. }
+            )
+        })
 }
 
 /// The store in use.
@@ -341,5 +366,62 @@ impl Store {
         session: &str,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.delete_tool_session(assistant, session).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CallId, Contact, Decision, NewCallout, Policy, Timing};
+
+    fn callout() -> Callout {
+        let input = NewCallout {
+            name: "Ticket".into(),
+            script: Script::Template {
+                name: "ticket-escalation".into(),
+            },
+            variables: Default::default(),
+            contacts: vec![Contact {
+                name: "A".into(),
+                phone: "+306900000001".parse().expect("phone"),
+                language: None,
+            }],
+            policy: Policy::default(),
+            notify_url: None,
+        };
+        Callout::create(CalloutId::new(), input, Timestamp::now()).0
+    }
+
+    #[test]
+    fn a_call_about_to_be_sent_and_a_decision_need_a_replica_and_a_ringing_status_does_not() {
+        let timing = Timing::default();
+        let mut c = callout();
+        let now = Timestamp::now().plus_secs(1);
+        assert!(!needs_replicas(&c, &[]), "a new callout");
+        let call = CallId::new();
+        c.on_timer(now, &timing, call);
+        c.begin_preparing(call, 7, now, &timing);
+        assert!(!needs_replicas(&c, &[]), "preparing: nothing sent yet");
+        c.begin_sending(call, 7, now, &timing);
+        assert!(needs_replicas(&c, &[]), "the call may leave next");
+        let ringing = Event::new(
+            now,
+            EventKind::CallStatus {
+                status: "Ringing".into(),
+            },
+        );
+        let decided = Event::new(
+            now,
+            EventKind::Decided {
+                decision: Decision::Accepted,
+            },
+        );
+        let plain = callout();
+        assert!(!needs_replicas(&plain, &[ringing]));
+        assert!(needs_replicas(&plain, &[decided]));
+        assert!(needs_replicas(
+            &plain,
+            &[Event::new(now, EventKind::CalloutCancelled)]
+        ));
     }
 }

@@ -40,6 +40,11 @@ pub const RATE_LIMIT_WAIT: &str = "ivr_call_rate_limit_wait_seconds";
 pub const NOTIFY_DELIVERIES: &str = "ivr_notify_deliveries_total";
 /// Optimistic-concurrency conflicts on a callout (another replica or webhook won the race).
 pub const STORE_CONFLICTS: &str = "ivr_store_conflicts_total";
+/// Redis writes that matter most (a decision, a call being sent or placed, a
+/// callout's end) by replica acknowledgement (`WAIT`). Label `result`: acked|timeout|skipped.
+/// A timeout leaves the write standing but not yet replicated; skipped: the
+/// shard's replicas missed a WAIT in the last second.
+pub const STORE_REPLICA_ACKS: &str = "ivr_store_replica_acks_total";
 /// Dispatcher/admin API requests. Labels `route` (template), `method`, `status_class`.
 pub const API_REQUESTS: &str = "ivr_api_requests_total";
 /// 1 while this replica is ready (store reachable, configuration valid), else 0.
@@ -156,6 +161,10 @@ fn describe() {
     describe_counter!(
         STORE_CONFLICTS,
         "Optimistic-concurrency conflicts on a callout (retried)."
+    );
+    describe_counter!(
+        STORE_REPLICA_ACKS,
+        "Redis writes that matter most, by replica acknowledgement (WAIT)."
     );
     describe_counter!(
         API_REQUESTS,

@@ -13,7 +13,9 @@ use crate::redis_server::RedisServer;
 
 const LONG: Duration = Duration::from_secs(40);
 
-/// Runs one test body against the in-memory store and against Redis.
+/// Runs one test body against the in-memory store, one Redis server, a Redis
+/// Cluster and a Sentinel setup (the last two shared by the test binary, each
+/// test under its own key prefix).
 macro_rules! on_both_stores {
     ($name:ident, |$app:ident| $body:block) => {
         mod $name {
@@ -31,6 +33,28 @@ macro_rules! on_both_stores {
                 let $app = spawn_app(Options::with_store(StoreKind::Redis {
                     url: server.url(),
                     prefix: "t".into(),
+                }))
+                .await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_redis_cluster() {
+                let url = crate::redis_server::shared_cluster().url();
+                let $app = spawn_app(Options::with_store(StoreKind::Redis {
+                    url,
+                    prefix: crate::redis_server::unique_prefix(),
+                }))
+                .await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_redis_sentinel() {
+                let url = crate::redis_server::shared_sentinel().url();
+                let $app = spawn_app(Options::with_store(StoreKind::Redis {
+                    url,
+                    prefix: crate::redis_server::unique_prefix(),
                 }))
                 .await;
                 $body

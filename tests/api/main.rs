@@ -19,4 +19,5 @@ mod redis_server;
 mod replicas;
 mod security;
 mod store;
+mod store_ha;
 mod voiceflow_calls;

@@ -88,3 +88,187 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+#[path = "../support/redis_ha.rs"]
+pub mod ha;
+
+/// One Redis Cluster (3 primaries, 3 replicas) for the whole test binary; each
+/// test keeps to its own key prefix ([`unique_prefix`]). Tests that kill nodes
+/// start their own.
+pub fn shared_cluster() -> &'static ha::RedisCluster {
+    static CLUSTER: std::sync::OnceLock<ha::RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(ha::RedisCluster::start)
+}
+
+/// One Sentinel setup (primary, replica, three sentinels) for the whole test binary.
+pub fn shared_sentinel() -> &'static ha::RedisSentinel {
+    static SENTINEL: std::sync::OnceLock<ha::RedisSentinel> = std::sync::OnceLock::new();
+    SENTINEL.get_or_init(ha::RedisSentinel::start)
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A `redis-server` speaking TLS only, with its own throwaway CA (made with the
+/// `openssl` command line, as Redis's own test suite does), a server certificate
+/// for `localhost`/127.0.0.1, a client certificate, and an ACL user `gw`.
+pub struct TlsRedis {
+    pub port: u16,
+    // Dropped first: the server is killed through its pid file in `dir`.
+    _node: ha::Node,
+    pub dir: tempfile::TempDir,
+}
+
+pub const TLS_USER: &str = "gw";
+pub const TLS_PASSWORD: &str = "gw-password-0123456789";
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn issue(dir: &std::path::Path, name: &str, subject: &str, ext: &str) {
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    let extfile = format!("{name}.ext");
+    std::fs::write(dir.join(&extfile), ext).expect("ext");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+        ],
+    );
+}
+
+impl TlsRedis {
+    /// `require_client_cert`: the server asks for a client certificate (mutual TLS).
+    pub fn start(require_client_cert: bool) -> TlsRedis {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ivr-gateway test CA",
+            ],
+        );
+        issue(
+            d,
+            "server",
+            "/CN=localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        );
+        issue(
+            d,
+            "client",
+            "/CN=ivr-gateway",
+            "extendedKeyUsage=clientAuth\n",
+        );
+        let port = ha::free_port_pair();
+        let path = |f: &str| d.join(f).display().to_string();
+        let args: Vec<String> = vec![
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.crt"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt"),
+            "--tls-auth-clients".into(),
+            if require_client_cert { "yes" } else { "no" }.into(),
+            // Like a line of redis.conf: `user default off`, `user gw on >pw ...`.
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            TLS_USER.into(),
+            "on".into(),
+            format!(">{TLS_PASSWORD}"),
+            // The least the gateway needs (the runbook's ACL line, on every key).
+            "~*".into(),
+            "resetchannels".into(),
+            "-@all".into(),
+            "+@read".into(),
+            "+@write".into(),
+            "+@scripting".into(),
+            "+@connection".into(),
+            "+wait".into(),
+            "+time".into(),
+            "+info".into(),
+            "+config|get".into(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        // `Node` turns the plain port off and checks readiness over TLS.
+        let node = ha::Node::start_tls(port, &d.join("data"), &args, d);
+        TlsRedis {
+            port,
+            _node: node,
+            dir,
+        }
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}

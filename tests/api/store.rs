@@ -62,8 +62,28 @@ macro_rules! both {
                 let (_server, $store) = redis().await;
                 $body
             }
+
+            #[tokio::test]
+            async fn on_redis_cluster() {
+                let url = crate::redis_server::shared_cluster().url();
+                let $store = ha_store(&url).await;
+                $body
+            }
+
+            #[tokio::test]
+            async fn on_redis_sentinel() {
+                let url = crate::redis_server::shared_sentinel().url();
+                let $store = ha_store(&url).await;
+                $body
+            }
         }
     };
+}
+
+/// A store on a shared cluster or Sentinel setup, under a prefix of its own.
+async fn ha_store(url: &str) -> Store {
+    let prefix = crate::redis_server::unique_prefix();
+    Store::Redis(RedisStore::connect(url, &prefix, RETENTION).await.unwrap())
 }
 
 both!(commits_are_compare_and_set_on_the_version, |store| {

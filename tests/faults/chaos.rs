@@ -13,8 +13,13 @@ use ivr_gateway::sim::{SimHandle, SimVoiceflowHandle};
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use ivr_gateway::store::Store;
+use ivr_gateway::store::keys::{Keys, shard_of};
+
 use crate::cluster::Cluster;
 use crate::redis_server::RedisProcess;
+use crate::redis_server::ha::RedisCluster;
+use crate::settings::RedisMode;
 
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -29,6 +34,13 @@ pub enum Action {
     RedisFreeze { for_: Duration },
     /// `kill -9` Redis and leave it down for a while.
     RedisDown { for_: Duration },
+    /// Cluster mode: `kill -9` the primary holding the shard of a callout with a
+    /// live call (chosen with `pick`); a replica is promoted; the node is started
+    /// again after `restart_after` and rejoins as a replica.
+    PrimaryKill {
+        pick: usize,
+        restart_after: Duration,
+    },
     /// Voiceflow answers past the 3 s window for a while.
     VoiceflowSlow { latency: Duration, for_: Duration },
     /// The next Voiceflow requests answer these statuses.
@@ -48,6 +60,7 @@ impl Action {
             Action::RedisRestart => "redis kill -9 + immediate restart",
             Action::RedisFreeze { .. } => "redis frozen (SIGSTOP)",
             Action::RedisDown { .. } => "redis down (killed, restarted later)",
+            Action::PrimaryKill { .. } => "cluster primary kill -9 under a live call",
             Action::VoiceflowSlow { .. } => "voiceflow slow period (> 3 s)",
             Action::VoiceflowFail { .. } => "voiceflow 5xx burst (queued)",
             Action::VoiceflowGarbage { .. } => "voiceflow garbage burst (queued)",
@@ -59,10 +72,37 @@ impl Action {
 
 /// Draws the schedule for a window: dozens of replica kills, Redis taken away in
 /// each of three ways, upstream failures spread over the whole window.
-pub fn schedule(rng: &mut StdRng, window: Duration) -> Vec<(Duration, Action)> {
+pub fn schedule(rng: &mut StdRng, window: Duration, redis: RedisMode) -> Vec<(Duration, Action)> {
     let secs = window.as_secs_f64();
-    let mut at = |lo: f64, hi: f64| Duration::from_secs_f64(rng.random_range(lo..hi) * secs);
     let mut plan: Vec<(Duration, Action)> = Vec::new();
+    match redis {
+        RedisMode::Single => redis_faults(rng, secs, &mut plan),
+        RedisMode::Cluster => primary_kills(rng, secs, &mut plan),
+    }
+    other_faults(rng, secs, &mut plan);
+    plan.sort_by_key(|(t, _)| *t);
+    plan
+}
+
+/// Cluster mode: three primary kills per minute of window, each in its own part
+/// of it (one at a time: the chaos waits for the previous one to heal).
+fn primary_kills(rng: &mut StdRng, secs: f64, plan: &mut Vec<(Duration, Action)>) {
+    let kills = ((secs / 60.0).ceil().max(1.0) as usize) * 3;
+    for k in 0..kills {
+        let (lo, hi) = (k as f64 / kills as f64, (k as f64 + 0.8) / kills as f64);
+        let at = Duration::from_secs_f64(rng.random_range(lo..hi) * 0.9 * secs);
+        plan.push((
+            at,
+            Action::PrimaryKill {
+                pick: rng.random_range(0..1000),
+                restart_after: Duration::from_millis(rng.random_range(2000..5000)),
+            },
+        ));
+    }
+}
+
+fn redis_faults(rng: &mut StdRng, secs: f64, plan: &mut Vec<(Duration, Action)>) {
+    let mut at = |lo: f64, hi: f64| Duration::from_secs_f64(rng.random_range(lo..hi) * secs);
     // Redis: restarted, frozen and down, each in its own part of the window, once
     // per minute of window (the last 10% is left quiet so the run ends cleanly).
     let rounds = (secs / 60.0).ceil().max(1.0) as usize;
@@ -82,6 +122,9 @@ pub fn schedule(rng: &mut StdRng, window: Duration) -> Vec<(Duration, Action)> {
             },
         ));
     }
+}
+
+fn other_faults(rng: &mut StdRng, secs: f64, plan: &mut Vec<(Duration, Action)>) {
     let mut every = |mean: f64, make: &mut dyn FnMut(&mut StdRng) -> Action| {
         let mut t = rng.random_range(0.0..mean);
         while t < secs * 0.95 {
@@ -114,8 +157,6 @@ pub fn schedule(rng: &mut StdRng, window: Duration) -> Vec<(Duration, Action)> {
     every(10.0, &mut |rng| Action::TokenFails {
         n: rng.random_range(1..=3),
     });
-    plan.sort_by_key(|(t, _)| *t);
-    plan
 }
 
 /// What was injected, when.
@@ -124,22 +165,98 @@ pub struct Injected {
     pub by_kind: BTreeMap<&'static str, u32>,
     /// When each replica was killed (to excuse a lost report in the same instant).
     pub kills: Vec<Timestamp>,
-    /// Intervals when Redis was unavailable.
+    /// Intervals when Redis was unavailable (one server away; in cluster mode, a
+    /// primary from its death to its replica's promotion).
     pub redis_away: Vec<(Timestamp, Timestamp)>,
+    /// Cluster mode: what each primary kill hit and how long the promotion took.
+    pub primary_kills: Vec<String>,
+}
+
+/// The run's Redis.
+pub enum RedisUnderTest {
+    Single(Arc<Mutex<RedisProcess>>),
+    Cluster {
+        cluster: Arc<Mutex<RedisCluster>>,
+        /// The gateway's store on it, to find callouts with a live call.
+        store: Store,
+    },
 }
 
 pub struct Targets {
     pub cluster: Arc<Cluster>,
-    pub redis: Arc<Mutex<RedisProcess>>,
+    pub redis: RedisUnderTest,
     pub sim: SimHandle,
     pub voiceflow: SimVoiceflowHandle,
 }
 
-async fn redis_op(redis: &Arc<Mutex<RedisProcess>>, op: fn(&mut RedisProcess)) {
+async fn redis_op(redis: &RedisUnderTest, op: fn(&mut RedisProcess)) {
+    let RedisUnderTest::Single(redis) = redis else {
+        return;
+    };
     let redis = Arc::clone(redis);
     tokio::task::spawn_blocking(move || op(&mut redis.lock().expect("redis lock")))
         .await
         .expect("redis op");
+}
+
+async fn on_cluster<T: Send + 'static>(
+    cluster: &Arc<Mutex<RedisCluster>>,
+    op: impl FnOnce(&mut RedisCluster) -> T + Send + 'static,
+) -> T {
+    let cluster = Arc::clone(cluster);
+    tokio::task::spawn_blocking(move || op(&mut cluster.lock().expect("cluster lock")))
+        .await
+        .expect("cluster op")
+}
+
+/// Kills the primary of a callout with a live call, waits for its replica's
+/// promotion, and starts the node again later (in `background`). Skipped while
+/// the previous kill has not healed or no call is live.
+async fn primary_kill(
+    redis: &RedisUnderTest,
+    pick: usize,
+    restart_after: Duration,
+    injected: &Arc<Mutex<Injected>>,
+    background: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> bool {
+    let RedisUnderTest::Cluster { cluster, store } = redis else {
+        return false;
+    };
+    if !on_cluster(cluster, |c| c.healthy()).await {
+        return false;
+    }
+    let far = Timestamp::now().plus_secs(1_000_000);
+    let live = store.overdue_calls(far, 64).await.unwrap_or_default();
+    let Some(id) = live.get(pick % live.len().max(1)).copied() else {
+        return false;
+    };
+    let key = Keys::new("ivr").callout(id);
+    let from = Timestamp::now();
+    let (dead, promoted) = on_cluster(cluster, move |c| {
+        let dead = c.primary_of(&key);
+        c.node_mut(dead).kill();
+        (dead, c.wait_promoted(&key, dead, Duration::from_secs(30)))
+    })
+    .await;
+    let healed = Timestamp::now();
+    let mut inj = injected.lock().expect("tally");
+    inj.redis_away.push((from, healed));
+    inj.primary_kills.push(format!(
+        "callout {id} (shard {:02}): primary :{dead} killed at {from}, replica :{promoted} promoted after {} ms",
+        shard_of(id),
+        healed.0 - from.0
+    ));
+    drop(inj);
+    let cluster = Arc::clone(cluster);
+    background.push(tokio::spawn(async move {
+        tokio::time::sleep(restart_after).await;
+        on_cluster(&cluster, move |c| {
+            c.node_mut(dead).restart();
+            c.wait_healthy();
+        })
+        .await;
+    }));
+    true
 }
 
 /// Plays `schedule` from `t0`; returns once every injection (and every restart it
@@ -176,6 +293,14 @@ pub async fn run(t: Arc<Targets>, schedule: Vec<(Duration, Action)>, t0: Instant
                     }));
                 }
             }
+            Action::PrimaryKill {
+                pick,
+                restart_after,
+            } => {
+                if primary_kill(&t.redis, pick, restart_after, &injected, &mut background).await {
+                    count(&injected);
+                }
+            }
             Action::RedisRestart => {
                 count(&injected);
                 let from = Timestamp::now();
@@ -200,7 +325,10 @@ pub async fn run(t: Arc<Targets>, schedule: Vec<(Duration, Action)>, t0: Instant
                     RedisProcess::kill
                 };
                 redis_op(&t.redis, take_away).await;
-                let redis = Arc::clone(&t.redis);
+                let RedisUnderTest::Single(redis) = &t.redis else {
+                    continue;
+                };
+                let redis = RedisUnderTest::Single(Arc::clone(redis));
                 let inj = Arc::clone(&injected);
                 background.push(tokio::spawn(async move {
                     tokio::time::sleep(for_).await;
@@ -259,6 +387,21 @@ pub async fn calm(t: &Targets, keep: ivr_gateway::sim::Faults) {
         r.start_again();
     })
     .await;
+    if let RedisUnderTest::Cluster { cluster, .. } = &t.redis {
+        on_cluster(cluster, |c| {
+            let stopped: Vec<u16> = c
+                .nodes
+                .iter()
+                .filter(|n| !n.is_running())
+                .map(|n| n.port)
+                .collect();
+            for port in stopped {
+                c.node_mut(port).restart();
+            }
+            c.wait_healthy();
+        })
+        .await;
+    }
     t.cluster.start_all().await;
     t.voiceflow.set_latency(Duration::ZERO);
     t.voiceflow.fail_next(Vec::new());

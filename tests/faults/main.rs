@@ -15,7 +15,10 @@
 //!
 //! Knobs: `FAULTS_CALLOUTS`, `FAULTS_SECONDS` (fault window), `FAULTS_REPLICAS`,
 //! `FAULTS_BOUND_SECONDS` (time allowed after the faults stop), `FAULTS_SEED`
-//! (the plan, the fault schedule and the simulator's choices), `FAULTS_TIME_SCALE`.
+//! (the plan, the fault schedule and the simulator's choices), `FAULTS_TIME_SCALE`,
+//! `FAULTS_REDIS` (`single`, the default, or `cluster`: a Redis Cluster of three
+//! primaries and three replicas whose primaries are killed with `kill -9` under
+//! live calls instead of the one server being restarted, frozen and taken down).
 //!
 //! # Layout
 //!
@@ -74,11 +77,12 @@ use rand::rngs::StdRng;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::chaos::Targets;
+use crate::chaos::{RedisUnderTest, Targets};
 use crate::cluster::Cluster;
 use crate::lb::LoadBalancer;
 use crate::redis_server::RedisProcess;
-use crate::settings::Settings;
+use crate::redis_server::ha::{RedisCluster, Slots};
+use crate::settings::{RedisMode, Settings};
 use crate::workload::{ASSISTANT, Api};
 
 const SECRET: &str = "fault-suite-gateway-secret-0123456789abcdef";
@@ -181,11 +185,12 @@ async fn callouts_keep_their_promises_while_replicas_redis_and_upstreams_fail() 
 async fn run(settings: Settings) {
     let started = Instant::now();
     println!(
-        "fault suite: seed {} ({} callouts, {} replicas, {} s of faults)",
+        "fault suite: seed {} ({} callouts, {} replicas, {} s of faults, redis {:?})",
         settings.seed,
         settings.callouts,
         settings.replicas,
-        settings.fault_window.as_secs()
+        settings.fault_window.as_secs(),
+        settings.redis
     );
     let run_dir = tempfile::Builder::new()
         .prefix("ivr-faults-")
@@ -193,11 +198,30 @@ async fn run(settings: Settings) {
         .expect("run dir");
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let plans = workload::plan(&mut rng, settings.callouts, settings.fault_window);
-    let schedule = chaos::schedule(&mut rng, settings.fault_window);
+    let schedule = chaos::schedule(&mut rng, settings.fault_window, settings.redis);
 
     // The world: Redis, the carrier, Voiceflow, the load balancer, the replicas.
-    let redis = RedisProcess::start(&run_dir.path().join("redis"));
-    let redis_url = redis.url();
+    let (redis, redis_url) = match settings.redis {
+        RedisMode::Single => {
+            let redis = RedisProcess::start(&run_dir.path().join("redis"));
+            let url = redis.url();
+            (RedisUnderTest::Single(Arc::new(Mutex::new(redis))), url)
+        }
+        RedisMode::Cluster => {
+            let cluster =
+                tokio::task::spawn_blocking(|| RedisCluster::start_with(3, 1, Slots::RedisCli))
+                    .await
+                    .expect("cluster");
+            let url = cluster.url();
+            let store = Store::Redis(
+                RedisStore::connect(&url, "ivr", Duration::from_secs(3600))
+                    .await
+                    .expect("store on the cluster"),
+            );
+            let cluster = Arc::new(Mutex::new(cluster));
+            (RedisUnderTest::Cluster { cluster, store }, url)
+        }
+    };
     let steady = Faults {
         duplicate_callbacks: 1.0,
         callback_delay_ms: (0, 200),
@@ -231,7 +255,7 @@ async fn run(settings: Settings) {
     let api = Api::new(&lb.url, DISPATCHER_TOKEN);
     let targets = Arc::new(Targets {
         cluster: Arc::clone(&cluster),
-        redis: Arc::new(Mutex::new(redis)),
+        redis,
         sim: sim.clone(),
         voiceflow: vf.clone(),
     });
@@ -329,6 +353,9 @@ async fn run(settings: Settings) {
         violations: &violations,
     }
     .print();
+    for kill in &injected.primary_kills {
+        println!("  {kill}");
+    }
     if !violations.is_empty() {
         // The evidence next to the logs: what the gateway and the carrier saw.
         let dump = |name: &str, value: serde_json::Value| {

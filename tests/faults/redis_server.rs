@@ -5,6 +5,9 @@
 //! the nastiest kind of outage), and killed and left down for a while.
 
 use std::path::{Path, PathBuf};
+
+#[path = "../support/redis_ha.rs"]
+pub mod ha;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -19,6 +19,28 @@ pub struct Settings {
     pub seed: u64,
     /// Simulated seconds per real second for callees (`FAULTS_TIME_SCALE`).
     pub time_scale: f64,
+    /// `single` (one `redis-server`, restarted, frozen and taken down) or
+    /// `cluster` (a Redis Cluster of 3 primaries and 3 replicas whose primaries are
+    /// killed under running calls) (`FAULTS_REDIS`).
+    pub redis: RedisMode,
+}
+
+/// Which Redis deployment the run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    Single,
+    Cluster,
+}
+
+impl std::str::FromStr for RedisMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "single" => Ok(RedisMode::Single),
+            "cluster" => Ok(RedisMode::Cluster),
+            other => Err(format!("{other:?} is not single or cluster")),
+        }
+    }
 }
 
 /// The bound after the faults stop. The slowest legitimate path is a call whose
@@ -49,6 +71,7 @@ impl Settings {
             bound: Duration::from_secs(var("FAULTS_BOUND_SECONDS", DEFAULT_BOUND_S)),
             seed,
             time_scale: var("FAULTS_TIME_SCALE", 0.1),
+            redis: var("FAULTS_REDIS", RedisMode::Single),
         };
         assert!(settings.callouts > 0, "FAULTS_CALLOUTS must be at least 1");
         assert!(

@@ -20,9 +20,28 @@ pub struct Stuck {
     pub samples: u32,
 }
 
+/// Samples the run's Redis: one server, or the cluster (whose client routes each
+/// command, and each single-slot MULTI, to its primary).
 async fn sample(url: &str) -> Result<Vec<String>, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    match ivr_gateway::store::target::Target::parse(url) {
+        Ok(ivr_gateway::store::target::Target::Cluster { nodes }) => {
+            let mut conn = redis::cluster::ClusterClient::new(nodes)?
+                .get_async_connection()
+                .await?;
+            sample_on(&mut conn).await
+        }
+        _ => {
+            let mut conn = redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?;
+            sample_on(&mut conn).await
+        }
+    }
+}
+
+async fn sample_on(
+    conn: &mut (impl redis::aio::ConnectionLike + Send + Sync),
+) -> Result<Vec<String>, redis::RedisError> {
     let keys = Keys::new(PREFIX);
     let mut stuck = Vec::new();
     for shard in 0..SHARDS {
@@ -37,7 +56,7 @@ async fn sample(url: &str) -> Result<Vec<String>, redis::RedisError> {
                 .hget(keys.callout(id), "s")
                 .zscore(keys.timers(s), &raw)
                 .zscore(keys.live(s), &raw)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await?;
             if status.as_deref() == Some("calling") && timer.is_none() && live.is_none() {
                 stuck.push(raw);

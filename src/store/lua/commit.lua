@@ -7,11 +7,13 @@
 -- ARGV: 1 id, 2 expected version, 3 doc JSON, 4 status, 5 created (ms), 6 next due (ms or ""),
 --       7 live call deadline (ms or ""), 8 ttl (ms or ""), 9 assistant id (or ""), 10 writer token,
 --       11.. event JSON, in order
--- Returns {1, new version} or {0, current version}.
+-- Returns {1, new version}, or {0, current version, its writer token}: a client
+-- that re-sends a write which did land (after a dropped connection or a failover)
+-- finds its own token and knows the write is done, not lost to a conflict.
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = '0' end
 if cur ~= ARGV[2] then
-  return {0, cur}
+  return {0, cur, redis.call('HGET', KEYS[1], 'w') or ''}
 end
 local newv = tostring(tonumber(cur) + 1)
 local id = ARGV[1]

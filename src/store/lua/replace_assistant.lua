@@ -8,6 +8,10 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then
   return 3
 end
+-- A re-sent replacement that already landed (a dropped connection, a failover).
+if old == ARGV[3] then
+  return 1
+end
 local doc = cjson.decode(old)
 -- Milliseconds since 1970 fit a double exactly: compare as numbers.
 if tonumber(doc['updated_at']) ~= tonumber(ARGV[4]) then
