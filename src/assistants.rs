@@ -34,9 +34,7 @@
 //! copies expire within [`CACHE_TTL`].
 //!
 //! The conversation tools (a test session of an assistant, without a call) are
-//! in [`tools`].
-
-pub mod tools;
+//! beside the engine, in `engine::tools`: they run turns as calls do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -149,15 +149,8 @@ pub struct Messages {
     pub closed: Text,
 }
 
-/// Which closing message to say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Closing {
-    /// The dispatcher cancelled the callout.
-    Cancelled,
-    /// The callout is over (someone else accepted, or it ended otherwise).
-    Closed,
-}
+/// Which closing message to say (the conversation's, `domain::conversation`).
+pub use crate::domain::Closing;
 
 /// Text with `{{placeholders}}`, parsed once.
 #[derive(Debug, Clone, PartialEq)]

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome};
 use super::event::{Event, EventKind};
 use super::{AssistantId, CallId, CalloutId, Decision, E164, Policy, Timestamp};
-use crate::routee::{CallStatus, Language};
+use super::{CallStatus, Language};
 
 /// One person on the call list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +175,12 @@ pub struct Changes {
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.effects.is_empty()
+    }
+
+    /// Adds what another transition produced, after this one's.
+    pub fn extend(&mut self, more: Changes) {
+        self.events.extend(more.events);
+        self.effects.extend(more.effects);
     }
 }
 
@@ -465,7 +471,7 @@ impl Callout {
             {
                 // A Voiceflow turn still being computed (e.g. the no-reply request)
                 // may yet decide; wait for it, within its own bound.
-                match a.conversation.in_flight {
+                match a.conversation.in_flight() {
                     Some(f) if f.until > now => a.grace_until = Some(f.until),
                     _ => self.end_undecided(idx, now, timing, &mut ch),
                 }

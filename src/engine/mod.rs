@@ -15,10 +15,12 @@
 //! - [`view`]: the public JSON of a callout.
 
 mod cache;
+mod dialog;
 mod effects;
 mod jobs;
 mod place;
 mod timers;
+pub mod tools;
 mod turn;
 pub mod view;
 
@@ -39,7 +41,7 @@ use crate::domain::{
 use crate::routee::StatusCallback;
 use crate::routee::client::RouteeClient;
 use crate::security::{Purpose, Signer};
-use crate::store::{Commit, Store, StoreError, Versioned};
+use crate::store::{CommitResult, Store, StoreError, Versioned};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::VoiceflowClient;
 
@@ -84,8 +86,30 @@ pub enum EngineError {
     Callout(#[from] CalloutError),
 }
 
+/// Where [`Engine::update`] starts: the callout's id, or a document already
+/// loaded with a flag saying it came from this replica's cache.
+pub(crate) struct UpdateFrom {
+    id: CalloutId,
+    loaded: Option<(Versioned<Callout>, bool)>,
+}
+
+impl From<CalloutId> for UpdateFrom {
+    fn from(id: CalloutId) -> Self {
+        Self { id, loaded: None }
+    }
+}
+
+impl From<(Versioned<Callout>, bool)> for UpdateFrom {
+    fn from(loaded: (Versioned<Callout>, bool)) -> Self {
+        Self {
+            id: loaded.0.value.id,
+            loaded: Some(loaded),
+        }
+    }
+}
+
 /// What [`Engine::update`] did.
-pub(crate) enum Update<R> {
+pub(crate) enum Applied<R> {
     Committed {
         callout: Callout,
         /// The version the commit gave the document, so a caller can chain
@@ -214,26 +238,40 @@ impl Engine {
     /// Load, transition, compare-and-set, retry. The closure must be a pure function
     /// of the callout and `now` (it may run several times). Committed events are
     /// published and measured, and committed effects are started.
+    ///
+    /// `from` is the callout's id, or a document already loaded with a flag
+    /// saying it came from this replica's cache (which saves a round trip on the
+    /// webhook hot paths). A cached document may be stale: a change made on it is
+    /// caught by the commit's compare-and-set; a "nothing to do" is not (a stale
+    /// document may lack the very attempt a webhook is about), so that answer is
+    /// only trusted after a fresh read.
     pub(crate) async fn update<R>(
         &self,
-        id: CalloutId,
+        from: impl Into<UpdateFrom>,
         mut transition: impl FnMut(&mut Callout, Timestamp) -> (Changes, R),
-    ) -> Result<Update<R>, EngineError> {
+    ) -> Result<Applied<R>, EngineError> {
+        let UpdateFrom { id, mut loaded } = from.into();
         for _ in 0..MAX_CAS_RETRIES {
-            let Some(Versioned {
-                version,
-                value: mut callout,
-            }) = self.store.load(id).await?
-            else {
-                self.docs.forget(id);
-                return Ok(Update::Missing);
+            let (Versioned { version, value }, cached) = match loaded.take() {
+                Some(doc) => doc,
+                None => match self.store.load(id).await? {
+                    Some(doc) => (doc, false),
+                    None => {
+                        self.docs.forget(id);
+                        return Ok(Applied::Missing);
+                    }
+                },
             };
+            let mut callout = value;
             let before = callout.clone();
             let now = Timestamp::now();
             let (changes, result) = transition(&mut callout, now);
             if changes.is_empty() && callout == before {
+                if cached {
+                    continue;
+                }
                 self.docs.put(version, before);
-                return Ok(Update::Unchanged {
+                return Ok(Applied::Unchanged {
                     callout,
                     version,
                     result,
@@ -244,16 +282,21 @@ impl Engine {
                 .commit(&callout, version, &changes.events)
                 .await?
             {
-                Commit::Done { version } => {
+                CommitResult::Done { version } => {
                     self.docs.put(version, callout.clone());
                     self.after_commit(&callout, changes);
-                    return Ok(Update::Committed {
+                    return Ok(Applied::Committed {
                         callout,
                         version,
                         result,
                     });
                 }
-                Commit::Conflict => metrics::counter!(m::STORE_CONFLICTS).increment(1),
+                CommitResult::Conflict => {
+                    // Another replica (or task) moved on: drop what we had and
+                    // retry on a fresh read.
+                    metrics::counter!(m::STORE_CONFLICTS).increment(1);
+                    self.docs.forget(id);
+                }
             }
         }
         Err(EngineError::Contention(id))
@@ -261,7 +304,7 @@ impl Engine {
 
     /// The document for a webhook: from this replica's cache when it has one, else
     /// from the store; the flag says which. A cached document may be stale: pass
-    /// the flag to `update_from`, whose commit catches a stale change and which
+    /// the flag to `update`, whose commit catches a stale change and which
     /// re-checks a "nothing to do" on a fresh read.
     pub(crate) async fn load_cached(
         &self,
@@ -357,11 +400,11 @@ impl Engine {
             })
             .await?
         {
-            Update::Missing => Err(EngineError::NotFound),
-            Update::Committed {
+            Applied::Missing => Err(EngineError::NotFound),
+            Applied::Committed {
                 callout, result, ..
             }
-            | Update::Unchanged {
+            | Applied::Unchanged {
                 callout, result, ..
             } => {
                 result?;
@@ -385,7 +428,7 @@ impl Engine {
         let Some((loaded, cached)) = self.load_cached(id).await? else {
             return Ok(()); // an expired callout: nothing to apply
         };
-        self.update_from(loaded, cached, |c, now| {
+        self.update((loaded, cached), |c, now| {
             (
                 c.on_status(
                     call,

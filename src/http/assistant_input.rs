@@ -19,11 +19,11 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::callout_input::{parse_variables, variables_schema};
 use super::openapi::nullable;
-use crate::assistants::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 use crate::assistants::{Registration, SettingsChange, Update, is_version_id};
 use crate::config::Secret;
 use crate::dialplan::language::{gender_for_voice, routee_language};
 use crate::domain::{AssistantId, FieldError};
+use crate::engine::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 
 /// Longest assistant name.
 pub const MAX_NAME_CHARS: usize = 100;
