@@ -108,7 +108,7 @@ pub struct Template {
     pub description: Option<String>,
     pub language: Language,
     pub gender: Option<Gender>,
-    pub intro: Vec<Step>,
+    pub intro: Vec<IntroItem>,
     pub menu: Prompt,
     /// Phone key (`"1"`, `"*"`) to what it does.
     pub keys: BTreeMap<String, KeyAction>,
@@ -117,7 +117,7 @@ pub struct Template {
 
 /// One step of the intro.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step {
+pub enum IntroItem {
     Say(Prompt),
     Play { url: String, barge_in: bool },
     Pause(u32),
@@ -288,7 +288,7 @@ impl Template {
 
     fn texts(&self) -> impl Iterator<Item = &Text> {
         let intro = self.intro.iter().filter_map(|s| match s {
-            Step::Say(p) => Some(&p.text),
+            IntroItem::Say(p) => Some(&p.text),
             _ => None,
         });
         let keys = self.keys.values().filter_map(|k| k.say.as_ref());
@@ -354,13 +354,13 @@ impl Template {
         let mut verbs = Vec::new();
         for step in &self.intro {
             match step {
-                Step::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
-                Step::Play { url, barge_in } => verbs.push(Verb::Play(Play {
+                IntroItem::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
+                IntroItem::Play { url, barge_in } => verbs.push(Verb::Play(Play {
                     file_url: url.clone(),
                     barge_in: *barge_in,
                     repeat: None,
                 })),
-                Step::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
+                IntroItem::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
         self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, event_url)
@@ -478,7 +478,7 @@ struct RawTemplate {
     language: Spanned<String>,
     gender: Option<Spanned<String>>,
     #[serde(default)]
-    intro: Vec<Spanned<RawStep>>,
+    intro: Vec<Spanned<RawIntroItem>>,
     menu: Spanned<RawPrompt>,
     keys: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawKey>>>>,
     #[serde(default)]
@@ -487,7 +487,7 @@ struct RawTemplate {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStep {
+struct RawIntroItem {
     say: Option<Spanned<String>>,
     play: Option<Spanned<String>>,
     pause: Option<Spanned<i64>>,
@@ -573,7 +573,7 @@ impl Checker<'_> {
         }
     }
 
-    fn step(&self, raw: &Spanned<RawStep>, index: usize) -> Checked<Step> {
+    fn step(&self, raw: &Spanned<RawIntroItem>, index: usize) -> Checked<IntroItem> {
         let what = format!("intro step {}", index + 1);
         let step = raw.get_ref();
         let kinds = [
@@ -606,7 +606,7 @@ impl Checker<'_> {
             return Err(self.at(b, format!("{what}: barge_in applies only to say and play")));
         }
         if let Some(say) = &step.say {
-            return Ok(Step::Say(Prompt {
+            return Ok(IntroItem::Say(Prompt {
                 text: self.text(say, &what)?,
                 gender: self.gender(step.gender.as_ref(), &what)?,
                 barge_in: barge_in.unwrap_or(false),
@@ -628,7 +628,7 @@ impl Checker<'_> {
                     format!("{what}: {url:?} is not an http(s) URL of a .wav file, the only audio Routee plays"),
                 ));
             };
-            return Ok(Step::Play {
+            return Ok(IntroItem::Play {
                 url: normalized,
                 barge_in: barge_in.unwrap_or(false),
             });
@@ -637,7 +637,7 @@ impl Checker<'_> {
             Some(p) => {
                 let seconds = *p.get_ref();
                 match u32::try_from(seconds) {
-                    Ok(s) if (1..=60).contains(&s) => Ok(Step::Pause(s)),
+                    Ok(s) if (1..=60).contains(&s) => Ok(IntroItem::Pause(s)),
                     _ => Err(self.at(
                         p,
                         format!("{what}: pause {seconds} is outside 1..=60 seconds"),

@@ -18,7 +18,7 @@ pub use assistant::{Assistant, AssistantSettings};
 pub use attempt::{Attempt, CallState, Dialing, Outcome};
 pub use call_status::CallStatus;
 pub use callout::{
-    Callout, CalloutError, CalloutStatus, Changes, Contact, Effect, NewCallout, PlaceFailure,
+    Callout, CalloutError, CalloutStatus, Consequences, Contact, Effect, NewCallout, PlaceFailure,
     Reconciliation, Script, Step, Timing,
 };
 pub use conversation::{

@@ -19,7 +19,7 @@ use crate::assistants::ResolvedAssistant;
 use crate::dialplan::input::{CallerInput, request_for_input};
 use crate::dialplan::render::{self, ActionNames, Phrases, RenderedTurn, TurnContext, Voice};
 use crate::domain::{
-    AnsweredTurn, Answers, Attempt, CallId, Callout, CalloutId, Changes, Decision, MenuItem,
+    AnsweredTurn, Answers, Attempt, CallId, Callout, CalloutId, Consequences, Decision, MenuItem,
     Policy, Rules,
 };
 use crate::routee::{Dialplan, Language, Verb};
@@ -130,7 +130,7 @@ pub(super) fn answered_turn(r: &RenderedTurn) -> AnsweredTurn {
 
 /// One key press of a Voiceflow call, with what its transitions may render
 /// (the conversation's [`Answers`]) and the assistant's rules for keys.
-pub(super) struct CallTurn<'a> {
+pub(super) struct TurnAnswers<'a> {
     pub rendering: Rendering,
     /// The eventUrl of the input after this one.
     pub next_url: String,
@@ -141,7 +141,7 @@ pub(super) struct CallTurn<'a> {
     in_flight_for: Duration,
 }
 
-impl<'a> CallTurn<'a> {
+impl<'a> TurnAnswers<'a> {
     pub(super) fn new(
         engine: &'a Engine,
         callout: &Callout,
@@ -180,7 +180,7 @@ impl<'a> CallTurn<'a> {
     }
 }
 
-impl Answers for CallTurn<'_> {
+impl Answers for TurnAnswers<'_> {
     type Request = Request;
 
     fn holding(&self) -> String {
@@ -284,7 +284,7 @@ impl Engine {
         &self,
         claimed: Versioned<Callout>,
         resolved: &ResolvedAssistant,
-        turn: &CallTurn<'_>,
+        answers: &TurnAnswers<'_>,
         press: &KeyPress<'_>,
         request: Request,
         reply: &mut Reply,
@@ -297,7 +297,7 @@ impl Engine {
             &request,
             None,
             LATE_WINDOW,
-            &turn.rendering.actions,
+            &answers.rendering.actions,
         );
         let mut work = std::pin::pin!(work);
         let budget = press
@@ -305,20 +305,24 @@ impl Engine {
             .saturating_duration_since(Instant::now())
             .saturating_sub(SAFETY);
         match tokio::time::timeout(budget, &mut work).await {
-            Ok(Ok(done)) => self.record_answer(claimed, press, &done.traces, turn).await,
+            Ok(Ok(done)) => {
+                self.record_answer(claimed, press, &done.traces, answers)
+                    .await
+            }
             Ok(Err(e)) => {
                 tracing::warn!(callout_id = %id, call_id = %press.call, reason = %e, "Voiceflow failed; continuing on the fallback keypad");
                 metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_error").increment(1);
-                self.record_failure(id, press, &e.to_string(), turn).await
+                self.record_failure(id, press, &e.to_string(), answers)
+                    .await
             }
             Err(_elapsed) => {
                 metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_timeout")
                     .increment(1);
-                let holding = self.record_slow(id, press, turn).await?;
+                let holding = self.record_slow(id, press, answers).await?;
                 reply.send(Ok(holding.clone()));
                 // Keep the slow turn: record its output (and decision) when it comes.
                 let late = work.await;
-                self.record_late_answer(id, press.call, late, turn).await;
+                self.record_late_answer(id, press.call, late, answers).await;
                 Ok(holding)
             }
         }
@@ -330,31 +334,31 @@ impl Engine {
         claimed: Versioned<Callout>,
         press: &KeyPress<'_>,
         traces: &[Trace],
-        turn: &CallTurn<'_>,
+        answers: &TurnAnswers<'_>,
     ) -> Result<String, EngineError> {
         let (call, input) = (press.call, press.turn);
         let timing = self.settings.timing;
-        let rendered = turn.render(traces, &turn.next_url);
+        let rendered = answers.render(traces, &answers.next_url);
         let answered = answered_turn(&rendered);
         let applied = self
             .update((claimed, false), |c, now| {
                 let Some(a) = c.attempt_mut(call) else {
-                    return (Changes::default(), None);
+                    return (Consequences::default(), None);
                 };
                 if let Some(cached) = a.cached_answer(input) {
-                    return (Changes::default(), Some(cached.to_owned()));
+                    return (Consequences::default(), Some(cached.to_owned()));
                 }
                 let answer = a.on_answer(input, answered.clone());
                 let ch = match rendered.decision {
                     Some(d) => c.on_decision(call, d, now, &timing),
-                    None => Changes::default(),
+                    None => Consequences::default(),
                 };
                 (ch, Some(answer))
             })
             .await?;
         Ok(match applied.into_result() {
             Some(Some(answer)) => answer,
-            _ => super::turn::closed_dialplan(turn.rendering.voice),
+            _ => super::turn::closed_dialplan(answers.rendering.voice),
         })
     }
 
@@ -364,11 +368,11 @@ impl Engine {
         id: CalloutId,
         press: &KeyPress<'_>,
         reason: &str,
-        turn: &CallTurn<'_>,
+        answers: &TurnAnswers<'_>,
     ) -> Result<String, EngineError> {
-        let answer = turn.fallback(None);
+        let answer = answers.fallback(None);
         self.update(id, |c, now| {
-            let mut ch = Changes::default();
+            let mut ch = Consequences::default();
             if let Some(a) = c.attempt_mut(press.call) {
                 ch.events
                     .extend(a.on_voiceflow_failed(press.turn, answer.clone(), reason, now));
@@ -384,11 +388,11 @@ impl Engine {
         &self,
         id: CalloutId,
         press: &KeyPress<'_>,
-        turn: &CallTurn<'_>,
+        answers: &TurnAnswers<'_>,
     ) -> Result<String, EngineError> {
-        let answer = turn.holding();
+        let answer = answers.holding();
         self.update(id, |c, now| {
-            let mut ch = Changes::default();
+            let mut ch = Consequences::default();
             if let Some(a) = c.attempt_mut(press.call) {
                 ch.events
                     .extend(a.on_voiceflow_slow(press.turn, answer.clone(), now));
@@ -405,12 +409,12 @@ impl Engine {
         id: CalloutId,
         call: CallId,
         result: Result<Interaction, VoiceflowError>,
-        turn: &CallTurn<'_>,
+        answers: &TurnAnswers<'_>,
     ) {
         let timing = self.settings.timing;
         let rendered = match result {
             // The eventUrl is set when the answer is played.
-            Ok(done) => Some(turn.render(&done.traces, "")),
+            Ok(done) => Some(answers.render(&done.traces, "")),
             Err(e) => {
                 tracing::warn!(callout_id = %id, call_id = %call, error = %e, "late Voiceflow turn failed");
                 None
@@ -421,12 +425,12 @@ impl Engine {
         let r = self
             .update(id, |c, now| {
                 let Some(a) = c.attempt_mut(call) else {
-                    return (Changes::default(), ());
+                    return (Consequences::default(), ());
                 };
                 a.on_late_answer(answered.clone());
                 let ch = match decision {
                     Some(d) => c.on_decision(call, d, now, &timing),
-                    None => Changes::default(),
+                    None => Consequences::default(),
                 };
                 (ch, ())
             })

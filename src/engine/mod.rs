@@ -8,7 +8,12 @@
 //! come back through the timer (see `domain::callout`).
 //!
 //! - [`place`]: creating a call (rate limit, first dialplan, Routee).
-//! - [`turn`]: a key press (COLLECT event) to the next dialplan, within Routee's 3 s.
+//! - [`turn`]: a key press (COLLECT event) to the next dialplan, within Routee's 3 s;
+//!   the conversation's rules are `domain::conversation`, the engine does the I/O.
+//! - [`dialog`]: the Voiceflow side of a turn: one Dialog Manager exchange
+//!   ([`Engine::interact`], shared by calls and the tools) and recording its
+//!   answer, failure or late answer.
+//! - [`tools`]: the assistants' conversation tools (turns without a call).
 //! - [`timers`]: the loop that fires due timers.
 //! - [`jobs`]: periodic maintenance (reconciliation, retention, gauges).
 //! - [`effects`]: hanging up, `notify_url`, Voiceflow transcripts.
@@ -35,8 +40,8 @@ use url::Url;
 use crate::assistants::Assistants;
 use crate::dialplan::template::Templates;
 use crate::domain::{
-    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Changes, Effect, Event, EventKind,
-    NewCallout, Timestamp, Timing,
+    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Consequences, Effect, Event,
+    EventKind, NewCallout, Timestamp, Timing,
 };
 use crate::routee::StatusCallback;
 use crate::routee::client::RouteeClient;
@@ -128,7 +133,8 @@ pub(crate) enum Applied<R> {
 /// Optimistic-concurrency retries before giving up on a contended callout.
 const MAX_CAS_RETRIES: usize = 16;
 
-pub struct Inner {
+/// The engine's collaborators and shared state, behind one `Arc`.
+pub struct EngineParts {
     pub store: Store,
     pub routee: RouteeClient,
     pub voiceflow: VoiceflowClient,
@@ -147,7 +153,7 @@ pub struct Inner {
 
 /// The engine; cheap to clone.
 #[derive(Clone)]
-pub struct Engine(Arc<Inner>);
+pub struct Engine(Arc<EngineParts>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,8 +164,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl std::ops::Deref for Engine {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = EngineParts;
+    fn deref(&self) -> &EngineParts {
         &self.0
     }
 }
@@ -178,7 +184,7 @@ impl Engine {
         let notify_http =
             crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?;
         let (timeline, _) = broadcast::channel(4096);
-        Ok(Self(Arc::new(Inner {
+        Ok(Self(Arc::new(EngineParts {
             store,
             routee,
             voiceflow,
@@ -248,7 +254,7 @@ impl Engine {
     pub(crate) async fn update<R>(
         &self,
         from: impl Into<UpdateFrom>,
-        mut transition: impl FnMut(&mut Callout, Timestamp) -> (Changes, R),
+        mut transition: impl FnMut(&mut Callout, Timestamp) -> (Consequences, R),
     ) -> Result<Applied<R>, EngineError> {
         let UpdateFrom { id, mut loaded } = from.into();
         for _ in 0..MAX_CAS_RETRIES {
@@ -318,7 +324,7 @@ impl Engine {
     }
 
     /// Publishes and measures committed events, then starts committed effects.
-    fn after_commit(&self, callout: &Callout, changes: Changes) {
+    fn after_commit(&self, callout: &Callout, changes: Consequences) {
         for event in &changes.events {
             record_metrics(callout, event);
             let _ = self.timeline.send(TimelineEvent {
@@ -358,7 +364,7 @@ impl Engine {
         self.store.insert(&callout, &events).await?;
         self.after_commit(
             &callout,
-            Changes {
+            Consequences {
                 events: events.clone(),
                 effects: Vec::new(),
             },
@@ -396,7 +402,7 @@ impl Engine {
         match self
             .update(id, |c, now| match c.cancel(now, &timing) {
                 Ok(ch) => (ch, Ok(())),
-                Err(e) => (Changes::default(), Err(e)),
+                Err(e) => (Consequences::default(), Err(e)),
             })
             .await?
         {

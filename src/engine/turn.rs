@@ -19,20 +19,25 @@
 //!    the call ends with nothing more pressed: the caller who pressed the accept
 //!    key as the call ended, or who waited on hold, still accepted.
 //! 4. If the store itself is down, the caller is asked to press again (same turn).
+//!
+//! Which of these applies is decided by the conversation's state machine
+//! (`domain::conversation`: `Attempt::on_keys`, `on_template_keys`), inside the
+//! one commit of the key press; this module and `dialog` only load, commit,
+//! render and ask Voiceflow around it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::dialog::{self, CallTurn};
+use super::dialog::{self, TurnAnswers};
 use super::place::template_vars;
 use super::{Engine, EngineError};
 use crate::assistants::ResolvedAssistant;
 use crate::dialplan::render::{self, Voice};
 use crate::dialplan::template::Template;
 use crate::domain::{
-    Answers, CallId, Callout, CalloutId, Changes, Closing, KeypadAnswer, Next, Script,
+    Answers, CallId, Callout, CalloutId, Closing, Consequences, KeypadAnswer, Next, Script,
 };
 use crate::routee::{Collect, CollectEvent, Dialplan, Language, Verb};
 use crate::store::Versioned;
@@ -161,7 +166,7 @@ impl Engine {
             .update((loaded, cached), |c, now| {
                 let (status, policy) = (c.status, c.policy);
                 let Some(a) = c.attempt(call) else {
-                    return (Changes::default(), Next::Close(Closing::Closed));
+                    return (Consequences::default(), Next::Close(Closing::Closed));
                 };
                 let keys = a.new_digits(press.tones);
                 let vars = template_vars(c, a);
@@ -184,12 +189,12 @@ impl Engine {
                     }
                 };
                 let Some(a) = c.attempt_mut(call) else {
-                    return (Changes::default(), Next::Close(Closing::Closed));
+                    return (Consequences::default(), Next::Close(Closing::Closed));
                 };
                 let next = a.on_template_keys(status, turn, &keys, now, render);
-                let mut ch = Changes::default();
+                let mut ch = Consequences::default();
                 if let Next::Decide { decision, .. } = &next {
-                    ch = c.on_keys(call, &keys, now);
+                    ch = c.keys_pressed(call, &keys, now);
                     if let Some(d) = *decision {
                         ch.extend(c.on_decision(call, d, now, &timing));
                     }
@@ -241,19 +246,19 @@ impl Engine {
         let id = loaded.value.id;
         let call = press.call;
         let timing = self.settings.timing;
-        let turn = CallTurn::new(self, &loaded.value, press, resolved.as_deref());
-        let rules = turn.rules();
+        let answers = TurnAnswers::new(self, &loaded.value, press, resolved.as_deref());
+        let rules = answers.rules();
         let applied = self
             .update((loaded, cached), |c, now| {
                 let status = c.status;
                 let Some(a) = c.attempt_mut(call) else {
-                    return (Changes::default(), Next::Close(Closing::Closed));
+                    return (Consequences::default(), Next::Close(Closing::Closed));
                 };
                 let keys = a.new_digits(press.tones);
-                let next = a.on_keys(status, press.turn, &keys, now, &rules, &turn);
+                let next = a.on_keys(status, press.turn, &keys, now, &rules, &answers);
                 let mut ch = match next {
-                    Next::Replay(_) | Next::Close(_) | Next::Wait => Changes::default(),
-                    _ => c.on_keys(call, &keys, now),
+                    Next::Replay(_) | Next::Close(_) | Next::Wait => Consequences::default(),
+                    _ => c.keys_pressed(call, &keys, now),
                 };
                 match &next {
                     Next::Play(_) => {
@@ -288,7 +293,7 @@ impl Engine {
                 },
                 result,
             ),
-            super::Applied::Missing => return Ok(closed_dialplan(turn.rendering.voice)),
+            super::Applied::Missing => return Ok(closed_dialplan(answers.rendering.voice)),
         };
         match next {
             Next::Replay(j) | Next::Hold(j) | Next::Play(j) | Next::Decide { answer: j, .. } => {
@@ -296,16 +301,16 @@ impl Engine {
             }
             Next::Close(which) => Ok(dialplan_json(&render::closing_dialplan(
                 closing_text(which),
-                turn.rendering.voice,
+                answers.rendering.voice,
             ))),
-            Next::Wait => Ok(self.wait_for_answer(id, press, &turn.holding()).await),
+            Next::Wait => Ok(self.wait_for_answer(id, press, &answers.holding()).await),
             Next::Ask(request) => match resolved {
                 Some(resolved) => {
-                    self.ask_voiceflow(claimed, &resolved, &turn, press, request, reply)
+                    self.ask_voiceflow(claimed, &resolved, &answers, press, request, reply)
                         .await
                 }
                 // Not reached: without the assistant the fallback keypad reads keys.
-                None => Ok(turn.fallback(None)),
+                None => Ok(answers.fallback(None)),
             },
         }
     }
