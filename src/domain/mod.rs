@@ -1,4 +1,5 @@
-//! The domain: pure types and the escalation state machine. No IO here: nothing in
+//! The domain: pure types and the state machines of a callout's escalation
+//! (`callout`, `attempt`) and of a call's conversation (`conversation`). No IO here: nothing in
 //! this module imports axum, redis or reqwest, and nothing reads a clock; callers
 //! pass `now` in. The engine (`crate::engine`) does the IO around it.
 
