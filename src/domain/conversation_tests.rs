@@ -568,3 +568,11 @@ fn conversations_are_written_in_the_stored_shape() {
         assert_eq!(back, c);
     }
 }
+
+#[test]
+fn a_voiceflow_failure_after_the_conversation_ended_keeps_it_ended() {
+    let mut a = in_flight(0);
+    a.conversation.phase = Phase::Ended;
+    assert!(a.on_voiceflow_failed(0, MENU.into(), "down", T0).is_some());
+    assert_eq!(a.conversation.phase, Phase::Ended);
+}

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::dialog::{self, TurnAnswers};
 use super::place::template_vars;
@@ -99,7 +100,7 @@ impl Engine {
         let engine = self.clone();
         let tones = event.digits();
         let (tx, answer) = oneshot::channel();
-        self.tasks.spawn(async move {
+        let work = async move {
             let mut reply = Reply(Some(tx));
             let press = KeyPress {
                 call,
@@ -109,7 +110,9 @@ impl Engine {
             };
             let answer = engine.collect(id, &press, &mut reply).await;
             reply.send(answer);
-        });
+        };
+        // The webhook's span goes with the work, which outlives the request.
+        self.tasks.spawn(work.in_current_span());
         let budget = deadline.saturating_duration_since(Instant::now());
         let reason = match tokio::time::timeout(budget, answer).await {
             Ok(Ok(Ok(json))) => return json,
