@@ -29,6 +29,10 @@
 //! - [`net`]: the one way upstream HTTP clients are built and measured.
 //! - [`telemetry`]: metrics catalogue and logging setup.
 
+// No function in the library over 150 lines (`too-many-lines-threshold` in
+// clippy.toml); test scripts may read longer.
+#![warn(clippy::too_many_lines)]
+
 pub mod app;
 pub mod assistants;
 pub mod cli;
