@@ -307,7 +307,7 @@ impl Application {
 
         let router = crate::http::router(state.clone());
         let metrics_server = metrics_listener.map(|l| {
-            let router = crate::http::router(state.clone());
+            let router = crate::http::metrics_router(state.clone());
             let stop = http_stop.clone();
             tokio::spawn(async move {
                 axum::serve(l, router)

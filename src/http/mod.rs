@@ -14,6 +14,7 @@ mod compose;
 pub mod console;
 pub mod error;
 pub mod events;
+mod guard;
 mod health;
 pub mod openapi;
 mod sandbox;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(DefaultBodyLimit::max(limit))
         .layer(
             // Spans carry the route template, never the raw URI: webhook query
@@ -78,6 +80,18 @@ pub fn router(state: AppState) -> Router {
                 "internal error",
             ))
         }))
+        .with_state(state)
+}
+
+/// What `METRICS_ADDR` serves: `GET /metrics` and nothing else, so a listener
+/// opened for a scraper (often on a wider interface than `LISTEN_ADDR`) never
+/// exposes the API, and its loopback exemption never applies there.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(health::metrics))
+        .fallback(|| async {
+            error::ApiError::not_found("this listener (METRICS_ADDR) serves GET /metrics only")
+        })
         .with_state(state)
 }
 
