@@ -181,7 +181,8 @@ impl Application {
             connect_timeout: config.upstream_connect_timeout,
             timeout: config.upstream_timeout,
         })?;
-        let signer = Signer::new(&config.gateway_secret, config.previous_secret.as_ref());
+        let signer = Signer::new(&config.gateway_secret, config.previous_secret.as_ref())
+            .with_notify_secret(config.notify_secret.as_ref());
         let assistants = Assistants::new(store.clone(), signer.clone());
         let settings = EngineSettings {
             public_url: config.public_url.clone(),

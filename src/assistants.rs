@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Secret;
 use crate::dialplan::render::{ActionNames, Phrases, Voice};
-use crate::domain::{Assistant, AssistantId, AssistantSettings, FieldError, Timestamp};
+use crate::domain::{Assistant, AssistantId, AssistantSettings, E164, FieldError, Timestamp};
 use crate::routee::{Gender, Language};
 use crate::security::{CryptoError, Signer};
 use crate::store::{Deleted, Replaced, Saved, Store, StoreError};
@@ -73,6 +73,7 @@ impl ResolvedAssistant {
         let actions = ActionNames {
             accept: s.accept_actions.clone(),
             reject: s.reject_actions.clone(),
+            transfer_targets: s.transfer_targets.clone(),
             ..ActionNames::default()
         };
         (actions, Phrases::default())
@@ -108,6 +109,7 @@ pub struct SettingsChange {
     pub accept_actions: Option<Vec<String>>,
     pub reject_actions: Option<Vec<String>>,
     pub save_transcripts: Option<bool>,
+    pub transfer_targets: Option<Vec<E164>>,
 }
 
 impl SettingsChange {
@@ -130,6 +132,9 @@ impl SettingsChange {
         }
         if let Some(r) = &self.reject_actions {
             s.reject_actions.clone_from(r);
+        }
+        if let Some(t) = &self.transfer_targets {
+            s.transfer_targets.clone_from(t);
         }
         if let Some(t) = self.save_transcripts {
             s.save_transcripts = t;

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::Policy;
+use crate::domain::{Destinations, Policy};
+
+/// The simulator's phones (`+3069000000xx`): the sandbox always allows them.
+pub const SANDBOX_TEST_RANGE: &str = "+306900000";
 
 /// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -134,6 +137,9 @@ pub struct Config {
     pub voiceflow: VoiceflowConfig,
     /// Signs webhook URLs and notifications; encrypts stored Voiceflow keys.
     pub gateway_secret: Secret<Vec<u8>>,
+    /// `NOTIFY_SECRET`: the HMAC key of `notify_url` deliveries (receivers hold
+    /// this, never `GATEWAY_SECRET`).
+    pub notify_secret: Option<Secret<Vec<u8>>>,
     /// The secret being rotated out: still accepted for verification and decryption.
     pub previous_secret: Option<Secret<Vec<u8>>>,
     /// True when `GATEWAY_SECRET` was unset and a random one was made (sandbox).
@@ -162,6 +168,8 @@ pub struct Config {
     /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
     pub allow_private_urls: bool,
     pub default_policy: Policy,
+    /// `ALLOWED_DESTINATIONS`: where callees and transfer targets may be.
+    pub allowed_destinations: Destinations,
     pub sim: SimConfig,
 }
 
@@ -371,6 +379,22 @@ impl Config {
             None => None,
         };
 
+        let notify_secret = match r.get("NOTIFY_SECRET") {
+            Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
+            Some(s) => {
+                r.problems.push(format!(
+                    "NOTIFY_SECRET: must be at least 32 characters (it has {}); generate one with `openssl rand -hex 32`",
+                    s.len()
+                ));
+                None
+            }
+            None => None,
+        };
+        if notify_secret.as_ref().map(Secret::expose) == Some(&gateway_secret) {
+            r.problems
+                .push("NOTIFY_SECRET: must differ from GATEWAY_SECRET (receivers hold it)".into());
+        }
+
         let api_keys = parse_api_keys(r.get("API_KEYS"), &mut r.problems);
         if api_keys.is_empty() {
             if live {
@@ -467,6 +491,27 @@ impl Config {
             );
         }
 
+        // Toll fraud: a leaked key must not be able to call anywhere. Live mode
+        // makes the operator decide (`*` is a decision too); the sandbox places
+        // no real calls, and always reaches its simulated phones.
+        let allowed_destinations = match r.get("ALLOWED_DESTINATIONS") {
+            Some(raw) => match Destinations::parse(raw) {
+                Ok(d) if live => d,
+                Ok(d) => d.with_prefix(SANDBOX_TEST_RANGE),
+                Err(bad) => {
+                    for b in bad {
+                        r.problems.push(format!("ALLOWED_DESTINATIONS: {b}"));
+                    }
+                    Destinations::default()
+                }
+            },
+            None if live => {
+                r.problems.push("ALLOWED_DESTINATIONS: required in live mode: comma-separated E.164 prefixes (+3069) and ISO country codes (GR) callees may have, or * for anywhere".into());
+                Destinations::default()
+            }
+            None => Destinations::anywhere(),
+        };
+
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
         let voiceflow_urls_are_default =
             r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
@@ -486,6 +531,7 @@ impl Config {
             routee,
             voiceflow,
             gateway_secret: Secret::new(gateway_secret),
+            notify_secret,
             previous_secret,
             secret_is_ephemeral,
             api_keys,
@@ -504,6 +550,7 @@ impl Config {
             shutdown_grace: r.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
             allow_private_urls: r.parse("ALLOW_PRIVATE_URLS", !live),
             default_policy: Policy::default(),
+            allowed_destinations,
             sim: SimConfig {
                 time_scale,
                 callees_file: r.get("SIM_CALLEES_FILE").map(PathBuf::from),
@@ -593,10 +640,16 @@ mod tests {
         let err = Config::from_map(&env(&[("ROUTEE_APP_ID", "id"), ("ROUTEE_APP_SECRET", "s")]))
             .unwrap_err();
         let text = err.to_string();
-        for var in ["PUBLIC_URL", "ROUTEE_FROM", "GATEWAY_SECRET", "API_KEYS"] {
+        for var in [
+            "PUBLIC_URL",
+            "ROUTEE_FROM",
+            "GATEWAY_SECRET",
+            "API_KEYS",
+            "ALLOWED_DESTINATIONS",
+        ] {
             assert!(text.contains(var), "{var} missing from:\n{text}");
         }
-        assert_eq!(err.0.len(), 4, "{text}");
+        assert_eq!(err.0.len(), 5, "{text}");
     }
 
     #[test]
@@ -634,6 +687,7 @@ mod tests {
                 "API_KEYS",
                 "admin:aaaaaaaaaaaaaaaaaaaa, dispatcher:bbbbbbbbbbbbbbbbbbbb",
             ),
+            ("ALLOWED_DESTINATIONS", "GR,+4915"),
         ]))
         .unwrap();
         assert_eq!(c.mode, Mode::Live);
@@ -653,6 +707,7 @@ mod tests {
             ("API_KEYS", "admin:api-token-value-123456"),
             ("VOICEFLOW_API_KEY", "VF.DM.key-value"),
             ("REDIS_URL", "redis://:redis-password@localhost"),
+            ("ALLOWED_DESTINATIONS", "*"),
         ]))
         .unwrap();
         let dbg = format!("{c:?}");

@@ -59,11 +59,20 @@ impl KeySet {
     }
 }
 
+/// How far a notification's timestamp may be from the receiver's clock, in
+/// seconds, before a receiver should refuse it as a replay (published in
+/// docs/api.md; what [`Signer::verify_notification`] applies).
+pub const NOTIFY_TOLERANCE_S: i64 = 300;
+
 /// Signs and verifies; encrypts and decrypts. Cheap to clone.
 #[derive(Clone)]
 pub struct Signer {
     current: KeySet,
     previous: Option<KeySet>,
+    /// `NOTIFY_SECRET`, used as-is as the notification HMAC key, so receivers
+    /// never hold `GATEWAY_SECRET`. Without it, the key derived from
+    /// `GATEWAY_SECRET` (label `ivr-gateway/notify-body/v1`) signs.
+    notify: Option<Secret<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -84,6 +93,16 @@ fn mac(key: &[u8; 32], parts: &[&[u8]]) -> HmacSha256 {
     mac
 }
 
+/// HMAC-SHA256 over `<t>.<body>`: the format docs/api.md publishes.
+fn notify_mac(key: &[u8], t: &str, body: &[u8]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
 fn webhook_message(purpose: Purpose, callout: CalloutId, call: CallId) -> String {
     match purpose {
         Purpose::Status => format!("status|{callout}|{call}"),
@@ -96,6 +115,26 @@ impl Signer {
         Self {
             current: KeySet::new(current.expose()),
             previous: previous.map(|p| KeySet::new(p.expose())),
+            notify: None,
+        }
+    }
+
+    /// Signs notifications with `NOTIFY_SECRET` (when given) instead of the key
+    /// derived from `GATEWAY_SECRET`.
+    #[must_use]
+    pub fn with_notify_secret(mut self, secret: Option<&Secret<Vec<u8>>>) -> Self {
+        self.notify = secret.cloned();
+        self
+    }
+
+    /// The notification HMAC keys to try, the signing one first.
+    fn notify_keys(&self) -> Vec<&[u8]> {
+        match &self.notify {
+            Some(k) => vec![k.expose().as_slice()],
+            None => self
+                .key_sets()
+                .map(|k| k.notify.expose().as_slice())
+                .collect(),
         }
     }
 
@@ -133,21 +172,24 @@ impl Signer {
     }
 
     /// `X-Ivr-Signature` header value for a notification body: `t=<unix>,v1=<hex>`,
-    /// an HMAC-SHA256 over `<unix>.<body>` (the timestamp defeats replays).
+    /// the hex of HMAC-SHA256(key, `<unix>` + `.` + body), the key being
+    /// `NOTIFY_SECRET`'s bytes (the timestamp lets receivers refuse replays).
     pub fn sign_notification(&self, unix_secs: i64, body: &[u8]) -> String {
         let t = unix_secs.to_string();
-        let tag = mac(self.current.notify.expose(), &[t.as_bytes(), body])
-            .finalize()
-            .into_bytes();
-        format!("t={t},v1={}", hex::encode(tag))
+        let key = self.notify_keys()[0];
+        format!(
+            "t={t},v1={}",
+            hex::encode(notify_mac(key, &t, body).finalize().into_bytes())
+        )
     }
 
-    /// Checks a notification signature (what a receiver does; used by tests and docs).
-    pub fn verify_notification(&self, header: &str, body: &[u8]) -> bool {
+    /// Checks a notification signature as a receiver should: the HMAC, and the
+    /// timestamp within [`NOTIFY_TOLERANCE_S`] of `now_unix`.
+    pub fn verify_notification_at(&self, header: &str, body: &[u8], now_unix: i64) -> bool {
         let mut t = None;
         let mut v1 = None;
         for part in header.split(',') {
-            match part.split_once('=') {
+            match part.trim().split_once('=') {
                 Some(("t", v)) => t = Some(v),
                 Some(("v1", v)) => v1 = hex::decode(v).ok(),
                 _ => {}
@@ -156,11 +198,23 @@ impl Signer {
         let (Some(t), Some(tag)) = (t, v1) else {
             return false;
         };
-        self.key_sets().any(|k| {
-            mac(k.notify.expose(), &[t.as_bytes(), body])
-                .verify_slice(&tag)
-                .is_ok()
-        })
+        let Ok(at) = t.parse::<i64>() else {
+            return false;
+        };
+        if (now_unix - at).abs() > NOTIFY_TOLERANCE_S {
+            return false;
+        }
+        self.notify_keys()
+            .into_iter()
+            .any(|k| notify_mac(k, t, body).verify_slice(&tag).is_ok())
+    }
+
+    /// [`Self::verify_notification_at`] against the system clock.
+    pub fn verify_notification(&self, header: &str, body: &[u8]) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.verify_notification_at(header, body, now)
     }
 
     /// Encrypts an assistant's API key (AES-256-GCM, random nonce, the assistant id
@@ -218,6 +272,7 @@ impl Signer {
         let current_only = Signer {
             current: self.current.clone(),
             previous: None,
+            notify: None,
         };
         current_only.decrypt_key(assistant, stored).is_err()
             && self.decrypt_key(assistant, stored).is_ok()
@@ -298,8 +353,31 @@ mod tests {
         let s = signer("0123456789abcdef0123456789abcdef");
         let header = s.sign_notification(1_700_000_000, b"{\"status\":\"accepted\"}");
         assert!(header.starts_with("t=1700000000,v1="));
-        assert!(s.verify_notification(&header, b"{\"status\":\"accepted\"}"));
-        assert!(!s.verify_notification(&header, b"{\"status\":\"exhausted\"}"));
+        let now = 1_700_000_000 + NOTIFY_TOLERANCE_S;
+        assert!(s.verify_notification_at(&header, b"{\"status\":\"accepted\"}", now));
+        assert!(!s.verify_notification_at(&header, b"{\"status\":\"exhausted\"}", now));
+        assert!(
+            !s.verify_notification_at(&header, b"{\"status\":\"accepted\"}", now + 1),
+            "too old"
+        );
         assert!(!s.verify_notification("t=1,v1=00", b"x"));
+    }
+
+    #[test]
+    fn a_notify_secret_signs_notifications_as_is_over_timestamp_dot_body() {
+        let notify = Secret::new(b"notify-secret-for-receivers-0123456789".to_vec());
+        let s = signer("0123456789abcdef0123456789abcdef").with_notify_secret(Some(&notify));
+        let header = s.sign_notification(1_700_000_000, b"{}");
+        let mut expected = <HmacSha256 as Mac>::new_from_slice(notify.expose()).unwrap();
+        expected.update(b"1700000000.{}");
+        let expected = hex::encode(expected.finalize().into_bytes());
+        assert_eq!(header, format!("t=1700000000,v1={expected}"));
+        assert!(
+            !signer("0123456789abcdef0123456789abcdef").verify_notification_at(
+                &header,
+                b"{}",
+                1_700_000_000
+            )
+        );
     }
 }

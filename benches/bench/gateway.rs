@@ -66,6 +66,7 @@ impl Gateway {
             ("ROUTEE_API_URL", routee.url.clone()),
             ("ROUTEE_AUTH_URL", format!("{}/oauth/token", routee.url)),
             ("ROUTEE_FROM", "+306900000000".to_owned()),
+            ("ALLOWED_DESTINATIONS", "*".to_owned()),
             ("ROUTEE_CALLS_PER_SECOND", "1000".to_owned()),
             ("VOICEFLOW_RUNTIME_URL", voiceflow.url.clone()),
             ("VOICEFLOW_API_URL", voiceflow.url.clone()),

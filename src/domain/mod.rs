@@ -19,7 +19,7 @@ pub use callout::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};
-pub use phone::E164;
+pub use phone::{Destinations, E164};
 pub use policy::{Policy, PolicyInput};
 pub use time::Timestamp;
 

@@ -98,6 +98,8 @@ pub struct SettingsView {
     pub accept_actions: Vec<String>,
     pub reject_actions: Vec<String>,
     pub save_transcripts: bool,
+    /// The numbers a transfer may dial (empty: none).
+    pub transfer_targets: Vec<String>,
 }
 
 /// One of the languages Routee speaks, by its code.
@@ -138,6 +140,7 @@ impl AssistantView {
                 accept_actions: s.accept_actions.clone(),
                 reject_actions: s.reject_actions.clone(),
                 save_transcripts: s.save_transcripts,
+                transfer_targets: s.transfer_targets.iter().map(ToString::to_string).collect(),
             },
             warnings,
         }
@@ -145,6 +148,31 @@ impl AssistantView {
 
     fn registered(r: Registered) -> Self {
         Self::of(&r.assistant, r.warnings)
+    }
+}
+
+/// Transfer targets must lie inside `ALLOWED_DESTINATIONS` like any callee.
+fn check_transfer_targets(
+    state: &AppState,
+    settings: &crate::assistants::SettingsChange,
+) -> Result<(), ApiError> {
+    let errors: Vec<crate::domain::FieldError> = settings
+        .transfer_targets
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, n)| !state.config.allowed_destinations.allows(n))
+        .map(|(i, _)| {
+            crate::domain::FieldError::new(
+                format!("transfer_targets[{i}]"),
+                "outside the destinations this gateway may call (ALLOWED_DESTINATIONS)",
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(errors))
     }
 }
 
@@ -267,6 +295,7 @@ async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<AssistantView>), ApiError> {
     let new = input::registration(&json_body(&state, body)?).map_err(ApiError::invalid)?;
+    check_transfer_targets(&state, &new.settings)?;
     let registered = state
         .engine
         .assistants
@@ -371,6 +400,7 @@ async fn update(
 ) -> Result<Json<AssistantView>, ApiError> {
     let id = find(&state, &assistant_key(path)?).await?.id;
     let change = input::update(&json_body(&state, body)?).map_err(ApiError::invalid)?;
+    check_transfer_targets(&state, &change.settings)?;
     let updated = state
         .engine
         .assistants

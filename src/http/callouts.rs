@@ -35,6 +35,7 @@ pub(super) fn rules(state: &AppState) -> InputRules<'_> {
         max_contacts: state.config.max_contacts,
         allow_private_urls: state.config.allow_private_urls,
         default_policy: state.config.default_policy,
+        destinations: &state.config.allowed_destinations,
     }
 }
 

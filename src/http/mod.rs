@@ -87,8 +87,11 @@ pub fn router(state: AppState) -> Router {
 /// opened for a scraper (often on a wider interface than `LISTEN_ADDR`) never
 /// exposes the API, and its loopback exemption never applies there.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", axum::routing::get(health::metrics))
+    // The same documented registration as on the main listener.
+    let (metrics, _) = OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(health::metrics))
+        .split_for_parts();
+    metrics
         .fallback(|| async {
             error::ApiError::not_found("this listener (METRICS_ADDR) serves GET /metrics only")
         })

@@ -934,6 +934,7 @@ async fn a_refused_startup_key_is_logged_in_the_sandbox_and_stops_a_live_gateway
         ("ROUTEE_API_URL", "http://127.0.0.1:9"),
         ("ROUTEE_AUTH_URL", "http://127.0.0.1:9/oauth/token"),
         ("ROUTEE_FROM", "+306900000000"),
+        ("ALLOWED_DESTINATIONS", "*"),
         ("PUBLIC_URL", "https://gateway.example"),
         ("GATEWAY_SECRET", SECRET),
         ("API_KEYS", "admin:admin-token-for-tests-123"),

@@ -199,3 +199,125 @@ async fn json_routes_refuse_other_media_types_with_415_and_create_nothing() {
     let _ = json!({});
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callees_and_transfer_targets_outside_allowed_destinations_are_refused_by_row() {
+    let app = spawn_app(
+        Options {
+            api_keys: true,
+            ..Options::default()
+        }
+        .env("ALLOWED_DESTINATIONS", "DE,+4420"),
+    )
+    .await;
+    let mut body = ticket_callout(1);
+    body["contacts"] = json!([
+        {"name": "Sim", "phone": "+306900000001"},
+        {"name": "Berlin", "phone": "+4915112345678"},
+        {"name": "London", "phone": "+442071234567"},
+        {"name": "Paris", "phone": "+33612345678"},
+        {"name": "Manchester", "phone": "+441612345678"},
+    ]);
+    let a = crate::probe::create(&app, &body).await;
+    a.assert_names("contacts[3].phone");
+    a.assert_names("contacts[4].phone");
+    assert_eq!(a.fields().len(), 2, "{a:?}");
+    assert_nothing_created(&app).await;
+    // Premium rate's cousins are never callable, whatever the allowlist.
+    let open = spawn_app(Options {
+        api_keys: true,
+        ..Options::default()
+    })
+    .await;
+    body["contacts"] = json!([{"name": "Shared", "phone": "+34901123456"}]);
+    crate::probe::create(&open, &body)
+        .await
+        .assert_names("contacts[0].phone");
+    // Transfer targets: E.164, and inside ALLOWED_DESTINATIONS.
+    let a = probe(&app, Method::PATCH, "/v1/assistants/sandbox")
+        .json(&json!({"transfer_targets": ["+33612345678", "+4915112345678", "nope"]}))
+        .send()
+        .await;
+    a.assert_names("transfer_targets[2]");
+    let a = probe(&app, Method::PATCH, "/v1/assistants/sandbox")
+        .json(&json!({"transfer_targets": ["+33612345678", "+4915112345678"]}))
+        .send()
+        .await;
+    a.assert_names("transfer_targets[0]");
+    let a = probe(&app, Method::PATCH, "/v1/assistants/sandbox")
+        .json(&json!({"transfer_targets": ["+4915112345678"]}))
+        .send()
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        a.json["settings"]["transfer_targets"],
+        json!(["+4915112345678"])
+    );
+}
+
+/// Checks an `X-Ivr-Signature` the way docs/api.md tells a receiver to, with
+/// Python's own `hmac` (not the gateway's verifier).
+fn python_verifies(secret: &str, header: &str, body: &[u8]) -> bool {
+    use std::io::Write;
+    let script = r#"
+import hmac, hashlib, os, sys, time
+body = sys.stdin.buffer.read()
+header = os.environ["SIG"]
+parts = dict(p.split("=", 1) for p in header.split(","))
+t, v1 = parts["t"], parts["v1"]
+mac = hmac.new(os.environ["NOTIFY_SECRET"].encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+sys.exit(0 if hmac.compare_digest(mac, v1) and abs(time.time() - int(t)) <= 300 else 1)
+"#;
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("SIG", header)
+        .env("NOTIFY_SECRET", secret)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    child.wait().unwrap().success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_verifies_with_pythons_hmac_and_notify_secret_alone() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const NOTIFY: &str = "receivers-only-notify-secret-0123456789";
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let app = spawn_app(Options::default().env("NOTIFY_SECRET", NOTIFY)).await;
+    app.sim.set_callee(
+        &crate::helpers::phone(1),
+        ivr_gateway::sim::Behaviour::accepts(),
+    );
+    let mut body = ticket_callout(1);
+    body["notify_url"] = json!(format!("{}/hook", receiver.uri()));
+    let id = app.create_callout(&body).await;
+    app.wait_until(&id, Duration::from_secs(60), |c| {
+        c["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "notify_delivered"))
+    })
+    .await;
+    let requests = receiver.received_requests().await.unwrap();
+    let last = requests.last().unwrap();
+    let sig = last
+        .headers
+        .get("x-ivr-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(python_verifies(NOTIFY, sig, &last.body), "{sig}");
+    assert!(
+        !python_verifies(crate::helpers::SECRET, sig, &last.body),
+        "GATEWAY_SECRET must not verify"
+    );
+    let mut tampered = last.body.clone();
+    tampered.push(b' ');
+    assert!(!python_verifies(NOTIFY, sig, &tampered));
+}

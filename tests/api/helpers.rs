@@ -105,6 +105,7 @@ fn env_map(opts: &Options) -> HashMap<String, String> {
         env.insert("ROUTEE_API_URL".into(), sim.base_url().to_string());
         env.insert("ROUTEE_AUTH_URL".into(), sim.auth_url().to_string());
         env.insert("ROUTEE_FROM".into(), "+306900000000".into());
+        env.insert("ALLOWED_DESTINATIONS".into(), "*".into());
         env.insert("ALLOW_PRIVATE_URLS".into(), "true".into());
     }
     if let Some(url) = &opts.public_url {
