@@ -306,19 +306,18 @@ impl Application {
             });
         }
 
+        let limits = crate::http::serve::ServerLimits {
+            header_read_timeout: state.config.http_header_timeout,
+            max_header_bytes: state.config.http_max_header_bytes,
+            max_connections: state.config.http_max_connections,
+        };
         let router = crate::http::router(state.clone());
         let metrics_server = metrics_listener.map(|l| {
             let router = crate::http::metrics_router(state.clone());
             let stop = http_stop.clone();
-            tokio::spawn(async move {
-                axum::serve(l, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            })
+            tokio::spawn(crate::http::serve::serve(l, router, limits, stop))
         });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
-            .await?;
+        crate::http::serve::serve(listener, router, limits, http_stop.clone()).await?;
         if let Some(m) = metrics_server {
             let _ = m.await;
         }

@@ -165,6 +165,11 @@ pub struct Config {
     pub collect_grace: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// HTTP server limits (`http::serve`).
+    pub http_header_timeout: Duration,
+    pub http_request_timeout: Duration,
+    pub http_max_connections: usize,
+    pub http_max_header_bytes: usize,
     /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
     pub allow_private_urls: bool,
     pub default_policy: Policy,
@@ -512,6 +517,22 @@ impl Config {
             None => Destinations::anywhere(),
         };
 
+        let webhook_deadline = r.millis("WEBHOOK_DEADLINE_MS", 2500, 500, 2900);
+        let http_request_timeout = r.millis("HTTP_REQUEST_TIMEOUT_MS", 30_000, 3000, 600_000);
+        let http_max_connections: usize = r.parse("HTTP_MAX_CONNECTIONS", 1024);
+        if !(1..=100_000).contains(&http_max_connections) {
+            r.problems.push(format!(
+                "HTTP_MAX_CONNECTIONS: {http_max_connections} is outside 1..=100000"
+            ));
+        }
+        let http_max_header_bytes: usize = r.parse("HTTP_MAX_HEADER_BYTES", 64 * 1024);
+        if !(8192..=(1 << 20)).contains(&http_max_header_bytes) {
+            r.problems.push(format!(
+                "HTTP_MAX_HEADER_BYTES: {http_max_header_bytes} is outside 8192..={}",
+                1 << 20
+            ));
+        }
+
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
         let voiceflow_urls_are_default =
             r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
@@ -538,7 +559,11 @@ impl Config {
             log_format,
             log_filter,
             metrics_addr,
-            webhook_deadline: r.millis("WEBHOOK_DEADLINE_MS", 2500, 500, 2900),
+            webhook_deadline,
+            http_header_timeout: r.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 1000, 120_000),
+            http_request_timeout,
+            http_max_connections: http_max_connections.clamp(1, 100_000),
+            http_max_header_bytes: http_max_header_bytes.clamp(8192, 1 << 20),
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),
             upstream_timeout: r.millis("UPSTREAM_TIMEOUT_MS", 10_000, 500, 120_000),
             dialplans_dir: PathBuf::from(r.get("DIALPLANS_DIR").unwrap_or("dialplans")),

@@ -18,6 +18,7 @@ mod guard;
 mod health;
 pub mod openapi;
 mod sandbox;
+pub mod serve;
 pub mod state;
 pub mod webhooks;
 
@@ -59,6 +60,10 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            serve::request_timeout,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(
             // Spans carry the route template, never the raw URI: webhook query

@@ -321,3 +321,121 @@ async fn a_delivery_verifies_with_pythons_hmac_and_notify_secret_alone() {
     tampered.push(b' ');
     assert!(!python_verifies(NOTIFY, sig, &tampered));
 }
+
+/// Reads until the server closes the connection or `within` passes; returns
+/// what was read, or `None` if the connection was still open.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+fn addr_of(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_slow_bodies_and_idle_connections_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(
+        Options {
+            api_keys: true,
+            ..Options::default()
+        }
+        .env("HTTP_HEADER_TIMEOUT_MS", "1000")
+        .env("HTTP_REQUEST_TIMEOUT_MS", "3000"),
+    )
+    .await;
+    // A slowloris: half a head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
+    slow.write_all(b"POST /v1/callouts HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut slow, Duration::from_secs(4))
+            .await
+            .is_some(),
+        "a half-sent head holds the connection open"
+    );
+    // An idle connection that never sends anything.
+    let mut idle = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(4))
+            .await
+            .is_some()
+    );
+    // A body announced and never finished.
+    let mut body = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
+    body.write_all(
+        format!(
+            "POST /v1/callouts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"name\":",
+            crate::helpers::ADMIN_TOKEN
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut body, Duration::from_secs(8))
+        .await
+        .expect("a slow body is cut off");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert_nothing_created(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_are_a_431_and_connections_beyond_the_limit_wait() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(
+        Options {
+            api_keys: true,
+            ..Options::default()
+        }
+        .env("HTTP_MAX_HEADER_BYTES", "16384")
+        .env("HTTP_MAX_CONNECTIONS", "2")
+        .env("HTTP_HEADER_TIMEOUT_MS", "60000"),
+    )
+    .await;
+    let mut big = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut big, Duration::from_secs(5))
+        .await
+        .expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    drop(big);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Two idle connections take both slots: a third client waits.
+    let hold: Vec<_> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(addr_of(&app))))
+            .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    assert!(
+        fresh.get(app.url("/healthz")).send().await.is_err(),
+        "a third connection was served beyond HTTP_MAX_CONNECTIONS=2"
+    );
+    drop(hold);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = fresh.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
