@@ -355,17 +355,17 @@ impl Config {
         }
 
         let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
-            Some(s) if s.len() >= 32 => (s.as_bytes().to_vec(), false),
-            Some(s) => {
-                r.problems.push(format!(
-                    "GATEWAY_SECRET: must be at least 32 bytes (it has {})",
-                    s.len()
-                ));
-                (Vec::new(), false)
-            }
+            Some(s) => match secret_strength(s) {
+                Ok(()) => (s.as_bytes().to_vec(), false),
+                Err(why) => {
+                    r.problems.push(format!("GATEWAY_SECRET: {why}"));
+                    (Vec::new(), false)
+                }
+            },
             None if live => {
-                r.problems
-                    .push("GATEWAY_SECRET: required in live mode (at least 32 bytes)".into());
+                r.problems.push(format!(
+                    "GATEWAY_SECRET: required in live mode ({GENERATE_SECRET})"
+                ));
                 (Vec::new(), false)
             }
             None => {
@@ -375,15 +375,15 @@ impl Config {
             }
         };
         let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
-            Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
-            Some(_) => {
-                r.problems
-                    .push("GATEWAY_SECRET_PREVIOUS: must be at least 32 bytes".into());
-                None
-            }
+            Some(s) => match secret_strength(s) {
+                Ok(()) => Some(Secret::new(s.as_bytes().to_vec())),
+                Err(why) => {
+                    r.problems.push(format!("GATEWAY_SECRET_PREVIOUS: {why}"));
+                    None
+                }
+            },
             None => None,
         };
-
         let notify_secret = match r.get("NOTIFY_SECRET") {
             Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
             Some(s) => {
@@ -598,6 +598,44 @@ impl Config {
     }
 }
 
+/// How to make a secret that [`secret_strength`] accepts.
+const GENERATE_SECRET: &str =
+    "32 random bytes as hex or base64; generate one with `openssl rand -hex 32`";
+
+/// A signing secret must carry 32 random bytes: hex (64 digits) or base64 (44
+/// characters, standard or URL-safe, padding optional) of at least 32 bytes,
+/// judged after decoding, and not an obvious pattern (a repeated or counting
+/// sequence decodes to few distinct bytes). The configured text itself stays
+/// the key material, so a secret accepted before keeps its signatures valid.
+fn secret_strength(raw: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let decoded = hex::decode(raw).ok().or_else(|| {
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(raw).ok())
+    });
+    let Some(bytes) = decoded else {
+        return Err(format!("is neither hex nor base64 ({GENERATE_SECRET})"));
+    };
+    if bytes.len() < 32 {
+        return Err(format!(
+            "decodes to {} bytes, needs at least 32 ({GENERATE_SECRET})",
+            bytes.len()
+        ));
+    }
+    let distinct = bytes
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if distinct < 16 {
+        return Err(format!(
+            "decodes to only {distinct} distinct byte values: not random ({GENERATE_SECRET})"
+        ));
+    }
+    Ok(())
+}
+
 fn parse_api_keys(raw: Option<&str>, problems: &mut Vec<String>) -> Vec<ApiKey> {
     let Some(raw) = raw else { return Vec::new() };
     let mut keys = Vec::new();
@@ -707,7 +745,7 @@ mod tests {
             ("ROUTEE_APP_SECRET", "secret"),
             ("PUBLIC_URL", "https://gw.example.com"),
             ("ROUTEE_FROM", "+306900000000"),
-            ("GATEWAY_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("GATEWAY_SECRET", TEST_SECRET),
             (
                 "API_KEYS",
                 "admin:aaaaaaaaaaaaaaaaaaaa, dispatcher:bbbbbbbbbbbbbbbbbbbb",
@@ -728,7 +766,7 @@ mod tests {
             ("ROUTEE_APP_SECRET", "routee-secret-value"),
             ("PUBLIC_URL", "https://gw.example.com"),
             ("ROUTEE_FROM", "+306900000000"),
-            ("GATEWAY_SECRET", "gateway-secret-value-0123456789abcdef"),
+            ("GATEWAY_SECRET", TEST_SECRET),
             ("API_KEYS", "admin:api-token-value-123456"),
             ("VOICEFLOW_API_KEY", "VF.DM.key-value"),
             ("REDIS_URL", "redis://:redis-password@localhost"),
@@ -738,7 +776,7 @@ mod tests {
         let dbg = format!("{c:?}");
         for secret in [
             "routee-secret-value",
-            "gateway-secret-value",
+            TEST_SECRET,
             "api-token-value",
             "key-value",
             "redis-password",
@@ -778,6 +816,44 @@ mod tests {
         ] {
             assert!(text.contains(var), "{var} missing from:\n{text}");
         }
+    }
+
+    const TEST_SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn gateway_secret_needs_32_random_bytes_as_hex_or_base64() {
+        for good in [
+            TEST_SECRET,
+            "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
+            "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg",
+        ] {
+            assert_eq!(secret_strength(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("test-gateway-secret-0123456789abcdef", "needs at least 32"),
+            ("0123456789abcdef0123456789abcdef", "decodes to 16 bytes"),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "distinct",
+            ),
+            (&"a".repeat(64), "distinct"),
+        ] {
+            let e = secret_strength(bad).unwrap_err();
+            assert!(
+                e.contains(why) && e.contains("openssl rand -hex 32"),
+                "{bad}: {e}"
+            );
+        }
+        let err = Config::from_map(&env(&[(
+            "GATEWAY_SECRET",
+            "correct horse battery staple!!!!!",
+        )]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("GATEWAY_SECRET: is neither hex nor base64"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fakes::{FakeRoutee, FakeVoiceflow};
 
-pub const SECRET: &str = "bench-gateway-secret-0123456789abcdef";
+pub const SECRET: &str = "7d865e959b2466918c9863afca942d0fb89d7c9ac0c99bafc3749504ded97730";
 pub const TOKEN: &str = "admin-token-for-the-benchmark";
 
 pub struct Gateway {

@@ -439,3 +439,56 @@ async fn oversized_heads_are_a_431_and_connections_beyond_the_limit_wait() {
     let r = fresh.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Run in a child process with `HTTP_PROXY` set (see the test below): a
+/// notification to a public name must not go through the proxy.
+#[tokio::test]
+#[ignore = "run by outbound_requests_never_go_through_a_proxy_from_the_environment"]
+async fn proxy_probe_child() {
+    if std::env::var("PROXY_PROBE").is_err() {
+        return;
+    }
+    for allow_internal in [false, true] {
+        let client =
+            ivr_gateway::net::outbound_client(allow_internal, Duration::from_secs(2)).unwrap();
+        let _ = client
+            .post("http://notify.receiver.invalid/hook")
+            .body("{}")
+            .send()
+            .await;
+    }
+    let client =
+        ivr_gateway::net::http_client(Duration::from_secs(2), Duration::from_secs(2)).unwrap();
+    let _ = client.get("http://api.upstream.invalid/").send().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_never_go_through_a_proxy_from_the_environment() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    let proxy = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&proxy)
+        .await;
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hardening::proxy_probe_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("PROXY_PROBE", "1")
+        .env("HTTP_PROXY", proxy.uri())
+        .env("http_proxy", proxy.uri())
+        .env("HTTPS_PROXY", proxy.uri())
+        .env("ALL_PROXY", proxy.uri())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let seen = proxy.received_requests().await.unwrap();
+    assert!(
+        seen.is_empty(),
+        "went through the proxy: {:?}",
+        seen.iter().map(|r| r.url.to_string()).collect::<Vec<_>>()
+    );
+}

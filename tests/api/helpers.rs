@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Simulated seconds per real second: a 10 s pause takes 0.2 s.
 pub const TIME_SCALE: f64 = 0.02;
-pub const SECRET: &str = "test-gateway-secret-0123456789abcdef";
+pub const SECRET: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-123";
 pub const DISPATCHER_TOKEN: &str = "dispatcher-token-for-tests";
 

@@ -85,7 +85,7 @@ use crate::redis_server::ha::{RedisCluster, Slots};
 use crate::settings::{RedisMode, Settings};
 use crate::workload::{ASSISTANT, Api};
 
-const SECRET: &str = "fault-suite-gateway-secret-0123456789abcdef";
+const SECRET: &str = "4b1f0e7c2d9a8356e1c0b7a49f3d2e6851a7c4b0e9d8f3a2c6b5e4d1f0a9b8c7";
 const ADMIN_TOKEN: &str = "fault-suite-admin-token-0001";
 const DISPATCHER_TOKEN: &str = "fault-suite-dispatcher-token";
 
