@@ -297,12 +297,20 @@ impl Config {
             }
             None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
         };
+        // Routee reaches the gateway at PUBLIC_URL: over http the signed
+        // webhook URLs (and the key presses) cross the network in clear. A
+        // TLS terminator in front means PUBLIC_URL is its https address.
+        let allow_insecure_public_url: bool = r.parse("ALLOW_INSECURE_PUBLIC_URL", false);
         if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
-            // Not fatal (a TLS-terminating proxy may sit in front), but webhooks carry
-            // signatures, so say it.
-            tracing::warn!(
-                "PUBLIC_URL is not https: webhook signatures will cross the network in clear"
-            );
+            if allow_insecure_public_url {
+                tracing::warn!(
+                    "PUBLIC_URL is not https (ALLOW_INSECURE_PUBLIC_URL): webhook signatures cross the network in clear"
+                );
+            } else {
+                r.problems.push(
+                    "PUBLIC_URL: must be https in live mode (webhook URLs carry signatures); set ALLOW_INSECURE_PUBLIC_URL=true only for a test network".into(),
+                );
+            }
         }
 
         let from = match r.get("ROUTEE_FROM") {
@@ -854,6 +862,31 @@ mod tests {
                 .contains("GATEWAY_SECRET: is neither hex nor base64"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn live_mode_refuses_an_http_public_url_unless_explicitly_allowed() {
+        let live = |extra: &[(&str, &str)]| {
+            let mut e = env(&[
+                ("ROUTEE_APP_ID", "id"),
+                ("ROUTEE_APP_SECRET", "secret"),
+                ("PUBLIC_URL", "http://gw.example.com"),
+                ("ROUTEE_FROM", "+306900000000"),
+                ("GATEWAY_SECRET", TEST_SECRET),
+                ("API_KEYS", "admin:aaaaaaaaaaaaaaaaaaaa"),
+                ("ALLOWED_DESTINATIONS", "*"),
+            ]);
+            for (k, v) in extra {
+                e.insert((*k).to_owned(), (*v).to_owned());
+            }
+            Config::from_map(&e)
+        };
+        let err = live(&[]).unwrap_err();
+        assert!(
+            err.to_string().contains("PUBLIC_URL: must be https"),
+            "{err}"
+        );
+        assert!(live(&[("ALLOW_INSECURE_PUBLIC_URL", "true")]).is_ok());
     }
 
     #[test]

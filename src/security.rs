@@ -103,11 +103,23 @@ fn notify_mac(key: &[u8], t: &str, body: &[u8]) -> HmacSha256 {
     mac
 }
 
-fn webhook_message(purpose: Purpose, callout: CalloutId, call: CallId) -> String {
+fn webhook_message(purpose: Purpose, callout: CalloutId, call: CallId, expires: i64) -> String {
     match purpose {
-        Purpose::Status => format!("status|{callout}|{call}"),
-        Purpose::Collect { turn } => format!("collect|{callout}|{call}|{turn}"),
+        Purpose::Status => format!("status|{callout}|{call}|exp={expires}"),
+        Purpose::Collect { turn } => format!("collect|{callout}|{call}|{turn}|exp={expires}"),
     }
+}
+
+/// How long a webhook URL stays valid: the longest call deadline a policy
+/// allows (ring 60 s + call 3600 s + 60 s, `Policy::call_deadline_s`) plus an
+/// hour's grace for Routee's late callbacks. A URL leaked from logs or a
+/// proxy is useless after that.
+pub const SIGNED_URL_LIFETIME_S: i64 = 60 + 3600 + 60 + 3600;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Signer {
@@ -142,17 +154,33 @@ impl Signer {
         std::iter::once(&self.current).chain(self.previous.as_ref())
     }
 
-    /// The signature to put in a webhook URL (URL-safe base64 of an HMAC-SHA256).
+    /// The signature to put in a webhook URL: `<expiry>.<mac>`, the expiry in
+    /// unix seconds ([`SIGNED_URL_LIFETIME_S`] from now) and the URL-safe base64
+    /// of an HMAC-SHA256 over the purpose, ids and that expiry.
     pub fn sign(&self, purpose: Purpose, callout: CalloutId, call: CallId) -> String {
-        let msg = webhook_message(purpose, callout, call);
-        URL_SAFE_NO_PAD.encode(
+        self.sign_at(purpose, callout, call, unix_now())
+    }
+
+    /// [`Self::sign`] as if the time were `now_unix`.
+    pub fn sign_at(
+        &self,
+        purpose: Purpose,
+        callout: CalloutId,
+        call: CallId,
+        now_unix: i64,
+    ) -> String {
+        let expires = now_unix + SIGNED_URL_LIFETIME_S;
+        let msg = webhook_message(purpose, callout, call, expires);
+        let tag = URL_SAFE_NO_PAD.encode(
             mac(self.current.webhook.expose(), &[msg.as_bytes()])
                 .finalize()
                 .into_bytes(),
-        )
+        );
+        format!("{expires}.{tag}")
     }
 
-    /// Constant-time check of a webhook URL signature, with either secret.
+    /// Constant-time check of a webhook URL signature, with either secret, and
+    /// of its expiry.
     pub fn verify(
         &self,
         purpose: Purpose,
@@ -160,10 +188,31 @@ impl Signer {
         call: CallId,
         signature: &str,
     ) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(signature.as_bytes()) else {
+        self.verify_at(purpose, callout, call, signature, unix_now())
+    }
+
+    /// [`Self::verify`] as if the time were `now_unix`.
+    pub fn verify_at(
+        &self,
+        purpose: Purpose,
+        callout: CalloutId,
+        call: CallId,
+        signature: &str,
+        now_unix: i64,
+    ) -> bool {
+        let Some((expires, tag)) = signature.split_once('.') else {
             return false;
         };
-        let msg = webhook_message(purpose, callout, call);
+        let Ok(expires) = expires.parse::<i64>() else {
+            return false;
+        };
+        if expires < now_unix {
+            return false;
+        }
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag.as_bytes()) else {
+            return false;
+        };
+        let msg = webhook_message(purpose, callout, call, expires);
         self.key_sets().any(|k| {
             mac(k.webhook.expose(), &[msg.as_bytes()])
                 .verify_slice(&tag)
@@ -211,10 +260,7 @@ impl Signer {
 
     /// [`Self::verify_notification_at`] against the system clock.
     pub fn verify_notification(&self, header: &str, body: &[u8]) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.verify_notification_at(header, body, now)
+        self.verify_notification_at(header, body, unix_now())
     }
 
     /// Encrypts an assistant's API key (AES-256-GCM, random nonce, the assistant id
@@ -346,6 +392,31 @@ mod tests {
         );
         assert_eq!(s.decrypt_key(asst, "v1:short"), Err(CryptoError::Format));
         assert_eq!(s.decrypt_key(asst, "plain"), Err(CryptoError::Format));
+    }
+
+    #[test]
+    fn webhook_signatures_expire_and_their_expiry_cannot_be_moved() {
+        let s = signer("0123456789abcdef0123456789abcdef");
+        let (co, call) = (CalloutId::new(), CallId::new());
+        let t0 = 1_700_000_000;
+        let sig = s.sign_at(Purpose::Status, co, call, t0);
+        let end = t0 + SIGNED_URL_LIFETIME_S;
+        assert!(sig.starts_with(&format!("{end}.")));
+        assert!(s.verify_at(Purpose::Status, co, call, &sig, end));
+        assert!(
+            !s.verify_at(Purpose::Status, co, call, &sig, end + 1),
+            "expired"
+        );
+        let (_, tag) = sig.split_once('.').unwrap();
+        let moved = format!("{}.{tag}", end + 86_400);
+        assert!(
+            !s.verify_at(Purpose::Status, co, call, &moved, end + 1),
+            "expiry edited"
+        );
+        assert!(
+            !s.verify_at(Purpose::Status, co, call, tag, t0),
+            "no expiry"
+        );
     }
 
     #[test]

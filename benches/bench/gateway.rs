@@ -67,6 +67,7 @@ impl Gateway {
             ("ROUTEE_AUTH_URL", format!("{}/oauth/token", routee.url)),
             ("ROUTEE_FROM", "+306900000000".to_owned()),
             ("ALLOWED_DESTINATIONS", "*".to_owned()),
+            ("ALLOW_INSECURE_PUBLIC_URL", "true".to_owned()),
             ("ROUTEE_CALLS_PER_SECOND", "1000".to_owned()),
             ("VOICEFLOW_RUNTIME_URL", voiceflow.url.clone()),
             ("VOICEFLOW_API_URL", voiceflow.url.clone()),

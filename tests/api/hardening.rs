@@ -492,3 +492,60 @@ async fn outbound_requests_never_go_through_a_proxy_from_the_environment() {
         seen.iter().map(|r| r.url.to_string()).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_webhook_urls_and_moved_expiries_are_refused_and_change_nothing() {
+    use ivr_gateway::domain::{CallId, CalloutId};
+    use ivr_gateway::security::{Purpose, SIGNED_URL_LIFETIME_S, Signer};
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(
+        &crate::helpers::phone(1),
+        ivr_gateway::sim::Behaviour::NeverAnswers,
+    );
+    let mut body = ticket_callout(1);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    let id = app.create_callout(&body).await;
+    let before = app.wait_settled(&id, Duration::from_secs(60)).await;
+    let callout: CalloutId = id.parse().unwrap();
+    let call: CallId = before["attempts"][0]["call_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ours = Signer::new(
+        &ivr_gateway::config::Secret::new(crate::helpers::SECRET.as_bytes().to_vec()),
+        None,
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expired = ours.sign_at(
+        Purpose::Status,
+        callout,
+        call,
+        now - SIGNED_URL_LIFETIME_S - 5,
+    );
+    let (_, tag) = expired.split_once('.').unwrap();
+    let moved = format!("{}.{tag}", now + 3600);
+    let answered = json!({"conversationTrackingId": "x", "status": "Answered"});
+    for (what, sig) in [
+        ("expired", expired.as_str()),
+        ("moved expiry", moved.as_str()),
+        ("no expiry", tag),
+    ] {
+        let url = format!("/routee/status/{callout}/{call}?sig={sig}");
+        let a = probe(&app, Method::POST, &url)
+            .token(None)
+            .json(&answered)
+            .send()
+            .await;
+        assert_eq!(a.status, 403, "{what}: {a:?}");
+    }
+    let after = app.get_callout(&id).await;
+    assert_eq!(before["events"], after["events"]);
+    let url = app.engine.status_url(callout, call);
+    assert!(
+        regex::Regex::new(r"\?sig=\d{10}\.[A-Za-z0-9_-]{43}$")
+            .unwrap()
+            .is_match(&url),
+        "the URL carries its expiry: {url}"
+    );
+}

@@ -106,6 +106,7 @@ fn env_map(opts: &Options) -> HashMap<String, String> {
         env.insert("ROUTEE_AUTH_URL".into(), sim.auth_url().to_string());
         env.insert("ROUTEE_FROM".into(), "+306900000000".into());
         env.insert("ALLOWED_DESTINATIONS".into(), "*".into());
+        env.insert("ALLOW_INSECURE_PUBLIC_URL".into(), "true".into());
         env.insert("ALLOW_PRIVATE_URLS".into(), "true".into());
     }
     if let Some(url) = &opts.public_url {

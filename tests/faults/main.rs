@@ -142,6 +142,7 @@ fn gateway_env(
         ("ROUTEE_AUTH_URL", sim.auth_url().to_string()),
         ("ROUTEE_FROM", "+306900000000".into()),
         ("ALLOWED_DESTINATIONS", "*".into()),
+        ("ALLOW_INSECURE_PUBLIC_URL", "true".into()),
         ("ROUTEE_CALLS_PER_SECOND", "200".into()),
         ("VOICEFLOW_RUNTIME_URL", vf.base_url().to_string()),
         ("VOICEFLOW_API_URL", vf.base_url().to_string()),
