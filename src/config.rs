@@ -254,6 +254,280 @@ fn fallback_url() -> Url {
     Url::parse("http://invalid.localhost/").unwrap_or_else(|_| unreachable!("static URL parses"))
 }
 
+/// `ROUTEE_APP_ID` and `ROUTEE_APP_SECRET`: both set is live mode, neither the sandbox.
+fn read_mode(r: &mut Reader<'_>) -> (Mode, Option<String>, Option<String>) {
+    let app_id = r.get("ROUTEE_APP_ID").map(str::to_owned);
+    let app_secret = r.get("ROUTEE_APP_SECRET").map(str::to_owned);
+    let mode = match (&app_id, &app_secret) {
+        (None, None) => Mode::Sandbox,
+        (Some(_), Some(_)) => Mode::Live,
+        (Some(_), None) => {
+            r.problems
+                .push("ROUTEE_APP_SECRET: required when ROUTEE_APP_ID is set".into());
+            Mode::Live
+        }
+        (None, Some(_)) => {
+            r.problems
+                .push("ROUTEE_APP_ID: required when ROUTEE_APP_SECRET is set".into());
+            Mode::Live
+        }
+    };
+    (mode, app_id, app_secret)
+}
+
+fn read_public_url(r: &mut Reader<'_>, live: bool, listen_addr: SocketAddr) -> Url {
+    let public_url = match r.get("PUBLIC_URL") {
+        Some(_) => r.url("PUBLIC_URL", ""),
+        None if live => {
+            r.problems.push(
+                "PUBLIC_URL: required in live mode (the base URL at which Routee reaches this gateway)".into(),
+            );
+            fallback_url()
+        }
+        None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
+    };
+    // Routee reaches the gateway at PUBLIC_URL: over http the signed
+    // webhook URLs (and the key presses) cross the network in clear. A
+    // TLS terminator in front means PUBLIC_URL is its https address.
+    let allow_insecure_public_url: bool = r.parse("ALLOW_INSECURE_PUBLIC_URL", false);
+    if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
+        if allow_insecure_public_url {
+            tracing::warn!(
+                "PUBLIC_URL is not https (ALLOW_INSECURE_PUBLIC_URL): webhook signatures cross the network in clear"
+            );
+        } else {
+            r.problems.push(
+                "PUBLIC_URL: must be https in live mode (webhook URLs carry signatures); set ALLOW_INSECURE_PUBLIC_URL=true only for a test network".into(),
+            );
+        }
+    }
+    public_url
+}
+
+fn read_routee(
+    r: &mut Reader<'_>,
+    app_id: Option<String>,
+    app_secret: Option<String>,
+    live: bool,
+) -> RouteeConfig {
+    let from = match r.get("ROUTEE_FROM") {
+        Some(f) => f.to_owned(),
+        None if live => {
+            r.problems.push(
+                "ROUTEE_FROM: required in live mode (the caller ID for outbound calls)".into(),
+            );
+            String::new()
+        }
+        None => "+306900000000".to_owned(),
+    };
+    let calls_per_second: f64 = r.parse("ROUTEE_CALLS_PER_SECOND", 1.0);
+    if !(calls_per_second > 0.0 && calls_per_second <= 1000.0) {
+        r.problems.push(format!(
+            "ROUTEE_CALLS_PER_SECOND: {calls_per_second} is outside (0, 1000]"
+        ));
+    }
+
+    RouteeConfig {
+        app_id,
+        app_secret: app_secret.map(Secret::new),
+        api_url: r.url("ROUTEE_API_URL", "https://connect.routee.net"),
+        auth_url: r.url("ROUTEE_AUTH_URL", "https://auth.routee.net/oauth/token"),
+        from,
+        calls_per_second,
+    }
+}
+
+fn read_voiceflow(r: &mut Reader<'_>) -> VoiceflowConfig {
+    let voiceflow = VoiceflowConfig {
+        runtime_url: r.url(
+            "VOICEFLOW_RUNTIME_URL",
+            "https://general-runtime.voiceflow.com",
+        ),
+        api_url: r.url("VOICEFLOW_API_URL", "https://api.voiceflow.com"),
+        api_key: r
+            .get("VOICEFLOW_API_KEY")
+            .map(|k| Secret::new(k.to_owned())),
+        version: r
+            .get("VOICEFLOW_VERSION")
+            .unwrap_or("production")
+            .to_owned(),
+    };
+    if let Some(k) = &voiceflow.api_key
+        && !k.expose().starts_with("VF.DM.")
+    {
+        r.problems.push(
+            "VOICEFLOW_API_KEY: not a Dialog Manager API key (it must start with VF.DM.)".into(),
+        );
+    }
+    voiceflow
+}
+
+/// The gateway secret, whether it is ephemeral, the previous one, `NOTIFY_SECRET`.
+type ReadSecrets = (
+    Vec<u8>,
+    bool,
+    Option<Secret<Vec<u8>>>,
+    Option<Secret<Vec<u8>>>,
+);
+
+/// `GATEWAY_SECRET` (random per process in the sandbox), `GATEWAY_SECRET_PREVIOUS`
+/// and `NOTIFY_SECRET`.
+fn read_secrets(r: &mut Reader<'_>, live: bool) -> ReadSecrets {
+    let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
+        Some(s) => match secret_strength(s) {
+            Ok(()) => (s.as_bytes().to_vec(), false),
+            Err(why) => {
+                r.problems.push(format!("GATEWAY_SECRET: {why}"));
+                (Vec::new(), false)
+            }
+        },
+        None if live => {
+            r.problems.push(format!(
+                "GATEWAY_SECRET: required in live mode ({GENERATE_SECRET})"
+            ));
+            (Vec::new(), false)
+        }
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes);
+            (hex::encode(bytes).into_bytes(), true)
+        }
+    };
+    let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
+        Some(s) => match secret_strength(s) {
+            Ok(()) => Some(Secret::new(s.as_bytes().to_vec())),
+            Err(why) => {
+                r.problems.push(format!("GATEWAY_SECRET_PREVIOUS: {why}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let notify_secret = match r.get("NOTIFY_SECRET") {
+        Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
+        Some(s) => {
+            r.problems.push(format!(
+                "NOTIFY_SECRET: must be at least 32 characters (it has {}); generate one with `openssl rand -hex 32`",
+                s.len()
+            ));
+            None
+        }
+        None => None,
+    };
+    if notify_secret.as_ref().map(Secret::expose) == Some(&gateway_secret) {
+        r.problems
+            .push("NOTIFY_SECRET: must differ from GATEWAY_SECRET (receivers hold it)".into());
+    }
+    (
+        gateway_secret,
+        secret_is_ephemeral,
+        previous_secret,
+        notify_secret,
+    )
+}
+
+/// `ALLOWED_DESTINATIONS`: where callees may be.
+fn read_destinations(r: &mut Reader<'_>, live: bool) -> Destinations {
+    // Toll fraud: a leaked key must not be able to call anywhere. Live mode
+    // makes the operator decide (`*` is a decision too); the sandbox places
+    // no real calls, and always reaches its simulated phones.
+    match r.get("ALLOWED_DESTINATIONS") {
+        Some(raw) => match Destinations::parse(raw) {
+            Ok(d) if live => d,
+            Ok(d) => d.with_prefix(SANDBOX_TEST_RANGE),
+            Err(bad) => {
+                for b in bad {
+                    r.problems.push(format!("ALLOWED_DESTINATIONS: {b}"));
+                }
+                Destinations::default()
+            }
+        },
+        None if live => {
+            r.problems.push("ALLOWED_DESTINATIONS: required in live mode: comma-separated E.164 prefixes (+3069) and ISO country codes (GR) callees may have, or * for anywhere".into());
+            Destinations::default()
+        }
+        None => Destinations::anywhere(),
+    }
+}
+
+/// `HTTP_MAX_CONNECTIONS` and `HTTP_MAX_HEADER_BYTES`, clamped to their ranges.
+fn read_http_limits(r: &mut Reader<'_>) -> (usize, usize) {
+    let http_max_connections: usize = r.parse("HTTP_MAX_CONNECTIONS", 1024);
+    if !(1..=100_000).contains(&http_max_connections) {
+        r.problems.push(format!(
+            "HTTP_MAX_CONNECTIONS: {http_max_connections} is outside 1..=100000"
+        ));
+    }
+    let http_max_header_bytes: usize = r.parse("HTTP_MAX_HEADER_BYTES", 64 * 1024);
+    if !(8192..=(1 << 20)).contains(&http_max_header_bytes) {
+        r.problems.push(format!(
+            "HTTP_MAX_HEADER_BYTES: {http_max_header_bytes} is outside 8192..={}",
+            1 << 20
+        ));
+    }
+    (
+        http_max_connections.clamp(1, 100_000),
+        http_max_header_bytes.clamp(8192, 1 << 20),
+    )
+}
+
+/// The Redis settings of [`Config`].
+struct RedisSettings {
+    redis_url: Option<Secret<String>>,
+    redis_prefix: String,
+    redis_wait_replicas: Option<u32>,
+    redis_tls_ca_file: Option<PathBuf>,
+    redis_tls_cert_file: Option<PathBuf>,
+    redis_tls_key_file: Option<PathBuf>,
+}
+
+fn read_redis(r: &mut Reader<'_>) -> RedisSettings {
+    let redis_url = r.get("REDIS_URL").map(|u| Secret::new(u.to_owned()));
+    if let Some(u) = &redis_url
+        && let Err(e) = crate::store::target::Target::parse(u.expose())
+    {
+        r.problems.push(format!("REDIS_URL: {e}"));
+    }
+    let redis_prefix = r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned();
+    if redis_prefix.contains(['{', '}']) {
+        r.problems.push(
+            "REDIS_PREFIX: may not contain { or } (the gateway's keys carry their own hash tags)"
+                .into(),
+        );
+    }
+    let redis_wait_replicas = r
+        .get("REDIS_WAIT_REPLICAS")
+        .map(|_| r.parse("REDIS_WAIT_REPLICAS", 0u32));
+    if redis_wait_replicas.is_some_and(|n| n > 5) {
+        r.problems.push("REDIS_WAIT_REPLICAS: at most 5".into());
+    }
+
+    let redis_file = |r: &mut Reader<'_>, key: &str| {
+        let path = PathBuf::from(r.get(key)?);
+        if !path.is_file() {
+            r.problems
+                .push(format!("{key}: {} is not a readable file", path.display()));
+        }
+        Some(path)
+    };
+    let redis_tls_ca_file = redis_file(r, "REDIS_TLS_CA_FILE");
+    let redis_tls_cert_file = redis_file(r, "REDIS_TLS_CERT_FILE");
+    let redis_tls_key_file = redis_file(r, "REDIS_TLS_KEY_FILE");
+    if redis_tls_cert_file.is_some() != redis_tls_key_file.is_some() {
+        r.problems.push(
+            "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: give both (a client certificate and its key) or neither".into(),
+        );
+    }
+    RedisSettings {
+        redis_url,
+        redis_prefix,
+        redis_wait_replicas,
+        redis_tls_ca_file,
+        redis_tls_cert_file,
+        redis_tls_key_file,
+    }
+}
+
 impl Config {
     /// Reads the process environment. The only place the crate calls `std::env`.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -267,146 +541,19 @@ impl Config {
             problems: Vec::new(),
         };
 
-        let app_id = r.get("ROUTEE_APP_ID").map(str::to_owned);
-        let app_secret = r.get("ROUTEE_APP_SECRET").map(str::to_owned);
-        let mode = match (&app_id, &app_secret) {
-            (None, None) => Mode::Sandbox,
-            (Some(_), Some(_)) => Mode::Live,
-            (Some(_), None) => {
-                r.problems
-                    .push("ROUTEE_APP_SECRET: required when ROUTEE_APP_ID is set".into());
-                Mode::Live
-            }
-            (None, Some(_)) => {
-                r.problems
-                    .push("ROUTEE_APP_ID: required when ROUTEE_APP_SECRET is set".into());
-                Mode::Live
-            }
-        };
+        let (mode, app_id, app_secret) = read_mode(&mut r);
         let live = mode == Mode::Live;
 
         let listen_addr: SocketAddr =
             r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let public_url = match r.get("PUBLIC_URL") {
-            Some(_) => r.url("PUBLIC_URL", ""),
-            None if live => {
-                r.problems.push(
-                    "PUBLIC_URL: required in live mode (the base URL at which Routee reaches this gateway)".into(),
-                );
-                fallback_url()
-            }
-            None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
-        };
-        // Routee reaches the gateway at PUBLIC_URL: over http the signed
-        // webhook URLs (and the key presses) cross the network in clear. A
-        // TLS terminator in front means PUBLIC_URL is its https address.
-        let allow_insecure_public_url: bool = r.parse("ALLOW_INSECURE_PUBLIC_URL", false);
-        if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
-            if allow_insecure_public_url {
-                tracing::warn!(
-                    "PUBLIC_URL is not https (ALLOW_INSECURE_PUBLIC_URL): webhook signatures cross the network in clear"
-                );
-            } else {
-                r.problems.push(
-                    "PUBLIC_URL: must be https in live mode (webhook URLs carry signatures); set ALLOW_INSECURE_PUBLIC_URL=true only for a test network".into(),
-                );
-            }
-        }
+        let public_url = read_public_url(&mut r, live, listen_addr);
 
-        let from = match r.get("ROUTEE_FROM") {
-            Some(f) => f.to_owned(),
-            None if live => {
-                r.problems.push(
-                    "ROUTEE_FROM: required in live mode (the caller ID for outbound calls)".into(),
-                );
-                String::new()
-            }
-            None => "+306900000000".to_owned(),
-        };
-        let calls_per_second: f64 = r.parse("ROUTEE_CALLS_PER_SECOND", 1.0);
-        if !(calls_per_second > 0.0 && calls_per_second <= 1000.0) {
-            r.problems.push(format!(
-                "ROUTEE_CALLS_PER_SECOND: {calls_per_second} is outside (0, 1000]"
-            ));
-        }
+        let routee = read_routee(&mut r, app_id, app_secret, live);
 
-        let routee = RouteeConfig {
-            app_id,
-            app_secret: app_secret.map(Secret::new),
-            api_url: r.url("ROUTEE_API_URL", "https://connect.routee.net"),
-            auth_url: r.url("ROUTEE_AUTH_URL", "https://auth.routee.net/oauth/token"),
-            from,
-            calls_per_second,
-        };
+        let voiceflow = read_voiceflow(&mut r);
 
-        let voiceflow = VoiceflowConfig {
-            runtime_url: r.url(
-                "VOICEFLOW_RUNTIME_URL",
-                "https://general-runtime.voiceflow.com",
-            ),
-            api_url: r.url("VOICEFLOW_API_URL", "https://api.voiceflow.com"),
-            api_key: r
-                .get("VOICEFLOW_API_KEY")
-                .map(|k| Secret::new(k.to_owned())),
-            version: r
-                .get("VOICEFLOW_VERSION")
-                .unwrap_or("production")
-                .to_owned(),
-        };
-        if let Some(k) = &voiceflow.api_key
-            && !k.expose().starts_with("VF.DM.")
-        {
-            r.problems.push(
-                "VOICEFLOW_API_KEY: not a Dialog Manager API key (it must start with VF.DM.)"
-                    .into(),
-            );
-        }
-
-        let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
-            Some(s) => match secret_strength(s) {
-                Ok(()) => (s.as_bytes().to_vec(), false),
-                Err(why) => {
-                    r.problems.push(format!("GATEWAY_SECRET: {why}"));
-                    (Vec::new(), false)
-                }
-            },
-            None if live => {
-                r.problems.push(format!(
-                    "GATEWAY_SECRET: required in live mode ({GENERATE_SECRET})"
-                ));
-                (Vec::new(), false)
-            }
-            None => {
-                let mut bytes = [0u8; 32];
-                rand::Rng::fill(&mut rand::rng(), &mut bytes);
-                (hex::encode(bytes).into_bytes(), true)
-            }
-        };
-        let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
-            Some(s) => match secret_strength(s) {
-                Ok(()) => Some(Secret::new(s.as_bytes().to_vec())),
-                Err(why) => {
-                    r.problems.push(format!("GATEWAY_SECRET_PREVIOUS: {why}"));
-                    None
-                }
-            },
-            None => None,
-        };
-        let notify_secret = match r.get("NOTIFY_SECRET") {
-            Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
-            Some(s) => {
-                r.problems.push(format!(
-                    "NOTIFY_SECRET: must be at least 32 characters (it has {}); generate one with `openssl rand -hex 32`",
-                    s.len()
-                ));
-                None
-            }
-            None => None,
-        };
-        if notify_secret.as_ref().map(Secret::expose) == Some(&gateway_secret) {
-            r.problems
-                .push("NOTIFY_SECRET: must differ from GATEWAY_SECRET (receivers hold it)".into());
-        }
+        let (gateway_secret, secret_is_ephemeral, previous_secret, notify_secret) =
+            read_secrets(&mut r, live);
 
         let api_keys = parse_api_keys(r.get("API_KEYS"), &mut r.problems);
         if api_keys.is_empty() {
@@ -467,79 +614,20 @@ impl Config {
                 .push(format!("SIM_TIME_SCALE: {time_scale} is outside (0, 10]"));
         }
 
-        let redis_url = r.get("REDIS_URL").map(|u| Secret::new(u.to_owned()));
-        if let Some(u) = &redis_url
-            && let Err(e) = crate::store::target::Target::parse(u.expose())
-        {
-            r.problems.push(format!("REDIS_URL: {e}"));
-        }
-        let redis_prefix = r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned();
-        if redis_prefix.contains(['{', '}']) {
-            r.problems.push(
-                "REDIS_PREFIX: may not contain { or } (the gateway's keys carry their own hash tags)"
-                    .into(),
-            );
-        }
-        let redis_wait_replicas = r
-            .get("REDIS_WAIT_REPLICAS")
-            .map(|_| r.parse("REDIS_WAIT_REPLICAS", 0u32));
-        if redis_wait_replicas.is_some_and(|n| n > 5) {
-            r.problems.push("REDIS_WAIT_REPLICAS: at most 5".into());
-        }
+        let RedisSettings {
+            redis_url,
+            redis_prefix,
+            redis_wait_replicas,
+            redis_tls_ca_file,
+            redis_tls_cert_file,
+            redis_tls_key_file,
+        } = read_redis(&mut r);
 
-        let redis_file = |r: &mut Reader<'_>, key: &str| {
-            let path = PathBuf::from(r.get(key)?);
-            if !path.is_file() {
-                r.problems
-                    .push(format!("{key}: {} is not a readable file", path.display()));
-            }
-            Some(path)
-        };
-        let redis_tls_ca_file = redis_file(&mut r, "REDIS_TLS_CA_FILE");
-        let redis_tls_cert_file = redis_file(&mut r, "REDIS_TLS_CERT_FILE");
-        let redis_tls_key_file = redis_file(&mut r, "REDIS_TLS_KEY_FILE");
-        if redis_tls_cert_file.is_some() != redis_tls_key_file.is_some() {
-            r.problems.push(
-                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: give both (a client certificate and its key) or neither".into(),
-            );
-        }
-
-        // Toll fraud: a leaked key must not be able to call anywhere. Live mode
-        // makes the operator decide (`*` is a decision too); the sandbox places
-        // no real calls, and always reaches its simulated phones.
-        let allowed_destinations = match r.get("ALLOWED_DESTINATIONS") {
-            Some(raw) => match Destinations::parse(raw) {
-                Ok(d) if live => d,
-                Ok(d) => d.with_prefix(SANDBOX_TEST_RANGE),
-                Err(bad) => {
-                    for b in bad {
-                        r.problems.push(format!("ALLOWED_DESTINATIONS: {b}"));
-                    }
-                    Destinations::default()
-                }
-            },
-            None if live => {
-                r.problems.push("ALLOWED_DESTINATIONS: required in live mode: comma-separated E.164 prefixes (+3069) and ISO country codes (GR) callees may have, or * for anywhere".into());
-                Destinations::default()
-            }
-            None => Destinations::anywhere(),
-        };
+        let allowed_destinations = read_destinations(&mut r, live);
 
         let webhook_deadline = r.millis("WEBHOOK_DEADLINE_MS", 2500, 500, 2900);
         let http_request_timeout = r.millis("HTTP_REQUEST_TIMEOUT_MS", 30_000, 3000, 600_000);
-        let http_max_connections: usize = r.parse("HTTP_MAX_CONNECTIONS", 1024);
-        if !(1..=100_000).contains(&http_max_connections) {
-            r.problems.push(format!(
-                "HTTP_MAX_CONNECTIONS: {http_max_connections} is outside 1..=100000"
-            ));
-        }
-        let http_max_header_bytes: usize = r.parse("HTTP_MAX_HEADER_BYTES", 64 * 1024);
-        if !(8192..=(1 << 20)).contains(&http_max_header_bytes) {
-            r.problems.push(format!(
-                "HTTP_MAX_HEADER_BYTES: {http_max_header_bytes} is outside 8192..={}",
-                1 << 20
-            ));
-        }
+        let (http_max_connections, http_max_header_bytes) = read_http_limits(&mut r);
 
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
         let voiceflow_urls_are_default =
@@ -570,8 +658,8 @@ impl Config {
             webhook_deadline,
             http_header_timeout: r.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 1000, 120_000),
             http_request_timeout,
-            http_max_connections: http_max_connections.clamp(1, 100_000),
-            http_max_header_bytes: http_max_header_bytes.clamp(8192, 1 << 20),
+            http_max_connections,
+            http_max_header_bytes,
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),
             upstream_timeout: r.millis("UPSTREAM_TIMEOUT_MS", 10_000, 500, 120_000),
             dialplans_dir: PathBuf::from(r.get("DIALPLANS_DIR").unwrap_or("dialplans")),

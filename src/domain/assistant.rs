@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AssistantId, E164, Timestamp};
-use crate::routee::{Gender, Language};
+use super::{AssistantId, E164, Gender, Language, Timestamp};
 
 /// Per-assistant settings that shape how its turns are rendered and read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -335,7 +335,7 @@ fn ref_with_siblings(object: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assistants::tools::MAX_SESSION_CHARS;
+    use crate::engine::tools::MAX_SESSION_CHARS;
     use crate::http::error::MAX_DETAILS;
     use crate::http::{assistant_input, callout_input};
 

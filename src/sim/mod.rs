@@ -143,6 +143,7 @@ mod call;
 pub mod callees;
 mod carrier;
 mod control;
+mod dialplan_rules;
 pub mod faults;
 mod state;
 pub mod voiceflow;
