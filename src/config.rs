@@ -168,6 +168,8 @@ pub struct Config {
     /// HTTP server limits (`http::serve`).
     pub http_header_timeout: Duration,
     pub http_request_timeout: Duration,
+    /// How long an `Idempotency-Key` of `POST /v1/callouts` is remembered.
+    pub idempotency_ttl: Duration,
     pub http_max_connections: usize,
     pub http_max_header_bytes: usize,
     /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
@@ -658,6 +660,9 @@ impl Config {
             webhook_deadline,
             http_header_timeout: r.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 1000, 120_000),
             http_request_timeout,
+            idempotency_ttl: Duration::from_secs(
+                r.parse("IDEMPOTENCY_TTL_H", 24u64).clamp(1, 24 * 30) * 3600,
+            ),
             http_max_connections,
             http_max_header_bytes,
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 mod guard;
 mod health;
+pub mod idempotency;
 pub mod openapi;
 mod sandbox;
 pub mod serve;

@@ -55,7 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "Who you are here.", body = Object)),
 )]
 async fn me(caller: Dispatcher, State(state): State<AppState>) -> Json<Value> {
-    let Dispatcher(super::auth::Caller(role)) = caller;
+    let Dispatcher(super::auth::Caller { role, .. }) = caller;
     Json(json!({
         "role": role.as_str(),
         "mode": if state.config.is_sandbox() { "sandbox" } else { "live" },

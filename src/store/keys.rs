@@ -19,6 +19,7 @@
 //! | `P:{assistants}:names` | hash name → id | none | assistants API | name lookups |
 //! | `P:tool:<assistant id>:<session>` | string: JSON of a conversation-tools session (turn, last menu, no-reply expectation) | 24 h after its last turn | conversation tools | conversation tools (`digits` on any replica) |
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
+//! | `P:idem:<digest>` | string: JSON of an idempotent `POST /v1/callouts` (its body's digest, then its answer) | `IDEMPOTENCY_TTL_H` (a minute while the request runs) | `idempotency.lua`, the callouts API | the callouts API |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
 //!
 //! `P` is `REDIS_PREFIX` (default `ivr`; it may not contain `{` or `}`).
@@ -128,6 +129,13 @@ impl Keys {
         format!("{}:lock:{job}", self.prefix)
     }
 
+    /// An `Idempotency-Key` record. `digest` is the hex SHA-256 of the API key's
+    /// fingerprint and the client's key (computed at the edge), so no client
+    /// text reaches a key name.
+    pub fn idempotency(&self, digest: &str) -> String {
+        format!("{}:idem:{digest}", self.prefix)
+    }
+
     pub fn call_rate(&self) -> String {
         format!("{}:rate:calls", self.prefix)
     }
@@ -176,6 +184,7 @@ impl Keys {
         }
         calls.push(("lock.lua", vec![self.lock("any-job")]));
         calls.push(("rate.lua", vec![self.call_rate()]));
+        calls.push(("idempotency.lua", vec![self.idempotency("0")]));
         for script in [
             "save_assistant.lua",
             "replace_assistant.lua",

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    CommitResult, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
+    CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
+    ToolSession, Versioned,
 };
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 
@@ -31,6 +32,8 @@ struct Mem {
     next_call_slot: Timestamp,
     /// Conversation-tools sessions with their expiry.
     tool_sessions: HashMap<(AssistantId, String), (Timestamp, ToolSession)>,
+    /// `Idempotency-Key` records with their expiry.
+    idempotency: HashMap<String, (Timestamp, IdempotentRequest)>,
 }
 
 impl Mem {
@@ -370,6 +373,41 @@ impl MemoryStore {
         self.lock()
             .tool_sessions
             .remove(&(assistant, session.to_owned()));
+        Ok(())
+    }
+
+    pub(super) async fn claim_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        let now = Timestamp::now();
+        let mut m = self.lock();
+        m.idempotency.retain(|_, (expires, _)| *expires > now);
+        if let Some((_, found)) = m.idempotency.get(digest) {
+            return Ok(Some(found.clone()));
+        }
+        m.idempotency
+            .insert(digest.to_owned(), (now.plus(ttl), record.clone()));
+        Ok(None)
+    }
+
+    pub(super) async fn save_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        self.lock()
+            .idempotency
+            .insert(digest.to_owned(), (now.plus(ttl), record.clone()));
+        Ok(())
+    }
+
+    pub(super) async fn forget_idempotency_key(&self, digest: &str) -> Result<(), StoreError> {
+        self.lock().idempotency.remove(digest);
         Ok(())
     }
 

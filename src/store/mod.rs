@@ -63,6 +63,15 @@ pub enum Deleted {
     InUse(u64),
 }
 
+/// A `POST /v1/callouts` made with an `Idempotency-Key`: the digest of its
+/// body, and once answered the answer to replay to its retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotentRequest {
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
 /// What happened to a request to save an assistant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -338,6 +347,33 @@ impl Store {
     /// Deletes an assistant unless running callouts use it.
     pub async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
         dispatch!(self, s => s.delete_assistant(id).await)
+    }
+
+    /// Claims the `Idempotency-Key` record `key` (a digest) for `record` for
+    /// `ttl`, unless one is already stored: then it is returned and nothing
+    /// changes. Atomic: of two requests racing for one key, one claims it.
+    pub async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        dispatch!(self, s => s.claim_idempotency_key(key, record, ttl).await)
+    }
+
+    /// Stores the answered record of an `Idempotency-Key` for `ttl`.
+    pub async fn save_idempotency_key(
+        &self,
+        key: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save_idempotency_key(key, record, ttl).await)
+    }
+
+    /// Drops an `Idempotency-Key` record (its request failed: a retry may run).
+    pub async fn forget_idempotency_key(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.forget_idempotency_key(key).await)
     }
 
     /// The conversation-tools session `session` of an assistant, unless expired.

@@ -40,8 +40,8 @@ use super::conn::Conn;
 use super::keys::{Keys, SHARDS, shard_of};
 use super::target::Target;
 use super::{
-    CommitResult, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
-    needs_replicas,
+    CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
+    ToolSession, Versioned, needs_replicas,
 };
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 use crate::telemetry::metrics as m;
@@ -86,6 +86,7 @@ struct Scripts {
     save_assistant: Lua,
     replace_assistant: Lua,
     delete_assistant: Lua,
+    idempotency: Lua,
 }
 
 impl Scripts {
@@ -99,6 +100,7 @@ impl Scripts {
             save_assistant: Lua::new(include_str!("lua/save_assistant.lua")),
             replace_assistant: Lua::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Lua::new(include_str!("lua/delete_assistant.lua")),
+            idempotency: Lua::new(include_str!("lua/idempotency.lua")),
         }
     }
 }
@@ -1048,6 +1050,47 @@ impl RedisStore {
         let _: i64 = conn
             .del(self.shared.keys.tool_session(assistant, session))
             .await?;
+        Ok(())
+    }
+
+    pub(super) async fn claim_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| corrupt("idempotency record", e))?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let found: Option<String> = self
+            .run(
+                &self.shared.scripts.idempotency,
+                &[self.shared.keys.idempotency(digest)],
+                &[arg(json), arg(ttl_ms.to_string())],
+            )
+            .await?;
+        found
+            .map(|f| serde_json::from_str(&f).map_err(|e| corrupt("idempotency record", e)))
+            .transpose()
+    }
+
+    pub(super) async fn save_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| corrupt("idempotency record", e))?;
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = conn
+            .pset_ex(self.shared.keys.idempotency(digest), json, ttl_ms)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn forget_idempotency_key(&self, digest: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.del(self.shared.keys.idempotency(digest)).await?;
         Ok(())
     }
 

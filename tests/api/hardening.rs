@@ -549,3 +549,94 @@ async fn expired_webhook_urls_and_moved_expiries_are_refused_and_change_nothing(
         "the URL carries its expiry: {url}"
     );
 }
+
+/// `POST /v1/callouts` with an `Idempotency-Key` header.
+async fn create_with_key(app: &TestApp, key: &str, body: &serde_json::Value) -> Answer {
+    let r = app
+        .http
+        .post(app.url("/v1/callouts"))
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let bytes = r.bytes().await.unwrap();
+    Answer {
+        status,
+        content_type,
+        json: serde_json::from_slice(&bytes).unwrap_or_default(),
+        len: bytes.len(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_one_idempotency_key_create_one_callout_and_get_the_same_answer() {
+    use crate::helpers::StoreKind;
+    use crate::redis_server::RedisServer;
+    let server = RedisServer::start();
+    let app = spawn_app(Options::with_store(StoreKind::Redis {
+        url: server.url(),
+        prefix: "t".into(),
+    }))
+    .await;
+    let body = ticket_callout(1);
+    // Five retries racing each other, then one more after they all answered.
+    let racing = futures::future::join_all(
+        (0..5).map(|_| create_with_key(&app, "order-4711-attempt", &body)),
+    )
+    .await;
+    let first = racing
+        .iter()
+        .find(|a| a.status == 201)
+        .expect("one of them created the callout");
+    for a in &racing {
+        assert!(
+            a.status == 201 || a.status == 409,
+            "a retry is the same answer or 'in progress': {a:?}"
+        );
+        if a.status == 201 {
+            assert_eq!(a.json, first.json, "the same answer");
+        } else {
+            a.assert_error(409, "idempotency_key_in_use");
+        }
+    }
+    let again = create_with_key(&app, "order-4711-attempt", &body).await;
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(again.json, first.json, "the stored answer, replayed");
+    assert_eq!(
+        crate::probe::callout_ids(&app).await.len(),
+        1,
+        "one callout"
+    );
+
+    let mut other = body.clone();
+    other["name"] = json!("Another ticket");
+    let reused = create_with_key(&app, "order-4711-attempt", &other).await;
+    reused.assert_error(422, "idempotency_key_reused");
+    let bad = create_with_key(&app, &"x".repeat(300), &body).await;
+    bad.assert_error(400, "bad_request");
+    // A new key is a new callout.
+    let fresh = create_with_key(&app, "order-4712", &body).await;
+    assert_eq!(fresh.status, 201, "{fresh:?}");
+    assert_ne!(fresh.json["id"], first.json["id"]);
+    assert_eq!(crate::probe::callout_ids(&app).await.len(), 2);
+
+    let spec: serde_json::Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let params = spec["paths"]["/v1/callouts"]["post"]["parameters"].to_string();
+    assert!(params.contains("Idempotency-Key"), "{params}");
+}
