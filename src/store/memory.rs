@@ -97,6 +97,14 @@ impl MemoryStore {
             return Ok(CommitResult::Conflict);
         }
         let index = IndexInfo::of(callout, self.retention);
+        // Under the same lock as `delete_assistant`: a new callout never lands
+        // on an assistant deleted after the API looked it up.
+        if expected == 0
+            && let Some(a) = index.assistant
+            && !m.assistants.contains_key(&a)
+        {
+            return Err(StoreError::AssistantGone(a));
+        }
         let now = Timestamp::now();
         let expires_at = index.expires_in.map(|d| now.plus(d));
         m.set_timer(callout.id, index.next_due);

@@ -110,6 +110,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Refused(String),
+    /// A callout was to be created on an assistant that no longer exists.
+    #[error("assistant {0} does not exist (any more)")]
+    AssistantGone(AssistantId),
 }
 
 impl StoreError {
@@ -201,14 +204,31 @@ impl Store {
     }
 
     /// Stores a new callout (version 1) with its first events.
+    ///
+    /// A callout on an assistant first records its use of the assistant, in one
+    /// step with checking that the assistant exists ([`StoreError::AssistantGone`]
+    /// if not); deleting an assistant checks those records in the same step, so a
+    /// creation racing a deletion either blocks it or is refused by it.
     pub async fn insert(&self, callout: &Callout, events: &[Event]) -> Result<u64, StoreError> {
-        match self.commit(callout, 0, events).await? {
-            CommitResult::Done { version } => Ok(version),
-            CommitResult::Conflict => Err(StoreError::Refused(format!(
+        let assistant = IndexInfo::of(callout, Duration::ZERO).assistant;
+        if let (Store::Redis(s), Some(a)) = (self, assistant) {
+            s.use_assistant(a, callout.id).await?;
+        }
+        // The memory store checks the assistant inside its commit (one mutex).
+        let inserted = match self.commit(callout, 0, events).await {
+            Ok(CommitResult::Done { version }) => Ok(version),
+            Ok(CommitResult::Conflict) => Err(StoreError::Refused(format!(
                 "callout {} already exists",
                 callout.id
             ))),
+            Err(e) => Err(e),
+        };
+        if inserted.is_err()
+            && let (Store::Redis(s), Some(a)) = (self, assistant)
+        {
+            s.release_assistant(a, callout.id).await;
         }
+        inserted
     }
 
     pub async fn load(&self, id: CalloutId) -> Result<Option<Versioned<Callout>>, StoreError> {

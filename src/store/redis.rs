@@ -86,6 +86,7 @@ struct Scripts {
     save_assistant: Lua,
     replace_assistant: Lua,
     delete_assistant: Lua,
+    use_assistant: Lua,
     idempotency: Lua,
 }
 
@@ -100,6 +101,7 @@ impl Scripts {
             save_assistant: Lua::new(include_str!("lua/save_assistant.lua")),
             replace_assistant: Lua::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Lua::new(include_str!("lua/delete_assistant.lua")),
+            use_assistant: Lua::new(include_str!("lua/use_assistant.lua")),
             idempotency: Lua::new(include_str!("lua/idempotency.lua")),
         }
     }
@@ -447,8 +449,28 @@ impl RedisStore {
         expected: u64,
         events: &[Event],
     ) -> Result<CommitResult, StoreError> {
-        let id = callout.id;
         let idx = IndexInfo::of(callout, self.shared.retention);
+        let done = self
+            .commit_document(callout, &idx, expected, events)
+            .await?;
+        // A callout that ended no longer holds its assistant. Idempotent, and a
+        // record missed here (a dropped connection) is repaired by the deletion.
+        if let (CommitResult::Done { .. }, Some(a)) = (done, idx.assistant)
+            && idx.status.is_final()
+        {
+            self.release_assistant(a, callout.id).await;
+        }
+        Ok(done)
+    }
+
+    async fn commit_document(
+        &self,
+        callout: &Callout,
+        idx: &IndexInfo,
+        expected: u64,
+        events: &[Event],
+    ) -> Result<CommitResult, StoreError> {
+        let id = callout.id;
         // Pre-sized: documents are a few KiB, and growing the buffer by doubling
         // copied it several times per commit.
         let mut doc = Vec::with_capacity(8 * 1024);
@@ -1094,39 +1116,89 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
-        let all: Vec<u16> = (0..SHARDS).collect();
-        let keys = &self.shared.keys;
-        let member = id.to_string();
-        let uses = self
-            .per_shard(&all, &|shard| {
-                vec![
-                    redis::cmd("HGET")
-                        .arg(keys.assistant_use(shard))
-                        .arg(&member)
-                        .to_owned(),
-                ]
-            })
-            .await?;
-        let mut in_use: i64 = 0;
-        for v in uses.into_iter().flatten() {
-            in_use += decode::<Option<i64>>(v)?.filter(|n| *n > 0).unwrap_or(0);
-        }
-        if in_use > 0 {
-            return Ok(Deleted::InUse(in_use as u64));
-        }
-        let deleted: i64 = self
+    /// `use_assistant.lua`: records that `callout` calls with `assistant`.
+    pub(super) async fn use_assistant(
+        &self,
+        assistant: AssistantId,
+        callout: CalloutId,
+    ) -> Result<(), StoreError> {
+        let recorded: i64 = self
             .run(
-                &self.shared.scripts.delete_assistant,
-                &self.shared.keys.assistant_keys(),
-                &[arg(member)],
+                &self.shared.scripts.use_assistant,
+                &self.shared.keys.use_assistant_keys(assistant),
+                &[arg(assistant.to_string()), arg(callout.to_string())],
             )
             .await?;
-        Ok(if deleted == 1 {
-            Deleted::Yes
+        if recorded == 1 {
+            Ok(())
         } else {
-            Deleted::NotFound
-        })
+            Err(StoreError::AssistantGone(assistant))
+        }
+    }
+
+    /// Drops the record that `callout` calls with `assistant` (best effort: a
+    /// record left behind only delays a deletion until it is repaired).
+    pub(super) async fn release_assistant(&self, assistant: AssistantId, callout: CalloutId) {
+        let mut conn = self.conn.clone();
+        let removed: Result<i64, _> = conn
+            .srem(
+                self.shared.keys.assistant_users(assistant),
+                callout.to_string(),
+            )
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, assistant_id = %assistant, callout_id = %callout, "the end of an assistant's use was not recorded");
+        }
+    }
+
+    pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
+        let mut repaired = false;
+        loop {
+            let answer: i64 = self
+                .run(
+                    &self.shared.scripts.delete_assistant,
+                    &self.shared.keys.delete_assistant_keys(id),
+                    &[arg(id.to_string())],
+                )
+                .await?;
+            match answer {
+                1 => return Ok(Deleted::Yes),
+                0 => return Ok(Deleted::NotFound),
+                n if repaired => return Ok(Deleted::InUse(n.unsigned_abs())),
+                _ => {
+                    self.repair_assistant_users(id).await?;
+                    repaired = true;
+                }
+            }
+        }
+    }
+
+    /// Drops the records of callouts that no longer call with an assistant but
+    /// kept their record (a release lost with a connection, a replica that died
+    /// between recording a creation and storing the callout): an ended callout,
+    /// or one that does not exist ten minutes after its id was made (its
+    /// creation would have been stored within the request timeout).
+    async fn repair_assistant_users(&self, id: AssistantId) -> Result<(), StoreError> {
+        const CREATION_WINDOW_MS: i64 = 10 * 60 * 1000;
+        let mut conn = self.conn.clone();
+        let key = self.shared.keys.assistant_users(id);
+        let members: Vec<String> = conn.smembers(&key).await?;
+        let now_ms = Timestamp::now().millis();
+        for member in members {
+            let Ok(callout) = member.parse::<CalloutId>() else {
+                let _: i64 = conn.srem(&key, &member).await?;
+                continue;
+            };
+            let status: Option<String> = conn.hget(self.shared.keys.callout(callout), "s").await?;
+            let stale = match status.as_deref() {
+                Some(s) => s != CalloutStatus::Calling.as_str(),
+                None => now_ms - callout.created_ms() > CREATION_WINDOW_MS,
+            };
+            if stale {
+                let _: i64 = conn.srem(&key, &member).await?;
+            }
+        }
+        Ok(())
     }
 }
 
