@@ -376,6 +376,41 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Collapses whitespace and bounds the length of a message from an upstream.
+/// Upstream text (an error message, a debug trace) made safe to log: phone
+/// numbers masked as the gateway's own logs mask them (`+3069****0001`), the
+/// value of any `sig=` parameter (a signed webhook URL echoed back) cut out,
+/// then [`one_line`]. Routee's `developerMessage` and `properties` quote the
+/// numbers and URLs they refuse.
+pub fn log_safe(raw: &str, max_chars: usize) -> String {
+    one_line(&mask_phones_and_signatures(raw), max_chars)
+}
+
+/// See [`log_safe`]. A number is a run of digits (single spaces, dashes or
+/// dots between them allowed) with a `+` and 7 digits or more, or without one
+/// and 10 or more: a 9-digit Routee error code stays readable, a bare E.164
+/// number without its `+` does not.
+pub fn mask_phones_and_signatures(raw: &str) -> String {
+    use std::sync::LazyLock;
+    static SIG: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r#"(?i)\bsig=[^&\s"'<>]+"#).expect("a valid pattern"));
+    static PHONE: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"\+?\d(?:[ .-]?\d){6,}").expect("a valid pattern"));
+    let unsigned = SIG.replace_all(raw, "sig=[redacted]");
+    PHONE
+        .replace_all(&unsigned, |c: &regex::Captures<'_>| {
+            let found = &c[0];
+            let digits: String = found.chars().filter(char::is_ascii_digit).collect();
+            let plus = found.starts_with('+');
+            if (plus && digits.len() >= 7) || digits.len() >= 10 {
+                let number = if plus { format!("+{digits}") } else { digits };
+                crate::domain::phone::mask(&number)
+            } else {
+                found.to_owned()
+            }
+        })
+        .into_owned()
+}
+
 pub fn one_line(raw: &str, max_chars: usize) -> String {
     let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() > max_chars {
@@ -462,6 +497,13 @@ mod primitive_tests {
         );
         assert!(base_url_problem(&url::Url::parse("ftp://x").unwrap()).is_some());
         assert_eq!(one_line("a\n  b", 10), "a b");
+        assert_eq!(
+            log_safe(
+                "to +306912345678 via ?sig=1.abc&x=1 code 400013000 at 2026-01-01",
+                200
+            ),
+            "to +3069****5678 via ?sig=[redacted]&x=1 code 400013000 at 2026-01-01"
+        );
         assert_eq!(one_line("abcdef", 3), "abc…");
     }
 }
