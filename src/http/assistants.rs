@@ -290,7 +290,7 @@ fn tools(state: &AppState) -> Tools<'_> {
     ),
 )]
 async fn register(
-    _caller: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<AssistantView>), ApiError> {
@@ -302,6 +302,7 @@ async fn register(
         .register(&state.engine.voiceflow, new)
         .await
         .map_err(registry_error)?;
+    tracing::info!(assistant_id = %registered.assistant.id, api_key = %caller.key, "assistant registered");
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/assistants/{}", registered.assistant.id)) {
         headers.insert(header::LOCATION, v);
@@ -393,7 +394,7 @@ async fn show(
     ),
 )]
 async fn update(
-    _caller: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -407,6 +408,7 @@ async fn update(
         .update(&state.engine.voiceflow, id, change)
         .await
         .map_err(registry_error)?;
+    tracing::info!(assistant_id = %id, api_key = %caller.key, "assistant changed");
     Ok(Json(AssistantView::registered(updated)))
 }
 
@@ -429,7 +431,7 @@ async fn update(
     ),
 )]
 async fn delete(
-    _caller: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -440,6 +442,7 @@ async fn delete(
         .delete(id)
         .await
         .map_err(registry_error)?;
+    tracing::info!(assistant_id = %id, api_key = %caller.key, "assistant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

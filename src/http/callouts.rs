@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Dispatcher;
+use super::auth::{Dispatcher, KeyFingerprint};
 use super::callout_input::{
     self, CalloutPath, CalloutUpload, Draft, InputRules, NewCalloutBody, ScriptRef,
 };
@@ -117,14 +117,14 @@ async fn create(
     request: Request,
 ) -> Result<Response, ApiError> {
     let Some(key) = idempotency::key_of(request.headers())? else {
-        let view = create_callout(&state, request).await?;
+        let view = create_callout(&state, caller.key, request).await?;
         return Ok(created(json!(view), false));
     };
     let (claim, request) = match idempotency::begin(&state, caller.key, &key, request).await? {
         idempotency::Begin::Replay(answer) => return Ok(created(answer, true)),
         idempotency::Begin::Run(claim, request) => (claim, request),
     };
-    match create_callout(&state, request).await {
+    match create_callout(&state, caller.key, request).await {
         Ok(view) => {
             let answer = json!(view);
             idempotency::finish(&state, claim, answer.clone()).await;
@@ -137,12 +137,19 @@ async fn create(
     }
 }
 
-async fn create_callout(state: &AppState, request: Request) -> Result<CalloutView, ApiError> {
+async fn create_callout(
+    state: &AppState,
+    by: KeyFingerprint,
+    request: Request,
+) -> Result<CalloutView, ApiError> {
     let draft = read_draft(state, request).await?;
     check_notify_target(state, &draft).await?;
     let input = resolve_script(state, draft).await?;
-    let (callout, events) = state.engine.create_callout(input).await?;
-    tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), "callout created");
+    let (callout, events) = state
+        .engine
+        .create_callout_by(input, Some(by.as_str()))
+        .await?;
+    tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), api_key = %by, "callout created");
     Ok(CalloutView::build(&callout, Some(&events)))
 }
 
@@ -436,13 +443,16 @@ async fn list(
     ),
 )]
 async fn cancel(
-    _caller: Dispatcher,
+    Dispatcher(caller): Dispatcher,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CalloutView>, ApiError> {
     let id = parse_id(id)?;
-    let callout = state.engine.cancel(id).await?;
-    tracing::info!(callout_id = %id, "callout cancelled");
+    let callout = state
+        .engine
+        .cancel_by(id, Some(caller.key.as_str()))
+        .await?;
+    tracing::info!(callout_id = %id, api_key = %caller.key, "callout cancelled");
     let events = state.engine.store.events(id).await?;
     Ok(Json(CalloutView::build(&callout, Some(&events))))
 }

@@ -640,3 +640,58 @@ async fn retries_with_one_idempotency_key_create_one_callout_and_get_the_same_an
     let params = spec["paths"]["/v1/callouts"]["post"]["parameters"].to_string();
     assert!(params.contains("Idempotency-Key"), "{params}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_names_the_api_key_that_created_and_cancelled_a_callout_never_its_token() {
+    use crate::helpers::{ADMIN_TOKEN, DISPATCHER_TOKEN};
+    use sha2::Digest;
+    let app = spawn_app(Options {
+        api_keys: true,
+        ..Options::default()
+    })
+    .await;
+    // What an operator computes: `printf %s "$TOKEN" | sha256sum | cut -c1-8`.
+    let fingerprint = |token: &str| {
+        format!(
+            "key-{}",
+            &hex::encode(sha2::Sha256::digest(token.as_bytes()))[..8]
+        )
+    };
+    let mut body = ticket_callout(1);
+    body["policy"]["retry_delay_s"] = json!(3600);
+    let created = probe(&app, Method::POST, "/v1/callouts")
+        .token(Some(DISPATCHER_TOKEN))
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let cancelled = probe(&app, Method::POST, &format!("/v1/callouts/{id}/cancel"))
+        .token(Some(ADMIN_TOKEN))
+        .send()
+        .await;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    let shown = probe(&app, Method::GET, &format!("/v1/callouts/{id}"))
+        .token(Some(DISPATCHER_TOKEN))
+        .send()
+        .await;
+    let events = shown.json["events"].as_array().unwrap();
+    let by = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"))["by"]
+            .clone()
+    };
+    assert_eq!(by("callout_created"), json!(fingerprint(DISPATCHER_TOKEN)));
+    assert_eq!(by("callout_cancelled"), json!(fingerprint(ADMIN_TOKEN)));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["kind"] != "callout_created" && e["kind"] != "callout_cancelled")
+            .all(|e| e.get("by").is_none()),
+        "only what a caller did names a key: {events:?}"
+    );
+    let text = shown.json.to_string();
+    assert!(!text.contains(DISPATCHER_TOKEN) && !text.contains(ADMIN_TOKEN));
+}
