@@ -182,6 +182,7 @@ impl Application {
             timeout: config.upstream_timeout,
         })?;
         let signer = Signer::new(&config.gateway_secret, config.previous_secret.as_ref())
+            .with_next_secret(config.next_secret.as_ref())
             .with_notify_secret(config.notify_secret.as_ref());
         let assistants = Assistants::new(store.clone(), signer.clone());
         let settings = EngineSettings {

@@ -512,7 +512,18 @@ impl Assistants {
     /// keys that decrypt with neither are logged and left alone.
     pub async fn reencrypt_all(&self) -> Result<usize, StoreError> {
         let mut done = 0;
+        let mut old = 0u32;
         for assistant in self.store.assistants().await? {
+            if self
+                .signer
+                .is_under_old_key(assistant.id, &assistant.encrypted_key)
+                && !self
+                    .signer
+                    .needs_reencryption(assistant.id, &assistant.encrypted_key)
+            {
+                // Under GATEWAY_SECRET_NEXT: a switched replica's; left as it is.
+                old += 1;
+            }
             let id = assistant.id;
             if !self.signer.needs_reencryption(id, &assistant.encrypted_key) {
                 if let Err(e) = self.signer.decrypt_key(id, &assistant.encrypted_key) {
@@ -523,10 +534,12 @@ impl Assistants {
             let Ok(key) = self.signer.decrypt_key(id, &assistant.encrypted_key) else {
                 continue;
             };
+            // None: gone, or re-encrypted meanwhile by another replica.
             if self.reencrypt(assistant, &key).await?.is_some() {
                 done += 1;
             }
         }
+        metrics::gauge!(crate::telemetry::metrics::SECRET_OLD_KEY_ITEMS).set(f64::from(old));
         Ok(done)
     }
 

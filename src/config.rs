@@ -142,6 +142,8 @@ pub struct Config {
     pub notify_secret: Option<Secret<Vec<u8>>>,
     /// The secret being rotated out: still accepted for verification and decryption.
     pub previous_secret: Option<Secret<Vec<u8>>>,
+    /// `GATEWAY_SECRET_NEXT`: accepted to verify and decrypt ahead of a rotation.
+    pub next_secret: Option<Secret<Vec<u8>>>,
     /// True when `GATEWAY_SECRET` was unset and a random one was made (sandbox).
     pub secret_is_ephemeral: bool,
     /// Empty means no authentication (only allowed in sandbox on loopback).
@@ -364,10 +366,12 @@ fn read_voiceflow(r: &mut Reader<'_>) -> VoiceflowConfig {
     voiceflow
 }
 
-/// The gateway secret, whether it is ephemeral, the previous one, `NOTIFY_SECRET`.
+/// The gateway secret, whether it is ephemeral, the previous and next ones,
+/// `NOTIFY_SECRET`.
 type ReadSecrets = (
     Vec<u8>,
     bool,
+    Option<Secret<Vec<u8>>>,
     Option<Secret<Vec<u8>>>,
     Option<Secret<Vec<u8>>>,
 );
@@ -405,6 +409,19 @@ fn read_secrets(r: &mut Reader<'_>, live: bool) -> ReadSecrets {
         },
         None => None,
     };
+    let next_secret = match r.get("GATEWAY_SECRET_NEXT") {
+        Some(s) => match secret_strength(s) {
+            Ok(()) => Some(Secret::new(s.as_bytes().to_vec())),
+            Err(why) => {
+                r.problems.push(format!("GATEWAY_SECRET_NEXT: {why}"));
+                None
+            }
+        },
+        None => None,
+    };
+    if next_secret.is_some() && previous_secret.is_some() {
+        r.problems.push("GATEWAY_SECRET_NEXT and GATEWAY_SECRET_PREVIOUS: one rotation phase at a time (NEXT announces the new secret, then GATEWAY_SECRET=new with PREVIOUS=old)".into());
+    }
     let notify_secret = match r.get("NOTIFY_SECRET") {
         Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
         Some(s) => {
@@ -424,8 +441,19 @@ fn read_secrets(r: &mut Reader<'_>, live: bool) -> ReadSecrets {
         gateway_secret,
         secret_is_ephemeral,
         previous_secret,
+        next_secret,
         notify_secret,
     )
+}
+
+/// `IDEMPOTENCY_TTL_H`: how long an `Idempotency-Key` is remembered (1 h to 30 days).
+fn read_idempotency_ttl(r: &mut Reader<'_>) -> Duration {
+    let hours: u64 = r.parse("IDEMPOTENCY_TTL_H", 24);
+    if !(1..=24 * 30).contains(&hours) {
+        r.problems
+            .push(format!("IDEMPOTENCY_TTL_H: {hours} is outside 1..=720"));
+    }
+    Duration::from_secs(hours.clamp(1, 24 * 30) * 3600)
 }
 
 /// `ALLOWED_DESTINATIONS`: where callees may be.
@@ -554,7 +582,7 @@ impl Config {
 
         let voiceflow = read_voiceflow(&mut r);
 
-        let (gateway_secret, secret_is_ephemeral, previous_secret, notify_secret) =
+        let (gateway_secret, secret_is_ephemeral, previous_secret, next_secret, notify_secret) =
             read_secrets(&mut r, live);
 
         let api_keys = parse_api_keys(r.get("API_KEYS"), &mut r.problems);
@@ -652,6 +680,7 @@ impl Config {
             gateway_secret: Secret::new(gateway_secret),
             notify_secret,
             previous_secret,
+            next_secret,
             secret_is_ephemeral,
             api_keys,
             log_format,
@@ -660,9 +689,7 @@ impl Config {
             webhook_deadline,
             http_header_timeout: r.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 1000, 120_000),
             http_request_timeout,
-            idempotency_ttl: Duration::from_secs(
-                r.parse("IDEMPOTENCY_TTL_H", 24u64).clamp(1, 24 * 30) * 3600,
-            ),
+            idempotency_ttl: read_idempotency_ttl(&mut r),
             http_max_connections,
             http_max_header_bytes,
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),

@@ -47,6 +47,9 @@ pub const STORE_CONFLICTS: &str = "ivr_store_conflicts_total";
 pub const STORE_REPLICA_ACKS: &str = "ivr_store_replica_acks_total";
 /// Dispatcher/admin API requests. Labels `route` (template), `method`, `status_class`.
 pub const API_REQUESTS: &str = "ivr_api_requests_total";
+/// Stored items (assistants' Voiceflow keys) still encrypted under a secret
+/// other than `GATEWAY_SECRET`: a rotation is done when it is 0 everywhere.
+pub const SECRET_OLD_KEY_ITEMS: &str = "ivr_secret_old_key_items";
 /// 1 while this replica is ready (store reachable, configuration valid), else 0.
 pub const READY: &str = "ivr_ready";
 /// Always 1; labels `version` and `mode` (sandbox|live).
@@ -175,6 +178,10 @@ fn describe() {
         "1 while this replica is ready to serve (store reachable, configuration valid)."
     );
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
+    describe_gauge!(
+        SECRET_OLD_KEY_ITEMS,
+        "Stored Voiceflow keys still encrypted under a secret other than GATEWAY_SECRET."
+    );
 }
 
 /// `2xx`, `4xx`... for a status code.

@@ -523,8 +523,9 @@ async fn expired_webhook_urls_and_moved_expiries_are_refused_and_change_nothing(
         call,
         now - SIGNED_URL_LIFETIME_S - 5,
     );
-    let (_, tag) = expired.split_once('.').unwrap();
-    let moved = format!("{}.{tag}", now + 3600);
+    let tag = expired.rsplit('.').next().unwrap();
+    let kid = ours.current_kid();
+    let moved = format!("v1.{kid}.{}.{tag}", now + 3600);
     let answered = json!({"conversationTrackingId": "x", "status": "Answered"});
     for (what, sig) in [
         ("expired", expired.as_str()),
@@ -543,7 +544,7 @@ async fn expired_webhook_urls_and_moved_expiries_are_refused_and_change_nothing(
     assert_eq!(before["events"], after["events"]);
     let url = app.engine.status_url(callout, call);
     assert!(
-        regex::Regex::new(r"\?sig=\d{10}\.[A-Za-z0-9_-]{43}$")
+        regex::Regex::new(r"\?sig=v1\.[0-9a-f]{8}\.\d{10}\.[A-Za-z0-9_-]{43}$")
             .unwrap()
             .is_match(&url),
         "the URL carries its expiry: {url}"
