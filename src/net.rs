@@ -391,10 +391,14 @@ pub fn log_safe(raw: &str, max_chars: usize) -> String {
 /// number without its `+` does not.
 pub fn mask_phones_and_signatures(raw: &str) -> String {
     use std::sync::LazyLock;
-    static SIG: LazyLock<regex::Regex> =
-        LazyLock::new(|| regex::Regex::new(r#"(?i)\bsig=[^&\s"'<>]+"#).expect("a valid pattern"));
-    static PHONE: LazyLock<regex::Regex> =
-        LazyLock::new(|| regex::Regex::new(r"\+?\d(?:[ .-]?\d){6,}").expect("a valid pattern"));
+    static SIG: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)\bsig=[^&\s"'<>]+"#)
+            .unwrap_or_else(|_| unreachable!("a valid pattern, checked by the unit test"))
+    });
+    static PHONE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\+?\d(?:[ .-]?\d){6,}")
+            .unwrap_or_else(|_| unreachable!("a valid pattern, checked by the unit test"))
+    });
     let unsigned = SIG.replace_all(raw, "sig=[redacted]");
     PHONE
         .replace_all(&unsigned, |c: &regex::Captures<'_>| {

@@ -122,7 +122,7 @@ async fn create(
     };
     let (claim, request) = match idempotency::begin(&state, caller.key, &key, request).await? {
         idempotency::Begin::Replay(answer) => return Ok(created(answer, true)),
-        idempotency::Begin::Run(claim, request) => (claim, request),
+        idempotency::Begin::Run(claim, request) => (claim, *request),
     };
     match create_callout(&state, caller.key, request).await {
         Ok(view) => {

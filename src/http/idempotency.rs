@@ -42,7 +42,7 @@ pub struct Claim {
 #[derive(Debug)]
 pub enum Begin {
     /// Create, then [`finish`] (or [`abandon`] on failure).
-    Run(Claim, Request),
+    Run(Claim, Box<Request>),
     /// A retry of an answered request: send this answer again.
     Replay(Value),
 }
@@ -111,7 +111,7 @@ pub async fn begin(
     match found {
         None => Ok(Begin::Run(
             Claim { record, digest },
-            Request::from_parts(parts, Body::from(bytes)),
+            Box::new(Request::from_parts(parts, Body::from(bytes))),
         )),
         Some(f) if f.digest != digest => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
