@@ -197,6 +197,7 @@ impl Application {
             timer_poll: config.timer_poll,
             allow_private_urls: config.allow_private_urls,
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+            max_calls_per_day: config.max_calls_per_day,
         };
         if sim_voiceflow.is_some() {
             register_sandbox_assistant(&assistants, &voiceflow).await?;

@@ -70,6 +70,8 @@ pub struct EngineSettings {
     pub allow_private_urls: bool,
     /// Identifies this replica in locks.
     pub replica_id: String,
+    /// `MAX_CALLS_PER_DAY`: no call is placed past it on a UTC day.
+    pub max_calls_per_day: Option<u64>,
 }
 
 /// One event of one callout, as broadcast to live observers (the demo).

@@ -20,6 +20,7 @@
 //! | `P:tool:<assistant id>:<session>` | string: JSON of a conversation-tools session (turn, last menu, no-reply expectation) | 24 h after its last turn | conversation tools | conversation tools (`digits` on any replica) |
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
 //! | `P:idem:<digest>` | string: JSON of an idempotent `POST /v1/callouts` (its body's digest, then its answer) | `IDEMPOTENCY_TTL_H` (a minute while the request runs) | `idempotency.lua`, the callouts API | the callouts API |
+//! | `P:calls:day:<n>` | string: calls placed on UTC day `n` (days since 1970) | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY`) |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
 //!
 //! `P` is `REDIS_PREFIX` (default `ivr`; it may not contain `{` or `}`).
@@ -138,6 +139,11 @@ impl Keys {
         format!("{}:idem:{digest}", self.prefix)
     }
 
+    /// The calls placed on UTC day `day` (days since the Unix epoch).
+    pub fn calls_on_day(&self, day: i64) -> String {
+        format!("{}:calls:day:{day}", self.prefix)
+    }
+
     pub fn call_rate(&self) -> String {
         format!("{}:rate:calls", self.prefix)
     }
@@ -200,6 +206,7 @@ impl Keys {
         calls.push(("lock.lua", vec![self.lock("any-job")]));
         calls.push(("rate.lua", vec![self.call_rate()]));
         calls.push(("idempotency.lua", vec![self.idempotency("0")]));
+        calls.push(("day_count.lua", vec![self.calls_on_day(0)]));
         for script in ["save_assistant.lua", "replace_assistant.lua"] {
             calls.push((script, self.assistant_keys()));
         }

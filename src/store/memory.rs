@@ -32,6 +32,8 @@ struct Mem {
     next_call_slot: Timestamp,
     /// Conversation-tools sessions with their expiry.
     tool_sessions: HashMap<(AssistantId, String), (Timestamp, ToolSession)>,
+    /// Calls placed per UTC day.
+    calls_per_day: HashMap<i64, u64>,
     /// `Idempotency-Key` records with their expiry.
     idempotency: HashMap<String, (Timestamp, IdempotentRequest)>,
 }
@@ -382,6 +384,14 @@ impl MemoryStore {
             .tool_sessions
             .remove(&(assistant, session.to_owned()));
         Ok(())
+    }
+
+    pub(super) async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+        let mut m = self.lock();
+        m.calls_per_day.retain(|d, _| *d >= day - 1);
+        let n = m.calls_per_day.entry(day).or_default();
+        *n += 1;
+        Ok(*n)
     }
 
     pub(super) async fn claim_idempotency_key(

@@ -369,6 +369,12 @@ impl Store {
         dispatch!(self, s => s.delete_assistant(id).await)
     }
 
+    /// Counts one more call placed on UTC day `day` (days since the epoch),
+    /// across all replicas; returns the day's count including it.
+    pub async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_call_today(day).await)
+    }
+
     /// Claims the `Idempotency-Key` record `key` (a digest) for `record` for
     /// `ttl`, unless one is already stored: then it is returned and nothing
     /// changes. Atomic: of two requests racing for one key, one claims it.

@@ -87,6 +87,7 @@ struct Scripts {
     replace_assistant: Lua,
     delete_assistant: Lua,
     use_assistant: Lua,
+    day_count: Lua,
     idempotency: Lua,
 }
 
@@ -102,6 +103,7 @@ impl Scripts {
             replace_assistant: Lua::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Lua::new(include_str!("lua/delete_assistant.lua")),
             use_assistant: Lua::new(include_str!("lua/use_assistant.lua")),
+            day_count: Lua::new(include_str!("lua/day_count.lua")),
             idempotency: Lua::new(include_str!("lua/idempotency.lua")),
         }
     }
@@ -1073,6 +1075,17 @@ impl RedisStore {
             .del(self.shared.keys.tool_session(assistant, session))
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+        let n: u64 = self
+            .run(
+                &self.shared.scripts.day_count,
+                &[self.shared.keys.calls_on_day(day)],
+                &[arg((48 * 3600 * 1000u64).to_string())],
+            )
+            .await?;
+        Ok(n)
     }
 
     pub(super) async fn claim_idempotency_key(

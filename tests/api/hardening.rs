@@ -696,3 +696,48 @@ async fn the_timeline_names_the_api_key_that_created_and_cancelled_a_callout_nev
     let text = shown.json.to_string();
     assert!(!text.contains(DISPATCHER_TOKEN) && !text.contains(ADMIN_TOKEN));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_calls_per_day_stops_calls_past_the_cap_across_replicas() {
+    use crate::helpers::{StoreKind, phone, spawn_sim};
+    use crate::redis_server::RedisServer;
+    use ivr_gateway::sim::{Behaviour, CalleeScript, Callees};
+    let server = RedisServer::start();
+    let sim = spawn_sim(Callees::new(CalleeScript::always(Behaviour::Busy))).await;
+    let (lb, lb_url) = crate::replicas::Balancer::start().await;
+    let replica = || {
+        let mut o = Options::with_store(StoreKind::Redis {
+            url: server.url(),
+            prefix: "cap".into(),
+        })
+        .env("MAX_CALLS_PER_DAY", "3");
+        o.external_sim = Some(sim.clone());
+        o.public_url = Some(lb_url.clone());
+        o
+    };
+    let (a, b) = (spawn_app(replica()).await, spawn_app(replica()).await);
+    lb.set(vec![a.base.clone(), b.base.clone()]).await;
+    let mut body = ticket_callout(2);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    let first = a.create_callout(&body).await;
+    let first = a.wait_settled(&first, Duration::from_secs(60)).await;
+    body["contacts"] = json!([
+        {"name": "C", "phone": phone(3)},
+        {"name": "D", "phone": phone(4)},
+    ]);
+    let second = b.create_callout(&body).await;
+    let second = b.wait_settled(&second, Duration::from_secs(60)).await;
+    assert_eq!(
+        sim.calls().len(),
+        3,
+        "two calls from one replica, one from the other: {first} {second}"
+    );
+    let refusal = second["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .find(|r| r.contains("MAX_CALLS_PER_DAY"));
+    assert!(refusal.is_some(), "the timeline says why: {second}");
+    assert_eq!(second["status"], "exhausted", "{second}");
+}
