@@ -205,6 +205,13 @@ impl Application {
         if let Some(key) = &config.voiceflow.api_key {
             register_default_assistant(&config, &assistants, &voiceflow, key).await?;
         }
+        match store.backfill_assistant_users().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(count = n, "calling callouts recorded with their assistants"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record calling callouts with their assistants; deleting an assistant may not see callouts from before this version")
+            }
+        }
         match assistants.reencrypt_all().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

@@ -268,6 +268,33 @@ impl Store {
         dispatch!(self, s => s.list(status, limit, before).await)
     }
 
+    /// Records every calling callout on an assistant in that assistant's set
+    /// of users (Redis only), for callouts created before the sets existed (an
+    /// upgrade from per-shard counts). Idempotent; a callout that ends
+    /// meanwhile is dropped from the set when a deletion repairs it.
+    pub async fn backfill_assistant_users(&self) -> Result<usize, StoreError> {
+        const PAGE: usize = 500;
+        let Store::Redis(s) = self else {
+            return Ok(0);
+        };
+        let (mut recorded, mut before) = (0, None);
+        loop {
+            let page = self
+                .list(Some(CalloutStatus::Calling), PAGE, before)
+                .await?;
+            for c in &page {
+                if let Script::Assistant { id } = c.script {
+                    s.record_assistant_user(id, c.id).await?;
+                    recorded += 1;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => before = Some(last.id),
+                _ => return Ok(recorded),
+            }
+        }
+    }
+
     /// Claims up to `max` callouts whose timer is due at `now`, leasing each for
     /// `lease` (exactly one replica gets each). Returns ids with their due times.
     pub async fn claim_due(

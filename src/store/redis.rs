@@ -1149,6 +1149,23 @@ impl RedisStore {
         }
     }
 
+    /// Records that `callout` calls with `assistant`, unconditionally (the
+    /// upgrade backfill; creation goes through `use_assistant`).
+    pub(super) async fn record_assistant_user(
+        &self,
+        assistant: AssistantId,
+        callout: CalloutId,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .sadd(
+                self.shared.keys.assistant_users(assistant),
+                callout.to_string(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Drops the record that `callout` calls with `assistant` (best effort: a
     /// record left behind only delays a deletion until it is repaired).
     pub(super) async fn release_assistant(&self, assistant: AssistantId, callout: CalloutId) {
