@@ -181,7 +181,9 @@ impl Application {
             connect_timeout: config.upstream_connect_timeout,
             timeout: config.upstream_timeout,
         })?;
-        let signer = Signer::new(&config.gateway_secret, config.previous_secret.as_ref());
+        let signer = Signer::new(&config.gateway_secret, config.previous_secret.as_ref())
+            .with_next_secret(config.next_secret.as_ref())
+            .with_notify_secret(config.notify_secret.as_ref());
         let assistants = Assistants::new(store.clone(), signer.clone());
         let settings = EngineSettings {
             public_url: config.public_url.clone(),
@@ -195,12 +197,20 @@ impl Application {
             timer_poll: config.timer_poll,
             allow_private_urls: config.allow_private_urls,
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+            max_calls_per_day: config.max_calls_per_day,
         };
         if sim_voiceflow.is_some() {
             register_sandbox_assistant(&assistants, &voiceflow).await?;
         }
         if let Some(key) = &config.voiceflow.api_key {
             register_default_assistant(&config, &assistants, &voiceflow, key).await?;
+        }
+        match store.backfill_assistant_users().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(count = n, "calling callouts recorded with their assistants"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record calling callouts with their assistants; deleting an assistant may not see callouts from before this version")
+            }
         }
         match assistants.reencrypt_all().await {
             Ok(0) => {}
@@ -305,19 +315,18 @@ impl Application {
             });
         }
 
+        let limits = crate::http::serve::ServerLimits {
+            header_read_timeout: state.config.http_header_timeout,
+            max_header_bytes: state.config.http_max_header_bytes,
+            max_connections: state.config.http_max_connections,
+        };
         let router = crate::http::router(state.clone());
         let metrics_server = metrics_listener.map(|l| {
-            let router = crate::http::router(state.clone());
+            let router = crate::http::metrics_router(state.clone());
             let stop = http_stop.clone();
-            tokio::spawn(async move {
-                axum::serve(l, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            })
+            tokio::spawn(crate::http::serve::serve(l, router, limits, stop))
         });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
-            .await?;
+        crate::http::serve::serve(listener, router, limits, http_stop.clone()).await?;
         if let Some(m) = metrics_server {
             let _ = m.await;
         }

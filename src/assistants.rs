@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Secret;
 use crate::dialplan::render::{ActionNames, Phrases, Voice};
-use crate::domain::{Assistant, AssistantId, AssistantSettings, FieldError, Timestamp};
+use crate::domain::{Assistant, AssistantId, AssistantSettings, E164, FieldError, Timestamp};
 use crate::routee::{Gender, Language};
 use crate::security::{CryptoError, Signer};
 use crate::store::{Deleted, Replaced, Saved, Store, StoreError};
@@ -71,6 +71,7 @@ impl ResolvedAssistant {
         let actions = ActionNames {
             accept: s.accept_actions.clone(),
             reject: s.reject_actions.clone(),
+            transfer_targets: s.transfer_targets.clone(),
             ..ActionNames::default()
         };
         (actions, Phrases::default())
@@ -106,6 +107,7 @@ pub struct SettingsChange {
     pub accept_actions: Option<Vec<String>>,
     pub reject_actions: Option<Vec<String>>,
     pub save_transcripts: Option<bool>,
+    pub transfer_targets: Option<Vec<E164>>,
 }
 
 impl SettingsChange {
@@ -128,6 +130,9 @@ impl SettingsChange {
         }
         if let Some(r) = &self.reject_actions {
             s.reject_actions.clone_from(r);
+        }
+        if let Some(t) = &self.transfer_targets {
+            s.transfer_targets.clone_from(t);
         }
         if let Some(t) = self.save_transcripts {
             s.save_transcripts = t;
@@ -507,7 +512,18 @@ impl Assistants {
     /// keys that decrypt with neither are logged and left alone.
     pub async fn reencrypt_all(&self) -> Result<usize, StoreError> {
         let mut done = 0;
+        let mut old = 0u32;
         for assistant in self.store.assistants().await? {
+            if self
+                .signer
+                .is_under_old_key(assistant.id, &assistant.encrypted_key)
+                && !self
+                    .signer
+                    .needs_reencryption(assistant.id, &assistant.encrypted_key)
+            {
+                // Under GATEWAY_SECRET_NEXT: a switched replica's; left as it is.
+                old += 1;
+            }
             let id = assistant.id;
             if !self.signer.needs_reencryption(id, &assistant.encrypted_key) {
                 if let Err(e) = self.signer.decrypt_key(id, &assistant.encrypted_key) {
@@ -518,10 +534,12 @@ impl Assistants {
             let Ok(key) = self.signer.decrypt_key(id, &assistant.encrypted_key) else {
                 continue;
             };
+            // None: gone, or re-encrypted meanwhile by another replica.
             if self.reencrypt(assistant, &key).await?.is_some() {
                 done += 1;
             }
         }
+        metrics::gauge!(crate::telemetry::metrics::SECRET_OLD_KEY_ITEMS).set(f64::from(old));
         Ok(done)
     }
 

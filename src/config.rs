@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::Policy;
+use crate::domain::{Destinations, Policy};
+
+/// The simulator's phones (`+3069000000xx`): the sandbox always allows them.
+pub const SANDBOX_TEST_RANGE: &str = "+306900000";
 
 /// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -134,8 +137,13 @@ pub struct Config {
     pub voiceflow: VoiceflowConfig,
     /// Signs webhook URLs and notifications; encrypts stored Voiceflow keys.
     pub gateway_secret: Secret<Vec<u8>>,
+    /// `NOTIFY_SECRET`: the HMAC key of `notify_url` deliveries (receivers hold
+    /// this, never `GATEWAY_SECRET`).
+    pub notify_secret: Option<Secret<Vec<u8>>>,
     /// The secret being rotated out: still accepted for verification and decryption.
     pub previous_secret: Option<Secret<Vec<u8>>>,
+    /// `GATEWAY_SECRET_NEXT`: accepted to verify and decrypt ahead of a rotation.
+    pub next_secret: Option<Secret<Vec<u8>>>,
     /// True when `GATEWAY_SECRET` was unset and a random one was made (sandbox).
     pub secret_is_ephemeral: bool,
     /// Empty means no authentication (only allowed in sandbox on loopback).
@@ -159,9 +167,20 @@ pub struct Config {
     pub collect_grace: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// HTTP server limits (`http::serve`).
+    pub http_header_timeout: Duration,
+    pub http_request_timeout: Duration,
+    /// `MAX_CALLS_PER_DAY`: calls placed per UTC day, all replicas together.
+    pub max_calls_per_day: Option<u64>,
+    /// How long an `Idempotency-Key` of `POST /v1/callouts` is remembered.
+    pub idempotency_ttl: Duration,
+    pub http_max_connections: usize,
+    pub http_max_header_bytes: usize,
     /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
     pub allow_private_urls: bool,
     pub default_policy: Policy,
+    /// `ALLOWED_DESTINATIONS`: where callees and transfer targets may be.
+    pub allowed_destinations: Destinations,
     pub sim: SimConfig,
 }
 
@@ -273,12 +292,20 @@ fn read_public_url(r: &mut Reader<'_>, live: bool, listen_addr: SocketAddr) -> U
         }
         None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
     };
+    // Routee reaches the gateway at PUBLIC_URL: over http the signed
+    // webhook URLs (and the key presses) cross the network in clear. A
+    // TLS terminator in front means PUBLIC_URL is its https address.
+    let allow_insecure_public_url: bool = r.parse("ALLOW_INSECURE_PUBLIC_URL", false);
     if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
-        // Not fatal (a TLS-terminating proxy may sit in front), but webhooks carry
-        // signatures, so say it.
-        tracing::warn!(
-            "PUBLIC_URL is not https: webhook signatures will cross the network in clear"
-        );
+        if allow_insecure_public_url {
+            tracing::warn!(
+                "PUBLIC_URL is not https (ALLOW_INSECURE_PUBLIC_URL): webhook signatures cross the network in clear"
+            );
+        } else {
+            r.problems.push(
+                "PUBLIC_URL: must be https in live mode (webhook URLs carry signatures); set ALLOW_INSECURE_PUBLIC_URL=true only for a test network".into(),
+            );
+        }
     }
     public_url
 }
@@ -341,20 +368,31 @@ fn read_voiceflow(r: &mut Reader<'_>) -> VoiceflowConfig {
     voiceflow
 }
 
-/// `GATEWAY_SECRET` (random per process in the sandbox) and `GATEWAY_SECRET_PREVIOUS`.
-fn read_secrets(r: &mut Reader<'_>, live: bool) -> (Vec<u8>, bool, Option<Secret<Vec<u8>>>) {
+/// The gateway secret, whether it is ephemeral, the previous and next ones,
+/// `NOTIFY_SECRET`.
+type ReadSecrets = (
+    Vec<u8>,
+    bool,
+    Option<Secret<Vec<u8>>>,
+    Option<Secret<Vec<u8>>>,
+    Option<Secret<Vec<u8>>>,
+);
+
+/// `GATEWAY_SECRET` (random per process in the sandbox), `GATEWAY_SECRET_PREVIOUS`
+/// and `NOTIFY_SECRET`.
+fn read_secrets(r: &mut Reader<'_>, live: bool) -> ReadSecrets {
     let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
-        Some(s) if s.len() >= 32 => (s.as_bytes().to_vec(), false),
-        Some(s) => {
-            r.problems.push(format!(
-                "GATEWAY_SECRET: must be at least 32 bytes (it has {})",
-                s.len()
-            ));
-            (Vec::new(), false)
-        }
+        Some(s) => match secret_strength(s) {
+            Ok(()) => (s.as_bytes().to_vec(), false),
+            Err(why) => {
+                r.problems.push(format!("GATEWAY_SECRET: {why}"));
+                (Vec::new(), false)
+            }
+        },
         None if live => {
-            r.problems
-                .push("GATEWAY_SECRET: required in live mode (at least 32 bytes)".into());
+            r.problems.push(format!(
+                "GATEWAY_SECRET: required in live mode ({GENERATE_SECRET})"
+            ));
             (Vec::new(), false)
         }
         None => {
@@ -364,15 +402,116 @@ fn read_secrets(r: &mut Reader<'_>, live: bool) -> (Vec<u8>, bool, Option<Secret
         }
     };
     let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
+        Some(s) => match secret_strength(s) {
+            Ok(()) => Some(Secret::new(s.as_bytes().to_vec())),
+            Err(why) => {
+                r.problems.push(format!("GATEWAY_SECRET_PREVIOUS: {why}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let next_secret = match r.get("GATEWAY_SECRET_NEXT") {
+        Some(s) => match secret_strength(s) {
+            Ok(()) => Some(Secret::new(s.as_bytes().to_vec())),
+            Err(why) => {
+                r.problems.push(format!("GATEWAY_SECRET_NEXT: {why}"));
+                None
+            }
+        },
+        None => None,
+    };
+    if next_secret.is_some() && previous_secret.is_some() {
+        r.problems.push("GATEWAY_SECRET_NEXT and GATEWAY_SECRET_PREVIOUS: one rotation phase at a time (NEXT announces the new secret, then GATEWAY_SECRET=new with PREVIOUS=old)".into());
+    }
+    let notify_secret = match r.get("NOTIFY_SECRET") {
         Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
-        Some(_) => {
-            r.problems
-                .push("GATEWAY_SECRET_PREVIOUS: must be at least 32 bytes".into());
+        Some(s) => {
+            r.problems.push(format!(
+                "NOTIFY_SECRET: must be at least 32 characters (it has {}); generate one with `openssl rand -hex 32`",
+                s.len()
+            ));
             None
         }
         None => None,
     };
-    (gateway_secret, secret_is_ephemeral, previous_secret)
+    if notify_secret.as_ref().map(Secret::expose) == Some(&gateway_secret) {
+        r.problems
+            .push("NOTIFY_SECRET: must differ from GATEWAY_SECRET (receivers hold it)".into());
+    }
+    (
+        gateway_secret,
+        secret_is_ephemeral,
+        previous_secret,
+        next_secret,
+        notify_secret,
+    )
+}
+
+/// `IDEMPOTENCY_TTL_H`: how long an `Idempotency-Key` is remembered (1 h to 30 days).
+fn read_idempotency_ttl(r: &mut Reader<'_>) -> Duration {
+    let hours: u64 = r.parse("IDEMPOTENCY_TTL_H", 24);
+    if !(1..=24 * 30).contains(&hours) {
+        r.problems
+            .push(format!("IDEMPOTENCY_TTL_H: {hours} is outside 1..=720"));
+    }
+    Duration::from_secs(hours.clamp(1, 24 * 30) * 3600)
+}
+
+/// `MAX_CALLS_PER_DAY`: unset for no cap, else at least 1.
+fn read_call_cap(r: &mut Reader<'_>) -> Option<u64> {
+    r.get("MAX_CALLS_PER_DAY")?;
+    let cap: u64 = r.parse("MAX_CALLS_PER_DAY", 1);
+    if cap == 0 {
+        r.problems
+            .push("MAX_CALLS_PER_DAY: at least 1 (leave it unset for no cap)".into());
+    }
+    Some(cap.max(1))
+}
+
+/// `ALLOWED_DESTINATIONS`: where callees may be.
+fn read_destinations(r: &mut Reader<'_>, live: bool) -> Destinations {
+    // Toll fraud: a leaked key must not be able to call anywhere. Live mode
+    // makes the operator decide (`*` is a decision too); the sandbox places
+    // no real calls, and always reaches its simulated phones.
+    match r.get("ALLOWED_DESTINATIONS") {
+        Some(raw) => match Destinations::parse(raw) {
+            Ok(d) if live => d,
+            Ok(d) => d.with_prefix(SANDBOX_TEST_RANGE),
+            Err(bad) => {
+                for b in bad {
+                    r.problems.push(format!("ALLOWED_DESTINATIONS: {b}"));
+                }
+                Destinations::default()
+            }
+        },
+        None if live => {
+            r.problems.push("ALLOWED_DESTINATIONS: required in live mode: comma-separated E.164 prefixes (+3069) and ISO country codes (GR) callees may have, or * for anywhere".into());
+            Destinations::default()
+        }
+        None => Destinations::anywhere(),
+    }
+}
+
+/// `HTTP_MAX_CONNECTIONS` and `HTTP_MAX_HEADER_BYTES`, clamped to their ranges.
+fn read_http_limits(r: &mut Reader<'_>) -> (usize, usize) {
+    let http_max_connections: usize = r.parse("HTTP_MAX_CONNECTIONS", 1024);
+    if !(1..=100_000).contains(&http_max_connections) {
+        r.problems.push(format!(
+            "HTTP_MAX_CONNECTIONS: {http_max_connections} is outside 1..=100000"
+        ));
+    }
+    let http_max_header_bytes: usize = r.parse("HTTP_MAX_HEADER_BYTES", 64 * 1024);
+    if !(8192..=(1 << 20)).contains(&http_max_header_bytes) {
+        r.problems.push(format!(
+            "HTTP_MAX_HEADER_BYTES: {http_max_header_bytes} is outside 8192..={}",
+            1 << 20
+        ));
+    }
+    (
+        http_max_connections.clamp(1, 100_000),
+        http_max_header_bytes.clamp(8192, 1 << 20),
+    )
 }
 
 /// The Redis settings of [`Config`].
@@ -456,7 +595,8 @@ impl Config {
 
         let voiceflow = read_voiceflow(&mut r);
 
-        let (gateway_secret, secret_is_ephemeral, previous_secret) = read_secrets(&mut r, live);
+        let (gateway_secret, secret_is_ephemeral, previous_secret, next_secret, notify_secret) =
+            read_secrets(&mut r, live);
 
         let api_keys = parse_api_keys(r.get("API_KEYS"), &mut r.problems);
         if api_keys.is_empty() {
@@ -526,6 +666,12 @@ impl Config {
             redis_tls_key_file,
         } = read_redis(&mut r);
 
+        let allowed_destinations = read_destinations(&mut r, live);
+
+        let webhook_deadline = r.millis("WEBHOOK_DEADLINE_MS", 2500, 500, 2900);
+        let http_request_timeout = r.millis("HTTP_REQUEST_TIMEOUT_MS", 30_000, 3000, 600_000);
+        let (http_max_connections, http_max_header_bytes) = read_http_limits(&mut r);
+
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
         let voiceflow_urls_are_default =
             r.get("VOICEFLOW_RUNTIME_URL").is_none() && r.get("VOICEFLOW_API_URL").is_none();
@@ -545,13 +691,21 @@ impl Config {
             routee,
             voiceflow,
             gateway_secret: Secret::new(gateway_secret),
+            notify_secret,
             previous_secret,
+            next_secret,
             secret_is_ephemeral,
             api_keys,
             log_format,
             log_filter,
             metrics_addr,
-            webhook_deadline: r.millis("WEBHOOK_DEADLINE_MS", 2500, 500, 2900),
+            webhook_deadline,
+            http_header_timeout: r.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 1000, 120_000),
+            http_request_timeout,
+            idempotency_ttl: read_idempotency_ttl(&mut r),
+            max_calls_per_day: read_call_cap(&mut r),
+            http_max_connections,
+            http_max_header_bytes,
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),
             upstream_timeout: r.millis("UPSTREAM_TIMEOUT_MS", 10_000, 500, 120_000),
             dialplans_dir: PathBuf::from(r.get("DIALPLANS_DIR").unwrap_or("dialplans")),
@@ -563,6 +717,7 @@ impl Config {
             shutdown_grace: r.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
             allow_private_urls: r.parse("ALLOW_PRIVATE_URLS", !live),
             default_policy: Policy::default(),
+            allowed_destinations,
             sim: SimConfig {
                 time_scale,
                 callees_file: r.get("SIM_CALLEES_FILE").map(PathBuf::from),
@@ -583,6 +738,44 @@ impl Config {
     pub fn auth_disabled(&self) -> bool {
         self.api_keys.is_empty() && self.is_sandbox() && self.listen_addr.ip().is_loopback()
     }
+}
+
+/// How to make a secret that [`secret_strength`] accepts.
+const GENERATE_SECRET: &str =
+    "32 random bytes as hex or base64; generate one with `openssl rand -hex 32`";
+
+/// A signing secret must carry 32 random bytes: hex (64 digits) or base64 (44
+/// characters, standard or URL-safe, padding optional) of at least 32 bytes,
+/// judged after decoding, and not an obvious pattern (a repeated or counting
+/// sequence decodes to few distinct bytes). The configured text itself stays
+/// the key material, so a secret accepted before keeps its signatures valid.
+fn secret_strength(raw: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let decoded = hex::decode(raw).ok().or_else(|| {
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(raw).ok())
+    });
+    let Some(bytes) = decoded else {
+        return Err(format!("is neither hex nor base64 ({GENERATE_SECRET})"));
+    };
+    if bytes.len() < 32 {
+        return Err(format!(
+            "decodes to {} bytes, needs at least 32 ({GENERATE_SECRET})",
+            bytes.len()
+        ));
+    }
+    let distinct = bytes
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if distinct < 16 {
+        return Err(format!(
+            "decodes to only {distinct} distinct byte values: not random ({GENERATE_SECRET})"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_api_keys(raw: Option<&str>, problems: &mut Vec<String>) -> Vec<ApiKey> {
@@ -652,10 +845,16 @@ mod tests {
         let err = Config::from_map(&env(&[("ROUTEE_APP_ID", "id"), ("ROUTEE_APP_SECRET", "s")]))
             .unwrap_err();
         let text = err.to_string();
-        for var in ["PUBLIC_URL", "ROUTEE_FROM", "GATEWAY_SECRET", "API_KEYS"] {
+        for var in [
+            "PUBLIC_URL",
+            "ROUTEE_FROM",
+            "GATEWAY_SECRET",
+            "API_KEYS",
+            "ALLOWED_DESTINATIONS",
+        ] {
             assert!(text.contains(var), "{var} missing from:\n{text}");
         }
-        assert_eq!(err.0.len(), 4, "{text}");
+        assert_eq!(err.0.len(), 5, "{text}");
     }
 
     #[test]
@@ -688,11 +887,12 @@ mod tests {
             ("ROUTEE_APP_SECRET", "secret"),
             ("PUBLIC_URL", "https://gw.example.com"),
             ("ROUTEE_FROM", "+306900000000"),
-            ("GATEWAY_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("GATEWAY_SECRET", TEST_SECRET),
             (
                 "API_KEYS",
                 "admin:aaaaaaaaaaaaaaaaaaaa, dispatcher:bbbbbbbbbbbbbbbbbbbb",
             ),
+            ("ALLOWED_DESTINATIONS", "GR,+4915"),
         ]))
         .unwrap();
         assert_eq!(c.mode, Mode::Live);
@@ -708,16 +908,17 @@ mod tests {
             ("ROUTEE_APP_SECRET", "routee-secret-value"),
             ("PUBLIC_URL", "https://gw.example.com"),
             ("ROUTEE_FROM", "+306900000000"),
-            ("GATEWAY_SECRET", "gateway-secret-value-0123456789abcdef"),
+            ("GATEWAY_SECRET", TEST_SECRET),
             ("API_KEYS", "admin:api-token-value-123456"),
             ("VOICEFLOW_API_KEY", "VF.DM.key-value"),
             ("REDIS_URL", "redis://:redis-password@localhost"),
+            ("ALLOWED_DESTINATIONS", "*"),
         ]))
         .unwrap();
         let dbg = format!("{c:?}");
         for secret in [
             "routee-secret-value",
-            "gateway-secret-value",
+            TEST_SECRET,
             "api-token-value",
             "key-value",
             "redis-password",
@@ -757,6 +958,69 @@ mod tests {
         ] {
             assert!(text.contains(var), "{var} missing from:\n{text}");
         }
+    }
+
+    const TEST_SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn gateway_secret_needs_32_random_bytes_as_hex_or_base64() {
+        for good in [
+            TEST_SECRET,
+            "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
+            "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg",
+        ] {
+            assert_eq!(secret_strength(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("test-gateway-secret-0123456789abcdef", "needs at least 32"),
+            ("0123456789abcdef0123456789abcdef", "decodes to 16 bytes"),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "distinct",
+            ),
+            (&"a".repeat(64), "distinct"),
+        ] {
+            let e = secret_strength(bad).unwrap_err();
+            assert!(
+                e.contains(why) && e.contains("openssl rand -hex 32"),
+                "{bad}: {e}"
+            );
+        }
+        let err = Config::from_map(&env(&[(
+            "GATEWAY_SECRET",
+            "correct horse battery staple!!!!!",
+        )]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("GATEWAY_SECRET: is neither hex nor base64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn live_mode_refuses_an_http_public_url_unless_explicitly_allowed() {
+        let live = |extra: &[(&str, &str)]| {
+            let mut e = env(&[
+                ("ROUTEE_APP_ID", "id"),
+                ("ROUTEE_APP_SECRET", "secret"),
+                ("PUBLIC_URL", "http://gw.example.com"),
+                ("ROUTEE_FROM", "+306900000000"),
+                ("GATEWAY_SECRET", TEST_SECRET),
+                ("API_KEYS", "admin:aaaaaaaaaaaaaaaaaaaa"),
+                ("ALLOWED_DESTINATIONS", "*"),
+            ]);
+            for (k, v) in extra {
+                e.insert((*k).to_owned(), (*v).to_owned());
+            }
+            Config::from_map(&e)
+        };
+        let err = live(&[]).unwrap_err();
+        assert!(
+            err.to_string().contains("PUBLIC_URL: must be https"),
+            "{err}"
+        );
+        assert!(live(&[("ALLOW_INSECURE_PUBLIC_URL", "true")]).is_ok());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub fn http_client(
 ) -> reqwest::Result<reqwest::Client> {
     install_crypto_provider();
     reqwest::Client::builder()
+        // A proxy from HTTP(S)_PROXY would resolve names itself; the upstreams
+        // are fixed by configuration, so none is wanted.
+        .no_proxy()
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -113,6 +116,8 @@ pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT 100.64/10
                 || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking 198.18/15
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments 192.0.0/24
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast 192.88.99/24
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
@@ -126,6 +131,12 @@ pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
             // deprecated IPv4-compatible ::a.b.c.d. Judge them by that address.
             let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
             let compatible = s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
+            // 6to4 (2002::/16) carries the IPv4 address in bits 16..48.
+            if s[0] == 0x2002 {
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
+                return is_internal_ip(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
             if nat64 || compatible {
                 let [a, b] = s[6].to_be_bytes();
                 let [c, d] = s[7].to_be_bytes();
@@ -137,7 +148,12 @@ pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (s[0] & 0xffc0) == 0xfe80 // link local fe80::/10
                 || (s[0] & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated, still routed by some)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+                || s[0] == 0x3fff && s[1] < 0x1000 // documentation 3fff::/20
+                || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
+                || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23 (Teredo, ORCHID, AMT...)
+                || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+                || s[0] == 0x5f00 // SRv6 SIDs 5f00::/16
         }
     }
 }
@@ -219,7 +235,10 @@ pub fn outbound_client(
     timeout: Duration,
 ) -> reqwest::Result<reqwest::Client> {
     install_crypto_provider();
+    // `.no_proxy()`: reqwest would otherwise take HTTP(S)_PROXY from the
+    // environment, and a proxy resolves the name itself, past the guard.
     let mut b = reqwest::Client::builder()
+        .no_proxy()
         .connect_timeout(Duration::from_secs(3))
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -250,6 +269,18 @@ mod tests {
             "::ffff:127.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b::10.0.0.1",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "192.0.0.8",
+            "192.0.0.170",
+            "192.88.99.1",
+            "2001::1",
+            "2001:0:4136:e378::1",
+            "2001:20::1",
+            "100::1",
+            "3fff::1",
+            "5f00::1",
             "::127.0.0.1",
             "::10.0.0.1",
             "fec0::1",
@@ -261,6 +292,9 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+            "2001:4860:4860::8888",
+            "192.1.0.1",
         ] {
             assert!(!is_internal_ip(ip.parse().unwrap()), "{ip}");
         }
@@ -342,6 +376,45 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Collapses whitespace and bounds the length of a message from an upstream.
+/// Upstream text (an error message, a debug trace) made safe to log: phone
+/// numbers masked as the gateway's own logs mask them (`+3069****0001`), the
+/// value of any `sig=` parameter (a signed webhook URL echoed back) cut out,
+/// then [`one_line`]. Routee's `developerMessage` and `properties` quote the
+/// numbers and URLs they refuse.
+pub fn log_safe(raw: &str, max_chars: usize) -> String {
+    one_line(&mask_phones_and_signatures(raw), max_chars)
+}
+
+/// See [`log_safe`]. A number is a run of digits (single spaces, dashes or
+/// dots between them allowed) with a `+` and 7 digits or more, or without one
+/// and 10 or more: a 9-digit Routee error code stays readable, a bare E.164
+/// number without its `+` does not.
+pub fn mask_phones_and_signatures(raw: &str) -> String {
+    use std::sync::LazyLock;
+    static SIG: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)\bsig=[^&\s"'<>]+"#)
+            .unwrap_or_else(|_| unreachable!("a valid pattern, checked by the unit test"))
+    });
+    static PHONE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\+?\d(?:[ .-]?\d){6,}")
+            .unwrap_or_else(|_| unreachable!("a valid pattern, checked by the unit test"))
+    });
+    let unsigned = SIG.replace_all(raw, "sig=[redacted]");
+    PHONE
+        .replace_all(&unsigned, |c: &regex::Captures<'_>| {
+            let found = &c[0];
+            let digits: String = found.chars().filter(char::is_ascii_digit).collect();
+            let plus = found.starts_with('+');
+            if (plus && digits.len() >= 7) || digits.len() >= 10 {
+                let number = if plus { format!("+{digits}") } else { digits };
+                crate::domain::phone::mask(&number)
+            } else {
+                found.to_owned()
+            }
+        })
+        .into_owned()
+}
+
 pub fn one_line(raw: &str, max_chars: usize) -> String {
     let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() > max_chars {
@@ -428,6 +501,13 @@ mod primitive_tests {
         );
         assert!(base_url_problem(&url::Url::parse("ftp://x").unwrap()).is_some());
         assert_eq!(one_line("a\n  b", 10), "a b");
+        assert_eq!(
+            log_safe(
+                "to +306912345678 via ?sig=1.abc&x=1 code 400013000 at 2026-01-01",
+                200
+            ),
+            "to +3069****5678 via ?sig=[redacted]&x=1 code 400013000 at 2026-01-01"
+        );
         assert_eq!(one_line("abcdef", 3), "abc…");
     }
 }

@@ -75,7 +75,13 @@ fn live_mode_with_missing_settings_refuses_to_start_listing_every_problem() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for var in ["PUBLIC_URL", "ROUTEE_FROM", "GATEWAY_SECRET", "API_KEYS"] {
+    for var in [
+        "PUBLIC_URL",
+        "ROUTEE_FROM",
+        "GATEWAY_SECRET",
+        "API_KEYS",
+        "ALLOWED_DESTINATIONS",
+    ] {
         assert!(stderr.contains(var), "{var} not named in: {stderr}");
     }
     assert!(

@@ -664,3 +664,40 @@ async fn neither_the_token_nor_the_secret_appear_in_errors_or_debug_output() {
         "{debug}"
     );
 }
+
+#[tokio::test]
+async fn phone_numbers_and_url_signatures_in_routee_errors_are_masked() {
+    // Routee echoes what it refused: a callee's number in the message and the
+    // properties, and our signed callback URL. Errors are logged as they read.
+    let server = MockServer::start().await;
+    mount_token(&server, "tok-1", 1).await;
+    Mock::given(method("GET"))
+        .and(path(TRACKING_PATH))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": "400013000",
+            "developerMessage": "Cannot call +306912345678 (or 306912345679): eventUrl https://gw.example.com/routee/status/a/b?sig=1764770000.SGVsbG8tc2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtbGVhaw rejected",
+            "properties": {"to.phone": "+44 7700 900123", "callback": "https://gw.example.com/x?turn=1&sig=abcDEF_123-xyz&b=2"}
+        })))
+        .mount(&server)
+        .await;
+    let err = client(&server).dial_tracking("conv-1").await.unwrap_err();
+    let said = everything_said_by(&err);
+    for secret in [
+        "+306912345678",
+        "306912345679",
+        "7700 900123",
+        "SGVsbG8tc2lnbmF0dXJlLXRoYXQtbXVzdC1ub3QtbGVhaw",
+        "abcDEF_123-xyz",
+    ] {
+        assert!(!said.contains(secret), "{secret} in {said}");
+    }
+    assert!(
+        said.contains("+3069****5678"),
+        "masked, not removed: {said}"
+    );
+    assert!(said.contains("sig=[redacted]"), "{said}");
+    assert!(
+        said.contains("400013000") || said.contains("Cannot call"),
+        "{said}"
+    );
+}

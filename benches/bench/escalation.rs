@@ -259,6 +259,8 @@ pub async fn run(ctx: &crate::Ctx, settings: &Settings) -> anyhow::Result<Escala
             ("ROUTEE_API_URL", sim.base_url().to_string()),
             ("ROUTEE_AUTH_URL", sim.auth_url().to_string()),
             ("ROUTEE_FROM", "+306900000000".to_owned()),
+            ("ALLOWED_DESTINATIONS", "*".to_owned()),
+            ("ALLOW_INSECURE_PUBLIC_URL", "true".to_owned()),
             (
                 "ROUTEE_CALLS_PER_SECOND",
                 settings.calls_per_second.to_string(),

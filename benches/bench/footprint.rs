@@ -52,6 +52,8 @@ pub async fn run(ctx: &crate::Ctx, tries: usize) -> anyhow::Result<FootprintRepo
                 ("REDIS_PREFIX", "cold".to_owned()),
                 ("ROUTEE_APP_ID", "bench".to_owned()),
                 ("ROUTEE_APP_SECRET", "bench-secret".to_owned()),
+                ("ALLOWED_DESTINATIONS", "*".to_owned()),
+                ("ALLOW_INSECURE_PUBLIC_URL", "true".to_owned()),
                 ("ROUTEE_API_URL", "http://127.0.0.1:9".to_owned()),
                 (
                     "ROUTEE_AUTH_URL",

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fakes::{FakeRoutee, FakeVoiceflow};
 
-pub const SECRET: &str = "bench-gateway-secret-0123456789abcdef";
+pub const SECRET: &str = "7d865e959b2466918c9863afca942d0fb89d7c9ac0c99bafc3749504ded97730";
 pub const TOKEN: &str = "admin-token-for-the-benchmark";
 
 pub struct Gateway {
@@ -66,6 +66,8 @@ impl Gateway {
             ("ROUTEE_API_URL", routee.url.clone()),
             ("ROUTEE_AUTH_URL", format!("{}/oauth/token", routee.url)),
             ("ROUTEE_FROM", "+306900000000".to_owned()),
+            ("ALLOWED_DESTINATIONS", "*".to_owned()),
+            ("ALLOW_INSECURE_PUBLIC_URL", "true".to_owned()),
             ("ROUTEE_CALLS_PER_SECOND", "1000".to_owned()),
             ("VOICEFLOW_RUNTIME_URL", voiceflow.url.clone()),
             ("VOICEFLOW_API_URL", voiceflow.url.clone()),

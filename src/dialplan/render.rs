@@ -130,6 +130,9 @@ pub struct Voice {
     pub gender: Option<Gender>,
 }
 
+/// The longest a transferred call may last (Routee `maxDuration`, seconds).
+pub const TRANSFER_MAX_DURATION_S: u32 = 1800;
+
 /// Which custom action names mean what, per assistant; matched case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -138,6 +141,9 @@ pub struct ActionNames {
     pub reject: Vec<String>,
     pub transfer: Vec<String>,
     pub hangup: Vec<String>,
+    /// The numbers a transfer may `DIAL` (the assistant's `transfer_targets`):
+    /// none unless configured, so an edited flow cannot dial anywhere it likes.
+    pub transfer_targets: Vec<E164>,
 }
 
 impl Default for ActionNames {
@@ -149,6 +155,7 @@ impl Default for ActionNames {
             // `forward-call` is Voiceflow's telephony name, `CALL` the one of its Twilio IVR.
             transfer: names(&["transfer", "forward-call", "CALL"]),
             hangup: names(&["hangup", "end-call"]),
+            transfer_targets: Vec::new(),
         }
     }
 }
@@ -597,6 +604,14 @@ impl<'c, 'a> Turn<'c, 'a> {
                 return;
             }
         };
+        if !self.ctx.actions.transfer_targets.contains(&number) {
+            self.note(format!(
+                "{}: {} is not one of the assistant's transfer_targets, not transferred",
+                action.name,
+                number.masked()
+            ));
+            return;
+        }
         if self.dial.is_some() {
             self.note(format!(
                 "{}: a second transfer ({}) in one turn is dropped, a dialplan holds one DIAL",
@@ -609,7 +624,8 @@ impl<'c, 'a> Turn<'c, 'a> {
             from: self.ctx.caller_id.to_owned(),
             to: Destination::Phone(number.as_str().to_owned()),
             hangup_delay: None,
-            max_duration: None,
+            // Every DIAL is bounded: a transfer is billed per minute.
+            max_duration: Some(TRANSFER_MAX_DURATION_S),
         });
         self.ends_call = true;
     }

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AssistantId, Timestamp};
-use super::{Gender, Language};
+use super::{AssistantId, E164, Gender, Language, Timestamp};
 
 /// Per-assistant settings that shape how its turns are rendered and read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +24,9 @@ pub struct AssistantSettings {
     /// Save each call's conversation to Voiceflow transcripts.
     #[serde(default)]
     pub save_transcripts: bool,
+    /// The only numbers a `transfer` may dial; none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfer_targets: Vec<E164>,
 }
 
 impl Default for AssistantSettings {
@@ -36,6 +38,7 @@ impl Default for AssistantSettings {
             accept_actions: vec!["accept".into()],
             reject_actions: vec!["reject".into()],
             save_transcripts: false,
+            transfer_targets: Vec::new(),
         }
     }
 }

@@ -18,6 +18,11 @@ pub struct Event {
     /// Attempt number (1-based, per contact), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// Who did it, on the events an API caller causes (creation, cancellation):
+    /// the fingerprint of their API key (`key-1a2b3c4d`, never the token), or
+    /// `open` in the open sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// What happened. Serialized as `"kind": "<snake_case>"` plus the variant's fields.
@@ -91,6 +96,7 @@ impl Event {
             kind,
             contact: None,
             attempt: None,
+            by: None,
         }
     }
 
@@ -100,6 +106,7 @@ impl Event {
             kind,
             contact: Some(contact),
             attempt: Some(attempt),
+            by: None,
         }
     }
 

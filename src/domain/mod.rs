@@ -29,7 +29,7 @@ pub use conversation::{
 pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};
 pub use language::{Gender, Language};
-pub use phone::E164;
+pub use phone::{Destinations, E164};
 pub use policy::{Policy, PolicyInput};
 pub use time::Timestamp;
 

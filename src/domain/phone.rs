@@ -25,6 +25,12 @@ pub enum PhoneError {
     BadCharacter(char),
     #[error("a premium-rate number; the gateway never calls one")]
     PremiumRate,
+    #[error("a shared-cost number; the gateway never calls one")]
+    SharedCost,
+    #[error("a personal number (forwarded at the caller's cost); the gateway never calls one")]
+    PersonalNumber,
+    #[error("a universal access number (UAN); the gateway never calls one")]
+    Uan,
     #[error("an international network or satellite number (+{0}); the gateway never calls one")]
     GlobalNetwork(u16),
 }
@@ -90,12 +96,96 @@ impl FromStr for E164 {
         if GLOBAL_NETWORK_CODES.contains(&code) {
             return Err(PhoneError::GlobalNetwork(code));
         }
-        if parsed.number_type(&phonenumber::metadata::DATABASE) == phonenumber::Type::PremiumRate {
-            return Err(PhoneError::PremiumRate);
+        // The number types whose cost falls on (or is shared by) the caller, and
+        // that revenue-share fraud uses: none of them reaches an employee.
+        match parsed.number_type(&phonenumber::metadata::DATABASE) {
+            phonenumber::Type::PremiumRate => return Err(PhoneError::PremiumRate),
+            phonenumber::Type::SharedCost => return Err(PhoneError::SharedCost),
+            phonenumber::Type::PersonalNumber => return Err(PhoneError::PersonalNumber),
+            phonenumber::Type::Uan => return Err(PhoneError::Uan),
+            _ => {}
         }
         Ok(E164(
             parsed.format().mode(phonenumber::Mode::E164).to_string(),
         ))
+    }
+}
+
+/// Where calls may go (`ALLOWED_DESTINATIONS`): E.164 prefixes (`+3069`) and
+/// ISO 3166 country codes (`GR`), or anywhere (`*`). A number is allowed when it
+/// starts with one of the prefixes or libphonenumber places it in one of the
+/// countries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Destinations {
+    anywhere: bool,
+    prefixes: Vec<String>,
+    countries: Vec<phonenumber::country::Id>,
+}
+
+impl Destinations {
+    /// No restriction (the sandbox without `ALLOWED_DESTINATIONS`).
+    pub const fn anywhere() -> Self {
+        Self {
+            anywhere: true,
+            prefixes: Vec::new(),
+            countries: Vec::new(),
+        }
+    }
+
+    /// Parses a comma-separated list; every entry that is neither a prefix nor a
+    /// known country code is reported.
+    pub fn parse(raw: &str) -> Result<Self, Vec<String>> {
+        let mut out = Self::default();
+        let mut bad = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                out.anywhere = true;
+            } else if let Some(digits) = entry.strip_prefix('+') {
+                if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    out.prefixes.push(entry.to_owned());
+                } else {
+                    bad.push(format!("{entry:?} is not a + followed by 1 to 15 digits"));
+                }
+            } else {
+                match entry
+                    .to_ascii_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                {
+                    Ok(id) if entry.len() == 2 => out.countries.push(id),
+                    _ => bad.push(format!(
+                        "{entry:?} is neither an E.164 prefix (+30) nor an ISO country code (GR)"
+                    )),
+                }
+            }
+        }
+        if bad.is_empty() && !out.anywhere && out.prefixes.is_empty() && out.countries.is_empty() {
+            bad.push("no destination given (use * to allow any)".into());
+        }
+        if bad.is_empty() { Ok(out) } else { Err(bad) }
+    }
+
+    /// Adds a prefix (the simulator's test range in the sandbox).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefixes.push(prefix.to_owned());
+        self
+    }
+
+    pub fn allows(&self, number: &E164) -> bool {
+        if self.anywhere
+            || self
+                .prefixes
+                .iter()
+                .any(|p| number.0.starts_with(p.as_str()))
+        {
+            return true;
+        }
+        if self.countries.is_empty() {
+            return false;
+        }
+        phonenumber::parse(None, &number.0)
+            .ok()
+            .and_then(|n| n.country().id())
+            .is_some_and(|id| self.countries.contains(&id))
     }
 }
 
@@ -189,6 +279,38 @@ mod tests {
             "+30.690.000.0001".parse::<E164>().unwrap().as_str(),
             "+306900000001"
         );
+    }
+
+    #[test]
+    fn shared_cost_personal_and_uan_numbers_are_refused() {
+        // libphonenumber's own example numbers of each type.
+        for (n, e) in [
+            ("+34901123456", PhoneError::SharedCost),
+            ("+33884012345", PhoneError::SharedCost),
+            ("+447012345678", PhoneError::PersonalNumber),
+            ("+445512345678", PhoneError::Uan),
+            ("+9221111825888", PhoneError::Uan),
+        ] {
+            assert_eq!(n.parse::<E164>(), Err(e), "{n}");
+        }
+    }
+
+    #[test]
+    fn destinations_allow_their_prefixes_and_countries_only() {
+        let d = Destinations::parse("+3069, de").unwrap();
+        let n = |s: &str| s.parse::<E164>().unwrap();
+        assert!(d.allows(&n("+306900000001")));
+        assert!(d.allows(&n("+4915112345678")));
+        assert!(
+            !d.allows(&n("+302101234567")),
+            "Greek landline outside +3069"
+        );
+        assert!(!d.allows(&n("+447911123456")));
+        assert!(Destinations::anywhere().allows(&n("+447911123456")));
+        assert!(Destinations::parse("").is_err());
+        assert!(Destinations::parse("+30x").is_err());
+        assert!(Destinations::parse("XX").is_err());
+        assert!(Destinations::parse("GRC").is_err());
     }
 
     #[test]

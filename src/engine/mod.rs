@@ -70,6 +70,8 @@ pub struct EngineSettings {
     pub allow_private_urls: bool,
     /// Identifies this replica in locks.
     pub replica_id: String,
+    /// `MAX_CALLS_PER_DAY`: no call is placed past it on a UTC day.
+    pub max_calls_per_day: Option<u64>,
 }
 
 /// One event of one callout, as broadcast to live observers (the demo).
@@ -359,8 +361,19 @@ impl Engine {
         &self,
         input: NewCallout,
     ) -> Result<(Callout, Vec<Event>), EngineError> {
+        self.create_callout_by(input, None).await
+    }
+
+    /// [`Self::create_callout`] for an API caller: `by` (its key's fingerprint)
+    /// goes on the `callout_created` event.
+    pub async fn create_callout_by(
+        &self,
+        input: NewCallout,
+        by: Option<&str>,
+    ) -> Result<(Callout, Vec<Event>), EngineError> {
         let now = Timestamp::now();
-        let (callout, events) = Callout::create(CalloutId::new(), input, now);
+        let (callout, mut events) = Callout::create(CalloutId::new(), input, now);
+        mark_by(&mut events, by, |k| matches!(k, EventKind::CalloutCreated));
         self.store.insert(&callout, &events).await?;
         self.after_commit(
             &callout,
@@ -398,10 +411,20 @@ impl Engine {
 
     /// Cancels: no further calls; a live call is hung up.
     pub async fn cancel(&self, id: CalloutId) -> Result<Callout, EngineError> {
+        self.cancel_by(id, None).await
+    }
+
+    /// [`Self::cancel`] for an API caller: `by` goes on the `callout_cancelled` event.
+    pub async fn cancel_by(&self, id: CalloutId, by: Option<&str>) -> Result<Callout, EngineError> {
         let timing = self.settings.timing;
         match self
             .update(id, |c, now| match c.cancel(now, &timing) {
-                Ok(ch) => (ch, Ok(())),
+                Ok(mut ch) => {
+                    mark_by(&mut ch.events, by, |k| {
+                        matches!(k, EventKind::CalloutCancelled)
+                    });
+                    (ch, Ok(()))
+                }
                 Err(e) => (Consequences::default(), Err(e)),
             })
             .await?
@@ -449,6 +472,13 @@ impl Engine {
         })
         .await?;
         Ok(())
+    }
+}
+
+/// Puts the API caller `by` on the events of `events` that it caused.
+fn mark_by(events: &mut [Event], by: Option<&str>, caused: impl Fn(&EventKind) -> bool) {
+    for e in events.iter_mut().filter(|e| caused(&e.kind)) {
+        e.by = by.map(str::to_owned);
     }
 }
 

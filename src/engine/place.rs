@@ -24,7 +24,7 @@ use super::{Applied, Engine, EngineError};
 use crate::dialplan::render;
 use crate::dialplan::template::Vars;
 use crate::domain::{
-    Attempt, CallId, Callout, CalloutId, Conversation, Decision, PlaceFailure, Script,
+    Attempt, CallId, Callout, CalloutId, Conversation, Decision, PlaceFailure, Script, Timestamp,
 };
 use crate::routee::client::RouteeError;
 use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan};
@@ -102,6 +102,10 @@ impl Engine {
             }
             tokio::time::sleep(wait).await;
         }
+        if let Some(failure) = self.over_daily_cap().await? {
+            metrics::counter!(m::CALLS_PLACED, "result" => "daily_cap").increment(1);
+            return self.report_failure(id, call_id, failure).await;
+        }
         let contact = &callout.contacts[attempt.contact];
         tracing::info!(
             to = %contact.phone.masked(),
@@ -166,6 +170,27 @@ impl Engine {
                 self.report_failure(id, call_id, failure).await
             }
         }
+    }
+
+    /// Counts this call against `MAX_CALLS_PER_DAY` (all replicas, per UTC
+    /// day); past the cap it is not placed. Toll fraud runs up a bill in calls:
+    /// a leaked key or an edited flow stops here, and the operator is alerted as
+    /// the count nears the cap (`ivr_calls_today`).
+    async fn over_daily_cap(&self) -> Result<Option<PlaceFailure>, EngineError> {
+        let Some(cap) = self.settings.max_calls_per_day else {
+            return Ok(None);
+        };
+        let day = Timestamp::now().millis().div_euclid(86_400_000);
+        let n = self.store.count_call_today(day).await?;
+        metrics::gauge!(m::CALLS_TODAY).set(n as f64);
+        metrics::gauge!(m::CALLS_PER_DAY_CAP).set(cap as f64);
+        if n <= cap {
+            return Ok(None);
+        }
+        tracing::error!(cap, "MAX_CALLS_PER_DAY reached: the call is not placed");
+        Ok(Some(PlaceFailure::Permanent {
+            reason: format!("the daily call cap (MAX_CALLS_PER_DAY={cap}) is reached"),
+        }))
     }
 
     async fn report_failure(

@@ -120,6 +120,11 @@ pub struct EventSchema {
     pub contact: Option<usize>,
     #[schema(nullable = false, minimum = 1)]
     pub attempt: Option<u32>,
+    /// On `callout_created` and `callout_cancelled`: the API key that did it, as
+    /// its fingerprint (`key-` and the first 8 hex digits of the SHA-256 of the
+    /// token), or `open` in the open sandbox.
+    #[schema(nullable = false, example = "key-1a2b3c4d")]
+    pub by: Option<String>,
 }
 
 /// The policy the callout runs with: every field, each within [`BOUNDS`].

@@ -22,7 +22,7 @@ use super::openapi::nullable;
 use crate::assistants::{AssistantUpdate, Registration, SettingsChange, is_version_id};
 use crate::config::Secret;
 use crate::dialplan::language::{gender_for_voice, routee_language};
-use crate::domain::{AssistantId, FieldError};
+use crate::domain::{AssistantId, E164, FieldError};
 use crate::engine::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 
 /// Longest assistant name.
@@ -38,7 +38,7 @@ pub const MAX_TEXT_CHARS: usize = 1000;
 /// Most digits in one `digits` input (a PIN, an account number).
 pub const MAX_DIGITS: usize = 32;
 
-const ASSISTANT_FIELDS: [&str; 10] = [
+const ASSISTANT_FIELDS: [&str; 11] = [
     "name",
     "api_key",
     "version",
@@ -49,7 +49,11 @@ const ASSISTANT_FIELDS: [&str; 10] = [
     "accept_actions",
     "reject_actions",
     "save_transcripts",
+    "transfer_targets",
 ];
+
+/// At most this many transfer targets per assistant.
+pub const MAX_TRANSFER_TARGETS: usize = 20;
 
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -252,6 +256,40 @@ fn actions(v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<Vec<S
     (errors.len() == before).then_some(names)
 }
 
+/// `transfer_targets`: E.164 numbers (premium rate and the like refused), each
+/// named by its index when wrong; `[]` allows no transfer.
+fn transfer_targets(v: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<E164>> {
+    let Value::Array(items) = v else {
+        errors.push(FieldError::new(
+            "transfer_targets",
+            format!("must be an array of E.164 numbers, not {}", kind(v)),
+        ));
+        return None;
+    };
+    if items.len() > MAX_TRANSFER_TARGETS {
+        errors.push(FieldError::new(
+            "transfer_targets",
+            format!("at most {MAX_TRANSFER_TARGETS} numbers"),
+        ));
+        return None;
+    }
+    let before = errors.len();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("transfer_targets[{i}]");
+        match item.as_str().map(str::parse::<E164>) {
+            Some(Ok(n)) if !out.contains(&n) => out.push(n),
+            Some(Ok(_)) => errors.push(FieldError::new(field, "listed twice")),
+            Some(Err(e)) => errors.push(FieldError::new(field, e.to_string())),
+            None => errors.push(FieldError::new(
+                field,
+                format!("must be a string, not {}", kind(item)),
+            )),
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
 /// The settings fields of a body. In an update, `"voice": null` clears the voice.
 fn settings(
     obj: &Map<String, Value>,
@@ -293,6 +331,9 @@ fn settings(
     }
     if let Some(v) = given(obj, "reject_actions") {
         s.reject_actions = actions(v, "reject_actions", errors);
+    }
+    if let Some(v) = given(obj, "transfer_targets") {
+        s.transfer_targets = transfer_targets(v, errors);
     }
     if let Some(v) = given(obj, "save_transcripts") {
         match v {
@@ -580,6 +621,10 @@ pub struct NewAssistantBody {
     /// Save every call's conversation to Voiceflow; needs the project and
     /// version ids.
     pub save_transcripts: Option<bool>,
+    /// The only numbers a `transfer` custom action may dial (E.164, inside
+    /// ALLOWED_DESTINATIONS); none by default, so no transfer.
+    #[schema(max_items = 20, example = json!(["+306900000009"]))]
+    pub transfer_targets: Option<Vec<String>>,
 }
 
 // `PATCH /v1/assistants/{id}`, for the OpenAPI document: what [`update`]
@@ -626,6 +671,10 @@ pub struct AssistantChangeBody {
     /// Save every call's conversation to Voiceflow; needs the project and
     /// version ids.
     pub save_transcripts: Option<bool>,
+    /// The only numbers a `transfer` custom action may dial (E.164, inside
+    /// ALLOWED_DESTINATIONS); none by default, so no transfer.
+    #[schema(max_items = 20, example = json!(["+306900000009"]))]
+    pub transfer_targets: Option<Vec<String>>,
 }
 
 // `POST .../launch`, for the OpenAPI document: what [`launch`] accepts. The

@@ -98,6 +98,8 @@ pub struct SettingsView {
     pub accept_actions: Vec<String>,
     pub reject_actions: Vec<String>,
     pub save_transcripts: bool,
+    /// The numbers a transfer may dial (empty: none).
+    pub transfer_targets: Vec<String>,
 }
 
 /// One of the languages Routee speaks, by its code.
@@ -138,6 +140,7 @@ impl AssistantView {
                 accept_actions: s.accept_actions.clone(),
                 reject_actions: s.reject_actions.clone(),
                 save_transcripts: s.save_transcripts,
+                transfer_targets: s.transfer_targets.iter().map(ToString::to_string).collect(),
             },
             warnings,
         }
@@ -145,6 +148,31 @@ impl AssistantView {
 
     fn registered(r: Registered) -> Self {
         Self::of(&r.assistant, r.warnings)
+    }
+}
+
+/// Transfer targets must lie inside `ALLOWED_DESTINATIONS` like any callee.
+fn check_transfer_targets(
+    state: &AppState,
+    settings: &crate::assistants::SettingsChange,
+) -> Result<(), ApiError> {
+    let errors: Vec<crate::domain::FieldError> = settings
+        .transfer_targets
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, n)| !state.config.allowed_destinations.allows(n))
+        .map(|(i, _)| {
+            crate::domain::FieldError::new(
+                format!("transfer_targets[{i}]"),
+                "outside the destinations this gateway may call (ALLOWED_DESTINATIONS)",
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(errors))
     }
 }
 
@@ -262,17 +290,19 @@ fn tools(state: &AppState) -> Tools<'_> {
     ),
 )]
 async fn register(
-    _caller: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, HeaderMap, Json<AssistantView>), ApiError> {
     let new = input::registration(&json_body(&state, body)?).map_err(ApiError::invalid)?;
+    check_transfer_targets(&state, &new.settings)?;
     let registered = state
         .engine
         .assistants
         .register(&state.engine.voiceflow, new)
         .await
         .map_err(registry_error)?;
+    tracing::info!(assistant_id = %registered.assistant.id, api_key = %caller.key, "assistant registered");
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/assistants/{}", registered.assistant.id)) {
         headers.insert(header::LOCATION, v);
@@ -364,19 +394,21 @@ async fn show(
     ),
 )]
 async fn update(
-    _caller: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AssistantView>, ApiError> {
     let id = find(&state, &assistant_key(path)?).await?.id;
     let change = input::update(&json_body(&state, body)?).map_err(ApiError::invalid)?;
+    check_transfer_targets(&state, &change.settings)?;
     let updated = state
         .engine
         .assistants
         .update(&state.engine.voiceflow, id, change)
         .await
         .map_err(registry_error)?;
+    tracing::info!(assistant_id = %id, api_key = %caller.key, "assistant changed");
     Ok(Json(AssistantView::registered(updated)))
 }
 
@@ -399,7 +431,7 @@ async fn update(
     ),
 )]
 async fn delete(
-    _caller: Admin,
+    Admin(caller): Admin,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -410,6 +442,7 @@ async fn delete(
         .delete(id)
         .await
         .map_err(registry_error)?;
+    tracing::info!(assistant_id = %id, api_key = %caller.key, "assistant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

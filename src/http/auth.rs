@@ -43,8 +43,18 @@ impl KeyRing {
         }
     }
 
+    /// True in the open sandbox: no keys, everyone is admin (see `http::guard`).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// The role of a presented token, if any. Checks every key every time.
     pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.check(token).map(|c| c.role)
+    }
+
+    /// The caller a presented token authenticates, if any. Checks every key every time.
+    fn check(&self, token: &str) -> Option<Caller> {
         let presented = hash(token);
         let mut found: Option<Role> = None;
         for (h, role) in &self.keys {
@@ -52,17 +62,61 @@ impl KeyRing {
                 found = Some(found.map_or(*role, |f| f.max(*role)));
             }
         }
-        found
+        found.map(|role| Caller {
+            role,
+            key: KeyFingerprint::of_hash(&presented),
+        })
     }
 }
 
-/// The caller's role, authenticated. Use [`Dispatcher`] or [`Admin`] in handlers.
+/// Which API key made a request, for the audit trail and the idempotency
+/// scope: `key-` and the first 8 hex digits of the SHA-256 of its token (what
+/// `ivr-gateway`'s operators can compute with `printf %s "$TOKEN" | sha256sum`),
+/// never the token. `open` in the open sandbox, where no key is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFingerprint([u8; 12]);
+
+impl KeyFingerprint {
+    /// The fingerprint of the open sandbox's anonymous caller.
+    pub const OPEN: Self = Self(*b"open\0\0\0\0\0\0\0\0");
+
+    fn of_hash(h: &[u8; 32]) -> Self {
+        let mut out = *b"key-00000000";
+        out[4..].copy_from_slice(hex::encode(&h[..4]).as_bytes());
+        Self(out)
+    }
+
+    /// The fingerprint of a token (as the key would be shown).
+    pub fn of_token(token: &str) -> Self {
+        Self::of_hash(&hash(token))
+    }
+
+    pub fn as_str(&self) -> &str {
+        let end = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
+        std::str::from_utf8(&self.0[..end]).unwrap_or("key-?")
+    }
+}
+
+impl std::fmt::Display for KeyFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The caller, authenticated: its role and which key it used. Use
+/// [`Dispatcher`] or [`Admin`] in handlers.
 #[derive(Debug, Clone, Copy)]
-pub struct Caller(pub Role);
+pub struct Caller {
+    pub role: Role,
+    pub key: KeyFingerprint,
+}
 
 fn authenticate(parts: &Parts, keys: &KeyRing, needed: Role) -> Result<Caller, ApiError> {
     if keys.open {
-        return Ok(Caller(Role::Admin));
+        return Ok(Caller {
+            role: Role::Admin,
+            key: KeyFingerprint::OPEN,
+        });
     }
     let header = parts
         .headers
@@ -76,13 +130,13 @@ fn authenticate(parts: &Parts, keys: &KeyRing, needed: Role) -> Result<Caller, A
             "an API key is required: Authorization: Bearer <token>",
         ));
     };
-    match keys.role_of(token.trim()) {
+    match keys.check(token.trim()) {
         None => Err(ApiError::unauthorized("the API key is not valid")),
-        Some(role) if role < needed => Err(ApiError::forbidden(format!(
+        Some(caller) if caller.role < needed => Err(ApiError::forbidden(format!(
             "this needs the {} role",
             needed.as_str()
         ))),
-        Some(role) => Ok(Caller(role)),
+        Some(caller) => Ok(caller),
     }
 }
 

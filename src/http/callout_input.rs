@@ -16,7 +16,7 @@ use super::error::MAX_DETAILS;
 use super::openapi::nullable;
 use crate::dialplan::language::routee_language;
 use crate::dialplan::template::Templates;
-use crate::domain::{Contact, E164, FieldError, Policy, PolicyInput};
+use crate::domain::{Contact, Destinations, E164, FieldError, Policy, PolicyInput};
 use crate::engine::view::{policy_schema, scalar_schema};
 
 /// Longest callout or contact name.
@@ -31,6 +31,8 @@ pub struct InputRules<'a> {
     pub max_contacts: usize,
     pub allow_private_urls: bool,
     pub default_policy: Policy,
+    /// `ALLOWED_DESTINATIONS`.
+    pub destinations: &'a Destinations,
 }
 
 /// Where the conversation comes from, before the assistant is looked up.
@@ -233,7 +235,7 @@ pub fn parse(
             None
         }
     };
-    let contacts = contacts.map(|rows| check_contacts(rows, rules.max_contacts, &mut errors));
+    let contacts = contacts.map(|rows| check_contacts(rows, rules, &mut errors));
 
     let policy = match obj.get("policy") {
         None | Some(Value::Null) => Some(rules.default_policy),
@@ -460,7 +462,12 @@ fn too_many_contacts(count: usize, max: usize) -> FieldError {
     )
 }
 
-fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError>) -> Vec<Contact> {
+fn check_contacts(
+    rows: Vec<RawContact>,
+    rules: &InputRules<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Contact> {
+    let max = rules.max_contacts;
     if rows.is_empty() {
         errors.push(FieldError::new(
             "contacts",
@@ -494,6 +501,13 @@ fn check_contacts(rows: Vec<RawContact>, max: usize, errors: &mut Vec<FieldError
                 None
             }
             Some(p) => match p.parse::<E164>() {
+                Ok(n) if !rules.destinations.allows(&n) => {
+                    errors.push(FieldError::new(
+                        at("phone"),
+                        format!("{line}outside the destinations this gateway may call (ALLOWED_DESTINATIONS)"),
+                    ));
+                    None
+                }
                 Ok(n) => {
                     if let Some(first) = seen.get(&n) {
                         errors.push(FieldError::new(
@@ -631,8 +645,10 @@ pub struct NewCalloutBody {
     pub contacts: Vec<NewContactBody>,
     #[schema(schema_with = policy_input_schema)]
     pub policy: Option<PolicyInput>,
-    /// http(s); POSTed the final state, signed (X-Ivr-Signature). Internal
-    /// addresses are refused unless ALLOW_PRIVATE_URLS.
+    /// http(s); POSTed the final state, signed: X-Ivr-Signature `t=<unix>,v1=<hex>`,
+    /// the hex HMAC-SHA256 keyed by NOTIFY_SECRET over `<unix>.<body>`; receivers
+    /// refuse a t more than 300 s from their clock. Internal addresses are
+    /// refused unless ALLOW_PRIVATE_URLS.
     pub notify_url: Option<String>,
 }
 

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::openapi::schema::Schema;
@@ -12,11 +13,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Dispatcher;
+use super::auth::{Dispatcher, KeyFingerprint};
 use super::callout_input::{
     self, CalloutPath, CalloutUpload, Draft, InputRules, NewCalloutBody, ScriptRef,
 };
 use super::error::{ApiError, ErrorBody, body_rejection};
+use super::idempotency;
 use super::openapi::{BadRequest, Invalid, NotFound, Unavailable};
 use super::state::AppState;
 use crate::domain::{CalloutId, CalloutStatus, FieldError, NewCallout, Script};
@@ -35,6 +37,7 @@ pub(super) fn rules(state: &AppState) -> InputRules<'_> {
         max_contacts: state.config.max_contacts,
         allow_private_urls: state.config.allow_private_urls,
         default_policy: state.config.default_policy,
+        destinations: &state.config.allowed_destinations,
     }
 }
 
@@ -64,6 +67,15 @@ pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<Call
     tag = "callouts",
     operation_id = "createCallout",
     extensions(("x-required-role" = json!("dispatcher"))),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes retries safe: up to 255 visible ASCII characters, unique per callout \
+            you mean to create. The first request with a key creates the callout; a retry with the \
+            same key and the same body (content type and bytes) creates nothing and gets the first \
+            answer again (201, header `Idempotent-Replayed: true`) for IDEMPOTENCY_TTL_H hours. The \
+            same key with a different body is a 422 (`idempotency_key_reused`); a retry while the \
+            first request still runs is a 409 (`idempotency_key_in_use`). Keys are per API key."),
+    ),
     request_body(content(
         (NewCalloutBody = "application/json", example = json!({
             "name": "Ticket 4711",
@@ -83,12 +95,16 @@ pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<Call
     responses(
         (status = 201, description = "Created; calling starts. The callout as GET returns it.",
             body = CalloutView,
-            headers(("Location" = String)),
+            headers(
+                ("Location" = String),
+                ("Idempotent-Replayed" = String, description = "`true` on the replayed answer to a retry with the same Idempotency-Key."),
+            ),
             links(
                 ("GetCallout" = (operation_id = "getCallout", parameters(("id" = "$response.body#/id")))),
                 ("CancelCallout" = (operation_id = "cancelCallout", parameters(("id" = "$response.body#/id")))),
             )),
         (status = 400, response = BadRequest),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`): retry in a moment.", body = ErrorBody),
         (status = 413, description = "The body is larger than MAX_BODY_BYTES.", body = ErrorBody),
         (status = 415, description = "Neither application/json nor multipart/form-data.", body = ErrorBody),
         (status = 422, response = Invalid),
@@ -96,24 +112,59 @@ pub(super) fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<Call
     ),
 )]
 async fn create(
-    _caller: Dispatcher,
+    Dispatcher(caller): Dispatcher,
     State(state): State<AppState>,
     request: Request,
-) -> Result<(StatusCode, HeaderMap, Json<CalloutView>), ApiError> {
-    let draft = read_draft(&state, request).await?;
-    check_notify_target(&state, &draft).await?;
-    let input = resolve_script(&state, draft).await?;
-    let (callout, events) = state.engine.create_callout(input).await?;
-    tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), "callout created");
+) -> Result<Response, ApiError> {
+    let Some(key) = idempotency::key_of(request.headers())? else {
+        let view = create_callout(&state, caller.key, request).await?;
+        return Ok(created(json!(view), false));
+    };
+    let (claim, request) = match idempotency::begin(&state, caller.key, &key, request).await? {
+        idempotency::Begin::Replay(answer) => return Ok(created(answer, true)),
+        idempotency::Begin::Run(claim, request) => (claim, *request),
+    };
+    match create_callout(&state, caller.key, request).await {
+        Ok(view) => {
+            let answer = json!(view);
+            idempotency::finish(&state, claim, answer.clone()).await;
+            Ok(created(answer, false))
+        }
+        Err(e) => {
+            idempotency::abandon(&state, claim).await;
+            Err(e)
+        }
+    }
+}
+
+async fn create_callout(
+    state: &AppState,
+    by: KeyFingerprint,
+    request: Request,
+) -> Result<CalloutView, ApiError> {
+    let draft = read_draft(state, request).await?;
+    check_notify_target(state, &draft).await?;
+    let input = resolve_script(state, draft).await?;
+    let (callout, events) = state
+        .engine
+        .create_callout_by(input, Some(by.as_str()))
+        .await?;
+    tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), api_key = %by, "callout created");
+    Ok(CalloutView::build(&callout, Some(&events)))
+}
+
+/// The 201 of a creation (`answer` is the callout as created), or its replay.
+fn created(answer: Value, replayed: bool) -> Response {
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/callouts/{}", callout.id)) {
+    if let Some(id) = answer["id"].as_str()
+        && let Ok(v) = HeaderValue::from_str(&format!("/v1/callouts/{id}"))
+    {
         headers.insert(header::LOCATION, v);
     }
-    Ok((
-        StatusCode::CREATED,
-        headers,
-        Json(CalloutView::build(&callout, Some(&events))),
-    ))
+    if replayed {
+        headers.insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
+    }
+    (StatusCode::CREATED, headers, Json(answer)).into_response()
 }
 
 /// A callout request (JSON, or a CSV upload) checked as far as it can be
@@ -392,13 +443,16 @@ async fn list(
     ),
 )]
 async fn cancel(
-    _caller: Dispatcher,
+    Dispatcher(caller): Dispatcher,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CalloutView>, ApiError> {
     let id = parse_id(id)?;
-    let callout = state.engine.cancel(id).await?;
-    tracing::info!(callout_id = %id, "callout cancelled");
+    let callout = state
+        .engine
+        .cancel_by(id, Some(caller.key.as_str()))
+        .await?;
+    tracing::info!(callout_id = %id, api_key = %caller.key, "callout cancelled");
     let events = state.engine.store.events(id).await?;
     Ok(Json(CalloutView::build(&callout, Some(&events))))
 }

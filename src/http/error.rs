@@ -158,6 +158,11 @@ impl From<StoreError> for ApiError {
         if e.is_unavailable() {
             tracing::warn!(error = %e, "store unavailable");
             ApiError::unavailable("the store is unavailable; retry shortly")
+        } else if let StoreError::AssistantGone(_) = e {
+            ApiError::invalid(vec![crate::domain::FieldError::new(
+                "assistant",
+                "the assistant was deleted while the callout was being created",
+            )])
         } else {
             ApiError::internal(&e)
         }

@@ -143,7 +143,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     security(()),
     responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain")),
 )]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

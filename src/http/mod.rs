@@ -14,9 +14,12 @@ mod compose;
 pub mod console;
 pub mod error;
 pub mod events;
+mod guard;
 mod health;
+pub mod idempotency;
 pub mod openapi;
 mod sandbox;
+pub mod serve;
 pub mod state;
 pub mod webhooks;
 
@@ -57,6 +60,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            serve::request_timeout,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(
             // Spans carry the route template, never the raw URI: webhook query
@@ -78,6 +86,21 @@ pub fn router(state: AppState) -> Router {
                 "internal error",
             ))
         }))
+        .with_state(state)
+}
+
+/// What `METRICS_ADDR` serves: `GET /metrics` and nothing else, so a listener
+/// opened for a scraper (often on a wider interface than `LISTEN_ADDR`) never
+/// exposes the API, and its loopback exemption never applies there.
+pub fn metrics_router(state: AppState) -> Router {
+    // The same documented registration as on the main listener.
+    let (metrics, _) = OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(health::metrics))
+        .split_for_parts();
+    metrics
+        .fallback(|| async {
+            error::ApiError::not_found("this listener (METRICS_ADDR) serves GET /metrics only")
+        })
         .with_state(state)
 }
 

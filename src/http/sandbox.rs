@@ -55,7 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "Who you are here.", body = Object)),
 )]
 async fn me(caller: Dispatcher, State(state): State<AppState>) -> Json<Value> {
-    let Dispatcher(super::auth::Caller(role)) = caller;
+    let Dispatcher(super::auth::Caller { role, .. }) = caller;
     Json(json!({
         "role": role.as_str(),
         "mode": if state.config.is_sandbox() { "sandbox" } else { "live" },
@@ -155,7 +155,7 @@ async fn put_callees(
     ),
 )]
 async fn seed(
-    _caller: Dispatcher,
+    Dispatcher(caller): Dispatcher,
     State(state): State<AppState>,
 ) -> Result<(StatusCode, HeaderMap, Json<CalloutView>), ApiError> {
     let sim = simulator(&state)?;
@@ -163,8 +163,11 @@ async fn seed(
     let draft = callout_input::parse(&body, None, &rules(&state)).map_err(ApiError::invalid)?;
     let input = resolve_script(&state, draft).await?;
     crate::demo::script_seed_callees(sim);
-    let (callout, events) = state.engine.create_callout(input).await?;
-    tracing::info!(callout_id = %callout.id, "seed scenario started");
+    let (callout, events) = state
+        .engine
+        .create_callout_by(input, Some(caller.key.as_str()))
+        .await?;
+    tracing::info!(callout_id = %callout.id, api_key = %caller.key, "seed scenario started");
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/callouts/{}", callout.id)) {
         headers.insert(header::LOCATION, v);

@@ -707,7 +707,7 @@ fn one_line(raw: &str, secrets: &[&str]) -> String {
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         text = text.replace(secret, "[redacted]");
     }
-    crate::net::one_line(&text, MAX_MESSAGE_CHARS)
+    crate::net::log_safe(&text, MAX_MESSAGE_CHARS)
 }
 
 fn check_base_url(what: &'static str, url: &Url) -> Result<(), RouteeError> {

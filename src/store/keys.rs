@@ -14,11 +14,13 @@
 //! | `P:{sNN}:live` | zset id → live call deadline (ms) | none | `commit.lua` | reconciliation job, active-calls gauge |
 //! | `P:{sNN}:all` | zset id → created (ms) | trimmed by the retention job | `commit.lua` | list API |
 //! | `P:{sNN}:st:<status>` | zset id → created (ms), one per callout status | trimmed by the retention job | `commit.lua` | list API with `status`, active-callouts gauge |
-//! | `P:{sNN}:asst-use` | hash assistant id → calling callouts using it | none | `commit.lua` | assistant deletion |
 //! | `P:{assistants}` | hash id → assistant JSON (key encrypted) | none | assistants API | engine, assistants API |
 //! | `P:{assistants}:names` | hash name → id | none | assistants API | name lookups |
+//! | `P:{assistants}:using:<assistant id>` | set of the ids of callouts calling with it | none (members leave as their callout ends) | `use_assistant.lua` (creation), the store's commit (end), deletion (repair) | `delete_assistant.lua` |
 //! | `P:tool:<assistant id>:<session>` | string: JSON of a conversation-tools session (turn, last menu, no-reply expectation) | 24 h after its last turn | conversation tools | conversation tools (`digits` on any replica) |
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
+//! | `P:idem:<digest>` | string: JSON of an idempotent `POST /v1/callouts` (its body's digest, then its answer) | `IDEMPOTENCY_TTL_H` (a minute while the request runs) | `idempotency.lua`, the callouts API | the callouts API |
+//! | `P:calls:day:<n>` | string: calls placed on UTC day `n` (days since 1970) | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY`) |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
 //!
 //! `P` is `REDIS_PREFIX` (default `ivr`; it may not contain `{` or `}`).
@@ -106,8 +108,10 @@ impl Keys {
         format!("{}:st:{}", self.tag(shard), status.as_str())
     }
 
-    pub fn assistant_use(&self, shard: u16) -> String {
-        format!("{}:asst-use", self.tag(shard))
+    /// The callouts calling with an assistant: in the assistants' slot, so
+    /// that deleting it and checking it is unused are one script.
+    pub fn assistant_users(&self, id: AssistantId) -> String {
+        format!("{}:{{assistants}}:using:{id}", self.prefix)
     }
 
     pub fn assistants(&self) -> String {
@@ -128,6 +132,18 @@ impl Keys {
         format!("{}:lock:{job}", self.prefix)
     }
 
+    /// An `Idempotency-Key` record. `digest` is the hex SHA-256 of the API key's
+    /// fingerprint and the client's key (computed at the edge), so no client
+    /// text reaches a key name.
+    pub fn idempotency(&self, digest: &str) -> String {
+        format!("{}:idem:{digest}", self.prefix)
+    }
+
+    /// The calls placed on UTC day `day` (days since the Unix epoch).
+    pub fn calls_on_day(&self, day: i64) -> String {
+        format!("{}:calls:day:{day}", self.prefix)
+    }
+
     pub fn call_rate(&self) -> String {
         format!("{}:rate:calls", self.prefix)
     }
@@ -145,7 +161,6 @@ impl Keys {
             self.all(shard),
         ];
         keys.extend(CalloutStatus::ALL.iter().map(|s| self.by_status(shard, *s)));
-        keys.push(self.assistant_use(shard));
         keys
     }
 
@@ -154,9 +169,23 @@ impl Keys {
         vec![self.callout(id), self.timers(shard_of(id))]
     }
 
-    /// `save_assistant.lua`, `replace_assistant.lua`, `delete_assistant.lua`.
+    /// `save_assistant.lua`, `replace_assistant.lua`.
     pub fn assistant_keys(&self) -> Vec<String> {
         vec![self.assistants(), self.assistant_names()]
+    }
+
+    /// `delete_assistant.lua`.
+    pub fn delete_assistant_keys(&self, id: AssistantId) -> Vec<String> {
+        vec![
+            self.assistants(),
+            self.assistant_names(),
+            self.assistant_users(id),
+        ]
+    }
+
+    /// `use_assistant.lua`.
+    pub fn use_assistant_keys(&self, id: AssistantId) -> Vec<String> {
+        vec![self.assistants(), self.assistant_users(id)]
     }
 
     /// Every script with the keys it is called with, for a callout of each shard
@@ -176,13 +205,17 @@ impl Keys {
         }
         calls.push(("lock.lua", vec![self.lock("any-job")]));
         calls.push(("rate.lua", vec![self.call_rate()]));
-        for script in [
-            "save_assistant.lua",
-            "replace_assistant.lua",
-            "delete_assistant.lua",
-        ] {
+        calls.push(("idempotency.lua", vec![self.idempotency("0")]));
+        calls.push(("day_count.lua", vec![self.calls_on_day(0)]));
+        for script in ["save_assistant.lua", "replace_assistant.lua"] {
             calls.push((script, self.assistant_keys()));
         }
+        let assistant = AssistantId::new();
+        calls.push((
+            "delete_assistant.lua",
+            self.delete_assistant_keys(assistant),
+        ));
+        calls.push(("use_assistant.lua", self.use_assistant_keys(assistant)));
         calls
     }
 

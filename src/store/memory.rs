@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    CommitResult, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
+    CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
+    ToolSession, Versioned,
 };
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 
@@ -31,6 +32,10 @@ struct Mem {
     next_call_slot: Timestamp,
     /// Conversation-tools sessions with their expiry.
     tool_sessions: HashMap<(AssistantId, String), (Timestamp, ToolSession)>,
+    /// Calls placed per UTC day.
+    calls_per_day: HashMap<i64, u64>,
+    /// `Idempotency-Key` records with their expiry.
+    idempotency: HashMap<String, (Timestamp, IdempotentRequest)>,
 }
 
 impl Mem {
@@ -94,6 +99,14 @@ impl MemoryStore {
             return Ok(CommitResult::Conflict);
         }
         let index = IndexInfo::of(callout, self.retention);
+        // Under the same lock as `delete_assistant`: a new callout never lands
+        // on an assistant deleted after the API looked it up.
+        if expected == 0
+            && let Some(a) = index.assistant
+            && !m.assistants.contains_key(&a)
+        {
+            return Err(StoreError::AssistantGone(a));
+        }
         let now = Timestamp::now();
         let expires_at = index.expires_in.map(|d| now.plus(d));
         m.set_timer(callout.id, index.next_due);
@@ -370,6 +383,49 @@ impl MemoryStore {
         self.lock()
             .tool_sessions
             .remove(&(assistant, session.to_owned()));
+        Ok(())
+    }
+
+    pub(super) async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+        let mut m = self.lock();
+        m.calls_per_day.retain(|d, _| *d >= day - 1);
+        let n = m.calls_per_day.entry(day).or_default();
+        *n += 1;
+        Ok(*n)
+    }
+
+    pub(super) async fn claim_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        let now = Timestamp::now();
+        let mut m = self.lock();
+        m.idempotency.retain(|_, (expires, _)| *expires > now);
+        if let Some((_, found)) = m.idempotency.get(digest) {
+            return Ok(Some(found.clone()));
+        }
+        m.idempotency
+            .insert(digest.to_owned(), (now.plus(ttl), record.clone()));
+        Ok(None)
+    }
+
+    pub(super) async fn save_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        self.lock()
+            .idempotency
+            .insert(digest.to_owned(), (now.plus(ttl), record.clone()));
+        Ok(())
+    }
+
+    pub(super) async fn forget_idempotency_key(&self, digest: &str) -> Result<(), StoreError> {
+        self.lock().idempotency.remove(digest);
         Ok(())
     }
 

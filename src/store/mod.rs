@@ -63,6 +63,15 @@ pub enum Deleted {
     InUse(u64),
 }
 
+/// A `POST /v1/callouts` made with an `Idempotency-Key`: the digest of its
+/// body, and once answered the answer to replay to its retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotentRequest {
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
 /// What happened to a request to save an assistant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -101,6 +110,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Refused(String),
+    /// A callout was to be created on an assistant that no longer exists.
+    #[error("assistant {0} does not exist (any more)")]
+    AssistantGone(AssistantId),
 }
 
 impl StoreError {
@@ -192,14 +204,31 @@ impl Store {
     }
 
     /// Stores a new callout (version 1) with its first events.
+    ///
+    /// A callout on an assistant first records its use of the assistant, in one
+    /// step with checking that the assistant exists ([`StoreError::AssistantGone`]
+    /// if not); deleting an assistant checks those records in the same step, so a
+    /// creation racing a deletion either blocks it or is refused by it.
     pub async fn insert(&self, callout: &Callout, events: &[Event]) -> Result<u64, StoreError> {
-        match self.commit(callout, 0, events).await? {
-            CommitResult::Done { version } => Ok(version),
-            CommitResult::Conflict => Err(StoreError::Refused(format!(
+        let assistant = IndexInfo::of(callout, Duration::ZERO).assistant;
+        if let (Store::Redis(s), Some(a)) = (self, assistant) {
+            s.use_assistant(a, callout.id).await?;
+        }
+        // The memory store checks the assistant inside its commit (one mutex).
+        let inserted = match self.commit(callout, 0, events).await {
+            Ok(CommitResult::Done { version }) => Ok(version),
+            Ok(CommitResult::Conflict) => Err(StoreError::Refused(format!(
                 "callout {} already exists",
                 callout.id
             ))),
+            Err(e) => Err(e),
+        };
+        if inserted.is_err()
+            && let (Store::Redis(s), Some(a)) = (self, assistant)
+        {
+            s.release_assistant(a, callout.id).await;
         }
+        inserted
     }
 
     pub async fn load(&self, id: CalloutId) -> Result<Option<Versioned<Callout>>, StoreError> {
@@ -237,6 +266,33 @@ impl Store {
         before: Option<CalloutId>,
     ) -> Result<Vec<Callout>, StoreError> {
         dispatch!(self, s => s.list(status, limit, before).await)
+    }
+
+    /// Records every calling callout on an assistant in that assistant's set
+    /// of users (Redis only), for callouts created before the sets existed (an
+    /// upgrade from per-shard counts). Idempotent; a callout that ends
+    /// meanwhile is dropped from the set when a deletion repairs it.
+    pub async fn backfill_assistant_users(&self) -> Result<usize, StoreError> {
+        const PAGE: usize = 500;
+        let Store::Redis(s) = self else {
+            return Ok(0);
+        };
+        let (mut recorded, mut before) = (0, None);
+        loop {
+            let page = self
+                .list(Some(CalloutStatus::Calling), PAGE, before)
+                .await?;
+            for c in &page {
+                if let Script::Assistant { id } = c.script {
+                    s.record_assistant_user(id, c.id).await?;
+                    recorded += 1;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => before = Some(last.id),
+                _ => return Ok(recorded),
+            }
+        }
     }
 
     /// Claims up to `max` callouts whose timer is due at `now`, leasing each for
@@ -338,6 +394,39 @@ impl Store {
     /// Deletes an assistant unless running callouts use it.
     pub async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
         dispatch!(self, s => s.delete_assistant(id).await)
+    }
+
+    /// Counts one more call placed on UTC day `day` (days since the epoch),
+    /// across all replicas; returns the day's count including it.
+    pub async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_call_today(day).await)
+    }
+
+    /// Claims the `Idempotency-Key` record `key` (a digest) for `record` for
+    /// `ttl`, unless one is already stored: then it is returned and nothing
+    /// changes. Atomic: of two requests racing for one key, one claims it.
+    pub async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        dispatch!(self, s => s.claim_idempotency_key(key, record, ttl).await)
+    }
+
+    /// Stores the answered record of an `Idempotency-Key` for `ttl`.
+    pub async fn save_idempotency_key(
+        &self,
+        key: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save_idempotency_key(key, record, ttl).await)
+    }
+
+    /// Drops an `Idempotency-Key` record (its request failed: a retry may run).
+    pub async fn forget_idempotency_key(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.forget_idempotency_key(key).await)
     }
 
     /// The conversation-tools session `session` of an assistant, unless expired.

@@ -40,8 +40,8 @@ use super::conn::Conn;
 use super::keys::{Keys, SHARDS, shard_of};
 use super::target::Target;
 use super::{
-    CommitResult, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
-    needs_replicas,
+    CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
+    ToolSession, Versioned, needs_replicas,
 };
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 use crate::telemetry::metrics as m;
@@ -86,6 +86,9 @@ struct Scripts {
     save_assistant: Lua,
     replace_assistant: Lua,
     delete_assistant: Lua,
+    use_assistant: Lua,
+    day_count: Lua,
+    idempotency: Lua,
 }
 
 impl Scripts {
@@ -99,6 +102,9 @@ impl Scripts {
             save_assistant: Lua::new(include_str!("lua/save_assistant.lua")),
             replace_assistant: Lua::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Lua::new(include_str!("lua/delete_assistant.lua")),
+            use_assistant: Lua::new(include_str!("lua/use_assistant.lua")),
+            day_count: Lua::new(include_str!("lua/day_count.lua")),
+            idempotency: Lua::new(include_str!("lua/idempotency.lua")),
         }
     }
 }
@@ -445,8 +451,28 @@ impl RedisStore {
         expected: u64,
         events: &[Event],
     ) -> Result<CommitResult, StoreError> {
-        let id = callout.id;
         let idx = IndexInfo::of(callout, self.shared.retention);
+        let done = self
+            .commit_document(callout, &idx, expected, events)
+            .await?;
+        // A callout that ended no longer holds its assistant. Idempotent, and a
+        // record missed here (a dropped connection) is repaired by the deletion.
+        if let (CommitResult::Done { .. }, Some(a)) = (done, idx.assistant)
+            && idx.status.is_final()
+        {
+            self.release_assistant(a, callout.id).await;
+        }
+        Ok(done)
+    }
+
+    async fn commit_document(
+        &self,
+        callout: &Callout,
+        idx: &IndexInfo,
+        expected: u64,
+        events: &[Event],
+    ) -> Result<CommitResult, StoreError> {
+        let id = callout.id;
         // Pre-sized: documents are a few KiB, and growing the buffer by doubling
         // copied it several times per commit.
         let mut doc = Vec::with_capacity(8 * 1024);
@@ -1051,39 +1077,158 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
-        let all: Vec<u16> = (0..SHARDS).collect();
-        let keys = &self.shared.keys;
-        let member = id.to_string();
-        let uses = self
-            .per_shard(&all, &|shard| {
-                vec![
-                    redis::cmd("HGET")
-                        .arg(keys.assistant_use(shard))
-                        .arg(&member)
-                        .to_owned(),
-                ]
-            })
-            .await?;
-        let mut in_use: i64 = 0;
-        for v in uses.into_iter().flatten() {
-            in_use += decode::<Option<i64>>(v)?.filter(|n| *n > 0).unwrap_or(0);
-        }
-        if in_use > 0 {
-            return Ok(Deleted::InUse(in_use as u64));
-        }
-        let deleted: i64 = self
+    pub(super) async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+        let n: u64 = self
             .run(
-                &self.shared.scripts.delete_assistant,
-                &self.shared.keys.assistant_keys(),
-                &[arg(member)],
+                &self.shared.scripts.day_count,
+                &[self.shared.keys.calls_on_day(day)],
+                &[arg((48 * 3600 * 1000u64).to_string())],
             )
             .await?;
-        Ok(if deleted == 1 {
-            Deleted::Yes
+        Ok(n)
+    }
+
+    pub(super) async fn claim_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| corrupt("idempotency record", e))?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let found: Option<String> = self
+            .run(
+                &self.shared.scripts.idempotency,
+                &[self.shared.keys.idempotency(digest)],
+                &[arg(json), arg(ttl_ms.to_string())],
+            )
+            .await?;
+        found
+            .map(|f| serde_json::from_str(&f).map_err(|e| corrupt("idempotency record", e)))
+            .transpose()
+    }
+
+    pub(super) async fn save_idempotency_key(
+        &self,
+        digest: &str,
+        record: &IdempotentRequest,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| corrupt("idempotency record", e))?;
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = conn
+            .pset_ex(self.shared.keys.idempotency(digest), json, ttl_ms)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn forget_idempotency_key(&self, digest: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.del(self.shared.keys.idempotency(digest)).await?;
+        Ok(())
+    }
+
+    /// `use_assistant.lua`: records that `callout` calls with `assistant`.
+    pub(super) async fn use_assistant(
+        &self,
+        assistant: AssistantId,
+        callout: CalloutId,
+    ) -> Result<(), StoreError> {
+        let recorded: i64 = self
+            .run(
+                &self.shared.scripts.use_assistant,
+                &self.shared.keys.use_assistant_keys(assistant),
+                &[arg(assistant.to_string()), arg(callout.to_string())],
+            )
+            .await?;
+        if recorded == 1 {
+            Ok(())
         } else {
-            Deleted::NotFound
-        })
+            Err(StoreError::AssistantGone(assistant))
+        }
+    }
+
+    /// Records that `callout` calls with `assistant`, unconditionally (the
+    /// upgrade backfill; creation goes through `use_assistant`).
+    pub(super) async fn record_assistant_user(
+        &self,
+        assistant: AssistantId,
+        callout: CalloutId,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .sadd(
+                self.shared.keys.assistant_users(assistant),
+                callout.to_string(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the record that `callout` calls with `assistant` (best effort: a
+    /// record left behind only delays a deletion until it is repaired).
+    pub(super) async fn release_assistant(&self, assistant: AssistantId, callout: CalloutId) {
+        let mut conn = self.conn.clone();
+        let removed: Result<i64, _> = conn
+            .srem(
+                self.shared.keys.assistant_users(assistant),
+                callout.to_string(),
+            )
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, assistant_id = %assistant, callout_id = %callout, "the end of an assistant's use was not recorded");
+        }
+    }
+
+    pub(super) async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
+        let mut repaired = false;
+        loop {
+            let answer: i64 = self
+                .run(
+                    &self.shared.scripts.delete_assistant,
+                    &self.shared.keys.delete_assistant_keys(id),
+                    &[arg(id.to_string())],
+                )
+                .await?;
+            match answer {
+                1 => return Ok(Deleted::Yes),
+                0 => return Ok(Deleted::NotFound),
+                n if repaired => return Ok(Deleted::InUse(n.unsigned_abs())),
+                _ => {
+                    self.repair_assistant_users(id).await?;
+                    repaired = true;
+                }
+            }
+        }
+    }
+
+    /// Drops the records of callouts that no longer call with an assistant but
+    /// kept their record (a release lost with a connection, a replica that died
+    /// between recording a creation and storing the callout): an ended callout,
+    /// or one that does not exist ten minutes after its id was made (its
+    /// creation would have been stored within the request timeout).
+    async fn repair_assistant_users(&self, id: AssistantId) -> Result<(), StoreError> {
+        const CREATION_WINDOW_MS: i64 = 10 * 60 * 1000;
+        let mut conn = self.conn.clone();
+        let key = self.shared.keys.assistant_users(id);
+        let members: Vec<String> = conn.smembers(&key).await?;
+        let now_ms = Timestamp::now().millis();
+        for member in members {
+            let Ok(callout) = member.parse::<CalloutId>() else {
+                let _: i64 = conn.srem(&key, &member).await?;
+                continue;
+            };
+            let status: Option<String> = conn.hget(self.shared.keys.callout(callout), "s").await?;
+            let stale = match status.as_deref() {
+                Some(s) => s != CalloutStatus::Calling.as_str(),
+                None => now_ms - callout.created_ms() > CREATION_WINDOW_MS,
+            };
+            if stale {
+                let _: i64 = conn.srem(&key, &member).await?;
+            }
+        }
+        Ok(())
     }
 }
 

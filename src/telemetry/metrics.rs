@@ -47,6 +47,14 @@ pub const STORE_CONFLICTS: &str = "ivr_store_conflicts_total";
 pub const STORE_REPLICA_ACKS: &str = "ivr_store_replica_acks_total";
 /// Dispatcher/admin API requests. Labels `route` (template), `method`, `status_class`.
 pub const API_REQUESTS: &str = "ivr_api_requests_total";
+/// Calls placed today (UTC) by all replicas, as last counted by this one
+/// (take max across replicas). Alert as it nears `MAX_CALLS_PER_DAY`.
+pub const CALLS_TODAY: &str = "ivr_calls_today";
+/// `MAX_CALLS_PER_DAY` (absent when unset).
+pub const CALLS_PER_DAY_CAP: &str = "ivr_calls_per_day_cap";
+/// Stored items (assistants' Voiceflow keys) still encrypted under a secret
+/// other than `GATEWAY_SECRET`: a rotation is done when it is 0 everywhere.
+pub const SECRET_OLD_KEY_ITEMS: &str = "ivr_secret_old_key_items";
 /// 1 while this replica is ready (store reachable, configuration valid), else 0.
 pub const READY: &str = "ivr_ready";
 /// Always 1; labels `version` and `mode` (sandbox|live).
@@ -175,6 +183,15 @@ fn describe() {
         "1 while this replica is ready to serve (store reachable, configuration valid)."
     );
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
+    describe_gauge!(
+        CALLS_TODAY,
+        "Calls placed today (UTC) by all replicas, as last counted by this replica."
+    );
+    describe_gauge!(CALLS_PER_DAY_CAP, "MAX_CALLS_PER_DAY.");
+    describe_gauge!(
+        SECRET_OLD_KEY_ITEMS,
+        "Stored Voiceflow keys still encrypted under a secret other than GATEWAY_SECRET."
+    );
 }
 
 /// `2xx`, `4xx`... for a status code.

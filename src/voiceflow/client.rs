@@ -661,7 +661,7 @@ fn error_message(status: StatusCode, body: &[u8], creds: &VoiceflowCredentials) 
         raw
     };
     redact_keys(
-        &crate::net::one_line(&raw, MAX_MESSAGE_CHARS),
+        &crate::net::log_safe(&raw, MAX_MESSAGE_CHARS),
         creds.api_key.expose().trim(),
     )
 }
@@ -686,7 +686,7 @@ fn log_traces(traces: &[Trace]) {
     for trace in traces {
         match trace {
             Trace::Debug { message } => {
-                tracing::debug!(message = %crate::net::one_line(message, MAX_DEBUG_TRACE_CHARS), "Voiceflow debug trace");
+                tracing::debug!(message = %crate::net::log_safe(message, MAX_DEBUG_TRACE_CHARS), "Voiceflow debug trace");
             }
             // The payload may hold anything the designer put there: only the kind.
             Trace::CustomAction(action) => {

@@ -708,7 +708,7 @@ async fn keys_stored_under_the_previous_secret_are_re_encrypted_so_it_can_be_ret
     let redis = RedisServer::start();
     let vf = standalone_voiceflow().await;
     let base = vf.base_url().to_string();
-    let old_secret = "old-gateway-secret-0123456789abcdefgh";
+    let old_secret = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     let first =
         spawn_app(pointed_at(redis_opts(&redis), &base).env("GATEWAY_SECRET", old_secret)).await;
     let a = register(
@@ -735,8 +735,8 @@ async fn keys_stored_under_the_previous_secret_are_re_encrypted_so_it_can_be_ret
 async fn a_key_under_the_previous_secret_is_re_encrypted_when_first_used() {
     let secret = |s: &str| Secret::new(s.as_bytes().to_vec());
     let (old, new) = (
-        "old-gateway-secret-0123456789abcdefgh",
-        "new-gateway-secret-0123456789abcdefgh",
+        "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+        "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",
     );
     let store = Store::Memory(MemoryStore::new(Duration::from_secs(60)));
     let mut a = stored_assistant("lazy");
@@ -934,6 +934,7 @@ async fn a_refused_startup_key_is_logged_in_the_sandbox_and_stops_a_live_gateway
         ("ROUTEE_API_URL", "http://127.0.0.1:9"),
         ("ROUTEE_AUTH_URL", "http://127.0.0.1:9/oauth/token"),
         ("ROUTEE_FROM", "+306900000000"),
+        ("ALLOWED_DESTINATIONS", "*"),
         ("PUBLIC_URL", "https://gateway.example"),
         ("GATEWAY_SECRET", SECRET),
         ("API_KEYS", "admin:admin-token-for-tests-123"),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Simulated seconds per real second: a 10 s pause takes 0.2 s.
 pub const TIME_SCALE: f64 = 0.02;
-pub const SECRET: &str = "test-gateway-secret-0123456789abcdef";
+pub const SECRET: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-123";
 pub const DISPATCHER_TOKEN: &str = "dispatcher-token-for-tests";
 
@@ -105,6 +105,8 @@ fn env_map(opts: &Options) -> HashMap<String, String> {
         env.insert("ROUTEE_API_URL".into(), sim.base_url().to_string());
         env.insert("ROUTEE_AUTH_URL".into(), sim.auth_url().to_string());
         env.insert("ROUTEE_FROM".into(), "+306900000000".into());
+        env.insert("ALLOWED_DESTINATIONS".into(), "*".into());
+        env.insert("ALLOW_INSECURE_PUBLIC_URL".into(), "true".into());
         env.insert("ALLOW_PRIVATE_URLS".into(), "true".into());
     }
     if let Some(url) = &opts.public_url {

@@ -197,3 +197,105 @@ async fn the_outbound_call_rate_limit_holds_across_replicas() {
         );
     }
 }
+
+/// A replica of a rotation: its own secrets, behind the shared balancer.
+async fn rotation_replica(
+    server: &RedisServer,
+    sim: &ivr_gateway::sim::SimHandle,
+    lb_url: &str,
+    env: &[(&str, &str)],
+) -> TestApp {
+    let mut o = Options::with_store(StoreKind::Redis {
+        url: server.url(),
+        prefix: "rotation".into(),
+    });
+    o.external_sim = Some(sim.clone());
+    o.public_url = Some(lb_url.to_owned());
+    for (k, v) in env {
+        o = o.env(k, v);
+    }
+    spawn_app(o).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_secret_rotation_across_two_replicas_keeps_every_live_calls_key_presses() {
+    const OLD: &str = crate::helpers::SECRET;
+    const NEW: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let server = RedisServer::start();
+    // Two turns each: a wrong key, then 1. Every key press is a webhook signed by
+    // the replica that rendered the turn, sent to whichever the balancer picks.
+    let sim = spawn_sim(Callees::new(CalleeScript::always(
+        Behaviour::press_on_prompt(["9", "1"]),
+    )))
+    .await;
+    let (lb, lb_url) = Balancer::start().await;
+    let http = reqwest::Client::new();
+    let create = |i: u32| {
+        let (http, lb_url) = (http.clone(), lb_url.clone());
+        async move {
+            let mut body = ticket_callout(1);
+            body["contacts"] = json!([{"name": "A", "phone": format!("+3069100001{i:02}")}]);
+            body["policy"]["attempts_per_contact"] = json!(1);
+            let r = http
+                .post(format!("{lb_url}/v1/callouts"))
+                .bearer_auth(crate::helpers::ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // Mid-roll of phase 2: one replica still announces NEW, one already signs with it.
+    let phase1 = rotation_replica(
+        &server,
+        &sim,
+        &lb_url,
+        &[("GATEWAY_SECRET", OLD), ("GATEWAY_SECRET_NEXT", NEW)],
+    )
+    .await;
+    let phase2 = rotation_replica(
+        &server,
+        &sim,
+        &lb_url,
+        &[("GATEWAY_SECRET", NEW), ("GATEWAY_SECRET_PREVIOUS", OLD)],
+    )
+    .await;
+    lb.set(vec![phase1.base.clone(), phase2.base.clone()]).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(create(i).await);
+    }
+    // The roll goes on while those calls are live: the phase-1 replica is
+    // replaced by a second phase-2 one.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let phase2b = rotation_replica(
+        &server,
+        &sim,
+        &lb_url,
+        &[("GATEWAY_SECRET", NEW), ("GATEWAY_SECRET_PREVIOUS", OLD)],
+    )
+    .await;
+    lb.set(vec![phase2.base.clone(), phase2b.base.clone()])
+        .await;
+    phase1.stop().await;
+    for i in 6..8 {
+        ids.push(create(i).await);
+    }
+    for id in &ids {
+        let c = phase2.wait_settled(id, Duration::from_secs(60)).await;
+        assert_eq!(c["status"], "accepted", "every key press got through: {c}");
+        let keys: Vec<&str> = c["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "keys_pressed")
+            .filter_map(|e| e["keys"].as_str())
+            .collect();
+        assert_eq!(keys, ["9", "1"], "{c}");
+    }
+}

@@ -658,21 +658,12 @@ async fn logs_at_debug_hold_no_secret_key_signature_or_full_phone_number() {
         ("a Voiceflow key".into(), "VF.DM.".into()),
         ("a webhook signature".into(), "sig=".into()),
     ];
-    for c in &finals {
-        let callout: CalloutId = c["id"].as_str().unwrap().parse().unwrap();
-        for attempt in c["attempts"].as_array().unwrap() {
-            let call: CallId = attempt["call_id"].as_str().unwrap().parse().unwrap();
-            secrets.push((
-                "a status signature".into(),
-                ours.sign(Purpose::Status, callout, call),
-            ));
-            for turn in 0..8 {
-                secrets.push((
-                    format!("a collect signature (turn {turn})"),
-                    ours.sign(Purpose::Collect { turn }, callout, call),
-                ));
-            }
-        }
+    // Webhook signatures carry their expiry (`<unix>.<mac>`), so they cannot be
+    // recomputed here: any signature-shaped token is looked for instead.
+    let _ = (&ours, &finals);
+    let signature = regex::Regex::new(r"\b\d{10}\.[A-Za-z0-9_-]{43}\b").unwrap();
+    if let Some(line) = logs.lines().find(|l| signature.is_match(l)) {
+        panic!("a webhook signature is in the logs:\n{line}");
     }
     for request in notify.received_requests().await.unwrap() {
         if let Some(sig) = request.headers.get("x-ivr-signature") {

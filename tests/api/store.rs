@@ -6,7 +6,9 @@ use ivr_gateway::domain::{
     Assistant, AssistantId, AssistantSettings, CallId, Callout, CalloutId, CalloutStatus, Contact,
     Event, EventKind, NewCallout, Policy, Script, Timestamp, Timing,
 };
-use ivr_gateway::store::{CommitResult, Deleted, MemoryStore, RedisStore, Saved, Store};
+use ivr_gateway::store::{
+    CommitResult, Deleted, MemoryStore, RedisStore, Saved, Store, StoreError,
+};
 
 use crate::redis_server::RedisServer;
 
@@ -267,6 +269,51 @@ both!(
             Deleted::NotFound
         );
         assert_eq!(store.assistants().await.unwrap().len(), 1);
+    }
+);
+
+both!(
+    a_callout_is_never_stored_on_an_assistant_deleted_after_it_was_looked_up,
+    |store| {
+        // The API looks the assistant up, then stores the callout; a deletion
+        // can land in between. The store must refuse the callout then, and a
+        // deletion must see a callout stored first.
+        let now = Timestamp::now();
+        let a = Assistant {
+            id: AssistantId::new(),
+            name: "racing".into(),
+            version: "production".into(),
+            project_id: None,
+            project_name: None,
+            version_id: None,
+            created_at: now,
+            updated_at: now,
+            settings: AssistantSettings::default(),
+            encrypted_key: "v1:x".into(),
+            key_hint: "abcd".into(),
+        };
+        assert_eq!(store.save_assistant(&a).await.unwrap(), Saved::Yes);
+        let (looked_up_before, events) = new_callout(Some(a.id));
+        assert_eq!(store.delete_assistant(a.id).await.unwrap(), Deleted::Yes);
+        let refused = store.insert(&looked_up_before, &events).await;
+        assert!(
+            matches!(refused, Err(StoreError::AssistantGone(id)) if id == a.id),
+            "{refused:?}"
+        );
+        assert!(store.load(looked_up_before.id).await.unwrap().is_none());
+
+        // Stored first: the deletion waits for its end, and then goes through.
+        assert_eq!(store.save_assistant(&a).await.unwrap(), Saved::Yes);
+        let (c, events) = new_callout(Some(a.id));
+        store.insert(&c, &events).await.unwrap();
+        assert_eq!(
+            store.delete_assistant(a.id).await.unwrap(),
+            Deleted::InUse(1)
+        );
+        let mut done = c.clone();
+        done.cancel(Timestamp::now(), &Timing::default()).unwrap();
+        store.commit(&done, 1, &[]).await.unwrap();
+        assert_eq!(store.delete_assistant(a.id).await.unwrap(), Deleted::Yes);
     }
 );
 

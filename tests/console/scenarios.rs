@@ -62,7 +62,7 @@ impl Env {
                 ("VOICEFLOW_RUNTIME_URL", voiceflow.uri()),
                 (
                     "GATEWAY_SECRET",
-                    "console-tests-gateway-secret-0123456789ab".into(),
+                    "baa5a0964d3320fbc0c6a922140453c8513ea24ab8fd0577034804a967248096".into(),
                 ),
             ],
             Some(ADMIN_KEY),

@@ -85,7 +85,7 @@ use crate::redis_server::ha::{RedisCluster, Slots};
 use crate::settings::{RedisMode, Settings};
 use crate::workload::{ASSISTANT, Api};
 
-const SECRET: &str = "fault-suite-gateway-secret-0123456789abcdef";
+const SECRET: &str = "4b1f0e7c2d9a8356e1c0b7a49f3d2e6851a7c4b0e9d8f3a2c6b5e4d1f0a9b8c7";
 const ADMIN_TOKEN: &str = "fault-suite-admin-token-0001";
 const DISPATCHER_TOKEN: &str = "fault-suite-dispatcher-token";
 
@@ -141,6 +141,8 @@ fn gateway_env(
         ("ROUTEE_API_URL", sim.base_url().to_string()),
         ("ROUTEE_AUTH_URL", sim.auth_url().to_string()),
         ("ROUTEE_FROM", "+306900000000".into()),
+        ("ALLOWED_DESTINATIONS", "*".into()),
+        ("ALLOW_INSECURE_PUBLIC_URL", "true".into()),
         ("ROUTEE_CALLS_PER_SECOND", "200".into()),
         ("VOICEFLOW_RUNTIME_URL", vf.base_url().to_string()),
         ("VOICEFLOW_API_URL", vf.base_url().to_string()),

@@ -95,8 +95,11 @@ fn rules(templates: &Templates) -> InputRules<'_> {
         max_contacts: MAX_CONTACTS,
         allow_private_urls: false,
         default_policy: Policy::default(),
+        destinations: &ANYWHERE,
     }
 }
+
+static ANYWHERE: ivr_gateway::domain::Destinations = ivr_gateway::domain::Destinations::anywhere();
 
 fn check_draft(draft: &callout_input::Draft) {
     assert!(!draft.contacts.is_empty() && draft.contacts.len() <= MAX_CONTACTS);

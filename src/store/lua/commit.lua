@@ -3,9 +3,10 @@
 -- stored version is ARGV[2] ("0" when creating), so two replicas applying two
 -- webhooks of the same callout can never both advance it from the same version.
 --
--- KEYS: 1 doc, 2 events, 3 timers, 4 live, 5 all, 6-10 st:calling|accepted|exhausted|cancelled|failed, 11 asst-use
+-- KEYS: 1 doc, 2 events, 3 timers, 4 live, 5 all, 6-10 st:calling|accepted|exhausted|cancelled|failed
 -- ARGV: 1 id, 2 expected version, 3 doc JSON, 4 status, 5 created (ms), 6 next due (ms or ""),
---       7 live call deadline (ms or ""), 8 ttl (ms or ""), 9 assistant id (or ""), 10 writer token,
+--       7 live call deadline (ms or ""), 8 ttl (ms or ""), 9 assistant id (or ""; unused here: which
+--       callouts use an assistant is kept in its own slot, see use_assistant.lua), 10 writer token,
 --       11.. event JSON, in order
 -- Returns {1, new version}, or {0, current version, its writer token}: a client
 -- that re-sends a write which did land (after a dropped connection or a failover)
@@ -32,15 +33,6 @@ if old_status ~= ARGV[4] then
   for i, s in ipairs(statuses) do
     if s == old_status then redis.call('ZREM', KEYS[5 + i], id) end
     if s == ARGV[4] then redis.call('ZADD', KEYS[5 + i], ARGV[5], id) end
-  end
-  if ARGV[9] ~= '' then
-    if ARGV[4] == 'calling' then
-      redis.call('HINCRBY', KEYS[11], ARGV[9], 1)
-    elseif old_status == 'calling' then
-      if redis.call('HINCRBY', KEYS[11], ARGV[9], -1) <= 0 then
-        redis.call('HDEL', KEYS[11], ARGV[9])
-      end
-    end
   end
 end
 if ARGV[8] ~= '' then

@@ -1,0 +1,126 @@
+//! The accept loop: the router served over HTTP/1.1 with the limits a
+//! production edge needs, which `axum::serve` does not set.
+//!
+//! - **Header-read timeout** (`HTTP_HEADER_TIMEOUT_MS`): a client that has not
+//!   sent a whole request head within it is disconnected. hyper runs this timer
+//!   whenever the connection waits for a head, so an idle keep-alive connection
+//!   is closed after it too: a slowloris cannot hold a connection open.
+//! - **Header size** (`HTTP_MAX_HEADER_BYTES`): a larger head is a 431.
+//! - **Connections** (`HTTP_MAX_CONNECTIONS`): beyond it the loop stops
+//!   accepting, so new clients wait in the kernel's backlog instead of each
+//!   costing a task and buffers; a flood cannot exhaust memory or descriptors.
+//! - **Request timeout** (`HTTP_REQUEST_TIMEOUT_MS`, [`request_timeout`]): the
+//!   time from the request to its response head, body reading included, so a
+//!   slow body is bounded too. The webhooks answer within their own, shorter
+//!   `WEBHOOK_DEADLINE_MS`; the event stream is bounded up to its first byte
+//!   only, then streams.
+//!
+//! HTTP/1.1 only: HTTP/2 (which needs TLS in practice) ends at the load
+//! balancer or TLS terminator in front of the gateway.
+//!
+//! Shutdown: when `stop` is cancelled the loop stops accepting, every open
+//! connection finishes its in-flight request and closes (hyper's graceful
+//! shutdown), and [`serve`] returns once all are closed.
+
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// The limits of the HTTP server (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break, // never closed
+            },
+        };
+        let (stream, _) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept:
+                    // wait a moment rather than spin.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes);
+            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// The request timeout (see the module documentation): a 408 with our error
+/// body when the response head is not ready in time.
+pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config.http_request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request was not complete within {} ms (HTTP_REQUEST_TIMEOUT_MS)",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
