@@ -116,6 +116,7 @@ impl Application {
             };
             let mut settings = SimSettings::new(config.sim.time_scale);
             settings.callees = callees;
+            settings.tones = config.sim.tones;
             let handle = Simulator::start(settings, SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
                 .context("cannot start the carrier simulator")?;

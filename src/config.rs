@@ -102,6 +102,9 @@ pub struct SimConfig {
     pub time_scale: f64,
     /// A JSON file of callee behaviours by phone number.
     pub callees_file: Option<PathBuf>,
+    /// `SIM_TONES`: how the simulator's `collectedTones` read (`cumulative`,
+    /// the default, or `per_submit`).
+    pub tones: crate::sim::ToneReading,
 }
 
 /// The whole configuration.
@@ -507,6 +510,7 @@ impl Config {
             sim: SimConfig {
                 time_scale,
                 callees_file: r.get("SIM_CALLEES_FILE").map(PathBuf::from),
+                tones: r.parse("SIM_TONES", crate::sim::ToneReading::default()),
             },
         };
         if r.problems.is_empty() {

@@ -610,6 +610,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             to: Destination::Phone(number.as_str().to_owned()),
             hangup_delay: None,
             max_duration: None,
+            callback: None,
         });
         self.ends_call = true;
     }

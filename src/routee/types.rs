@@ -154,6 +154,9 @@ pub struct Dial {
         deserialize_with = "lenient::opt_u32"
     )]
     pub max_duration: Option<u32>,
+    /// Status callbacks of the second leg (its own `messageId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
 }
 
 fn u32_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

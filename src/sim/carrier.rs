@@ -275,6 +275,12 @@ pub(crate) fn check_dialplan(plan: &Dialplan) -> Result<(), String> {
             }
             Verb::Play(play) => {
                 check_url("PLAY fileURL", &play.file_url).map_err(at)?;
+                // Reference §3.3: "Routee currently supports only .wav files".
+                let wav = Url::parse(&play.file_url)
+                    .is_ok_and(|u| u.path().to_ascii_lowercase().ends_with(".wav"));
+                if !wav {
+                    return Err(at("PLAY fileURL must name a .wav file".into()));
+                }
                 check_repeat(play.repeat).map_err(at)?;
             }
             Verb::Pause(_) => {}
@@ -395,6 +401,22 @@ async fn tracking(
                 "answeredBy": if answered { Value::from("HUMAN") } else { Value::Null },
             })
         })
+        .chain(legs.iter().filter_map(|r| {
+            // A DIAL's second leg: its own messageId in the same conversation.
+            let leg = r.dial_leg.as_ref()?;
+            let last = leg.statuses.last()?;
+            Some(json!({
+                "messageId": leg.message_id,
+                "conversationTrackingId": r.conversation_tracking_id,
+                "to": leg.to,
+                "from": r.from,
+                "status": { "status": last.status, "date": last.at },
+                "originatingService": "Voice",
+                "direction": "Outbound",
+                "collectedTones": "",
+                "recordings": [],
+            }))
+        }))
         .collect();
     let n = content.len();
     Json(json!({

@@ -147,6 +147,11 @@ pub struct SimCallRecord {
     pub event_posts: Vec<EventPostRecord>,
     /// The number a `DIAL` bridged the call to.
     pub dialed: Option<String>,
+    /// The second leg a `DIAL` opened (its own `messageId` and callbacks).
+    pub dial_leg: Option<DialLegRecord>,
+    /// What the gateway sent that Routee would not play (e.g. a `PLAY` of
+    /// something that is not a reachable `.wav`); empty on a correct call.
+    pub protocol_errors: Vec<String>,
     pub created_at: String,
     pub answered_at: Option<String>,
     pub ended_at: Option<String>,
@@ -154,6 +159,45 @@ pub struct SimCallRecord {
     pub duration_s: f64,
     /// Why the call ended, in words.
     pub end_reason: Option<String>,
+}
+
+/// The second call leg of a `DIAL` (reference addendum: its own `messageId`,
+/// its own status callbacks).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DialLegRecord {
+    pub message_id: String,
+    pub to: String,
+    /// Every status the leg went through, in order.
+    pub statuses: Vec<StatusChange>,
+    /// Where its callbacks went: the `DIAL`'s `callback.url`, else the conversation's.
+    pub callback_url: Option<String>,
+}
+
+/// How `collectedTones` reads (reference §4.2: documented as "all the collected
+/// tones of the call", whether it is cumulative is a GAP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToneReading {
+    /// Every POST carries every tone gathered on the call so far, `#` included
+    /// as pressed (`1`, then `12`; `1#2#`). The documented wording; the default.
+    #[default]
+    Cumulative,
+    /// Every POST carries the tones since the previous POST, without the `#`
+    /// that submitted them.
+    PerSubmit,
+}
+
+impl std::str::FromStr for ToneReading {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "cumulative" => Ok(ToneReading::Cumulative),
+            "per_submit" => Ok(ToneReading::PerSubmit),
+            other => Err(format!(
+                "{other:?} is not a tone reading (cumulative or per_submit)"
+            )),
+        }
+    }
 }
 
 /// The live timeline, one event per thing that happens on a call.
@@ -195,6 +239,12 @@ pub enum SimEvent {
         status: CallStatus,
         delivered: bool,
     },
+    /// The gateway sent something Routee would not accept or play.
+    ProtocolError {
+        message_id: String,
+        to: String,
+        error: String,
+    },
     CallEnded {
         message_id: String,
         to: String,
@@ -213,6 +263,7 @@ impl SimEvent {
             | SimEvent::KeysPressed { message_id, .. }
             | SimEvent::EventPosted { message_id, .. }
             | SimEvent::CallbackSent { message_id, .. }
+            | SimEvent::ProtocolError { message_id, .. }
             | SimEvent::CallEnded { message_id, .. } => message_id,
         }
     }
@@ -274,6 +325,9 @@ impl fmt::Display for SimEvent {
                     "not delivered"
                 }
             ),
+            SimEvent::ProtocolError { to, error, .. } => {
+                write!(f, "{} PROTOCOL ERROR: {error}", mask(to))
+            }
             SimEvent::CallEnded {
                 to, status, reason, ..
             } => write!(f, "{} call ended {status} ({reason})", mask(to)),
@@ -311,6 +365,10 @@ pub(crate) struct State {
     /// The failures served so far (kept across `set_faults`, cleared by reset).
     pub injected: InjectedFaults,
     pub attempts: HashMap<String, u32>,
+    /// How `collectedTones` reads on calls placed from now on.
+    pub tones: ToneReading,
+    /// Each `PLAY` URL fetched: its length in seconds, or why it cannot be played.
+    pub audio: HashMap<String, Result<f64, String>>,
     pub calls: Vec<CallEntry>,
     pub by_message_id: HashMap<String, usize>,
 }
@@ -337,6 +395,7 @@ impl Shared {
         http: reqwest::Client,
         callees: Callees,
         faults: Faults,
+        tones: ToneReading,
     ) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
@@ -355,6 +414,8 @@ impl Shared {
                 faults: FaultState::new(faults),
                 injected: InjectedFaults::default(),
                 attempts: HashMap::new(),
+                tones,
+                audio: HashMap::new(),
                 calls: Vec::new(),
                 by_message_id: HashMap::new(),
             }),
