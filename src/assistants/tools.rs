@@ -254,9 +254,11 @@ impl<'a> Tools<'a> {
         let turn = state.turn;
         let event_url = placeholder_event_url(self.engine, turn);
         let (actions, phrases) = resolved.rendering();
+        let silence_url = self.engine.silence_url();
         let ctx = TurnContext {
             voice: resolved.voice(None),
             event_url: &event_url,
+            silence_url: &silence_url,
             input_timeout_s: self.policy.input_timeout_s,
             reprompts: self.policy.reprompts,
             actions: &actions,

@@ -235,6 +235,9 @@ pub struct TurnContext<'a> {
     pub voice: Voice,
     /// The signed `COLLECT` URL for the input that answers this turn.
     pub event_url: &'a str,
+    /// The `.wav` of silence played (with barge-in) while a key is awaited
+    /// ([`crate::audio::silence`] under `PUBLIC_URL`).
+    pub silence_url: &'a str,
     /// Seconds to wait for a key, when Voiceflow sends no `no-reply` timeout.
     pub input_timeout_s: u32,
     /// How many times the options are said again before the input ends.
@@ -683,7 +686,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             .collect();
         let ctx = self.ctx;
         let timeout = self.no_reply.unwrap_or(ctx.input_timeout_s);
-        input_phase(&mut verbs, &options, timeout, ctx.reprompts, ctx.event_url);
+        input_phase(&mut verbs, &options, timeout, ctx.reprompts, ctx.listen());
         self.into_rendered(verbs, None)
     }
 
@@ -776,22 +779,61 @@ pub(crate) fn say_verbs(text: &str, language: Language, gender: Option<Gender>) 
         .collect()
 }
 
-/// Appends the seed's input phase: `PAUSE(timeout)`, then `reprompts` times the
-/// options again (with barge-in) and `PAUSE(timeout)`, then `COLLECT`.
+/// Where the keys that answer a dialplan go, and what plays while they are awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen<'a> {
+    /// The signed `COLLECT` URL.
+    pub event_url: &'a str,
+    /// The silence `.wav` of a wait ([`crate::audio::silence`]).
+    pub silence_url: &'a str,
+}
+
+impl<'a> Listen<'a> {
+    pub fn new(event_url: &'a str, silence_url: &'a str) -> Self {
+        Self {
+            event_url,
+            silence_url,
+        }
+    }
+}
+
+impl TurnContext<'_> {
+    pub fn listen(&self) -> Listen<'_> {
+        Listen::new(self.event_url, self.silence_url)
+    }
+}
+
+/// Appends the seed's input phase: a wait of `timeout`, then `reprompts` times
+/// the options again (with barge-in) and a wait, then `COLLECT`.
+///
+/// A wait is the silence clip played with `bargeIn: true`, repeated to last
+/// `timeout` seconds, never a `PAUSE`: Routee posts the tones only when a key
+/// interrupts a barge-in verb (or on `#`, or when the call ends), so a key pressed
+/// during a `PAUSE` would be answered only at the next prompt, or never.
 pub(crate) fn input_phase(
     verbs: &mut Vec<Verb>,
     options: &[Verb],
     timeout_s: u32,
     reprompts: u32,
-    event_url: &str,
+    listen: Listen<'_>,
 ) {
-    let pause = clamp_pause(timeout_s);
-    verbs.push(Verb::pause(pause));
+    verbs.push(wait(listen, timeout_s));
     for _ in 0..reprompts {
         verbs.extend(options.iter().cloned().map(|v| v.with_barge_in(true)));
-        verbs.push(Verb::pause(pause));
+        verbs.push(wait(listen, timeout_s));
     }
-    verbs.push(collect(event_url));
+    verbs.push(collect(listen.event_url));
+}
+
+/// `seconds` (clamped to 1..=60) of interruptible silence: the one-second clip
+/// with `repeat: seconds - 1` (Routee's `repeat` counts repetitions, 0 = once).
+pub(crate) fn wait(listen: Listen<'_>, seconds: u32) -> Verb {
+    let times = clamp_pause(seconds) / crate::audio::SILENCE_CLIP_S;
+    Verb::Play(Play {
+        file_url: listen.silence_url.to_owned(),
+        barge_in: true,
+        repeat: Some(times.saturating_sub(1).try_into().unwrap_or(i32::MAX)),
+    })
 }
 
 fn collect(event_url: &str) -> Verb {
@@ -803,12 +845,15 @@ fn collect(event_url: &str) -> Verb {
 }
 
 /// What the engine answers when Voiceflow is slow: "One moment, please.", a short
-/// pause, then "Press any key to continue." (with barge-in, repeated like any
+/// wait (interruptible, like every wait for a key), then "Press any key to continue." (with barge-in, repeated like any
 /// options) and a `COLLECT`, so the key press fetches the real turn.
 pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
     let (language, gender) = (ctx.voice.language, ctx.voice.gender);
-    let mut verbs = say_verbs(&speakable(&ctx.phrases.holding), language, gender);
-    verbs.push(Verb::pause(HOLDING_PAUSE_S));
+    let mut verbs: Vec<Verb> = say_verbs(&speakable(&ctx.phrases.holding), language, gender)
+        .into_iter()
+        .map(|v| v.with_barge_in(true))
+        .collect();
+    verbs.push(wait(ctx.listen(), HOLDING_PAUSE_S));
     let options: Vec<Verb> = say_verbs(&speakable(&ctx.phrases.holding_continue), language, gender)
         .into_iter()
         .map(|v| v.with_barge_in(true))
@@ -819,7 +864,7 @@ pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
         &options,
         ctx.input_timeout_s,
         ctx.reprompts,
-        ctx.event_url,
+        ctx.listen(),
     );
     Dialplan::new(verbs)
 }
@@ -844,7 +889,7 @@ pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
         &options,
         ctx.input_timeout_s,
         ctx.reprompts,
-        ctx.event_url,
+        ctx.listen(),
     );
     Dialplan::new(verbs)
 }

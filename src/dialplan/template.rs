@@ -80,7 +80,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::language::routee_language;
-use super::render::{Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
+use super::render::{Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
 use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
@@ -339,11 +339,11 @@ impl Template {
         voice: Voice,
         input_timeout_s: u32,
         reprompts: u32,
-        event_url: &str,
+        listen: Listen<'_>,
     ) -> Dialplan {
         let menu = self.say(&self.menu, vars, voice);
         verbs.extend(menu.iter().cloned());
-        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, event_url);
+        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, listen);
         Dialplan::new(verbs)
     }
 
@@ -355,7 +355,7 @@ impl Template {
         language: Option<Language>,
         input_timeout_s: u32,
         reprompts: u32,
-        event_url: &str,
+        listen: Listen<'_>,
     ) -> Dialplan {
         let voice = self.voice(language);
         let mut verbs = Vec::new();
@@ -370,7 +370,7 @@ impl Template {
                 Step::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
-        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, event_url)
+        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
     }
 
     /// The answer to `digits` pressed during the call; `invalid_so_far` counts the
@@ -383,7 +383,7 @@ impl Template {
         language: Option<Language>,
         input_timeout_s: u32,
         reprompts: u32,
-        next_event_url: &str,
+        next: Listen<'_>,
         invalid_so_far: u32,
     ) -> TemplateTurn {
         let voice = self.voice(language);
@@ -399,14 +399,7 @@ impl Template {
             }
             let sorry = self.say_text(&self.messages.invalid, vars, voice, true);
             return TemplateTurn {
-                dialplan: self.with_menu(
-                    sorry,
-                    vars,
-                    voice,
-                    input_timeout_s,
-                    reprompts,
-                    next_event_url,
-                ),
+                dialplan: self.with_menu(sorry, vars, voice, input_timeout_s, reprompts, next),
                 decision: None,
                 ends_call: false,
                 invalid: true,
@@ -430,14 +423,7 @@ impl Template {
             .map(|v| v.with_barge_in(true))
             .collect();
         TemplateTurn {
-            dialplan: self.with_menu(
-                verbs,
-                vars,
-                voice,
-                input_timeout_s,
-                reprompts,
-                next_event_url,
-            ),
+            dialplan: self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next),
             decision: None,
             ends_call: false,
             invalid: false,
@@ -990,7 +976,15 @@ mod tests {
         )
         .unwrap();
         let vars = Vars::from([("team".to_owned(), "R&amp;D".to_owned())]);
-        let turn = t.on_input("1", &vars, None, 10, 1, "https://gw/e", 0);
+        let turn = t.on_input(
+            "1",
+            &vars,
+            None,
+            10,
+            1,
+            Listen::new("https://gw/e", "https://gw/s.wav"),
+            0,
+        );
         let Verb::Say(say) = &turn.dialplan.verbs[0] else {
             panic!("a SAY first")
         };

@@ -192,6 +192,11 @@ impl Engine {
 
     // ----- URLs -------------------------------------------------------------
 
+    /// The silence `.wav` played (with barge-in) wherever a call waits for a key.
+    pub fn silence_url(&self) -> String {
+        crate::audio::silence().url(self.settings.public_url.as_str())
+    }
+
     fn webhook_url(&self, path: &str, sig: &str) -> String {
         let base = self.settings.public_url.as_str().trim_end_matches('/');
         format!("{base}{path}?sig={sig}")

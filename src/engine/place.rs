@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::{Engine, EngineError, Update};
 use crate::assistants::ResolvedAssistant;
-use crate::dialplan::render::{self, ActionNames, Phrases, TurnContext};
+use crate::dialplan::render::{self, ActionNames, Listen, Phrases, TurnContext};
 use crate::dialplan::template::Vars;
 use crate::domain::{
     Attempt, CallId, Callout, CalloutId, Changes, Conversation, Decision, PlaceFailure, Script,
@@ -205,12 +205,13 @@ impl Engine {
                         retryable: false,
                     })?;
                 let vars = template_vars(callout, attempt);
+                let silence_url = self.silence_url();
                 let dialplan = template.render_call(
                     &vars,
                     contact.language,
                     callout.policy.input_timeout_s,
                     callout.policy.reprompts,
-                    &event_url,
+                    Listen::new(&event_url, &silence_url),
                 );
                 Ok(FirstTurn {
                     dialplan,
@@ -249,11 +250,12 @@ impl Engine {
                         retryable: launch_retryable(&e),
                     })?;
                 let (actions, phrases) = assistant_rendering(&resolved);
+                let silence_url = self.silence_url();
                 let ctx = assistant_context(
                     callout,
                     attempt,
                     &resolved,
-                    &event_url,
+                    Listen::new(&event_url, &silence_url),
                     &actions,
                     &phrases,
                     &self.settings.caller_id,
@@ -384,14 +386,15 @@ pub(super) fn assistant_context<'a>(
     callout: &Callout,
     attempt: &Attempt,
     resolved: &ResolvedAssistant,
-    event_url: &'a str,
+    listen: Listen<'a>,
     actions: &'a ActionNames,
     phrases: &'a Phrases,
     caller_id: &'a str,
 ) -> TurnContext<'a> {
     TurnContext {
         voice: resolved.voice(callout.contacts[attempt.contact].language),
-        event_url,
+        event_url: listen.event_url,
+        silence_url: listen.silence_url,
         input_timeout_s: callout.policy.input_timeout_s,
         reprompts: callout.policy.reprompts,
         actions,

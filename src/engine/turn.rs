@@ -27,7 +27,7 @@ use super::place::{assistant_context, assistant_rendering, extend, log_notes, te
 use super::{Engine, EngineError, Update};
 use crate::assistants::ResolvedAssistant;
 use crate::dialplan::input::{CallerInput, request_for_input};
-use crate::dialplan::render::{self, Voice};
+use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Closing;
 use crate::domain::{
     CallId, Callout, CalloutId, CalloutStatus, Changes, Decision, EventKind, InFlightTurn,
@@ -180,6 +180,7 @@ impl Engine {
             )));
         };
         let next_url = self.collect_url(id, call, turn + 1);
+        let silence_url = self.silence_url();
         let timing = self.settings.timing;
         let outcome = self
             .update_from(loaded, cached, |c, now| {
@@ -202,7 +203,7 @@ impl Engine {
                     language,
                     c.policy.input_timeout_s,
                     c.policy.reprompts,
-                    &next_url,
+                    Listen::new(&next_url, &silence_url),
                     a.conversation.invalid,
                 );
                 let answer = json(&t.dialplan);
@@ -261,6 +262,7 @@ impl Engine {
         let id = loaded.value.id;
         let timing = self.settings.timing;
         let next_url = self.collect_url(id, call, turn + 1);
+        let silence_url = self.silence_url();
         let keypad = resolved
             .as_ref()
             .map(|r| r.assistant.settings.keypad.clone())
@@ -284,6 +286,7 @@ impl Engine {
             let ctx = render::TurnContext {
                 voice,
                 event_url: url,
+                silence_url: &silence_url,
                 input_timeout_s,
                 reprompts,
                 actions: &actions,
@@ -296,6 +299,7 @@ impl Engine {
             let ctx = render::TurnContext {
                 voice,
                 event_url: url,
+                silence_url: &silence_url,
                 input_timeout_s,
                 reprompts,
                 actions: &actions,
@@ -460,7 +464,7 @@ impl Engine {
                 c,
                 a,
                 &resolved,
-                url,
+                Listen::new(url, &silence_url),
                 &actions,
                 &phrases,
                 &self.settings.caller_id,
@@ -604,6 +608,7 @@ impl Engine {
         resolved: Arc<ResolvedAssistant>,
     ) {
         let timing = self.settings.timing;
+        let silence_url = self.silence_url();
         let (actions, phrases) = assistant_rendering(&resolved);
         let traces = match result {
             Ok(Ok(t)) => Some(t),
@@ -625,7 +630,7 @@ impl Engine {
                         c,
                         a,
                         &resolved,
-                        "",
+                        Listen::new("", &silence_url),
                         &actions,
                         &phrases,
                         &self.settings.caller_id,
@@ -684,9 +689,10 @@ impl Engine {
     /// When the store is unreachable: ask for the key again, same turn.
     fn retry_dialplan(&self, id: CalloutId, call: CallId, turn: u32) -> Dialplan {
         let url = self.collect_url(id, call, turn);
+        let silence_url = self.silence_url();
         Dialplan::new(vec![
             Verb::say(RETRY_TEXT, Language::EnUs, None).with_barge_in(true),
-            Verb::pause(5),
+            render::wait(Listen::new(&url, &silence_url), 5),
             Verb::Collect(Collect {
                 event_url: url,
                 max_digits: None,

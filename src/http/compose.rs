@@ -222,7 +222,7 @@ fn first_call(state: &AppState, template: &Template, input: &NewCallout) -> Valu
         contact.language,
         input.policy.input_timeout_s,
         input.policy.reprompts,
-        &event_url,
+        crate::dialplan::render::Listen::new(&event_url, &state.engine.silence_url()),
     );
     json!({
         "contact": 0,

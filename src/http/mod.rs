@@ -7,6 +7,7 @@
 pub mod assistant_input;
 pub mod assistant_views;
 mod assistants;
+mod audio;
 pub mod auth;
 pub mod callout_input;
 mod callouts;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     let _ = state.openapi.set(openapi::document(&api, &state.config));
     public
         .merge(webhooks::router())
+        .merge(audio::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         // axum's own 405 has an empty body; every refusal carries our error body.
         .method_not_allowed_fallback(|| async {

@@ -21,7 +21,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ivr_gateway::dialplan::render::{ActionNames, Phrases, TurnContext, Voice, render_turn};
+use ivr_gateway::dialplan::render::{
+    ActionNames, Listen, Phrases, TurnContext, Voice, render_turn,
+};
 use ivr_gateway::dialplan::template::{self, Closing, Templates, Vars};
 use ivr_gateway::domain::{E164, FieldError, Policy};
 use ivr_gateway::http::callout_input::{
@@ -38,6 +40,7 @@ pub const MAX_CONTACTS: usize = 100;
 /// The eventUrl the renderers are given; a verb must never post anywhere else.
 const EVENT_URL: &str = "https://gw.example.com/routee/collect/c/k/1?sig=s";
 const NEXT_EVENT_URL: &str = "https://gw.example.com/routee/collect/c/k/2?sig=t";
+const SILENCE_URL: &str = "https://gw.example.com/audio/0123456789abcdef.wav";
 
 /// A fuzz target: panics on a bug.
 pub type Check = fn(&[u8]);
@@ -286,18 +289,32 @@ pub fn dialplan_template(data: &[u8]) {
     // A five-byte `{{x}}` says the whole hostile value: bound by that expansion.
     let input_len = (data.len() + 64) * hostile.len() / 4;
     check_dialplan(
-        &t.render_call(&vars, None, 10, 1, EVENT_URL),
+        &t.render_call(&vars, None, 10, 1, Listen::new(EVENT_URL, SILENCE_URL)),
         Some(EVENT_URL),
         input_len,
     );
     check_dialplan(
-        &t.render_call(&vars, Some(Language::ElGr), 60, 5, EVENT_URL),
+        &t.render_call(
+            &vars,
+            Some(Language::ElGr),
+            60,
+            5,
+            Listen::new(EVENT_URL, SILENCE_URL),
+        ),
         Some(EVENT_URL),
         6 * input_len,
     );
     for keys in ["1", "2", "9", "0", "*", "#", "12#", "", "x"] {
         for invalid_so_far in [0, 2] {
-            let turn = t.on_input(keys, &vars, None, 10, 1, NEXT_EVENT_URL, invalid_so_far);
+            let turn = t.on_input(
+                keys,
+                &vars,
+                None,
+                10,
+                1,
+                Listen::new(NEXT_EVENT_URL, SILENCE_URL),
+                invalid_so_far,
+            );
             let collect = (!turn.ends_call).then_some(NEXT_EVENT_URL);
             check_dialplan(&turn.dialplan, collect, input_len);
             if turn.decision.is_some() {
@@ -324,6 +341,7 @@ pub fn render_turn_target(data: &[u8]) {
             gender: None,
         },
         event_url: EVENT_URL,
+        silence_url: SILENCE_URL,
         input_timeout_s: 10,
         reprompts: 1,
         actions: &actions,
