@@ -285,12 +285,16 @@ say = "{{ticket}}"
                 .unwrap()
         })
         .collect();
+    // The wait is interruptible silence, so a key pressed in it is answered at once.
+    assert_eq!(json["verbs"][2]["fileURL"], SILENCE_URL);
+    assert_eq!(json["verbs"][2]["bargeIn"], true);
+    assert_eq!(json["verbs"][2]["repeat"], 9);
     assert_eq!(
         texts,
         [
             "Printer on fire.",
             "Press 1 to accept. Press 9 to hear the ticket again.",
-            "PAUSE",
+            "PLAY",
             "COLLECT"
         ]
     );
