@@ -112,7 +112,9 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
             statuses: Vec::new(),
             callbacks: Vec::new(),
             heard: Vec::new(),
+            heard_at: Vec::new(),
             keys: Vec::new(),
+            keys_at: Vec::new(),
             collected_tones: String::new(),
             event_posts: Vec::new(),
             dialed: None,
@@ -325,7 +327,7 @@ impl Playback {
 
 /// Simulated seconds a verb plays; `None` for `repeat: -1` (until interrupted).
 /// `play_s` is the length of a `PLAY`'s file.
-fn verb_seconds(verb: &Verb, play_s: f64) -> Option<f64> {
+pub fn verb_seconds(verb: &Verb, play_s: f64) -> Option<f64> {
     let times = |repeat: Option<i32>| match repeat {
         Some(r) if r < 0 => None,
         Some(r) => Some(f64::from(r) + 1.0),
@@ -830,8 +832,11 @@ impl Call {
             }
             _ => None,
         };
-        self.sim
-            .with_record(&self.message_id, |r| r.keys.push(keys.clone()));
+        let at = self.since_answer();
+        self.sim.with_record(&self.message_id, |r| {
+            r.keys.push(keys.clone());
+            r.keys_at.push(at);
+        });
         self.sim.emit(SimEvent::KeysPressed {
             message_id: self.message_id.clone(),
             to: self.to.clone(),
@@ -989,8 +994,11 @@ impl Call {
         };
         if let Verb::Say(say) = verb {
             let heard = say.message.text.clone();
-            self.sim
-                .with_record(&self.message_id, |r| r.heard.push(heard));
+            let at = self.since_answer();
+            self.sim.with_record(&self.message_id, |r| {
+                r.heard.push(heard);
+                r.heard_at.push(at);
+            });
         }
         self.sim.emit(SimEvent::Verb {
             message_id: self.message_id.clone(),
@@ -1022,6 +1030,12 @@ impl Call {
             .map_err(Stop::Api)?;
         self.announce(status);
         Ok(())
+    }
+
+    /// Simulated seconds since the answer (unrounded).
+    fn since_answer(&self) -> f64 {
+        self.answered_at
+            .map_or(0.0, |at| self.sim.clock.simulated(at.elapsed()))
     }
 
     fn duration_s(&self) -> f64 {

@@ -159,6 +159,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 use uuid::Uuid;
 
+pub use call::verb_seconds;
 pub use callees::{Behaviour, CalleeScript, Callees, CalleesError, Press, PressTiming};
 pub use faults::{Faults, InjectedFaults, RefusedCreation};
 pub use state::{

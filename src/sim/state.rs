@@ -140,8 +140,12 @@ pub struct SimCallRecord {
     pub callbacks: Vec<CallbackRecord>,
     /// The text of each `SAY` the callee heard, in order.
     pub heard: Vec<String>,
+    /// When each of `heard` started: simulated seconds since the answer.
+    pub heard_at: Vec<f64>,
     /// Each turn of keys the callee pressed.
     pub keys: Vec<String>,
+    /// When each of `keys` was pressed: simulated seconds since the answer.
+    pub keys_at: Vec<f64>,
     /// Every tone gathered on the call (what tracking reports).
     pub collected_tones: String,
     pub event_posts: Vec<EventPostRecord>,

@@ -1,0 +1,161 @@
+//! Issue 13 end to end, against the strict simulator: every key press is
+//! answered at once, and keys are read on cumulative (or per-submit) tones.
+
+use std::time::Duration;
+
+use ivr_gateway::routee::Verb;
+use ivr_gateway::sim::{Behaviour, SimCallRecord, ToneReading};
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, attempts, phone, spawn_app, ticket_callout};
+
+const LONG: Duration = Duration::from_secs(60);
+/// Slower than the other suites (a simulated second lasts 100 ms) so that the
+/// scheduling noise of a loaded machine stays small against a second.
+const SCALE: f64 = 0.1;
+
+const CONFIRMATION: &str = "The ticket is yours";
+const OPTIONS: &str = "Press 1 to accept";
+const NOT_VALID: &str = "not a valid choice";
+
+/// Simulated seconds from the answer to the end of the menu, where the first
+/// wait for a key starts, read from the dialplan the gateway would place.
+async fn menu_end_s(app: &TestApp, body: &Value) -> f64 {
+    let r = app
+        .http
+        .post(app.url("/v1/callouts/preview"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let preview: Value = r.json().await.unwrap();
+    let verbs: Vec<Verb> = serde_json::from_value(preview["first_call"]["verbs"].clone()).unwrap();
+    let mut total = 0.0;
+    for verb in &verbs {
+        if let Verb::Say(s) = verb
+            && s.message.text.contains(OPTIONS)
+        {
+            return total + ivr_gateway::sim::verb_seconds(verb, 0.0).unwrap_or(0.0);
+        }
+        total += ivr_gateway::sim::verb_seconds(verb, 0.0).unwrap_or(0.0);
+    }
+    panic!("no menu in {verbs:?}");
+}
+
+/// One ticket call whose callee presses turn k of `keys` at `menu end + at[k]`
+/// seconds; the callout when settled, and the call.
+async fn ticket_call(tones: ToneReading, keys: &[&str], at: &[f64]) -> (Value, SimCallRecord) {
+    let app = spawn_app(Options::default().env("SIM_TIME_SCALE", &SCALE.to_string())).await;
+    app.sim.set_tone_reading(tones);
+    let mut body = ticket_callout(1);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    let menu_end = menu_end_s(&app, &body).await;
+    let at: Vec<f64> = at.iter().map(|s| (menu_end + s).max(0.0)).collect();
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_at(keys.iter().copied(), &at));
+    let id = app.create_callout(&body).await;
+    let c = app.wait_settled(&id, LONG).await;
+    app.assert_no_protocol_errors();
+    let call = app.sim.calls().remove(0);
+    (c, call)
+}
+
+/// Simulated milliseconds from the callee's last key to the first `SAY` after it.
+fn key_to_say_ms(call: &SimCallRecord) -> (f64, &str) {
+    let pressed = *call.keys_at.last().expect("a key was pressed");
+    let (i, said) = call
+        .heard_at
+        .iter()
+        .enumerate()
+        .find(|(_, t)| **t >= pressed)
+        .expect("something was said after the key");
+    ((said - pressed) * 1000.0, call.heard[i].as_str())
+}
+
+fn times_heard(call: &SimCallRecord, needle: &str) -> usize {
+    call.heard.iter().filter(|t| t.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pressed_while_waiting_is_answered_within_a_second() {
+    for tones in [ToneReading::Cumulative, ToneReading::PerSubmit] {
+        // 1 second after the options: in the wait, before the reprompt (10 s).
+        let (c, call) = ticket_call(tones, &["1"], &[1.0]).await;
+        assert_eq!(attempts(&c), [(0, 1, "accepted".to_owned())], "{tones:?}");
+        let (ms, said) = key_to_say_ms(&call);
+        eprintln!("{tones:?}: key to confirmation {ms:.0} simulated ms (time scale {SCALE})");
+        assert!(
+            said.contains(CONFIRMATION),
+            "{tones:?}: heard {said:?} first"
+        );
+        assert!(
+            ms < 1000.0,
+            "{tones:?}: the confirmation came {ms:.0} ms after the key"
+        );
+        assert_eq!(
+            times_heard(&call, OPTIONS),
+            1,
+            "{tones:?}: no reprompt: {:?}",
+            call.heard
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_then_silence_then_one_again_is_accepted_under_both_readings() {
+    for tones in [ToneReading::Cumulative, ToneReading::PerSubmit] {
+        // The first 1 lands in the intro's pause (gathered, not posted); the
+        // second, in the wait after the options, posts both: "11".
+        let (c, call) = ticket_call(tones, &["1", "1"], &[-100.0, 1.0]).await;
+        assert_eq!(call.event_posts[0].collected_tones, "11", "{tones:?}");
+        assert_eq!(attempts(&c), [(0, 1, "accepted".to_owned())], "{tones:?}");
+        assert_eq!(
+            times_heard(&call, NOT_VALID),
+            0,
+            "{tones:?}: {:?}",
+            call.heard
+        );
+        assert!(key_to_say_ms(&call).1.contains(CONFIRMATION), "{tones:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_then_the_right_one_is_accepted_under_both_readings() {
+    for (tones, second_post) in [
+        (ToneReading::Cumulative, "91"),
+        (ToneReading::PerSubmit, "1"),
+    ] {
+        let (c, call) = ticket_call(tones, &["9", "1"], &[1.0, 6.0]).await;
+        let posted: Vec<&str> = call
+            .event_posts
+            .iter()
+            .map(|p| p.collected_tones.as_str())
+            .collect();
+        assert_eq!(posted[..2], ["9", second_post], "{tones:?}");
+        assert_eq!(
+            times_heard(&call, NOT_VALID),
+            1,
+            "{tones:?}: {:?}",
+            call.heard
+        );
+        assert_eq!(attempts(&c), [(0, 1, "accepted".to_owned())], "{tones:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_call_report_is_not_read_as_a_second_press() {
+    // A wrong key, then silence until the call ends: with cumulative tones the
+    // end-of-call POST carries "9" again, which is nothing new.
+    let (c, call) = ticket_call(ToneReading::Cumulative, &["9"], &[1.0]).await;
+    let last = call.event_posts.last().unwrap();
+    assert!(last.final_post && last.collected_tones == "9", "{last:?}");
+    assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())]);
+    let keys: Vec<&Value> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "keys_pressed")
+        .collect();
+    assert_eq!(keys.len(), 1, "one press, one event: {keys:?}");
+}
