@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::MenuItem;
+use crate::domain::{Keys, MenuItem};
 use crate::voiceflow::Request;
 
 /// What the callee did in answer to a turn.
@@ -34,23 +34,27 @@ pub enum CallerInput {
 /// trace. `None`: there is nothing to tell Voiceflow.
 ///
 /// Empty digits (a `#` alone, or the end-of-call report with no tones) count as
-/// silence.
+/// silence. Digits are read as [`Keys`]: on a menu whose keys are single keys,
+/// the last key pressed picks the item (`11` is `1`, a callee who pressed in a
+/// silence and again); other digits go on whole to the keypad map and as text.
 pub fn request_for_input(
     input: &CallerInput,
     menu: &[MenuItem],
     keypad: &BTreeMap<String, String>,
     expects_no_reply: bool,
 ) -> Option<Request> {
-    let digits = match input {
-        CallerInput::Digits(d) => d.trim().trim_end_matches('#').trim(),
-        CallerInput::Silence => "",
+    let keys = match input {
+        CallerInput::Digits(d) => Keys::parse(d),
+        CallerInput::Silence => Keys::default(),
     };
-    if digits.is_empty() {
+    if keys.is_empty() {
         return expects_no_reply.then_some(Request::NoReply);
     }
-    if let Some(item) = menu.iter().find(|m| m.digit == digits) {
+    let choice = keys.choice(menu.iter().map(|m| m.digit.as_str()));
+    if let Some(item) = menu.iter().find(|m| m.digit == choice) {
         return Some(Request::Raw(item.request()));
     }
+    let digits = keys.as_str();
     if let Some(intent) = keypad.get(digits) {
         return Some(Request::Intent {
             name: intent.clone(),
@@ -106,6 +110,21 @@ mod tests {
                 entities: vec![],
                 confidence: None
             })
+        );
+    }
+
+    #[test]
+    fn on_a_single_key_menu_the_last_key_picks_the_item() {
+        let expected = Some(Request::Raw(
+            json!({"type": "path-abc", "payload": {"label": "Accept"}}),
+        ));
+        assert_eq!(
+            request_for_input(&digits("11"), &menu(), &keypad(), false),
+            expected
+        );
+        assert_eq!(
+            request_for_input(&digits("91#"), &menu(), &keypad(), false),
+            expected
         );
     }
 

@@ -83,6 +83,7 @@ use super::language::routee_language;
 use super::render::{Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
+use crate::domain::Keys;
 use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
 
 /// Variables the engine gives every template, besides the callout's own.
@@ -387,7 +388,10 @@ impl Template {
         invalid_so_far: u32,
     ) -> TemplateTurn {
         let voice = self.voice(language);
-        let key = digits.trim().trim_end_matches('#').trim();
+        // Parsed as the engine's keys are: `#` dropped, and on a menu of single
+        // keys the last key pressed decides (`11` is `1`).
+        let keys = Keys::parse(digits);
+        let key = keys.choice(self.keys.keys().map(String::as_str));
         let Some(action) = self.keys.get(key) else {
             if invalid_so_far + 1 >= MAX_INVALID_INPUTS {
                 return TemplateTurn {

@@ -174,7 +174,9 @@ pub struct Conversation {
     /// Invalid inputs so far (templates say goodbye after three).
     #[serde(default)]
     pub invalid: u32,
-    /// Digits already consumed, in case Routee's `collectedTones` is cumulative.
+    /// The keys of the call already consumed (no `#`): with cumulative tones a
+    /// POST's new input is what follows them ([`Tones::after`](super::Tones::after));
+    /// its length is how much of the call's tones has been read.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub consumed: String,
     /// A Voiceflow turn that answered after the caller got a holding dialplan,
@@ -355,20 +357,6 @@ impl Attempt {
             self.answers.drain(..excess);
         }
     }
-
-    /// Digits that are new in `tones`: if Routee's tones turn out to be cumulative
-    /// (they start with what was already consumed and are longer), only the suffix.
-    pub fn new_digits(&self, tones: &str) -> String {
-        let consumed = &self.conversation.consumed;
-        if !consumed.is_empty()
-            && tones.len() > consumed.len()
-            && tones.starts_with(consumed.as_str())
-        {
-            tones[consumed.len()..].to_owned()
-        } else {
-            tones.to_owned()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -420,16 +408,5 @@ mod tests {
         // Not JSON: never cached (answers are serialized dialplans).
         a.cache_answer(5, "not json".into());
         assert_eq!(a.cached_answer(5), None);
-    }
-
-    #[test]
-    fn cumulative_tones_yield_only_new_digits() {
-        let mut a = attempt();
-        assert_eq!(a.new_digits("1"), "1");
-        a.conversation.consumed = "9".into();
-        assert_eq!(a.new_digits("91"), "1");
-        // Same length or different prefix: read as a fresh, non-cumulative submit.
-        assert_eq!(a.new_digits("9"), "9");
-        assert_eq!(a.new_digits("12"), "12");
     }
 }

@@ -7,6 +7,7 @@ pub mod attempt;
 pub mod callout;
 pub mod event;
 pub mod ids;
+pub mod keys;
 pub mod phone;
 pub mod policy;
 pub mod time;
@@ -19,6 +20,7 @@ pub use callout::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};
+pub use keys::{Keys, ToneReading, Tones};
 pub use phone::E164;
 pub use policy::{Policy, PolicyInput};
 pub use time::Timestamp;

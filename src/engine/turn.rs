@@ -30,8 +30,8 @@ use crate::dialplan::input::{CallerInput, request_for_input};
 use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Closing;
 use crate::domain::{
-    CallId, Callout, CalloutId, CalloutStatus, Changes, Decision, EventKind, InFlightTurn,
-    PendingTurn, Script, Timestamp,
+    CallId, Callout, CalloutId, CalloutStatus, Changes, Decision, EventKind, InFlightTurn, Keys,
+    PendingTurn, Script, Timestamp, Tones,
 };
 use crate::routee::{Collect, CollectEvent, Dialplan, Language, Verb};
 use crate::store::Versioned;
@@ -121,7 +121,7 @@ impl Engine {
                 default_voice(),
             )));
         };
-        let tones = event.digits();
+        let tones = event.tones();
         match loaded.value.script.clone() {
             Script::Template { name } => {
                 self.template_turn(loaded, cached, &name, call, turn, &tones)
@@ -170,7 +170,7 @@ impl Engine {
         name: &str,
         call: CallId,
         turn: u32,
-        tones: &str,
+        tones: &Tones,
     ) -> Result<String, EngineError> {
         let id = loaded.value.id;
         let Some(template) = self.templates.get(name) else {
@@ -190,7 +190,7 @@ impl Engine {
                 let Some(a) = c.attempt(call) else {
                     return (Changes::default(), Step::Closing(Closing::Closed));
                 };
-                let digits = a.new_digits(tones);
+                let digits = tones.after(&a.conversation.consumed).to_string();
                 if digits.is_empty() {
                     // The end-of-call report with nothing pressed.
                     return (Changes::default(), Step::Closing(Closing::Closed));
@@ -256,7 +256,7 @@ impl Engine {
         resolved: Option<Arc<ResolvedAssistant>>,
         call: CallId,
         turn: u32,
-        tones: &str,
+        tones: &Tones,
         deadline: Instant,
     ) -> Result<String, EngineError> {
         let id = loaded.value.id;
@@ -318,7 +318,7 @@ impl Engine {
                 let Some(a) = c.attempt(call) else {
                     return (Changes::default(), Step::Closing(Closing::Closed));
                 };
-                let digits = a.new_digits(tones);
+                let digits = tones.after(&a.conversation.consumed).to_string();
                 let mut ch = c.on_keys(call, &digits, now);
                 let Some(a) = c.attempt_mut(call) else {
                     return (ch, Step::Closing(Closing::Closed));
@@ -343,10 +343,7 @@ impl Engine {
                     if digits.is_empty() {
                         return (ch, Step::Closing(Closing::Closed));
                     }
-                    let decision = fallback_keys
-                        .iter()
-                        .find(|(k, _)| *k == digits)
-                        .map(|(_, d)| *d);
+                    let decision = fallback_decision(&fallback_keys, &digits);
                     let plan = match decision {
                         Some(Decision::Accepted) => render::closing_dialplan(ACCEPTED_TEXT, voice),
                         Some(Decision::Rejected) => render::closing_dialplan(REJECTED_TEXT, voice),
@@ -395,10 +392,7 @@ impl Engine {
                 // never comes (slow, failed, this replica dies), a press of the
                 // accept key still decides when the call ends (see the domain).
                 if let CallerInput::Digits(d) = &input {
-                    a.conversation.unanswered_decision = fallback_keys
-                        .iter()
-                        .find(|(k, _)| k == d)
-                        .map(|(_, decision)| *decision);
+                    a.conversation.unanswered_decision = fallback_decision(&fallback_keys, d);
                 }
                 a.conversation.in_flight = Some(InFlightTurn {
                     turn,
@@ -800,6 +794,14 @@ fn assistant_voice(c: &Callout, contact: usize, resolved: Option<&ResolvedAssist
 
 /// Keys that decide when Voiceflow is unavailable: the assistant's keypad entries
 /// whose intent is one of its accept/reject action names, else 1 and 2.
+/// The decision of `digits` on the fallback keypad (single keys: the last key
+/// pressed decides).
+fn fallback_decision(keypad: &[(String, Decision)], digits: &str) -> Option<Decision> {
+    let keys = Keys::parse(digits);
+    let choice = keys.choice(keypad.iter().map(|(k, _)| k.as_str()));
+    keypad.iter().find(|(k, _)| k == choice).map(|(_, d)| *d)
+}
+
 fn fallback_keypad(resolved: Option<&ResolvedAssistant>) -> Vec<(String, Decision)> {
     let mut keys = Vec::new();
     if let Some(r) = resolved {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
+use crate::domain::keys::is_dtmf;
 use crate::domain::phone::E164;
 
 /// Seconds of ringing before an answering callee picks up, unless told otherwise.
@@ -607,11 +608,6 @@ fn parse_turns(ctx: &str, keys: &Value) -> Result<Vec<String>, CalleesError> {
         ));
     }
     Ok(turns)
-}
-
-/// A key a phone keypad can send.
-pub(crate) fn is_dtmf(c: char) -> bool {
-    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
 }
 
 /// The parameters object of a behaviour, consumed field by field so that unknown

@@ -177,32 +177,7 @@ pub struct DialLegRecord {
     pub callback_url: Option<String>,
 }
 
-/// How `collectedTones` reads (reference §4.2: documented as "all the collected
-/// tones of the call", whether it is cumulative is a GAP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToneReading {
-    /// Every POST carries every tone gathered on the call so far, `#` included
-    /// as pressed (`1`, then `12`; `1#2#`). The documented wording; the default.
-    #[default]
-    Cumulative,
-    /// Every POST carries the tones since the previous POST, without the `#`
-    /// that submitted them.
-    PerSubmit,
-}
-
-impl std::str::FromStr for ToneReading {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "cumulative" => Ok(ToneReading::Cumulative),
-            "per_submit" => Ok(ToneReading::PerSubmit),
-            other => Err(format!(
-                "{other:?} is not a tone reading (cumulative or per_submit)"
-            )),
-        }
-    }
-}
+pub use crate::domain::keys::ToneReading;
 
 /// The live timeline, one event per thing that happens on a call.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -175,7 +175,8 @@ pub fn webhook_status(data: &[u8]) {
 pub fn webhook_collect(data: &[u8]) {
     let (selector, body) = split_selector(data);
     let event = parse_collect(content_type(selector), body);
-    let digits = event.digits();
+    let tones = event.tones();
+    let digits = tones.keys();
     assert!(digits.len() <= body.len());
     assert!(
         digits
@@ -183,7 +184,8 @@ pub fn webhook_collect(data: &[u8]) {
             .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')),
         "{digits:?}"
     );
-    assert!(!digits.ends_with('#'), "{digits:?}");
+    assert!(!digits.contains('#'), "{digits:?}");
+    assert_eq!(tones.groups().collect::<String>(), digits);
 }
 
 /// A Dialog Manager response body.
