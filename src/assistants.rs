@@ -34,9 +34,7 @@
 //! copies expire within [`CACHE_TTL`].
 //!
 //! The conversation tools (a test session of an assistant, without a call) are
-//! in [`tools`].
-
-pub mod tools;
+//! beside the engine, in `engine::tools`: they run turns as calls do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -153,7 +151,7 @@ pub struct Registration {
 /// Changes to an assistant, parsed at the edge. A new key, version or project id
 /// is checked with Voiceflow like a registration.
 #[derive(Debug, Clone, Default)]
-pub struct Update {
+pub struct AssistantUpdate {
     pub name: Option<String>,
     pub api_key: Option<Secret<String>>,
     pub version: Option<String>,
@@ -384,7 +382,7 @@ impl Assistants {
         &self,
         voiceflow: &VoiceflowClient,
         id: AssistantId,
-        change: Update,
+        change: AssistantUpdate,
     ) -> Result<Registered, RegistryError> {
         let current = self
             .store
@@ -480,10 +478,10 @@ impl Assistants {
                 self.update(
                     voiceflow,
                     existing.id,
-                    Update {
+                    AssistantUpdate {
                         api_key: Some(api_key),
                         version: Some(version.to_owned()),
-                        ..Update::default()
+                        ..AssistantUpdate::default()
                     },
                 )
                 .await

@@ -244,6 +244,197 @@ fn fallback_url() -> Url {
     Url::parse("http://invalid.localhost/").unwrap_or_else(|_| unreachable!("static URL parses"))
 }
 
+/// `ROUTEE_APP_ID` and `ROUTEE_APP_SECRET`: both set is live mode, neither the sandbox.
+fn read_mode(r: &mut Reader<'_>) -> (Mode, Option<String>, Option<String>) {
+    let app_id = r.get("ROUTEE_APP_ID").map(str::to_owned);
+    let app_secret = r.get("ROUTEE_APP_SECRET").map(str::to_owned);
+    let mode = match (&app_id, &app_secret) {
+        (None, None) => Mode::Sandbox,
+        (Some(_), Some(_)) => Mode::Live,
+        (Some(_), None) => {
+            r.problems
+                .push("ROUTEE_APP_SECRET: required when ROUTEE_APP_ID is set".into());
+            Mode::Live
+        }
+        (None, Some(_)) => {
+            r.problems
+                .push("ROUTEE_APP_ID: required when ROUTEE_APP_SECRET is set".into());
+            Mode::Live
+        }
+    };
+    (mode, app_id, app_secret)
+}
+
+fn read_public_url(r: &mut Reader<'_>, live: bool, listen_addr: SocketAddr) -> Url {
+    let public_url = match r.get("PUBLIC_URL") {
+        Some(_) => r.url("PUBLIC_URL", ""),
+        None if live => {
+            r.problems.push(
+                "PUBLIC_URL: required in live mode (the base URL at which Routee reaches this gateway)".into(),
+            );
+            fallback_url()
+        }
+        None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
+    };
+    if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
+        // Not fatal (a TLS-terminating proxy may sit in front), but webhooks carry
+        // signatures, so say it.
+        tracing::warn!(
+            "PUBLIC_URL is not https: webhook signatures will cross the network in clear"
+        );
+    }
+    public_url
+}
+
+fn read_routee(
+    r: &mut Reader<'_>,
+    app_id: Option<String>,
+    app_secret: Option<String>,
+    live: bool,
+) -> RouteeConfig {
+    let from = match r.get("ROUTEE_FROM") {
+        Some(f) => f.to_owned(),
+        None if live => {
+            r.problems.push(
+                "ROUTEE_FROM: required in live mode (the caller ID for outbound calls)".into(),
+            );
+            String::new()
+        }
+        None => "+306900000000".to_owned(),
+    };
+    let calls_per_second: f64 = r.parse("ROUTEE_CALLS_PER_SECOND", 1.0);
+    if !(calls_per_second > 0.0 && calls_per_second <= 1000.0) {
+        r.problems.push(format!(
+            "ROUTEE_CALLS_PER_SECOND: {calls_per_second} is outside (0, 1000]"
+        ));
+    }
+
+    RouteeConfig {
+        app_id,
+        app_secret: app_secret.map(Secret::new),
+        api_url: r.url("ROUTEE_API_URL", "https://connect.routee.net"),
+        auth_url: r.url("ROUTEE_AUTH_URL", "https://auth.routee.net/oauth/token"),
+        from,
+        calls_per_second,
+    }
+}
+
+fn read_voiceflow(r: &mut Reader<'_>) -> VoiceflowConfig {
+    let voiceflow = VoiceflowConfig {
+        runtime_url: r.url(
+            "VOICEFLOW_RUNTIME_URL",
+            "https://general-runtime.voiceflow.com",
+        ),
+        api_url: r.url("VOICEFLOW_API_URL", "https://api.voiceflow.com"),
+        api_key: r
+            .get("VOICEFLOW_API_KEY")
+            .map(|k| Secret::new(k.to_owned())),
+        version: r
+            .get("VOICEFLOW_VERSION")
+            .unwrap_or("production")
+            .to_owned(),
+    };
+    if let Some(k) = &voiceflow.api_key
+        && !k.expose().starts_with("VF.DM.")
+    {
+        r.problems.push(
+            "VOICEFLOW_API_KEY: not a Dialog Manager API key (it must start with VF.DM.)".into(),
+        );
+    }
+    voiceflow
+}
+
+/// `GATEWAY_SECRET` (random per process in the sandbox) and `GATEWAY_SECRET_PREVIOUS`.
+fn read_secrets(r: &mut Reader<'_>, live: bool) -> (Vec<u8>, bool, Option<Secret<Vec<u8>>>) {
+    let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
+        Some(s) if s.len() >= 32 => (s.as_bytes().to_vec(), false),
+        Some(s) => {
+            r.problems.push(format!(
+                "GATEWAY_SECRET: must be at least 32 bytes (it has {})",
+                s.len()
+            ));
+            (Vec::new(), false)
+        }
+        None if live => {
+            r.problems
+                .push("GATEWAY_SECRET: required in live mode (at least 32 bytes)".into());
+            (Vec::new(), false)
+        }
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes);
+            (hex::encode(bytes).into_bytes(), true)
+        }
+    };
+    let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
+        Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
+        Some(_) => {
+            r.problems
+                .push("GATEWAY_SECRET_PREVIOUS: must be at least 32 bytes".into());
+            None
+        }
+        None => None,
+    };
+    (gateway_secret, secret_is_ephemeral, previous_secret)
+}
+
+/// The Redis settings of [`Config`].
+struct RedisSettings {
+    redis_url: Option<Secret<String>>,
+    redis_prefix: String,
+    redis_wait_replicas: Option<u32>,
+    redis_tls_ca_file: Option<PathBuf>,
+    redis_tls_cert_file: Option<PathBuf>,
+    redis_tls_key_file: Option<PathBuf>,
+}
+
+fn read_redis(r: &mut Reader<'_>) -> RedisSettings {
+    let redis_url = r.get("REDIS_URL").map(|u| Secret::new(u.to_owned()));
+    if let Some(u) = &redis_url
+        && let Err(e) = crate::store::target::Target::parse(u.expose())
+    {
+        r.problems.push(format!("REDIS_URL: {e}"));
+    }
+    let redis_prefix = r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned();
+    if redis_prefix.contains(['{', '}']) {
+        r.problems.push(
+            "REDIS_PREFIX: may not contain { or } (the gateway's keys carry their own hash tags)"
+                .into(),
+        );
+    }
+    let redis_wait_replicas = r
+        .get("REDIS_WAIT_REPLICAS")
+        .map(|_| r.parse("REDIS_WAIT_REPLICAS", 0u32));
+    if redis_wait_replicas.is_some_and(|n| n > 5) {
+        r.problems.push("REDIS_WAIT_REPLICAS: at most 5".into());
+    }
+
+    let redis_file = |r: &mut Reader<'_>, key: &str| {
+        let path = PathBuf::from(r.get(key)?);
+        if !path.is_file() {
+            r.problems
+                .push(format!("{key}: {} is not a readable file", path.display()));
+        }
+        Some(path)
+    };
+    let redis_tls_ca_file = redis_file(r, "REDIS_TLS_CA_FILE");
+    let redis_tls_cert_file = redis_file(r, "REDIS_TLS_CERT_FILE");
+    let redis_tls_key_file = redis_file(r, "REDIS_TLS_KEY_FILE");
+    if redis_tls_cert_file.is_some() != redis_tls_key_file.is_some() {
+        r.problems.push(
+            "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: give both (a client certificate and its key) or neither".into(),
+        );
+    }
+    RedisSettings {
+        redis_url,
+        redis_prefix,
+        redis_wait_replicas,
+        redis_tls_ca_file,
+        redis_tls_cert_file,
+        redis_tls_key_file,
+    }
+}
+
 impl Config {
     /// Reads the process environment. The only place the crate calls `std::env`.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -257,122 +448,18 @@ impl Config {
             problems: Vec::new(),
         };
 
-        let app_id = r.get("ROUTEE_APP_ID").map(str::to_owned);
-        let app_secret = r.get("ROUTEE_APP_SECRET").map(str::to_owned);
-        let mode = match (&app_id, &app_secret) {
-            (None, None) => Mode::Sandbox,
-            (Some(_), Some(_)) => Mode::Live,
-            (Some(_), None) => {
-                r.problems
-                    .push("ROUTEE_APP_SECRET: required when ROUTEE_APP_ID is set".into());
-                Mode::Live
-            }
-            (None, Some(_)) => {
-                r.problems
-                    .push("ROUTEE_APP_ID: required when ROUTEE_APP_SECRET is set".into());
-                Mode::Live
-            }
-        };
+        let (mode, app_id, app_secret) = read_mode(&mut r);
         let live = mode == Mode::Live;
 
         let listen_addr: SocketAddr =
             r.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let public_url = match r.get("PUBLIC_URL") {
-            Some(_) => r.url("PUBLIC_URL", ""),
-            None if live => {
-                r.problems.push(
-                    "PUBLIC_URL: required in live mode (the base URL at which Routee reaches this gateway)".into(),
-                );
-                fallback_url()
-            }
-            None => r.url("PUBLIC_URL", &format!("http://{listen_addr}")),
-        };
-        if live && public_url.scheme() != "https" && r.get("PUBLIC_URL").is_some() {
-            // Not fatal (a TLS-terminating proxy may sit in front), but webhooks carry
-            // signatures, so say it.
-            tracing::warn!(
-                "PUBLIC_URL is not https: webhook signatures will cross the network in clear"
-            );
-        }
+        let public_url = read_public_url(&mut r, live, listen_addr);
 
-        let from = match r.get("ROUTEE_FROM") {
-            Some(f) => f.to_owned(),
-            None if live => {
-                r.problems.push(
-                    "ROUTEE_FROM: required in live mode (the caller ID for outbound calls)".into(),
-                );
-                String::new()
-            }
-            None => "+306900000000".to_owned(),
-        };
-        let calls_per_second: f64 = r.parse("ROUTEE_CALLS_PER_SECOND", 1.0);
-        if !(calls_per_second > 0.0 && calls_per_second <= 1000.0) {
-            r.problems.push(format!(
-                "ROUTEE_CALLS_PER_SECOND: {calls_per_second} is outside (0, 1000]"
-            ));
-        }
+        let routee = read_routee(&mut r, app_id, app_secret, live);
 
-        let routee = RouteeConfig {
-            app_id,
-            app_secret: app_secret.map(Secret::new),
-            api_url: r.url("ROUTEE_API_URL", "https://connect.routee.net"),
-            auth_url: r.url("ROUTEE_AUTH_URL", "https://auth.routee.net/oauth/token"),
-            from,
-            calls_per_second,
-        };
+        let voiceflow = read_voiceflow(&mut r);
 
-        let voiceflow = VoiceflowConfig {
-            runtime_url: r.url(
-                "VOICEFLOW_RUNTIME_URL",
-                "https://general-runtime.voiceflow.com",
-            ),
-            api_url: r.url("VOICEFLOW_API_URL", "https://api.voiceflow.com"),
-            api_key: r
-                .get("VOICEFLOW_API_KEY")
-                .map(|k| Secret::new(k.to_owned())),
-            version: r
-                .get("VOICEFLOW_VERSION")
-                .unwrap_or("production")
-                .to_owned(),
-        };
-        if let Some(k) = &voiceflow.api_key
-            && !k.expose().starts_with("VF.DM.")
-        {
-            r.problems.push(
-                "VOICEFLOW_API_KEY: not a Dialog Manager API key (it must start with VF.DM.)"
-                    .into(),
-            );
-        }
-
-        let (gateway_secret, secret_is_ephemeral) = match r.get("GATEWAY_SECRET") {
-            Some(s) if s.len() >= 32 => (s.as_bytes().to_vec(), false),
-            Some(s) => {
-                r.problems.push(format!(
-                    "GATEWAY_SECRET: must be at least 32 bytes (it has {})",
-                    s.len()
-                ));
-                (Vec::new(), false)
-            }
-            None if live => {
-                r.problems
-                    .push("GATEWAY_SECRET: required in live mode (at least 32 bytes)".into());
-                (Vec::new(), false)
-            }
-            None => {
-                let mut bytes = [0u8; 32];
-                rand::Rng::fill(&mut rand::rng(), &mut bytes);
-                (hex::encode(bytes).into_bytes(), true)
-            }
-        };
-        let previous_secret = match r.get("GATEWAY_SECRET_PREVIOUS") {
-            Some(s) if s.len() >= 32 => Some(Secret::new(s.as_bytes().to_vec())),
-            Some(_) => {
-                r.problems
-                    .push("GATEWAY_SECRET_PREVIOUS: must be at least 32 bytes".into());
-                None
-            }
-            None => None,
-        };
+        let (gateway_secret, secret_is_ephemeral, previous_secret) = read_secrets(&mut r, live);
 
         let api_keys = parse_api_keys(r.get("API_KEYS"), &mut r.problems);
         if api_keys.is_empty() {
@@ -433,42 +520,14 @@ impl Config {
                 .push(format!("SIM_TIME_SCALE: {time_scale} is outside (0, 10]"));
         }
 
-        let redis_url = r.get("REDIS_URL").map(|u| Secret::new(u.to_owned()));
-        if let Some(u) = &redis_url
-            && let Err(e) = crate::store::target::Target::parse(u.expose())
-        {
-            r.problems.push(format!("REDIS_URL: {e}"));
-        }
-        let redis_prefix = r.get("REDIS_PREFIX").unwrap_or("ivr").to_owned();
-        if redis_prefix.contains(['{', '}']) {
-            r.problems.push(
-                "REDIS_PREFIX: may not contain { or } (the gateway's keys carry their own hash tags)"
-                    .into(),
-            );
-        }
-        let redis_wait_replicas = r
-            .get("REDIS_WAIT_REPLICAS")
-            .map(|_| r.parse("REDIS_WAIT_REPLICAS", 0u32));
-        if redis_wait_replicas.is_some_and(|n| n > 5) {
-            r.problems.push("REDIS_WAIT_REPLICAS: at most 5".into());
-        }
-
-        let redis_file = |r: &mut Reader<'_>, key: &str| {
-            let path = PathBuf::from(r.get(key)?);
-            if !path.is_file() {
-                r.problems
-                    .push(format!("{key}: {} is not a readable file", path.display()));
-            }
-            Some(path)
-        };
-        let redis_tls_ca_file = redis_file(&mut r, "REDIS_TLS_CA_FILE");
-        let redis_tls_cert_file = redis_file(&mut r, "REDIS_TLS_CERT_FILE");
-        let redis_tls_key_file = redis_file(&mut r, "REDIS_TLS_KEY_FILE");
-        if redis_tls_cert_file.is_some() != redis_tls_key_file.is_some() {
-            r.problems.push(
-                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE: give both (a client certificate and its key) or neither".into(),
-            );
-        }
+        let RedisSettings {
+            redis_url,
+            redis_prefix,
+            redis_wait_replicas,
+            redis_tls_ca_file,
+            redis_tls_cert_file,
+            redis_tls_key_file,
+        } = read_redis(&mut r);
 
         let public_url_is_default = r.get("PUBLIC_URL").is_none();
         let voiceflow_urls_are_default =

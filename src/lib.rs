@@ -11,12 +11,14 @@
 //! - [`app`]: [`app::Application`], built the same way by `main`, the demo and tests.
 //! - [`cli`], [`commands`], [`demo`]: the command line and what its subcommands do.
 //! - [`config`]: one typed [`config::Config`] read from the environment at startup.
-//! - [`domain`]: pure types and the escalation state machine; no IO.
+//! - [`domain`]: pure types and the two state machines, the callout's escalation and
+//!   a call's conversation; no IO.
 //! - [`routee`]: the Routee Voice Conversation API client, verbs and callbacks.
 //! - [`voiceflow`]: the Voiceflow Dialog Manager API client and trace types.
 //! - [`dialplan`]: renders Voiceflow traces and dialplan templates into Routee verbs,
 //!   and maps key presses back to Voiceflow requests.
-//! - [`engine`]: the IO around the domain: placing calls, key presses, timers, jobs.
+//! - [`engine`]: the IO around the domain: placing calls, key presses, Voiceflow turns,
+//!   the conversation tools, timers, jobs.
 //! - [`http`]: the axum edge: dispatcher and assistants APIs, webhooks, health.
 //! - [`store`]: where state lives (Redis, or in memory), every key in one module.
 //! - [`audio`]: the audio the gateway serves for `PLAY` (the silence of a wait).

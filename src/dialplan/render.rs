@@ -411,13 +411,13 @@ impl<'c, 'a> Turn<'c, 'a> {
             }
             Trace::Path { .. } => {}
             Trace::Visual { image } => {
-                let what = image.as_deref().map(short).unwrap_or_default();
+                let what = image.as_deref().map(note_excerpt).unwrap_or_default();
                 self.note(format!(
                     "visual: not rendered, an image cannot be heard ({what})"
                 ));
             }
             Trace::Debug { message } => {
-                self.note(format!("debug: not spoken: {}", short(message)));
+                self.note(format!("debug: not spoken: {}", note_excerpt(message)));
             }
             Trace::Internal { kind, .. } => {
                 if kind.is_empty() {
@@ -435,7 +435,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             Some(voice) => gender_for_voice(voice).or_else(|| {
                 self.note(format!(
                     "speak: voice {:?} unknown, default voice used",
-                    short(voice)
+                    note_excerpt(voice)
                 ));
                 self.ctx.voice.gender
             }),
@@ -467,7 +467,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             };
             self.note(format!(
                 "speak: audio not playable, Routee plays only .wav over http(s){fallback} ({})",
-                short(src)
+                note_excerpt(src)
             ));
         }
         self.say(text, gender, Role::Prompt);
@@ -757,7 +757,7 @@ fn is_playable_wav(src: &str) -> bool {
 }
 
 /// A string cut to a length fit for a note (data URIs are megabytes).
-fn short(text: &str) -> String {
+fn note_excerpt(text: &str) -> String {
     const MAX: usize = 80;
     if text.chars().count() <= MAX {
         text.to_owned()

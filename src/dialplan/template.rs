@@ -109,7 +109,7 @@ pub struct Template {
     pub description: Option<String>,
     pub language: Language,
     pub gender: Option<Gender>,
-    pub intro: Vec<Step>,
+    pub intro: Vec<IntroItem>,
     pub menu: Prompt,
     /// Phone key (`"1"`, `"*"`) to what it does.
     pub keys: BTreeMap<String, KeyAction>,
@@ -118,7 +118,7 @@ pub struct Template {
 
 /// One step of the intro.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step {
+pub enum IntroItem {
     Say(Prompt),
     Play { url: String, barge_in: bool },
     Pause(u32),
@@ -150,15 +150,8 @@ pub struct Messages {
     pub closed: Text,
 }
 
-/// Which closing message to say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Closing {
-    /// The dispatcher cancelled the callout.
-    Cancelled,
-    /// The callout is over (someone else accepted, or it ended otherwise).
-    Closed,
-}
+/// Which closing message to say (the conversation's, `domain::conversation`).
+pub use crate::domain::Closing;
 
 /// Text with `{{placeholders}}`, parsed once.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,7 +289,7 @@ impl Template {
 
     fn texts(&self) -> impl Iterator<Item = &Text> {
         let intro = self.intro.iter().filter_map(|s| match s {
-            Step::Say(p) => Some(&p.text),
+            IntroItem::Say(p) => Some(&p.text),
             _ => None,
         });
         let keys = self.keys.values().filter_map(|k| k.say.as_ref());
@@ -362,13 +355,13 @@ impl Template {
         let mut verbs = Vec::new();
         for step in &self.intro {
             match step {
-                Step::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
-                Step::Play { url, barge_in } => verbs.push(Verb::Play(Play {
+                IntroItem::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
+                IntroItem::Play { url, barge_in } => verbs.push(Verb::Play(Play {
                     file_url: url.clone(),
                     barge_in: *barge_in,
                     repeat: None,
                 })),
-                Step::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
+                IntroItem::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
         self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
@@ -475,7 +468,7 @@ struct RawTemplate {
     language: Spanned<String>,
     gender: Option<Spanned<String>>,
     #[serde(default)]
-    intro: Vec<Spanned<RawStep>>,
+    intro: Vec<Spanned<RawIntroItem>>,
     menu: Spanned<RawPrompt>,
     keys: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawKey>>>>,
     #[serde(default)]
@@ -484,7 +477,7 @@ struct RawTemplate {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStep {
+struct RawIntroItem {
     say: Option<Spanned<String>>,
     play: Option<Spanned<String>>,
     pause: Option<Spanned<i64>>,
@@ -570,7 +563,7 @@ impl Checker<'_> {
         }
     }
 
-    fn step(&self, raw: &Spanned<RawStep>, index: usize) -> Checked<Step> {
+    fn step(&self, raw: &Spanned<RawIntroItem>, index: usize) -> Checked<IntroItem> {
         let what = format!("intro step {}", index + 1);
         let step = raw.get_ref();
         let kinds = [
@@ -603,7 +596,7 @@ impl Checker<'_> {
             return Err(self.at(b, format!("{what}: barge_in applies only to say and play")));
         }
         if let Some(say) = &step.say {
-            return Ok(Step::Say(Prompt {
+            return Ok(IntroItem::Say(Prompt {
                 text: self.text(say, &what)?,
                 gender: self.gender(step.gender.as_ref(), &what)?,
                 barge_in: barge_in.unwrap_or(false),
@@ -625,7 +618,7 @@ impl Checker<'_> {
                     format!("{what}: {url:?} is not an http(s) URL of a .wav file, the only audio Routee plays"),
                 ));
             };
-            return Ok(Step::Play {
+            return Ok(IntroItem::Play {
                 url: normalized,
                 barge_in: barge_in.unwrap_or(false),
             });
@@ -634,7 +627,7 @@ impl Checker<'_> {
             Some(p) => {
                 let seconds = *p.get_ref();
                 match u32::try_from(seconds) {
-                    Ok(s) if (1..=60).contains(&s) => Ok(Step::Pause(s)),
+                    Ok(s) if (1..=60).contains(&s) => Ok(IntroItem::Pause(s)),
                     _ => Err(self.at(
                         p,
                         format!("{what}: pause {seconds} is outside 1..=60 seconds"),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{AssistantId, Timestamp};
-use crate::routee::{Gender, Language};
+use super::{Gender, Language};
 
 /// Per-assistant settings that shape how its turns are rendered and read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

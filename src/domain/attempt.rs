@@ -25,7 +25,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CallId, Decision, MenuItem, Timestamp};
+use super::conversation::{CachedAnswer, Conversation};
+use super::{CallId, Decision, Timestamp};
 
 /// Where a call is, as far as the gateway knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,85 +153,6 @@ impl From<Decision> for Outcome {
     }
 }
 
-/// The conversation state carried between turns of one call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Conversation {
-    /// Keypad menu offered by the last Voiceflow turn.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub menu: Vec<MenuItem>,
-    /// The last turn asked for input with a `no-reply` timeout.
-    #[serde(default)]
-    pub expects_no_reply: bool,
-    /// Voiceflow failed during this call: key presses are read with the fallback keypad.
-    #[serde(default)]
-    pub fallback: bool,
-    /// The last keys the caller pressed whose Voiceflow turn never answered (too
-    /// slow, failed, or its replica died), read on the fallback keypad: the
-    /// decision if the call ends with nothing more pressed, so a press of the
-    /// accept key is not lost with the turn. Cleared when Voiceflow answers or the
-    /// caller chooses again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unanswered_decision: Option<Decision>,
-    /// Invalid inputs so far (templates say goodbye after three).
-    #[serde(default)]
-    pub invalid: u32,
-    /// The keys of the call already consumed (no `#`): with cumulative tones a
-    /// POST's new input is what follows them ([`Tones::after`](super::Tones::after));
-    /// its length is how much of the call's tones has been read.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub consumed: String,
-    /// A Voiceflow turn that answered after the caller got a holding dialplan,
-    /// already rendered for the next input; played at the next key press.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingTurn>,
-    /// A Voiceflow turn is being computed for `turn` until `until` (turns are
-    /// serialized: Voiceflow keeps no per-user lock).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<InFlightTurn>,
-    /// The conversation has ended (an `end` trace, or a template's goodbye).
-    #[serde(default)]
-    pub ended: bool,
-}
-
-/// A rendered Voiceflow turn waiting to be played (see [`Conversation::pending`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingTurn {
-    /// The dialplan JSON, its COLLECT already pointing at the input after the next.
-    pub dialplan: String,
-    #[serde(default)]
-    pub menu: Vec<MenuItem>,
-    #[serde(default)]
-    pub expects_no_reply: bool,
-    #[serde(default)]
-    pub ended: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlightTurn {
-    pub turn: u32,
-    pub until: Timestamp,
-}
-
-/// A dialplan already answered for a turn: a repeated delivery of the same
-/// COLLECT event gets the same answer, not a second Voiceflow turn.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedAnswer {
-    pub turn: u32,
-    /// The dialplan JSON exactly as answered, kept as raw JSON inside the callout
-    /// document: storing it as a string would escape and unescape every quote of
-    /// it on each commit and load of the document (a hot path of every key press).
-    pub dialplan: Box<serde_json::value::RawValue>,
-}
-
-impl PartialEq for CachedAnswer {
-    fn eq(&self, other: &Self) -> bool {
-        self.turn == other.turn && self.dialplan.get() == other.dialplan.get()
-    }
-}
-
-/// How many answered turns are remembered for duplicates.
-pub const CACHED_ANSWERS: usize = 3;
-
 /// A pending request to end a live call (cancellation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hangup {
@@ -329,43 +251,11 @@ impl Attempt {
     pub fn is_over(&self) -> bool {
         self.outcome.is_some()
     }
-
-    /// The answer already given for `turn`, if any.
-    pub fn cached_answer(&self, turn: u32) -> Option<&str> {
-        self.answers
-            .iter()
-            .find(|a| a.turn == turn)
-            .map(|a| a.dialplan.get())
-    }
-
-    /// The most recent answer given, if any.
-    pub fn last_answer(&self) -> Option<&str> {
-        self.answers.last().map(|a| a.dialplan.get())
-    }
-
-    /// Remembers the answer for `turn` (a dialplan's JSON), keeping the last few.
-    /// Text that is not JSON is not cached (answers are always serialized
-    /// dialplans, so that never happens in practice).
-    pub fn cache_answer(&mut self, turn: u32, dialplan: String) {
-        let Ok(dialplan) = serde_json::value::RawValue::from_string(dialplan) else {
-            return;
-        };
-        self.answers.retain(|a| a.turn != turn);
-        self.answers.push(CachedAnswer { turn, dialplan });
-        if self.answers.len() > CACHED_ANSWERS {
-            let excess = self.answers.len() - CACHED_ANSWERS;
-            self.answers.drain(..excess);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attempt() -> Attempt {
-        Attempt::new(CallId::new(), 0, 1, Timestamp(0), Timestamp(1000))
-    }
 
     #[test]
     fn ranks_only_move_forward_and_finals_are_final() {
@@ -392,21 +282,5 @@ mod tests {
             assert!(s.is_final() && !s.is_live());
         }
         assert!(CallState::Ringing.is_live());
-    }
-
-    #[test]
-    fn answers_are_cached_per_turn_and_bounded() {
-        let mut a = attempt();
-        for t in 0..5 {
-            a.cache_answer(t, format!("{{\"plan\":{t}}}"));
-        }
-        assert_eq!(a.answers.len(), CACHED_ANSWERS);
-        assert_eq!(a.cached_answer(4), Some("{\"plan\":4}"));
-        assert_eq!(a.cached_answer(0), None);
-        a.cache_answer(4, "{\"again\":true}".into());
-        assert_eq!(a.cached_answer(4), Some("{\"again\":true}"));
-        // Not JSON: never cached (answers are serialized dialplans).
-        a.cache_answer(5, "not json".into());
-        assert_eq!(a.cached_answer(5), None);
     }
 }

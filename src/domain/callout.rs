@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome};
 use super::event::{Event, EventKind};
 use super::{AssistantId, CallId, CalloutId, Decision, E164, Policy, Timestamp};
-use crate::routee::{CallStatus, Language};
+use super::{CallStatus, Language};
 
 /// One person on the call list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,14 +167,20 @@ pub enum Effect {
 
 /// Events and effects produced by one transition.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Changes {
+pub struct Consequences {
     pub events: Vec<Event>,
     pub effects: Vec<Effect>,
 }
 
-impl Changes {
+impl Consequences {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.effects.is_empty()
+    }
+
+    /// Adds what another transition produced, after this one's.
+    pub fn extend(&mut self, more: Consequences) {
+        self.events.extend(more.events);
+        self.effects.extend(more.effects);
     }
 }
 
@@ -363,8 +369,13 @@ impl Callout {
     }
 
     /// Fires everything due at `now`. `fresh_call_id` is used if a dial starts.
-    pub fn on_timer(&mut self, now: Timestamp, timing: &Timing, fresh_call_id: CallId) -> Changes {
-        let mut ch = Changes::default();
+    pub fn on_timer(
+        &mut self,
+        now: Timestamp,
+        timing: &Timing,
+        fresh_call_id: CallId,
+    ) -> Consequences {
+        let mut ch = Consequences::default();
         if let (CalloutStatus::Calling, Step::Dial { contact, at }) = (self.status, self.step)
             && at <= now
             && self.current_attempt().is_none()
@@ -465,7 +476,7 @@ impl Callout {
             {
                 // A Voiceflow turn still being computed (e.g. the no-reply request)
                 // may yet decide; wait for it, within its own bound.
-                match a.conversation.in_flight {
+                match a.conversation.in_flight() {
                     Some(f) if f.until > now => a.grace_until = Some(f.until),
                     _ => self.end_undecided(idx, now, timing, &mut ch),
                 }
@@ -499,8 +510,8 @@ impl Callout {
         token: u64,
         now: Timestamp,
         timing: &Timing,
-    ) -> (Changes, bool) {
-        let mut ch = Changes::default();
+    ) -> (Consequences, bool) {
+        let mut ch = Consequences::default();
         let calling = self.status == CalloutStatus::Calling;
         let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
             return (ch, false);
@@ -531,10 +542,10 @@ impl Callout {
         token: u64,
         now: Timestamp,
         timing: &Timing,
-    ) -> (Changes, bool) {
+    ) -> (Consequences, bool) {
         let calling = self.status == CalloutStatus::Calling;
         let Some(a) = self.attempt_mut(call_id) else {
-            return (Changes::default(), false);
+            return (Consequences::default(), false);
         };
         match a.state {
             CallState::Dialing(Dialing::Preparing { token: t, .. })
@@ -543,14 +554,14 @@ impl Callout {
                 a.state = CallState::Dialing(Dialing::Sending {
                     lease_until: now.plus(timing.placement_lease),
                 });
-                (Changes::default(), true)
+                (Consequences::default(), true)
             }
-            _ => (Changes::default(), false),
+            _ => (Consequences::default(), false),
         }
     }
 
     /// The shared rate limit gave this attempt a slot at `at`: wait for it durably.
-    pub fn defer_placement(&mut self, call_id: CallId, at: Timestamp) -> Changes {
+    pub fn defer_placement(&mut self, call_id: CallId, at: Timestamp) -> Consequences {
         if let Some(a) = self.attempt_mut(call_id)
             && matches!(
                 a.state,
@@ -562,7 +573,7 @@ impl Callout {
                 slot_reserved: true,
             });
         }
-        Changes::default()
+        Consequences::default()
     }
 
     /// The carrier created the call.
@@ -572,8 +583,8 @@ impl Callout {
         tracking_id: String,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
-        let mut ch = Changes::default();
+    ) -> Consequences {
+        let mut ch = Consequences::default();
         let cancelled = self.status == CalloutStatus::Cancelled;
         let Some(a) = self.attempt_mut(call_id) else {
             return ch;
@@ -627,8 +638,8 @@ impl Callout {
         failure: PlaceFailure,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
-        let mut ch = Changes::default();
+    ) -> Consequences {
+        let mut ch = Consequences::default();
         let cancelled = self.status == CalloutStatus::Cancelled;
         let ring = u64::from(self.policy.ring_timeout_s);
         let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
@@ -736,8 +747,8 @@ impl Callout {
         tracking_id: Option<&str>,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
-        let mut ch = Changes::default();
+    ) -> Consequences {
+        let mut ch = Consequences::default();
         let cancelled = self.status == CalloutStatus::Cancelled;
         let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
             return ch;
@@ -846,8 +857,8 @@ impl Callout {
         decision: Decision,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
-        let mut ch = Changes::default();
+    ) -> Consequences {
+        let mut ch = Consequences::default();
         let calling = self.status == CalloutStatus::Calling;
         let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
             return ch;
@@ -886,8 +897,8 @@ impl Callout {
     }
 
     /// Records key presses in the timeline.
-    pub fn on_keys(&self, call_id: CallId, keys: &str, now: Timestamp) -> Changes {
-        let mut ch = Changes::default();
+    pub fn keys_pressed(&self, call_id: CallId, keys: &str, now: Timestamp) -> Consequences {
+        let mut ch = Consequences::default();
         if let Some(a) = self.attempt(call_id)
             && !keys.is_empty()
         {
@@ -904,11 +915,15 @@ impl Callout {
     }
 
     /// The dispatcher cancels: no further calls; a live call is hung up.
-    pub fn cancel(&mut self, now: Timestamp, timing: &Timing) -> Result<Changes, CalloutError> {
+    pub fn cancel(
+        &mut self,
+        now: Timestamp,
+        timing: &Timing,
+    ) -> Result<Consequences, CalloutError> {
         if self.status != CalloutStatus::Calling {
             return Err(CalloutError::AlreadyFinished(self.status.as_str()));
         }
-        let mut ch = Changes::default();
+        let mut ch = Consequences::default();
         self.status = CalloutStatus::Cancelled;
         self.ended_at = Some(now);
         self.step = Step::Done;
@@ -958,7 +973,7 @@ impl Callout {
         ok: bool,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
+    ) -> Consequences {
         if let Some(a) = self.attempt_mut(call_id)
             && let Some(h) = &mut a.hangup
         {
@@ -974,7 +989,7 @@ impl Callout {
                 )))
             };
         }
-        Changes::default()
+        Consequences::default()
     }
 
     /// Result of a delivery to `notify_url`.
@@ -983,8 +998,8 @@ impl Callout {
         delivered: Result<(), String>,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
-        let mut ch = Changes::default();
+    ) -> Consequences {
+        let mut ch = Consequences::default();
         let Some(n) = &mut self.notify else { return ch };
         if n.delivered {
             return ch;
@@ -1022,12 +1037,12 @@ impl Callout {
         result: Reconciliation,
         now: Timestamp,
         timing: &Timing,
-    ) -> Changes {
+    ) -> Consequences {
         let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
-            return Changes::default();
+            return Consequences::default();
         };
         if !self.attempts[idx].state.is_live() || self.attempts[idx].is_over() {
-            return Changes::default();
+            return Consequences::default();
         }
         match result {
             Reconciliation::Final(status) => {
@@ -1057,10 +1072,10 @@ impl Callout {
                         60
                     };
                     a.deadline = now.plus_secs(wait);
-                    return Changes::default();
+                    return Consequences::default();
                 }
                 // Give up waiting: the call is written off so the escalation goes on.
-                let mut ch = Changes::default();
+                let mut ch = Consequences::default();
                 let answered = a.answered_at.is_some();
                 a.state = CallState::Failed;
                 a.ended_at = Some(now);
@@ -1089,7 +1104,13 @@ impl Callout {
     /// `no_input` (`cancelled` if the callout was).
     ///
     /// [`Conversation::unanswered_decision`]: super::Conversation::unanswered_decision
-    fn end_undecided(&mut self, idx: usize, now: Timestamp, timing: &Timing, ch: &mut Changes) {
+    fn end_undecided(
+        &mut self,
+        idx: usize,
+        now: Timestamp,
+        timing: &Timing,
+        ch: &mut Consequences,
+    ) {
         let calling = self.status == CalloutStatus::Calling;
         let a = &mut self.attempts[idx];
         a.grace_until = None;
@@ -1123,7 +1144,7 @@ impl Callout {
         self.finish_attempt(idx, outcome, None, now, ch);
     }
 
-    fn schedule_notify(&mut self, now: Timestamp, ch: &mut Changes) {
+    fn schedule_notify(&mut self, now: Timestamp, ch: &mut Consequences) {
         if self.notify_url.is_some() && self.notify.is_none() {
             // The effect is carried out right after commit; `next_at` doubles as its
             // lease, so a crash before delivery retries it.
@@ -1142,7 +1163,7 @@ impl Callout {
         outcome: Outcome,
         reason: Option<String>,
         now: Timestamp,
-        ch: &mut Changes,
+        ch: &mut Consequences,
     ) {
         self.finish_attempt_skip(idx, outcome, reason, now, false, ch);
     }
@@ -1156,7 +1177,7 @@ impl Callout {
         reason: Option<String>,
         now: Timestamp,
         skip_contact: bool,
-        ch: &mut Changes,
+        ch: &mut Consequences,
     ) {
         let a = &mut self.attempts[idx];
         if a.is_over() {

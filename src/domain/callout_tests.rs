@@ -62,7 +62,7 @@ fn place(c: &mut Callout, now: Timestamp) -> CallId {
     id
 }
 
-fn status(c: &mut Callout, id: CallId, s: &str, now: Timestamp) -> Changes {
+fn status(c: &mut Callout, id: CallId, s: &str, now: Timestamp) -> Consequences {
     c.on_status(
         id,
         &CallStatus::parse(s),
@@ -73,7 +73,7 @@ fn status(c: &mut Callout, id: CallId, s: &str, now: Timestamp) -> Changes {
     )
 }
 
-fn kinds(ch: &Changes) -> Vec<&'static str> {
+fn kinds(ch: &Consequences) -> Vec<&'static str> {
     ch.events.iter().map(Event::kind_name).collect()
 }
 

@@ -1,26 +1,36 @@
-//! The domain: pure types and the escalation state machine. No IO here: nothing in
+//! The domain: pure types and the state machines of a callout's escalation
+//! (`callout`, `attempt`) and of a call's conversation (`conversation`). No IO here: nothing in
 //! this module imports axum, redis or reqwest, and nothing reads a clock; callers
 //! pass `now` in. The engine (`crate::engine`) does the IO around it.
 
 pub mod assistant;
 pub mod attempt;
+pub mod call_status;
 pub mod callout;
+pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod keys;
+pub mod language;
 pub mod phone;
 pub mod policy;
 pub mod time;
 
 pub use assistant::{Assistant, AssistantSettings};
-pub use attempt::{Attempt, CallState, Conversation, Dialing, InFlightTurn, Outcome, PendingTurn};
+pub use attempt::{Attempt, CallState, Dialing, Outcome};
+pub use call_status::CallStatus;
 pub use callout::{
-    Callout, CalloutError, CalloutStatus, Changes, Contact, Effect, NewCallout, PlaceFailure,
+    Callout, CalloutError, CalloutStatus, Consequences, Contact, Effect, NewCallout, PlaceFailure,
     Reconciliation, Script, Step, Timing,
+};
+pub use conversation::{
+    AnsweredTurn, Answers, CachedAnswer, Closing, Conversation, InFlightTurn, KeypadAnswer, Next,
+    Phase, Rules, State,
 };
 pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};
 pub use keys::{Keys, ToneReading, Tones};
+pub use language::{Gender, Language};
 pub use phone::E164;
 pub use policy::{Policy, PolicyInput};
 pub use time::Timestamp;

@@ -100,7 +100,7 @@ impl Engine {
                 (c.on_notify_result(result.clone(), now, &timing), ())
             })
             .await;
-        if let Ok(super::Update::Committed { callout, .. }) = &r
+        if let Ok(super::Applied::Committed { callout, .. }) = &r
             && callout
                 .notify
                 .as_ref()

@@ -8,17 +8,24 @@
 //! come back through the timer (see `domain::callout`).
 //!
 //! - [`place`]: creating a call (rate limit, first dialplan, Routee).
-//! - [`turn`]: a key press (COLLECT event) to the next dialplan, within Routee's 3 s.
+//! - [`turn`]: a key press (COLLECT event) to the next dialplan, within Routee's 3 s;
+//!   the conversation's rules are `domain::conversation`, the engine does the I/O.
+//! - [`dialog`]: the Voiceflow side of a turn: one Dialog Manager exchange
+//!   ([`Engine::interact`], shared by calls and the tools) and recording its
+//!   answer, failure or late answer.
+//! - [`tools`]: the assistants' conversation tools (turns without a call).
 //! - [`timers`]: the loop that fires due timers.
 //! - [`jobs`]: periodic maintenance (reconciliation, retention, gauges).
 //! - [`effects`]: hanging up, `notify_url`, Voiceflow transcripts.
 //! - [`view`]: the public JSON of a callout.
 
 mod cache;
+mod dialog;
 mod effects;
 mod jobs;
 mod place;
 mod timers;
+pub mod tools;
 mod turn;
 pub mod view;
 
@@ -33,13 +40,13 @@ use url::Url;
 use crate::assistants::Assistants;
 use crate::dialplan::template::Templates;
 use crate::domain::{
-    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Changes, Effect, Event, EventKind,
-    NewCallout, Timestamp, Timing,
+    CallId, Callout, CalloutError, CalloutId, CalloutStatus, Consequences, Effect, Event,
+    EventKind, NewCallout, Timestamp, Timing,
 };
 use crate::routee::StatusCallback;
 use crate::routee::client::RouteeClient;
 use crate::security::{Purpose, Signer};
-use crate::store::{Commit, Store, StoreError, Versioned};
+use crate::store::{CommitResult, Store, StoreError, Versioned};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::VoiceflowClient;
 
@@ -84,8 +91,30 @@ pub enum EngineError {
     Callout(#[from] CalloutError),
 }
 
+/// Where [`Engine::update`] starts: the callout's id, or a document already
+/// loaded with a flag saying it came from this replica's cache.
+pub(crate) struct UpdateFrom {
+    id: CalloutId,
+    loaded: Option<(Versioned<Callout>, bool)>,
+}
+
+impl From<CalloutId> for UpdateFrom {
+    fn from(id: CalloutId) -> Self {
+        Self { id, loaded: None }
+    }
+}
+
+impl From<(Versioned<Callout>, bool)> for UpdateFrom {
+    fn from(loaded: (Versioned<Callout>, bool)) -> Self {
+        Self {
+            id: loaded.0.value.id,
+            loaded: Some(loaded),
+        }
+    }
+}
+
 /// What [`Engine::update`] did.
-pub(crate) enum Update<R> {
+pub(crate) enum Applied<R> {
     Committed {
         callout: Callout,
         /// The version the commit gave the document, so a caller can chain
@@ -104,7 +133,8 @@ pub(crate) enum Update<R> {
 /// Optimistic-concurrency retries before giving up on a contended callout.
 const MAX_CAS_RETRIES: usize = 16;
 
-pub struct Inner {
+/// The engine's collaborators and shared state, behind one `Arc`.
+pub struct EngineParts {
     pub store: Store,
     pub routee: RouteeClient,
     pub voiceflow: VoiceflowClient,
@@ -123,7 +153,7 @@ pub struct Inner {
 
 /// The engine; cheap to clone.
 #[derive(Clone)]
-pub struct Engine(Arc<Inner>);
+pub struct Engine(Arc<EngineParts>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,8 +164,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl std::ops::Deref for Engine {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = EngineParts;
+    fn deref(&self) -> &EngineParts {
         &self.0
     }
 }
@@ -154,7 +184,7 @@ impl Engine {
         let notify_http =
             crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?;
         let (timeline, _) = broadcast::channel(4096);
-        Ok(Self(Arc::new(Inner {
+        Ok(Self(Arc::new(EngineParts {
             store,
             routee,
             voiceflow,
@@ -219,26 +249,40 @@ impl Engine {
     /// Load, transition, compare-and-set, retry. The closure must be a pure function
     /// of the callout and `now` (it may run several times). Committed events are
     /// published and measured, and committed effects are started.
+    ///
+    /// `from` is the callout's id, or a document already loaded with a flag
+    /// saying it came from this replica's cache (which saves a round trip on the
+    /// webhook hot paths). A cached document may be stale: a change made on it is
+    /// caught by the commit's compare-and-set; a "nothing to do" is not (a stale
+    /// document may lack the very attempt a webhook is about), so that answer is
+    /// only trusted after a fresh read.
     pub(crate) async fn update<R>(
         &self,
-        id: CalloutId,
-        mut transition: impl FnMut(&mut Callout, Timestamp) -> (Changes, R),
-    ) -> Result<Update<R>, EngineError> {
+        from: impl Into<UpdateFrom>,
+        mut transition: impl FnMut(&mut Callout, Timestamp) -> (Consequences, R),
+    ) -> Result<Applied<R>, EngineError> {
+        let UpdateFrom { id, mut loaded } = from.into();
         for _ in 0..MAX_CAS_RETRIES {
-            let Some(Versioned {
-                version,
-                value: mut callout,
-            }) = self.store.load(id).await?
-            else {
-                self.docs.forget(id);
-                return Ok(Update::Missing);
+            let (Versioned { version, value }, cached) = match loaded.take() {
+                Some(doc) => doc,
+                None => match self.store.load(id).await? {
+                    Some(doc) => (doc, false),
+                    None => {
+                        self.docs.forget(id);
+                        return Ok(Applied::Missing);
+                    }
+                },
             };
+            let mut callout = value;
             let before = callout.clone();
             let now = Timestamp::now();
             let (changes, result) = transition(&mut callout, now);
             if changes.is_empty() && callout == before {
+                if cached {
+                    continue;
+                }
                 self.docs.put(version, before);
-                return Ok(Update::Unchanged {
+                return Ok(Applied::Unchanged {
                     callout,
                     version,
                     result,
@@ -249,16 +293,21 @@ impl Engine {
                 .commit(&callout, version, &changes.events)
                 .await?
             {
-                Commit::Done { version } => {
+                CommitResult::Done { version } => {
                     self.docs.put(version, callout.clone());
                     self.after_commit(&callout, changes);
-                    return Ok(Update::Committed {
+                    return Ok(Applied::Committed {
                         callout,
                         version,
                         result,
                     });
                 }
-                Commit::Conflict => metrics::counter!(m::STORE_CONFLICTS).increment(1),
+                CommitResult::Conflict => {
+                    // Another replica (or task) moved on: drop what we had and
+                    // retry on a fresh read.
+                    metrics::counter!(m::STORE_CONFLICTS).increment(1);
+                    self.docs.forget(id);
+                }
             }
         }
         Err(EngineError::Contention(id))
@@ -266,7 +315,7 @@ impl Engine {
 
     /// The document for a webhook: from this replica's cache when it has one, else
     /// from the store; the flag says which. A cached document may be stale: pass
-    /// the flag to `update_from`, whose commit catches a stale change and which
+    /// the flag to `update`, whose commit catches a stale change and which
     /// re-checks a "nothing to do" on a fresh read.
     pub(crate) async fn load_cached(
         &self,
@@ -280,7 +329,7 @@ impl Engine {
     }
 
     /// Publishes and measures committed events, then starts committed effects.
-    fn after_commit(&self, callout: &Callout, changes: Changes) {
+    fn after_commit(&self, callout: &Callout, changes: Consequences) {
         for event in &changes.events {
             record_metrics(callout, event);
             let _ = self.timeline.send(TimelineEvent {
@@ -320,7 +369,7 @@ impl Engine {
         self.store.insert(&callout, &events).await?;
         self.after_commit(
             &callout,
-            Changes {
+            Consequences {
                 events: events.clone(),
                 effects: Vec::new(),
             },
@@ -358,15 +407,15 @@ impl Engine {
         match self
             .update(id, |c, now| match c.cancel(now, &timing) {
                 Ok(ch) => (ch, Ok(())),
-                Err(e) => (Changes::default(), Err(e)),
+                Err(e) => (Consequences::default(), Err(e)),
             })
             .await?
         {
-            Update::Missing => Err(EngineError::NotFound),
-            Update::Committed {
+            Applied::Missing => Err(EngineError::NotFound),
+            Applied::Committed {
                 callout, result, ..
             }
-            | Update::Unchanged {
+            | Applied::Unchanged {
                 callout, result, ..
             } => {
                 result?;
@@ -390,7 +439,7 @@ impl Engine {
         let Some((loaded, cached)) = self.load_cached(id).await? else {
             return Ok(()); // an expired callout: nothing to apply
         };
-        self.update_from(loaded, cached, |c, now| {
+        self.update((loaded, cached), |c, now| {
             (
                 c.on_status(
                     call,

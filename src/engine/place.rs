@@ -14,31 +14,29 @@
 //! look at the callout, so a cancel that lands while the call is being prepared
 //! stops it rather than racing it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::{Engine, EngineError, Update};
-use crate::assistants::ResolvedAssistant;
-use crate::dialplan::render::{self, ActionNames, Listen, Phrases, TurnContext};
+use super::dialog::Rendering;
+use super::{Applied, Engine, EngineError};
+use crate::dialplan::render::{self, Listen};
 use crate::dialplan::template::Vars;
 use crate::domain::{
-    Attempt, CallId, Callout, CalloutId, Changes, Conversation, Decision, PlaceFailure, Script,
+    Attempt, CallId, Callout, CalloutId, Conversation, Decision, PlaceFailure, Script,
 };
 use crate::routee::client::RouteeError;
 use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan};
 use crate::telemetry::metrics as m;
-use crate::voiceflow::client::{VoiceflowCredentials, VoiceflowError};
-use crate::voiceflow::{InteractConfig, Request, Trace};
+use crate::voiceflow::Request;
+use crate::voiceflow::client::VoiceflowError;
 
 /// A rate-limit wait longer than this is not slept in-process: the attempt is
 /// rescheduled durably for its slot instead.
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// Budget of the Voiceflow launch turn (no caller is waiting on it yet).
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many stopped custom actions one turn resumes through.
-const MAX_RESUMES: usize = 2;
 
 /// The first turn of a call, ready to send.
 pub(super) struct FirstTurn {
@@ -74,7 +72,7 @@ impl Engine {
             .update(id, |c, now| c.begin_preparing(call_id, token, now, &timing))
             .await?
         {
-            Update::Committed {
+            Applied::Committed {
                 callout,
                 result: true,
                 ..
@@ -119,7 +117,7 @@ impl Engine {
         let sending = self
             .update(id, |c, now| c.begin_sending(call_id, token, now, &timing))
             .await?;
-        if !matches!(sending, Update::Committed { result: true, .. }) {
+        if !matches!(sending, Applied::Committed { result: true, .. }) {
             tracing::info!("the callout changed while the call was being prepared; not sent");
             return Ok(());
         }
@@ -148,7 +146,7 @@ impl Engine {
                         a.conversation = conversation.clone();
                     }
                     if let Some(d) = decision {
-                        extend(&mut ch, c.on_decision(call_id, d, now, &timing));
+                        ch.extend(c.on_decision(call_id, d, now, &timing));
                     }
                     (ch, ())
                 })
@@ -236,104 +234,41 @@ impl Engine {
                     }
                 };
                 let vars = launch_variables(callout, attempt);
-                let traces = self
-                    .run_turn(
+                let rendering = Rendering::for_call(Some(&resolved), callout, Some(attempt));
+                let launch = self
+                    .interact(
                         &resolved.credentials,
-                        attempt.call_id,
-                        Request::Launch,
+                        &attempt.call_id.to_string(),
+                        &Request::Launch,
                         Some(&vars),
                         LAUNCH_TIMEOUT,
+                        &rendering.actions,
                     )
                     .await
                     .map_err(|e| PlaceFailure::Script {
                         reason: format!("Voiceflow launch failed: {e}"),
                         retryable: launch_retryable(&e),
                     })?;
-                let (actions, phrases) = assistant_rendering(&resolved);
                 let silence_url = self.silence_url();
-                let ctx = assistant_context(
-                    callout,
-                    attempt,
-                    &resolved,
+                let ctx = rendering.context(
                     Listen::new(&event_url, &silence_url),
-                    &actions,
-                    &phrases,
                     &self.settings.caller_id,
                 );
-                let turn = render::render_turn(&traces, &ctx);
-                log_notes(&turn.notes);
+                let turn = render::render_turn(&launch.traces, &ctx);
+                for note in &turn.notes {
+                    tracing::debug!(note = %note, "rendering note");
+                }
                 Ok(FirstTurn {
-                    conversation: Conversation {
-                        menu: turn.menu,
-                        expects_no_reply: turn.no_reply_timeout.is_some(),
-                        ended: turn.ends_call,
-                        ..Conversation::default()
-                    },
+                    conversation: Conversation::after_turn(
+                        turn.menu,
+                        turn.no_reply_timeout.is_some(),
+                        turn.ends_call,
+                    ),
                     decision: turn.decision,
                     dialplan: turn.dialplan,
                 })
             }
         }
-    }
-
-    /// One Dialog Manager turn: the request, then (when the runtime stopped on a
-    /// custom action the renderer can resume) its resume request, so the caller
-    /// hears what follows an `accept` (the goodbye). Never retried: interact is not
-    /// idempotent.
-    pub(super) async fn run_turn(
-        &self,
-        creds: &VoiceflowCredentials,
-        call_id: CallId,
-        request: Request,
-        variables: Option<&Map<String, Value>>,
-        budget: Duration,
-    ) -> Result<Vec<Trace>, VoiceflowError> {
-        let started = Instant::now();
-        let user_id = call_id.to_string();
-        let config = InteractConfig::default();
-        let mut traces = self
-            .voiceflow
-            .interact(creds, &user_id, &request, variables, &config, budget)
-            .await?;
-        for _ in 0..MAX_RESUMES {
-            let Some(resume) = stopped_action_resume(&traces) else {
-                break;
-            };
-            let left = budget.saturating_sub(started.elapsed());
-            if left < Duration::from_millis(200) {
-                break;
-            }
-            match self
-                .voiceflow
-                .interact(creds, &user_id, &resume, None, &config, left)
-                .await
-            {
-                Ok(more) => traces.extend(more),
-                // What we have is still a valid turn (the decision is in it).
-                Err(e) => {
-                    tracing::warn!(error = %e, "resuming after a custom action failed");
-                    break;
-                }
-            }
-        }
-        Ok(traces)
-    }
-}
-
-/// The resume request when the turn's last meaningful trace is a stopped custom
-/// action (the renderer's own rule).
-fn stopped_action_resume(traces: &[Trace]) -> Option<Request> {
-    render::resume_request(traces, &ActionNames::default())
-}
-
-pub(super) fn extend(ch: &mut Changes, more: Changes) {
-    ch.events.extend(more.events);
-    ch.effects.extend(more.effects);
-}
-
-pub(super) fn log_notes(notes: &[String]) {
-    for note in notes {
-        tracing::debug!(note = %note, "rendering note");
     }
 }
 
@@ -376,31 +311,6 @@ pub(super) fn launch_variables(callout: &Callout, attempt: &Attempt) -> Map<Stri
     vars.insert("callout_name".into(), Value::String(callout.name.clone()));
     vars.insert("attempt".into(), Value::from(attempt.number));
     vars
-}
-
-pub(super) fn assistant_rendering(resolved: &ResolvedAssistant) -> (ActionNames, Phrases) {
-    resolved.rendering()
-}
-
-pub(super) fn assistant_context<'a>(
-    callout: &Callout,
-    attempt: &Attempt,
-    resolved: &ResolvedAssistant,
-    listen: Listen<'a>,
-    actions: &'a ActionNames,
-    phrases: &'a Phrases,
-    caller_id: &'a str,
-) -> TurnContext<'a> {
-    TurnContext {
-        voice: resolved.voice(callout.contacts[attempt.contact].language),
-        event_url: listen.event_url,
-        silence_url: listen.silence_url,
-        input_timeout_s: callout.policy.input_timeout_s,
-        reprompts: callout.policy.reprompts,
-        actions,
-        caller_id,
-        phrases,
-    }
 }
 
 /// Whether a failed launch turn is worth another try. Unlike other turns a

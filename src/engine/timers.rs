@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, Update};
+use super::{Applied, Engine};
 use crate::domain::{CallId, CalloutId, Timestamp};
 use crate::telemetry::metrics as m;
 
@@ -70,7 +70,7 @@ impl Engine {
             .update(id, |c, now| (c.on_timer(now, &timing, CallId::new()), ()))
             .await;
         let outcome = match result {
-            Ok(Update::Unchanged {
+            Ok(Applied::Unchanged {
                 callout, version, ..
             }) => {
                 // Nothing was due (an early or duplicate wake-up): put the timer back
@@ -79,8 +79,8 @@ impl Engine {
                 let next = callout.next_due().map(|t| t.max(floor));
                 self.store.release(id, version, next).await
             }
-            Ok(Update::Missing) => self.store.forget(id).await,
-            Ok(Update::Committed { .. }) => Ok(()),
+            Ok(Applied::Missing) => self.store.forget(id).await,
+            Ok(Applied::Committed { .. }) => Ok(()),
             Err(e) => {
                 tracing::warn!(callout_id = %id, error = %e, "timer fire failed; its lease will retry it");
                 Ok(())

@@ -1,4 +1,4 @@
-//! Parsing the assistants API's bodies into [`Registration`], [`Update`] and the
+//! Parsing the assistants API's bodies into [`Registration`], [`AssistantUpdate`] and the
 //! conversation tools' inputs, collecting *every* problem as a [`FieldError`]
 //! named by its path (`keypad.1: ...`, `accept_actions[0]: ...`), as the
 //! callouts API does. Values are read by hand from a `serde_json::Value` so one
@@ -19,11 +19,11 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::callout_input::{parse_variables, variables_schema};
 use super::openapi::nullable;
-use crate::assistants::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
-use crate::assistants::{Registration, SettingsChange, Update, is_version_id};
+use crate::assistants::{AssistantUpdate, Registration, SettingsChange, is_version_id};
 use crate::config::Secret;
 use crate::dialplan::language::{gender_for_voice, routee_language};
 use crate::domain::{AssistantId, FieldError};
+use crate::engine::tools::{Input, MAX_SESSION_CHARS, SessionName, TranscriptDetails};
 
 /// Longest assistant name.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -346,13 +346,13 @@ pub fn registration(body: &Value) -> Result<Registration, Vec<FieldError>> {
 }
 
 /// `PATCH /v1/assistants/{id}`: the same fields, all optional, at least one.
-pub fn update(body: &Value) -> Result<Update, Vec<FieldError>> {
+pub fn update(body: &Value) -> Result<AssistantUpdate, Vec<FieldError>> {
     let mut errors = Vec::new();
     let Some(obj) = object(body, &mut errors) else {
         return Err(errors);
     };
     unknown_fields(obj, &ASSISTANT_FIELDS, &mut errors);
-    let change = Update {
+    let change = AssistantUpdate {
         name: given(obj, "name").and_then(|v| name(v, &mut errors)),
         api_key: given(obj, "api_key").and_then(|v| api_key(v, &mut errors)),
         version: given(obj, "version").and_then(|v| version(v, &mut errors)),

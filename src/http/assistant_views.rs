@@ -1,7 +1,7 @@
 //! What the conversation tools answer, and the path parameters of the
 //! assistants API, as types that derive their part of `GET /openapi.json`.
 //!
-//! A turn's answer is `assistants::tools::TurnReport`; its schema is
+//! A turn's answer is `engine::tools::TurnReport`; its schema is
 //! [`TurnReportSchema`] here, beside the other answers of the HTTP edge, so the
 //! tools' module stays free of documentation concerns. It says only what a
 //! client relies on; what Voiceflow answered is passed through as it came.
@@ -128,7 +128,7 @@ fn transcript_schema() -> Schema {
 }
 
 /// One turn of a test conversation: Voiceflow's side, then the gateway's.
-// `assistants::tools::TurnReport` as the document shows it.
+// `engine::tools::TurnReport` as the document shows it.
 #[derive(ToSchema)]
 #[schema(as = TurnReport)]
 pub struct TurnReportSchema {

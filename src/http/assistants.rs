@@ -35,9 +35,9 @@ use super::openapi::{
     AssistantNotFound, BadRequest, BadRequestOrRefused, Refused, Unavailable, VoiceflowFailures,
 };
 use super::state::AppState;
-use crate::assistants::tools::{SessionName, ToolError, Tools, TurnReport};
 use crate::assistants::{Registered, RegistryError, ResolveError, ResolvedAssistant};
 use crate::domain::{Assistant, AssistantId, AssistantSettings};
+use crate::engine::tools::{SessionName, ToolError, Tools, TurnReport};
 use crate::engine::view::string_enum;
 use crate::routee::{Gender, Language};
 use crate::voiceflow::VoiceflowError;
@@ -491,7 +491,7 @@ async fn tool_turn(
     state: &AppState,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
-    parse: fn(&Value) -> Result<crate::assistants::tools::Input, Vec<crate::domain::FieldError>>,
+    parse: fn(&Value) -> Result<crate::engine::tools::Input, Vec<crate::domain::FieldError>>,
 ) -> Result<Json<TurnReport>, ApiError> {
     let (key, session) = session_path(path)?;
     let given = parse(&json_body(state, body)?).map_err(ApiError::invalid)?;

@@ -273,7 +273,7 @@ fn html(status: StatusCode, body: String) -> Response {
 /// Revalidated on every use (`no-cache` with an `ETag`), so a new binary's
 /// files are picked up at once.
 #[utoipa::path(get, path = "/console/assets/{file}", tag = "console", operation_id = "consoleAsset", security(()),
-    params(("file" = String, Path, description = "console.css, app.js...")),
+    params(("file" = String, Path, description = "console.css, app.js...", example = "app.js")),
     responses(
         (status = 200, description = "The file.", content((String = "text/css"), (String = "text/javascript"))),
         (status = 304, description = "Not modified (If-None-Match)."),

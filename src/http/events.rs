@@ -129,7 +129,7 @@ fn resume_index(headers: &HeaderMap) -> Result<usize, ApiError> {
     ),
     extensions(("x-required-role" = json!("dispatcher"))),
     responses(
-        (status = 200, description = "The stream (text/event-stream).", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "The stream (text/event-stream); the schema is that of one message.", body = StreamMessage, content_type = "text/event-stream"),
         (status = 204, description = "Settled, and Last-Event-ID is its last event: nothing more will come (EventSource stops reconnecting)."),
         (status = 400, description = "Last-Event-ID is not a number (code bad_request).", body = ErrorBody),
         (status = 404, response = NotFound),
@@ -179,6 +179,33 @@ async fn stream(
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// One message of the stream, as an SSE parser reads it (documentation only:
+/// the handler writes these fields with axum's `Sse`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+struct StreamMessage {
+    /// The event's index in the timeline (a decimal number); absent on `end`.
+    id: Option<String>,
+    /// `message` (a timeline event) or `end` (the callout is settled).
+    #[schema(example = "message")]
+    event: Option<StreamKind>,
+    /// A timeline event as JSON, as `GET /v1/callouts/{id}` shows it in
+    /// `events`; on `end`, `{"status": ...}` with the callout's final status.
+    #[schema(example = r#"{"at":"2026-12-03T12:51:23.760Z","kind":"callout_created"}"#)]
+    data: String,
+    /// Milliseconds before a client reconnects (on the first message only).
+    retry: Option<u64>,
+}
+
+/// What an SSE message of the timeline stream is.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+enum StreamKind {
+    Message,
+    End,
 }
 
 #[derive(Debug, Clone, Copy)]

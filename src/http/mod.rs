@@ -45,7 +45,6 @@ pub fn router(state: AppState) -> Router {
     let _ = state.openapi.set(openapi::document(&api, &state.config));
     public
         .merge(webhooks::router())
-        .merge(audio::router())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         // axum's own 405 has an empty body; every refusal carries our error body.
         .method_not_allowed_fallback(|| async {
@@ -93,6 +92,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .merge(console::router())
         .merge(assistants::router())
         .merge(health::router())
+        .merge(audio::router())
         .merge(openapi::router())
 }
 

@@ -96,10 +96,6 @@ impl FromRequestParts<AppState> for Signed {
     }
 }
 
-/// The dialplan answered if a key-press task fails outright: a pause, so the call
-/// goes on with what it was playing rather than hanging up on an error.
-const RETRY_LATER: &str = r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#;
-
 fn record(route: &'static str, started: Instant, status: StatusCode) {
     metrics::histogram!(m::WEBHOOK_DURATION, "route" => route, "status_class" => m::status_class(status.as_u16()))
         .record(started.elapsed().as_secs_f64());
@@ -220,30 +216,19 @@ async fn collect(
     };
     let span = tracing::info_span!("collect_webhook", callout_id = %signed.callout, call_id = %signed.call, turn = signed.turn);
     let event = parse_collect(content_type(&headers), &body);
-    // In its own task: if Routee stops waiting and drops the connection, hyper
-    // drops this handler, but the turn (and any decision in it) must still be
-    // committed, or an accept is lost.
-    let engine = state.engine.clone();
-    let work = state.engine.tasks().spawn(
-        async move {
-            engine
-                .on_collect(
-                    signed.callout,
-                    signed.call,
-                    signed.turn.unwrap_or(0),
-                    &event,
-                )
-                .await
-        }
-        .instrument(span),
-    );
-    let answer = match work.await {
-        Ok(answer) => answer,
-        Err(e) => {
-            tracing::error!(callout_id = %signed.callout, call_id = %signed.call, error = %e, "the key-press task failed");
-            RETRY_LATER.to_owned()
-        }
-    };
+    // The work runs in a task of its own (`Engine::on_collect`): if Routee stops
+    // waiting and drops the connection, hyper drops this handler, but the turn
+    // (and any decision in it) is still committed, or an accept would be lost.
+    let answer = state
+        .engine
+        .on_collect(
+            signed.callout,
+            signed.call,
+            signed.turn.unwrap_or(0),
+            &event,
+        )
+        .instrument(span)
+        .await;
     let response = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
     record("collect", started, response.status());
     response

@@ -143,6 +143,7 @@ mod call;
 pub mod callees;
 mod carrier;
 mod control;
+mod dialplan_rules;
 pub mod faults;
 mod state;
 pub mod voiceflow;
@@ -282,8 +283,8 @@ impl Simulator {
             http,
             settings.callees,
             settings.faults,
-            settings.tones,
         ));
+        shared.lock().tones = settings.tones;
         let app = carrier::router()
             .merge(control::router())
             .with_state(Arc::clone(&shared));

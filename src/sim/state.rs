@@ -374,7 +374,6 @@ impl Shared {
         http: reqwest::Client,
         callees: Callees,
         faults: Faults,
-        tones: ToneReading,
     ) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
@@ -393,7 +392,7 @@ impl Shared {
                 faults: FaultState::new(faults),
                 injected: InjectedFaults::default(),
                 attempts: HashMap::new(),
-                tones,
+                tones: ToneReading::default(),
                 audio: HashMap::new(),
                 calls: Vec::new(),
                 by_message_id: HashMap::new(),

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::carrier::check_dialplan;
+use super::dialplan_rules::check_dialplan;
 use super::faults::probability;
 use super::state::{CallbackRecord, Shared, SimEvent};
 use crate::routee::{CollectEvent, Dialplan, StatusCallback};

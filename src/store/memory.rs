@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    Commit, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
+    CommitResult, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
 };
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
 
@@ -87,11 +87,11 @@ impl MemoryStore {
         callout: &Callout,
         expected: u64,
         events: &[Event],
-    ) -> Result<Commit, StoreError> {
+    ) -> Result<CommitResult, StoreError> {
         let mut m = self.lock();
         let current = m.callouts.get(&callout.id).map_or(0, |e| e.version);
         if current != expected {
-            return Ok(Commit::Conflict);
+            return Ok(CommitResult::Conflict);
         }
         let index = IndexInfo::of(callout, self.retention);
         let now = Timestamp::now();
@@ -109,7 +109,7 @@ impl MemoryStore {
         entry.events.extend_from_slice(events);
         entry.index = index;
         entry.expires_at = expires_at;
-        Ok(Commit::Done {
+        Ok(CommitResult::Done {
             version: expected + 1,
         })
     }

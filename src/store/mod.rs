@@ -40,7 +40,7 @@ pub struct Versioned<T> {
 
 /// Result of a compare-and-set commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
+pub enum CommitResult {
     /// Written; the callout is now at `version`.
     Done { version: u64 },
     /// Someone else wrote first: reload, re-apply, try again.
@@ -194,8 +194,8 @@ impl Store {
     /// Stores a new callout (version 1) with its first events.
     pub async fn insert(&self, callout: &Callout, events: &[Event]) -> Result<u64, StoreError> {
         match self.commit(callout, 0, events).await? {
-            Commit::Done { version } => Ok(version),
-            Commit::Conflict => Err(StoreError::Refused(format!(
+            CommitResult::Done { version } => Ok(version),
+            CommitResult::Conflict => Err(StoreError::Refused(format!(
                 "callout {} already exists",
                 callout.id
             ))),
@@ -213,7 +213,7 @@ impl Store {
         callout: &Callout,
         expected: u64,
         events: &[Event],
-    ) -> Result<Commit, StoreError> {
+    ) -> Result<CommitResult, StoreError> {
         dispatch!(self, s => s.commit(callout, expected, events).await)
     }
 

@@ -40,7 +40,7 @@ use super::conn::Conn;
 use super::keys::{Keys, SHARDS, shard_of};
 use super::target::Target;
 use super::{
-    Commit, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
+    CommitResult, Counts, Deleted, IndexInfo, Replaced, Saved, StoreError, ToolSession, Versioned,
     needs_replicas,
 };
 use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
@@ -444,7 +444,7 @@ impl RedisStore {
         callout: &Callout,
         expected: u64,
         events: &[Event],
-    ) -> Result<Commit, StoreError> {
+    ) -> Result<CommitResult, StoreError> {
         let id = callout.id;
         let idx = IndexInfo::of(callout, self.shared.retention);
         // Pre-sized: documents are a few KiB, and growing the buffer by doubling
@@ -487,8 +487,10 @@ impl RedisStore {
             let read: Result<(Option<u64>, Option<String>), _> =
                 conn.hmget(self.shared.keys.callout(id), &["v", "w"]).await;
             match read {
-                Ok((Some(v), Some(w))) if w == token => return Ok(Commit::Done { version: v }),
-                Ok((v, _)) if v.unwrap_or(0) != expected => return Ok(Commit::Conflict),
+                Ok((Some(v), Some(w))) if w == token => {
+                    return Ok(CommitResult::Done { version: v });
+                }
+                Ok((v, _)) if v.unwrap_or(0) != expected => return Ok(CommitResult::Conflict),
                 Ok(_) => match self.commit_once(&keys, &args, &token, durable).await {
                     Ok(c) => return Ok(c),
                     Err(e) => last_err = e,
@@ -508,7 +510,7 @@ impl RedisStore {
         args: &[Vec<u8>],
         token: &str,
         durable: Option<u16>,
-    ) -> Result<Commit, redis::RedisError> {
+    ) -> Result<CommitResult, redis::RedisError> {
         let lua = &self.shared.scripts.commit;
         let reply: Vec<Value> = match durable.filter(|s| self.should_wait(*s)) {
             Some(shard) => {
@@ -532,9 +534,9 @@ impl RedisStore {
             .get(2)
             .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
         Ok(match num(0) {
-            1 => Commit::Done { version: num(1) },
-            _ if writer.as_deref() == Some(token) => Commit::Done { version: num(1) },
-            _ => Commit::Conflict,
+            1 => CommitResult::Done { version: num(1) },
+            _ if writer.as_deref() == Some(token) => CommitResult::Done { version: num(1) },
+            _ => CommitResult::Conflict,
         })
     }
 

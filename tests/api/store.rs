@@ -6,7 +6,7 @@ use ivr_gateway::domain::{
     Assistant, AssistantId, AssistantSettings, CallId, Callout, CalloutId, CalloutStatus, Contact,
     Event, EventKind, NewCallout, Policy, Script, Timestamp, Timing,
 };
-use ivr_gateway::store::{Commit, Deleted, MemoryStore, RedisStore, Saved, Store};
+use ivr_gateway::store::{CommitResult, Deleted, MemoryStore, RedisStore, Saved, Store};
 
 use crate::redis_server::RedisServer;
 
@@ -94,10 +94,13 @@ both!(commits_are_compare_and_set_on_the_version, |store| {
     let extra = [Event::new(Timestamp::now(), EventKind::CalloutCancelled)];
     assert_eq!(
         store.commit(&c, 1, &extra).await.unwrap(),
-        Commit::Done { version: 2 }
+        CommitResult::Done { version: 2 }
     );
     // A writer that read version 1 loses.
-    assert_eq!(store.commit(&c, 1, &[]).await.unwrap(), Commit::Conflict);
+    assert_eq!(
+        store.commit(&c, 1, &[]).await.unwrap(),
+        CommitResult::Conflict
+    );
     let loaded = store.load(c.id).await.unwrap().unwrap();
     assert_eq!((loaded.version, loaded.value.name.as_str()), (2, "changed"));
     let timeline = store.events(c.id).await.unwrap();

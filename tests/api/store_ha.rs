@@ -10,7 +10,7 @@ use ivr_gateway::domain::{
     CalloutId, Contact, Event, EventKind, NewCallout, Policy, Script, Timestamp, Timing,
 };
 use ivr_gateway::store::keys::{Keys, SHARDS, shard_of, slot};
-use ivr_gateway::store::{Commit, RedisOptions, RedisStore, Store};
+use ivr_gateway::store::{CommitResult, RedisOptions, RedisStore, Store};
 use serde_json::json;
 
 use crate::helpers::{Options, StoreKind, phone, spawn_app, ticket_callout};
@@ -136,7 +136,7 @@ async fn scripts_forgotten_by_the_servers_are_sent_again_on_every_path() {
     let ev = [Event::new(Timestamp::now(), EventKind::CalloutCancelled)];
     assert_eq!(
         store.commit(&cancelled, 1, &ev).await.unwrap(),
-        Commit::Done { version: 2 }
+        CommitResult::Done { version: 2 }
     );
     for node in &cluster.nodes {
         cli(node.port, &["SCRIPT", "FLUSH"]);
@@ -194,7 +194,7 @@ async fn killing_a_cluster_primary_loses_no_acknowledged_decision_and_the_store_
         )
         .await
         .unwrap();
-    assert_eq!(done, Commit::Done { version: 2 });
+    assert_eq!(done, CommitResult::Done { version: 2 });
     let key = Keys::new(&prefix).callout(victim.id);
     let dead = cluster.primary_of(&key);
     cluster.node_mut(dead).kill();
@@ -265,7 +265,7 @@ async fn killing_a_cluster_primary_loses_no_acknowledged_decision_and_the_store_
         .await;
         assert_eq!(
             r,
-            Commit::Done {
+            CommitResult::Done {
                 version: v.version + 1
             }
         );
@@ -312,7 +312,7 @@ async fn after_a_sentinel_failover_the_store_writes_to_the_new_primary() {
     let mut changed = loaded.value.clone();
     changed.name = "on the new primary".into();
     let r = eventually(Duration::from_secs(20), || store.commit(&changed, 1, &[])).await;
-    assert_eq!(r, Commit::Done { version: 2 });
+    assert_eq!(r, CommitResult::Done { version: 2 });
     let role = cli(sentinel.replica.port, &["ROLE"]);
     assert!(role.starts_with("master"), "{role}");
 }

@@ -179,7 +179,8 @@ async fn when_voiceflow_fails_the_caller_can_still_accept_on_the_fallback_keypad
         text.contains("technical difficulties") && text.contains("Press 1 to accept"),
         "{plan}"
     );
-    let (_, bye) = post_keys(&app, &id, &call, 1, "1").await;
+    // Tones are cumulative over the call (the documented reading): "11".
+    let (_, bye) = post_keys(&app, &id, &call, 1, "11").await;
     assert!(said(&bye).contains("accepted"), "{bye}");
     let c = app
         .wait_until(&id, LONG, |c| c["status"] != "calling")

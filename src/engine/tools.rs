@@ -20,19 +20,21 @@
 //! turn), so `digits` read the same on any replica. Turns of one session are not
 //! serialized: send one request at a time, as a caller would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::ResolvedAssistant;
+use super::Engine;
+pub use super::dialog::Exchange;
+use super::dialog::{self, Rendering};
+use crate::assistants::ResolvedAssistant;
 use crate::dialplan::input::{CallerInput, request_for_input};
-use crate::dialplan::render::{RenderedTurn, TurnContext, render_turn};
+use crate::dialplan::render::{Listen, RenderedTurn, render_turn};
 use crate::domain::{AssistantId, CallId, CalloutId, Conversation, Policy};
-use crate::engine::Engine;
 use crate::store::{StoreError, ToolSession};
 use crate::voiceflow::client::{TranscriptRequest, TranscriptUser};
-use crate::voiceflow::{InteractConfig, Request, Trace, VoiceflowError};
+use crate::voiceflow::{Request, VoiceflowError};
 
 /// How long a session's last menu is kept after its last turn.
 pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -40,11 +42,6 @@ pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_SESSION_CHARS: usize = 64;
 /// Time allowed for one turn, resumes included (no caller is waiting on a line).
 const TURN_BUDGET: Duration = Duration::from_secs(15);
-/// Stopped custom actions one turn resumes through: the engine's rule for calls
-/// (`engine::place`), so the tools show what a caller would hear.
-const MAX_RESUMES: usize = 2;
-/// Below this, a resume is not attempted (it could not finish in time).
-const MIN_RESUME_BUDGET: Duration = Duration::from_millis(200);
 
 /// A valid session name: 1 to 64 of `A-Z a-z 0-9 _ -`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +109,6 @@ pub enum ToolError {
     Voiceflow(#[from] VoiceflowError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// One Dialog Manager request of a turn and Voiceflow's answer, as it came.
-#[derive(Debug, Clone, Serialize)]
-pub struct Exchange {
-    pub request: Value,
-    pub response: Value,
 }
 
 /// How the input became the first request of the turn.
@@ -205,7 +195,7 @@ impl<'a> Tools<'a> {
         };
         let conversation = &state.conversation;
         let mut notes = Vec::new();
-        if conversation.ended && !matches!(input, Input::Launch { .. }) {
+        if conversation.ended() && !matches!(input, Input::Launch { .. }) {
             notes.push(
                 "the previous turn ended the call: a caller could not have answered it".to_owned(),
             );
@@ -253,39 +243,41 @@ impl<'a> Tools<'a> {
         };
         let turn = state.turn;
         let event_url = placeholder_event_url(self.engine, turn);
-        let (actions, phrases) = resolved.rendering();
+        let rendering = Rendering::new(
+            Some(resolved),
+            dialog::voice(Some(resolved), None),
+            &self.policy,
+        );
         let silence_url = self.engine.silence_url();
-        let ctx = TurnContext {
-            voice: resolved.voice(None),
-            event_url: &event_url,
-            silence_url: &silence_url,
-            input_timeout_s: self.policy.input_timeout_s,
-            reprompts: self.policy.reprompts,
-            actions: &actions,
-            caller_id: &self.engine.settings.caller_id,
-            phrases: &phrases,
-        };
+        let ctx = rendering.context(
+            Listen::new(&event_url, &silence_url),
+            &self.engine.settings.caller_id,
+        );
         let user_id = session.user_id(id);
-        let (exchanges, traces) = self
-            .run(
-                resolved,
-                &ctx,
+        let done = self
+            .engine
+            .interact(
+                &resolved.credentials,
                 &user_id,
-                request,
+                &request,
                 variables.as_ref(),
-                &mut notes,
+                TURN_BUDGET,
+                &rendering.actions,
             )
             .await?;
-        let mut rendered = render_turn(&traces, &ctx);
+        if let Some(e) = &done.resume_error {
+            notes.push(format!("resuming after the custom action failed: {e}"));
+        }
+        let exchanges = done.exchanges;
+        let mut rendered = render_turn(&done.traces, &ctx);
         rendered.notes.extend(notes);
         let next = ToolSession {
             turn: turn + 1,
-            conversation: Conversation {
-                menu: rendered.menu.clone(),
-                expects_no_reply: rendered.no_reply_timeout.is_some(),
-                ended: rendered.ends_call,
-                ..Conversation::default()
-            },
+            conversation: Conversation::after_turn(
+                rendered.menu.clone(),
+                rendered.no_reply_timeout.is_some(),
+                rendered.ends_call,
+            ),
         };
         store
             .save_tool_session(id, session.as_str(), &next, SESSION_TTL)
@@ -302,57 +294,6 @@ impl<'a> Tools<'a> {
             exchanges,
             rendered,
         })
-    }
-
-    /// The request, then the resume of a custom action the runtime stopped on
-    /// (as many as a call would), like `Engine::run_turn`. A failed resume keeps
-    /// what the turn has, with a note, as a call does.
-    async fn run(
-        &self,
-        resolved: &ResolvedAssistant,
-        ctx: &TurnContext<'_>,
-        user_id: &str,
-        request: Request,
-        variables: Option<&Map<String, Value>>,
-        notes: &mut Vec<String>,
-    ) -> Result<(Vec<Exchange>, Vec<Trace>), VoiceflowError> {
-        let started = Instant::now();
-        let voiceflow = &self.engine.voiceflow;
-        let creds = &resolved.credentials;
-        let config = InteractConfig::default();
-        let (raw, mut traces) = voiceflow
-            .interact_raw(creds, user_id, &request, variables, &config, TURN_BUDGET)
-            .await?;
-        let mut exchanges = vec![Exchange {
-            request: request.to_json(),
-            response: raw,
-        }];
-        for _ in 0..MAX_RESUMES {
-            let Some(resume) = render_turn(&traces, ctx).resume else {
-                break;
-            };
-            let left = TURN_BUDGET.saturating_sub(started.elapsed());
-            if left < MIN_RESUME_BUDGET {
-                break;
-            }
-            match voiceflow
-                .interact_raw(creds, user_id, &resume, None, &config, left)
-                .await
-            {
-                Ok((raw, more)) => {
-                    traces.extend(more);
-                    exchanges.push(Exchange {
-                        request: resume.to_json(),
-                        response: raw,
-                    });
-                }
-                Err(e) => {
-                    notes.push(format!("resuming after the custom action failed: {e}"));
-                    break;
-                }
-            }
-        }
-        Ok((exchanges, traces))
     }
 
     /// Voiceflow's stored state of the session, and what the gateway keeps of it.

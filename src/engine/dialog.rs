@@ -1,0 +1,517 @@
+//! The Voiceflow side of a call's turns: asking the Dialog Manager (with the
+//! resumes of a stopped custom action), and recording its answer, its failure
+//! or its lateness through the conversation's transitions
+//! (`domain::conversation`).
+//!
+//! [`Engine::interact`] is the one Dialog Manager exchange of the gateway: a
+//! call's launch and turns and the conversation tools' turns all run through
+//! it, so the tools show what a caller would hear.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::turn::{KeyPress, LATE_WINDOW, Reply, SAFETY, dialplan_json};
+use super::{Applied, Engine, EngineError};
+use crate::assistants::ResolvedAssistant;
+use crate::dialplan::input::{CallerInput, request_for_input};
+use crate::dialplan::render::{
+    self, ActionNames, Listen, Phrases, RenderedTurn, TurnContext, Voice,
+};
+use crate::domain::{
+    AnsweredTurn, Answers, Attempt, CallId, Callout, CalloutId, Consequences, Decision, MenuItem,
+    Policy, Rules,
+};
+use crate::routee::{Dialplan, Language, Verb};
+use crate::store::Versioned;
+use crate::telemetry::metrics as m;
+use crate::voiceflow::client::VoiceflowCredentials;
+use crate::voiceflow::{InteractConfig, Request, Trace, VoiceflowError};
+
+/// How many stopped custom actions one turn resumes through.
+const MAX_RESUMES: usize = 2;
+/// Below this, a resume is not attempted (it could not finish in time).
+const MIN_RESUME_BUDGET: Duration = Duration::from_millis(200);
+
+const ACCEPTED_TEXT: &str = "Thank you. You have accepted. Goodbye.";
+const REJECTED_TEXT: &str = "Understood. We will call someone else. Goodbye.";
+
+/// One Dialog Manager request of a turn and Voiceflow's answer, as it came.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exchange {
+    pub request: Value,
+    pub response: Value,
+}
+
+/// What one Dialog Manager turn produced.
+#[derive(Debug)]
+pub struct Interaction {
+    /// Every request of the turn with Voiceflow's answer.
+    pub exchanges: Vec<Exchange>,
+    /// All traces of the turn, in order.
+    pub traces: Vec<Trace>,
+    /// A resume failed: the turn keeps what it has (the decision is in it).
+    pub resume_error: Option<String>,
+}
+
+/// The voice a callee hears: their own language when the call list gives one,
+/// else the assistant's (with its gender); English without an assistant.
+pub(crate) fn voice(
+    resolved: Option<&ResolvedAssistant>,
+    contact_language: Option<Language>,
+) -> Voice {
+    match resolved {
+        Some(r) => r.voice(contact_language),
+        None => Voice {
+            language: contact_language.unwrap_or(Language::EnUs),
+            gender: None,
+        },
+    }
+}
+
+/// Everything rendering a turn needs but its eventUrl: the one builder of a
+/// [`TurnContext`], for calls (launch and turns) and the conversation tools.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendering {
+    pub voice: Voice,
+    input_timeout_s: u32,
+    reprompts: u32,
+    pub actions: ActionNames,
+    phrases: Phrases,
+}
+
+impl Rendering {
+    pub(crate) fn new(resolved: Option<&ResolvedAssistant>, voice: Voice, policy: &Policy) -> Self {
+        let (actions, phrases) = resolved.map(|r| r.rendering()).unwrap_or_default();
+        Self {
+            voice,
+            input_timeout_s: policy.input_timeout_s,
+            reprompts: policy.reprompts,
+            actions,
+            phrases,
+        }
+    }
+
+    /// The rendering of a call's turns to the contact of `attempt`.
+    pub(crate) fn for_call(
+        resolved: Option<&ResolvedAssistant>,
+        callout: &Callout,
+        attempt: Option<&Attempt>,
+    ) -> Self {
+        let voice = match attempt {
+            Some(a) => voice(resolved, callout.contacts[a.contact].language),
+            None => voice(None, None),
+        };
+        Self::new(resolved, voice, &callout.policy)
+    }
+
+    pub(crate) fn context<'a>(&'a self, listen: Listen<'a>, caller_id: &'a str) -> TurnContext<'a> {
+        TurnContext {
+            voice: self.voice,
+            event_url: listen.event_url,
+            silence_url: listen.silence_url,
+            input_timeout_s: self.input_timeout_s,
+            reprompts: self.reprompts,
+            actions: &self.actions,
+            caller_id,
+            phrases: &self.phrases,
+        }
+    }
+}
+
+/// A rendered Voiceflow turn as the conversation keeps it.
+pub(super) fn answered_turn(r: &RenderedTurn) -> AnsweredTurn {
+    AnsweredTurn {
+        dialplan: dialplan_json(&r.dialplan),
+        menu: r.menu.clone(),
+        expects_no_reply: r.no_reply_timeout.is_some(),
+        ended: r.ends_call,
+    }
+}
+
+/// One key press of a Voiceflow call, with what its transitions may render
+/// (the conversation's [`Answers`]) and the assistant's rules for keys.
+pub(super) struct TurnAnswers<'a> {
+    pub rendering: Rendering,
+    /// The eventUrl of the input after this one.
+    pub next_url: String,
+    /// The silence `.wav` of a wait ([`Engine::silence_url`]).
+    silence_url: String,
+    caller_id: &'a str,
+    fallback_keys: Vec<(String, Decision)>,
+    keypad: BTreeMap<String, String>,
+    no_assistant: bool,
+    in_flight_for: Duration,
+}
+
+impl<'a> TurnAnswers<'a> {
+    pub(super) fn new(
+        engine: &'a Engine,
+        callout: &Callout,
+        press: &KeyPress<'_>,
+        resolved: Option<&ResolvedAssistant>,
+    ) -> Self {
+        Self {
+            rendering: Rendering::for_call(resolved, callout, callout.attempt(press.call)),
+            next_url: engine.collect_url(callout.id, press.call, press.turn + 1),
+            silence_url: engine.silence_url(),
+            caller_id: &engine.settings.caller_id,
+            fallback_keys: fallback_keypad(resolved),
+            keypad: resolved
+                .map(|r| r.assistant.settings.keypad.clone())
+                .unwrap_or_default(),
+            no_assistant: resolved.is_none(),
+            in_flight_for: engine.settings.webhook_deadline + LATE_WINDOW,
+        }
+    }
+
+    pub(super) fn rules(&self) -> Rules<'_> {
+        Rules {
+            fallback_keys: &self.fallback_keys,
+            no_assistant: self.no_assistant,
+            in_flight_for: self.in_flight_for,
+        }
+    }
+
+    /// Where the input after this one is listened for.
+    fn listen_next(&self) -> Listen<'_> {
+        Listen::new(&self.next_url, &self.silence_url)
+    }
+
+    /// Renders Voiceflow's traces for the next input (`event_url`: empty for a
+    /// late answer, whose eventUrl is set when it is played).
+    fn render(&self, traces: &[Trace], event_url: &str) -> RenderedTurn {
+        let turn = render::render_turn(
+            traces,
+            &self
+                .rendering
+                .context(Listen::new(event_url, &self.silence_url), self.caller_id),
+        );
+        for note in &turn.notes {
+            tracing::debug!(note = %note, "rendering note");
+        }
+        turn
+    }
+}
+
+impl Answers for TurnAnswers<'_> {
+    type Request = Request;
+
+    fn holding(&self) -> String {
+        let ctx = self.rendering.context(self.listen_next(), self.caller_id);
+        dialplan_json(&render::holding_dialplan(&ctx))
+    }
+
+    fn fallback(&self, decision: Option<Decision>) -> String {
+        let voice = self.rendering.voice;
+        let plan = match decision {
+            Some(Decision::Accepted) => render::closing_dialplan(ACCEPTED_TEXT, voice),
+            Some(Decision::Rejected) => render::closing_dialplan(REJECTED_TEXT, voice),
+            None => {
+                let ctx = self.rendering.context(self.listen_next(), self.caller_id);
+                render::fallback_dialplan(&ctx, &fallback_menu_prompt(&self.fallback_keys))
+            }
+        };
+        dialplan_json(&plan)
+    }
+
+    fn late(&self, dialplan: &str) -> String {
+        with_event_url(dialplan, &self.next_url)
+    }
+
+    fn request(&self, keys: &str, menu: &[MenuItem], expects_no_reply: bool) -> Option<Request> {
+        let input = if keys.is_empty() {
+            CallerInput::Silence
+        } else {
+            CallerInput::Digits(keys.to_owned())
+        };
+        request_for_input(&input, menu, &self.keypad, expects_no_reply)
+    }
+}
+
+impl Engine {
+    /// One Dialog Manager turn: the request, then (when the runtime stopped on a
+    /// custom action the renderer can resume) its resume request, so the caller
+    /// hears what follows an `accept` (the goodbye). Never retried: interact is
+    /// not idempotent.
+    pub(crate) async fn interact(
+        &self,
+        creds: &VoiceflowCredentials,
+        user_id: &str,
+        request: &Request,
+        variables: Option<&Map<String, Value>>,
+        budget: Duration,
+        actions: &ActionNames,
+    ) -> Result<Interaction, VoiceflowError> {
+        let started = Instant::now();
+        let config = InteractConfig::default();
+        let (raw, mut traces) = self
+            .voiceflow
+            .interact_raw(creds, user_id, request, variables, &config, budget)
+            .await?;
+        let mut exchanges = vec![Exchange {
+            request: request.to_json(),
+            response: raw,
+        }];
+        let mut resume_error = None;
+        for _ in 0..MAX_RESUMES {
+            let Some(resume) = render::resume_request(&traces, actions) else {
+                break;
+            };
+            let left = budget.saturating_sub(started.elapsed());
+            if left < MIN_RESUME_BUDGET {
+                break;
+            }
+            match self
+                .voiceflow
+                .interact_raw(creds, user_id, &resume, None, &config, left)
+                .await
+            {
+                Ok((raw, more)) => {
+                    traces.extend(more);
+                    exchanges.push(Exchange {
+                        request: resume.to_json(),
+                        response: raw,
+                    });
+                }
+                // What we have is still a valid turn (the decision is in it).
+                Err(e) => {
+                    tracing::warn!(error = %e, "resuming after a custom action failed");
+                    resume_error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        Ok(Interaction {
+            exchanges,
+            traces,
+            resume_error,
+        })
+    }
+
+    /// Asks Voiceflow the claimed turn and answers the key press by its
+    /// deadline: Voiceflow's answer, the fallback keypad if it failed, or a
+    /// holding dialplan if it is slow. In that last case the answer goes out
+    /// through `reply` and this keeps waiting (within [`LATE_WINDOW`]) to record
+    /// the late answer, played at the next key press.
+    pub(super) async fn ask_voiceflow(
+        &self,
+        claimed: Versioned<Callout>,
+        resolved: &ResolvedAssistant,
+        answers: &TurnAnswers<'_>,
+        press: &KeyPress<'_>,
+        request: Request,
+        reply: &mut Reply,
+    ) -> Result<String, EngineError> {
+        let id = claimed.value.id;
+        let user_id = press.call.to_string();
+        let work = self.interact(
+            &resolved.credentials,
+            &user_id,
+            &request,
+            None,
+            LATE_WINDOW,
+            &answers.rendering.actions,
+        );
+        let mut work = std::pin::pin!(work);
+        let budget = press
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(SAFETY);
+        match tokio::time::timeout(budget, &mut work).await {
+            Ok(Ok(done)) => {
+                self.record_answer(claimed, press, &done.traces, answers)
+                    .await
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(callout_id = %id, call_id = %press.call, reason = %e, "Voiceflow failed; continuing on the fallback keypad");
+                metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_error").increment(1);
+                self.record_failure(id, press, &e.to_string(), answers)
+                    .await
+            }
+            Err(_elapsed) => {
+                metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_timeout")
+                    .increment(1);
+                let holding = self.record_slow(id, press, answers).await?;
+                reply.send(Ok(holding.clone()));
+                // Keep the slow turn: record its output (and decision) when it comes.
+                let late = work.await;
+                self.record_late_answer(id, press.call, late, answers).await;
+                Ok(holding)
+            }
+        }
+    }
+
+    /// Voiceflow answered in time: record it on the claimed document.
+    async fn record_answer(
+        &self,
+        claimed: Versioned<Callout>,
+        press: &KeyPress<'_>,
+        traces: &[Trace],
+        answers: &TurnAnswers<'_>,
+    ) -> Result<String, EngineError> {
+        let (call, input) = (press.call, press.turn);
+        let timing = self.settings.timing;
+        let rendered = answers.render(traces, &answers.next_url);
+        let answered = answered_turn(&rendered);
+        let applied = self
+            .update((claimed, false), |c, now| {
+                let Some(a) = c.attempt_mut(call) else {
+                    return (Consequences::default(), None);
+                };
+                if let Some(cached) = a.cached_answer(input) {
+                    return (Consequences::default(), Some(cached.to_owned()));
+                }
+                let answer = a.on_answer(input, answered.clone());
+                let ch = match rendered.decision {
+                    Some(d) => c.on_decision(call, d, now, &timing),
+                    None => Consequences::default(),
+                };
+                (ch, Some(answer))
+            })
+            .await?;
+        Ok(match applied.into_result() {
+            Some(Some(answer)) => answer,
+            _ => super::turn::closed_dialplan(answers.rendering.voice),
+        })
+    }
+
+    /// Voiceflow failed: the fallback keypad answers, now and from now on.
+    async fn record_failure(
+        &self,
+        id: CalloutId,
+        press: &KeyPress<'_>,
+        reason: &str,
+        answers: &TurnAnswers<'_>,
+    ) -> Result<String, EngineError> {
+        let answer = answers.fallback(None);
+        self.update(id, |c, now| {
+            let mut ch = Consequences::default();
+            if let Some(a) = c.attempt_mut(press.call) {
+                ch.events
+                    .extend(a.on_voiceflow_failed(press.turn, answer.clone(), reason, now));
+            }
+            (ch, ())
+        })
+        .await?;
+        Ok(answer)
+    }
+
+    /// Voiceflow is slow: the caller holds while the turn goes on.
+    async fn record_slow(
+        &self,
+        id: CalloutId,
+        press: &KeyPress<'_>,
+        answers: &TurnAnswers<'_>,
+    ) -> Result<String, EngineError> {
+        let answer = answers.holding();
+        self.update(id, |c, now| {
+            let mut ch = Consequences::default();
+            if let Some(a) = c.attempt_mut(press.call) {
+                ch.events
+                    .extend(a.on_voiceflow_slow(press.turn, answer.clone(), now));
+            }
+            (ch, ())
+        })
+        .await?;
+        Ok(answer)
+    }
+
+    /// A slow turn finished after the caller got a holding dialplan.
+    async fn record_late_answer(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        result: Result<Interaction, VoiceflowError>,
+        answers: &TurnAnswers<'_>,
+    ) {
+        let timing = self.settings.timing;
+        let rendered = match result {
+            // The eventUrl is set when the answer is played.
+            Ok(done) => Some(answers.render(&done.traces, "")),
+            Err(e) => {
+                tracing::warn!(callout_id = %id, call_id = %call, error = %e, "late Voiceflow turn failed");
+                None
+            }
+        };
+        let answered = rendered.as_ref().map(answered_turn);
+        let decision = rendered.and_then(|r| r.decision);
+        let r = self
+            .update(id, |c, now| {
+                let Some(a) = c.attempt_mut(call) else {
+                    return (Consequences::default(), ());
+                };
+                a.on_late_answer(answered.clone());
+                let ch = match decision {
+                    Some(d) => c.on_decision(call, d, now, &timing),
+                    None => Consequences::default(),
+                };
+                (ch, ())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(callout_id = %id, call_id = %call, error = %e, "could not record a late Voiceflow turn");
+        }
+    }
+}
+
+impl<R> Applied<R> {
+    /// The transition's result, unless the callout is gone.
+    pub(crate) fn into_result(self) -> Option<R> {
+        match self {
+            Applied::Committed { result, .. } | Applied::Unchanged { result, .. } => Some(result),
+            Applied::Missing => None,
+        }
+    }
+}
+
+/// Points a stored dialplan's COLLECT at `url`.
+fn with_event_url(plan_json: &str, url: &str) -> String {
+    match serde_json::from_str::<Dialplan>(plan_json) {
+        Ok(mut plan) => {
+            for verb in &mut plan.verbs {
+                if let Verb::Collect(c) = verb {
+                    c.event_url = url.to_owned();
+                }
+            }
+            dialplan_json(&plan)
+        }
+        Err(_) => plan_json.to_owned(),
+    }
+}
+
+/// Keys that decide when Voiceflow is unavailable: the assistant's keypad entries
+/// whose intent is one of its accept/reject action names, else 1 and 2.
+fn fallback_keypad(resolved: Option<&ResolvedAssistant>) -> Vec<(String, Decision)> {
+    let mut keys = Vec::new();
+    if let Some(r) = resolved {
+        let s = &r.assistant.settings;
+        let is = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        for (digit, intent) in &s.keypad {
+            if is(&s.accept_actions, intent) {
+                keys.push((digit.clone(), Decision::Accepted));
+            } else if is(&s.reject_actions, intent) {
+                keys.push((digit.clone(), Decision::Rejected));
+            }
+        }
+    }
+    if !keys.iter().any(|(_, d)| *d == Decision::Accepted) {
+        keys = vec![
+            ("1".into(), Decision::Accepted),
+            ("2".into(), Decision::Rejected),
+        ];
+    }
+    keys
+}
+
+fn fallback_menu_prompt(keys: &[(String, Decision)]) -> String {
+    keys.iter()
+        .map(|(k, d)| match d {
+            Decision::Accepted => format!("Press {k} to accept."),
+            Decision::Rejected => format!("Press {k} to reject."),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
