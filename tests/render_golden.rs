@@ -111,6 +111,7 @@ struct Context {
     input_timeout_s: u32,
     reprompts: u32,
     caller_id: String,
+    transfer_max_s: u32,
     actions: ActionNames,
     phrases: Phrases,
 }
@@ -124,6 +125,7 @@ impl Default for Context {
             input_timeout_s: 10,
             reprompts: 1,
             caller_id: "+306900000000".into(),
+            transfer_max_s: 300,
             actions: ActionNames::default(),
             phrases: Phrases::default(),
         }
@@ -149,6 +151,7 @@ impl Context {
             reprompts: self.reprompts,
             actions: &self.actions,
             caller_id: &self.caller_id,
+            transfer_max_s: self.transfer_max_s,
             phrases: &self.phrases,
         }
     }

@@ -245,6 +245,9 @@ pub struct TurnContext<'a> {
     pub actions: &'a ActionNames,
     /// The caller ID a transfer `DIAL` shows.
     pub caller_id: &'a str,
+    /// The longest a transfer's `DIAL` may last, in seconds (its `maxDuration`;
+    /// the callout policy's `max_call_s`): a bridged call never runs unbounded.
+    pub transfer_max_s: u32,
     pub phrases: &'a Phrases,
 }
 
@@ -612,7 +615,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             from: self.ctx.caller_id.to_owned(),
             to: Destination::Phone(number.as_str().to_owned()),
             hangup_delay: None,
-            max_duration: None,
+            max_duration: Some(self.ctx.transfer_max_s),
             callback: None,
         });
         self.ends_call = true;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome};
+use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome, TransferLeg};
 use super::event::{Event, EventKind};
 use super::{AssistantId, CallId, CalloutId, Decision, E164, Policy, Timestamp};
 use super::{CallStatus, Language};
@@ -738,6 +738,39 @@ impl Callout {
         ch
     }
 
+    /// A status of the transfer's leg (`message_id` is not the callee's): on
+    /// the timeline as `transfer`, once per change, and on the attempt.
+    fn on_transfer_status(
+        a: &mut Attempt,
+        message_id: &str,
+        status: &CallStatus,
+        now: Timestamp,
+    ) -> Consequences {
+        let mut ch = Consequences::default();
+        let Some(name) = TransferLeg::status_name(status) else {
+            return ch;
+        };
+        if a.transfer
+            .as_ref()
+            .is_some_and(|t| t.message_id == message_id && t.status == name)
+        {
+            return ch; // a duplicate callback
+        }
+        a.transfer = Some(TransferLeg {
+            message_id: message_id.to_owned(),
+            status: name.to_owned(),
+        });
+        ch.events.push(Event::for_call(
+            now,
+            EventKind::Transfer {
+                status: name.to_owned(),
+            },
+            a.contact,
+            a.number,
+        ));
+        ch
+    }
+
     /// A status callback (or a reconciled status) for a call.
     pub fn on_status(
         &mut self,
@@ -754,6 +787,13 @@ impl Callout {
             return ch;
         };
         let a = &mut self.attempts[idx];
+        if let (Some(own), Some(m)) = (&a.message_id, message_id)
+            && own != m
+        {
+            // Another leg of this call: the transfer a DIAL opened. It never
+            // changes the callee's attempt.
+            return Self::on_transfer_status(a, m, status, now);
+        }
         if a.message_id.is_none()
             && let Some(m) = message_id
         {

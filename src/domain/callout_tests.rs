@@ -137,6 +137,46 @@ fn statuses_only_move_forward_and_a_late_ringing_never_overwrites_completed() {
 }
 
 #[test]
+fn a_transfer_legs_statuses_go_on_the_timeline_and_never_change_the_callees_attempt() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(3));
+    let leg = |c: &mut Callout, s: &str, t| {
+        c.on_status(
+            id,
+            &CallStatus::parse(s),
+            Some("msg-transfer"),
+            None,
+            at(t),
+            &timing(),
+        )
+    };
+    let transfer = |ch: &Consequences| -> Vec<String> {
+        ch.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Transfer { status } => Some(status.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(transfer(&leg(&mut c, "Ringing", 10)), ["ringing"]);
+    assert_eq!(transfer(&leg(&mut c, "InProgress", 12)), ["answered"]);
+    // A duplicate is on the timeline once.
+    assert!(leg(&mut c, "InProgress", 13).is_empty());
+    // The transfer's own busy or completion never ends the callee's attempt.
+    assert_eq!(transfer(&leg(&mut c, "Busy", 14)), ["busy"]);
+    let a = c.attempt(id).unwrap();
+    assert_eq!(a.state, CallState::InProgress);
+    assert_eq!(a.outcome, None);
+    assert_eq!(a.message_id.as_deref(), Some("msg-1"));
+    assert_eq!(a.transfer.as_ref().map(|t| t.status.as_str()), Some("busy"));
+    // The callee's own leg still ends the attempt.
+    status(&mut c, id, "Completed", at(40));
+    assert_eq!(c.attempt(id).unwrap().state, CallState::Completed);
+}
+
+#[test]
 fn a_repeated_final_status_changes_nothing() {
     let mut c = callout(1);
     let id = place(&mut c, T0);

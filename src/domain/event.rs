@@ -44,6 +44,12 @@ pub enum EventKind {
     CallStatus {
         status: String,
     },
+    /// The call's transfer (the second leg a `DIAL` opened, with its own
+    /// `messageId`) changed: `dialing`, `ringing`, `answered`, `completed`,
+    /// `busy`, `no_answer` or `failed`. Never changes the callee's attempt.
+    Transfer {
+        status: String,
+    },
     /// The callee pressed keys.
     KeysPressed {
         keys: String,
@@ -112,6 +118,7 @@ impl Event {
             EventKind::PlacementRetry { .. } => "placement_retry",
             EventKind::PlacementUnconfirmed { .. } => "placement_unconfirmed",
             EventKind::CallStatus { .. } => "call_status",
+            EventKind::Transfer { .. } => "transfer",
             EventKind::KeysPressed { .. } => "keys_pressed",
             EventKind::Decided { .. } => "decided",
             EventKind::AttemptEnded { .. } => "attempt_ended",

@@ -17,7 +17,7 @@ pub mod policy;
 pub mod time;
 
 pub use assistant::{Assistant, AssistantSettings};
-pub use attempt::{Attempt, CallState, Dialing, Outcome};
+pub use attempt::{Attempt, CallState, Dialing, Outcome, TransferLeg};
 pub use call_status::CallStatus;
 pub use callout::{
     Callout, CalloutError, CalloutStatus, Consequences, Contact, Effect, NewCallout, PlaceFailure,

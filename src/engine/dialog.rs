@@ -78,6 +78,7 @@ pub(crate) struct Rendering {
     pub voice: Voice,
     input_timeout_s: u32,
     reprompts: u32,
+    transfer_max_s: u32,
     pub actions: ActionNames,
     phrases: Phrases,
 }
@@ -89,6 +90,7 @@ impl Rendering {
             voice,
             input_timeout_s: policy.input_timeout_s,
             reprompts: policy.reprompts,
+            transfer_max_s: policy.max_call_s,
             actions,
             phrases,
         }
@@ -116,6 +118,7 @@ impl Rendering {
             reprompts: self.reprompts,
             actions: &self.actions,
             caller_id,
+            transfer_max_s: self.transfer_max_s,
             phrases: &self.phrases,
         }
     }

@@ -159,3 +159,40 @@ async fn the_end_of_call_report_is_not_read_as_a_second_press() {
         .collect();
     assert_eq!(keys.len(), 1, "one press, one event: {keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_legs_callbacks_show_as_the_transfer_and_never_change_the_callees_attempt() {
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let id = app.create_callout(&ticket_callout(1)).await;
+    let c = app
+        .wait_until(&id, LONG, |c| c["attempts"][0]["status"] == "in_progress")
+        .await;
+    let call = c["attempts"][0]["call_id"].as_str().unwrap().to_owned();
+    let url = app
+        .engine
+        .status_url(id.parse().unwrap(), call.parse().unwrap());
+    // The DIAL's second leg reports with its own messageId to the same URL.
+    for s in ["Initiated", "Ringing", "InProgress", "InProgress", "Busy"] {
+        let r = app
+            .http
+            .post(&url)
+            .json(&json!({"messageId": "the-transfer-leg", "status": {"name": s}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{s}: {}", r.status());
+    }
+    let c = app.get_callout(&id).await;
+    assert_eq!(c["attempts"][0]["status"], "in_progress", "{c}");
+    assert!(c["attempts"][0]["outcome"].is_null(), "{c}");
+    assert_eq!(c["attempts"][0]["transfer"], "busy", "{c}");
+    let transfer: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "transfer")
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(transfer, ["dialing", "ringing", "answered", "busy"]);
+}

@@ -348,6 +348,7 @@ pub fn render_turn_target(data: &[u8]) {
         reprompts: 1,
         actions: &actions,
         caller_id: "+306900000000",
+        transfer_max_s: 300,
         phrases: &phrases,
     };
     let turn = render_turn(&traces, &ctx);
