@@ -190,6 +190,8 @@ impl Application {
             webhook_deadline: config.webhook_deadline,
             timing: Timing {
                 collect_grace: config.collect_grace,
+                carrier_outage_limit: config.carrier_outage_limit,
+                unconfirmed_window: config.unconfirmed_window,
                 ..Timing::default()
             },
             call_interval: Duration::from_secs_f64(1.0 / config.routee.calls_per_second),

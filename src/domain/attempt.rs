@@ -222,6 +222,11 @@ pub struct Attempt {
     /// Creation tries that failed and were retried.
     #[serde(default)]
     pub placement_tries: u32,
+    /// When the carrier first failed to create this attempt's call, while it
+    /// still has not: the outage the attempt waits out (see
+    /// `Timing::carrier_outage_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_down_since: Option<Timestamp>,
     /// Answered and over without a decision: wait until then for a trailing key press.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<Timestamp>,
@@ -266,6 +271,7 @@ impl Attempt {
             tracking_id: None,
             message_id: None,
             transfer: None,
+            carrier_down_since: None,
             placement_tries: 0,
             grace_until: None,
             deadline,

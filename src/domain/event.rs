@@ -36,6 +36,11 @@ pub enum EventKind {
         reason: String,
         retry_at: Timestamp,
     },
+    /// The carrier failed to create the call (refused, 429, 5xx, unreachable):
+    /// the attempt waits and is placed again; once per outage of an attempt.
+    CarrierUnavailable {
+        reason: String,
+    },
     /// The carrier may or may not have created the call; waiting for its callbacks.
     PlacementUnconfirmed {
         reason: String,
@@ -117,6 +122,7 @@ impl Event {
             EventKind::CallPlaced => "call_placed",
             EventKind::PlacementRetry { .. } => "placement_retry",
             EventKind::PlacementUnconfirmed { .. } => "placement_unconfirmed",
+            EventKind::CarrierUnavailable { .. } => "carrier_unavailable",
             EventKind::CallStatus { .. } => "call_status",
             EventKind::Transfer { .. } => "transfer",
             EventKind::KeysPressed { .. } => "keys_pressed",

@@ -465,6 +465,9 @@ fn record_metrics(callout: &Callout, event: &Event) {
         EventKind::AttemptEnded { outcome, .. } => {
             metrics::counter!(m::ATTEMPT_OUTCOMES, "outcome" => outcome.as_str()).increment(1);
         }
+        EventKind::CarrierUnavailable { .. } => {
+            metrics::counter!(m::CARRIER_UNAVAILABLE).increment(1);
+        }
         EventKind::KeysPressed { keys } => {
             for k in keys.chars() {
                 metrics::counter!(m::DTMF_RECEIVED, "key" => m::dtmf_key_label(k)).increment(1);

@@ -208,6 +208,7 @@ fn event_kind_schema() -> Schema {
         "call_placed",
         "placement_retry",
         "placement_unconfirmed",
+        "carrier_unavailable",
         "call_status",
         "transfer",
         "keys_pressed",
