@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ivr_gateway::routee::Verb;
-use ivr_gateway::sim::{Behaviour, SimCallRecord, ToneReading};
+use ivr_gateway::sim::{Behaviour, Faults, SimCallRecord, ToneReading};
 use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp, attempts, phone, spawn_app, ticket_callout};
@@ -195,4 +195,79 @@ async fn a_transfer_legs_callbacks_show_as_the_transfer_and_never_change_the_cal
         .map(|e| e["status"].as_str().unwrap())
         .collect();
     assert_eq!(transfer, ["dialing", "ringing", "answered", "busy"]);
+}
+
+/// Routee answers 500 to every creation for a while (four seconds here: the
+/// two minutes of the issue, shortened), then recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_outage_costs_no_attempt_and_places_no_duplicate_call() {
+    let app = spawn_app(Options::default().env("ROUTEE_UNCONFIRMED_WINDOW_S", "1")).await;
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_on_prompt(["2"]));
+    app.sim.set_callee(&phone(2), Behaviour::accepts());
+    app.sim.set_faults(Faults {
+        create_outage_ms: 4000,
+        ..Faults::none()
+    });
+    let id = app.create_callout(&ticket_callout(2)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    // The callees decided: one attempt each, none lost to the outage.
+    assert_eq!(
+        attempts(&c),
+        [(0, 1, "rejected".to_owned()), (1, 1, "accepted".to_owned())]
+    );
+    let refused = app.sim.injected().refused_creations.len();
+    assert!(refused >= 2, "the outage refused {refused} creations");
+    // Exactly one call per attempt reached the network.
+    assert_eq!(app.sim.calls().len(), 2);
+    let events: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|k| **k == "carrier_unavailable")
+            .count(),
+        1,
+        "{events:?}"
+    );
+    app.assert_no_protocol_errors();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_outage_longer_than_the_limit_fails_the_callout_as_carrier_unavailable() {
+    let app = spawn_app(
+        Options::default()
+            .env("ROUTEE_UNCONFIRMED_WINDOW_S", "1")
+            .env("CARRIER_OUTAGE_LIMIT_S", "3"),
+    )
+    .await;
+    app.sim.set_callee(&phone(1), Behaviour::accepts());
+    app.sim.set_faults(Faults {
+        create_outage_ms: 60_000,
+        ..Faults::none()
+    });
+    let id = app.create_callout(&ticket_callout(2)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "failed", "{c}");
+    let failed = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "callout_failed")
+        .expect("a callout_failed event");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("carrier_unavailable"),
+        "{failed}"
+    );
+    // The second contact was never tried: the carrier, not the callees, failed.
+    assert_eq!(attempts(&c).len(), 1, "{c}");
+    assert!(app.sim.calls().is_empty());
 }
