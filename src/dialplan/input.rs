@@ -36,7 +36,11 @@ pub enum CallerInput {
 /// Empty digits (a `#` alone, or the end-of-call report with no tones) count as
 /// silence. Digits are read as [`Keys`]: on a menu whose keys are single keys,
 /// the last key pressed picks the item (`11` is `1`, a callee who pressed in a
-/// silence and again); other digits go on whole to the keypad map and as text.
+/// silence and again); other digits go on whole to the keypad map, then (when
+/// the turn's menu came from a `DTMF` custom action, Voiceflow's telephony
+/// convention) as the event `{"type": "DTMF <keys>", "data": "<keys>"}` that
+/// takes the action's default path with the keys in `last_event.data` (a PIN),
+/// else as text.
 pub fn request_for_input(
     input: &CallerInput,
     menu: &[MenuItem],
@@ -63,7 +67,15 @@ pub fn request_for_input(
             confidence: None,
         });
     }
+    if menu.iter().any(MenuItem::is_dtmf_event) {
+        return Some(Request::Raw(dtmf_event(digits)));
+    }
     Some(Request::Text(digits.to_owned()))
+}
+
+/// Keys as Voiceflow's telephony reports them to a `DTMF` custom action.
+pub fn dtmf_event(keys: &str) -> serde_json::Value {
+    serde_json::json!({ "type": format!("DTMF {keys}"), "data": keys })
 }
 
 #[cfg(test)]
@@ -110,6 +122,30 @@ mod tests {
                 entities: vec![],
                 confidence: None
             })
+        );
+    }
+
+    #[test]
+    fn keys_off_a_dtmf_actions_paths_go_as_voiceflows_telephony_event() {
+        let dtmf_menu = vec![MenuItem::new(
+            "1",
+            "DTMF 1",
+            &json!({"type": "DTMF 1", "data": "1"}),
+        )];
+        let no_keypad = BTreeMap::new();
+        assert_eq!(
+            request_for_input(&digits("1"), &dtmf_menu, &no_keypad, false),
+            Some(Request::Raw(json!({"type": "DTMF 1", "data": "1"})))
+        );
+        // A PIN: the default path, with the keys in last_event.data.
+        assert_eq!(
+            request_for_input(&digits("4712#"), &dtmf_menu, &no_keypad, false),
+            Some(Request::Raw(json!({"type": "DTMF 4712", "data": "4712"})))
+        );
+        // Without a DTMF action, other keys stay text.
+        assert_eq!(
+            request_for_input(&digits("4712"), &menu(), &no_keypad, false),
+            Some(Request::Text("4712".into()))
         );
     }
 

@@ -10,7 +10,7 @@
 //!
 //! Traces are read in order; every rule has a golden case in `tests/golden/render/`.
 //!
-//! - **`speak`**: the message is made speakable ([`speakable`]: SSML tags
+//! - **`speak`**: the message is made speakable ([`spoken`]: Markdown and SSML tags
 //!   stripped, entities unescaped, whitespace collapsed) and said, split into
 //!   several `SAY`s when longer than 1000 characters; empty text says nothing. A
 //!   `src` that is an `http(s)` URL whose path ends in `.wav` (any case, query
@@ -97,7 +97,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::language::gender_for_voice;
-use super::speech::{say_pieces, speakable};
+use super::speech::{say_pieces, spoken};
 use crate::domain::phone::mask;
 use crate::domain::{Decision, E164, MenuItem};
 use crate::routee::{Collect, Destination, Dial, Dialplan, Gender, Language, Play, Verb};
@@ -391,7 +391,7 @@ impl<'c, 'a> Turn<'c, 'a> {
         match trace {
             Trace::Speak(speak) => self.speak(speak),
             Trace::Text { message } => {
-                self.say(speakable(message), self.ctx.voice.gender, Role::Prompt);
+                self.say(spoken(message), self.ctx.voice.gender, Role::Prompt);
             }
             Trace::Choice { buttons } => {
                 if buttons.is_empty() {
@@ -444,7 +444,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             }),
             None => self.ctx.voice.gender,
         };
-        let text = speakable(&speak.message);
+        let text = spoken(&speak.message);
         if let Some(src) = speak
             .src
             .as_deref()
@@ -477,8 +477,8 @@ impl<'c, 'a> Turn<'c, 'a> {
     }
 
     fn card(&mut self, title: &str, description: &str, buttons: &[Button]) {
-        let title = speakable(title);
-        let description = speakable(description);
+        let title = spoken(title);
+        let description = spoken(description);
         let text = match (title.is_empty(), description.is_empty()) {
             (true, _) => description,
             (false, true) => title,
@@ -521,7 +521,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             }
             let digit = self.next_button.to_string();
             self.next_button += 1;
-            let label = speakable(&button.name);
+            let label = spoken(&button.name);
             if self.add_menu_item(kind, &digit, &label, &button.request) {
                 lines.push(self.ctx.phrases.menu_line(&digit, &label));
             }
@@ -532,7 +532,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             ));
         }
         self.say(
-            speakable(&lines.join(" ")),
+            spoken(&lines.join(" ")),
             self.ctx.voice.gender,
             Role::MenuLines,
         );
@@ -628,7 +628,9 @@ impl<'c, 'a> Turn<'c, 'a> {
                 continue;
             };
             offered += 1;
-            self.add_menu_item(&action.name, keys, path, &json!({ "type": path }));
+            // Voiceflow's telephony sends the key as `last_event.data` too.
+            let request = json!({ "type": path, "data": keys });
+            self.add_menu_item(&action.name, keys, path, &request);
         }
         if offered == 0 {
             self.note(format!(
@@ -852,12 +854,12 @@ fn collect(event_url: &str) -> Verb {
 /// options) and a `COLLECT`, so the key press fetches the real turn.
 pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
     let (language, gender) = (ctx.voice.language, ctx.voice.gender);
-    let mut verbs: Vec<Verb> = say_verbs(&speakable(&ctx.phrases.holding), language, gender)
+    let mut verbs: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.holding), language, gender)
         .into_iter()
         .map(|v| v.with_barge_in(true))
         .collect();
     verbs.push(wait(ctx.listen(), HOLDING_PAUSE_S));
-    let options: Vec<Verb> = say_verbs(&speakable(&ctx.phrases.holding_continue), language, gender)
+    let options: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.holding_continue), language, gender)
         .into_iter()
         .map(|v| v.with_barge_in(true))
         .collect();
@@ -877,12 +879,11 @@ pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
 /// repeated like any options, and a `COLLECT`.
 pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
     let (language, gender) = (ctx.voice.language, ctx.voice.gender);
-    let mut verbs: Vec<Verb> =
-        say_verbs(&speakable(&ctx.phrases.fallback_apology), language, gender)
-            .into_iter()
-            .map(|v| v.with_barge_in(true))
-            .collect();
-    let options: Vec<Verb> = say_verbs(&speakable(menu_prompt), language, gender)
+    let mut verbs: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.fallback_apology), language, gender)
+        .into_iter()
+        .map(|v| v.with_barge_in(true))
+        .collect();
+    let options: Vec<Verb> = say_verbs(&spoken(menu_prompt), language, gender)
         .into_iter()
         .map(|v| v.with_barge_in(true))
         .collect();
@@ -900,7 +901,7 @@ pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
 /// The last words of a call: `text` said, then a one-second pause so the line
 /// does not drop on the last syllable. No `COLLECT`: the call ends.
 pub fn closing_dialplan(text: &str, voice: Voice) -> Dialplan {
-    farewell(&speakable(text), voice)
+    farewell(&spoken(text), voice)
 }
 
 /// [`closing_dialplan`] of text that is already speakable (a rendered template

@@ -99,6 +99,15 @@ impl MenuItem {
     pub fn request(&self) -> serde_json::Value {
         serde_json::from_str(self.request.get()).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The item is a path of a `DTMF` custom action (its request is the event
+    /// `DTMF <key>`, Voiceflow's telephony convention).
+    pub fn is_dtmf_event(&self) -> bool {
+        self.request()["type"].as_str().is_some_and(|t| {
+            t.get(..5)
+                .is_some_and(|head| head.eq_ignore_ascii_case("DTMF "))
+        })
+    }
 }
 
 impl PartialEq for MenuItem {
