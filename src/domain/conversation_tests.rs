@@ -119,6 +119,38 @@ fn cumulative_tones_yield_only_new_keys() {
 }
 
 #[test]
+fn tones_that_only_repeat_the_consumed_keys_are_an_echo_read_as_a_key_the_second_time() {
+    let status = CalloutStatus::Calling;
+    let tones = |raw: &str| Tones::parse(raw);
+    let mut a = attempt();
+    a.turn = 1;
+    a.conversation.consumed = "1".into();
+    // Cumulative: the end-of-call report; per submit: the same key again.
+    assert_eq!(a.keys_of(status, 1, &tones("1"), T0), None);
+    assert!(a.conversation.echoed);
+    // Pressed again after "press your choice again": per-submit tones.
+    assert_eq!(
+        a.keys_of(status, 1, &tones("1"), T0).map(|k| k.to_string()),
+        Some("1".into())
+    );
+    assert!(!a.conversation.echoed);
+    // New keys are never an echo, and clear one.
+    a.conversation.echoed = true;
+    assert_eq!(
+        a.keys_of(status, 1, &tones("12"), T0)
+            .map(|k| k.to_string()),
+        Some("2".into())
+    );
+    assert!(!a.conversation.echoed);
+    // A delivery the closing rules answer (the callout is over) is no echo.
+    assert_eq!(
+        a.keys_of(CalloutStatus::Accepted, 1, &tones("1"), T0)
+            .map(|k| k.to_string()),
+        Some(String::new())
+    );
+}
+
+#[test]
 fn on_the_fallback_keypad_the_last_key_pressed_decides() {
     let keys = keys();
     let rules = rules(&keys);
