@@ -167,6 +167,10 @@ async fn create_conversation(
         Err(message) => return routee_error(StatusCode::BAD_REQUEST, MODULE_VOICE, message),
     };
     let placed = call::place(&sim, &request, &to);
+    if sim.lock().faults.take_create_then_fail() {
+        // The call exists; the answer says otherwise.
+        return injected_failure(500);
+    }
     let mut answer = Map::new();
     answer.insert("trackingId".into(), json!(placed.tracking_id));
     answer.insert("createdAt".into(), json!(placed.created_at));

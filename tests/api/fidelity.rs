@@ -271,3 +271,28 @@ async fn a_carrier_outage_longer_than_the_limit_fails_the_callout_as_carrier_una
     assert_eq!(attempts(&c).len(), 1, "{c}");
     assert!(app.sim.calls().is_empty());
 }
+
+/// The other side of "was a call created?": a 500 whose call was in fact
+/// created is adopted by its callbacks, never placed a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_500_that_created_the_call_is_adopted_not_placed_twice() {
+    let app = spawn_app(Options::default().env("ROUTEE_UNCONFIRMED_WINDOW_S", "5")).await;
+    app.sim.set_callee(&phone(1), Behaviour::accepts());
+    app.sim.set_faults(Faults {
+        create_then_fail: 1,
+        ..Faults::none()
+    });
+    let id = app.create_callout(&ticket_callout(1)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    assert_eq!(attempts(&c), [(0, 1, "accepted".to_owned())]);
+    assert_eq!(app.sim.calls().len(), 1, "placed once");
+    let kinds: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"placement_unconfirmed"), "{kinds:?}");
+    assert!(!kinds.contains(&"carrier_unavailable"), "{kinds:?}");
+}
