@@ -116,6 +116,7 @@ impl Application {
             };
             let mut settings = SimSettings::new(config.sim.time_scale);
             settings.callees = callees;
+            settings.tones = config.sim.tones;
             let handle = Simulator::start(settings, SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
                 .context("cannot start the carrier simulator")?;
@@ -191,6 +192,8 @@ impl Application {
             webhook_deadline: config.webhook_deadline,
             timing: Timing {
                 collect_grace: config.collect_grace,
+                carrier_outage_limit: config.carrier_outage_limit,
+                unconfirmed_window: config.unconfirmed_window,
                 ..Timing::default()
             },
             call_interval: Duration::from_secs_f64(1.0 / config.routee.calls_per_second),

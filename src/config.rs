@@ -105,6 +105,9 @@ pub struct SimConfig {
     pub time_scale: f64,
     /// A JSON file of callee behaviours by phone number.
     pub callees_file: Option<PathBuf>,
+    /// `SIM_TONES`: how the simulator's `collectedTones` read (`cumulative`,
+    /// the default, or `per_submit`).
+    pub tones: crate::sim::ToneReading,
 }
 
 /// The whole configuration.
@@ -165,6 +168,12 @@ pub struct Config {
     /// Seconds to wait, after an answered call ends without a decision, for Routee's
     /// end-of-call COLLECT post that may still carry a key press.
     pub collect_grace: Duration,
+    /// `CARRIER_OUTAGE_LIMIT_S`: how long the carrier may fail to create an
+    /// attempt's call before its callout ends `failed` (`carrier_unavailable`).
+    pub carrier_outage_limit: Duration,
+    /// `ROUTEE_UNCONFIRMED_WINDOW_S`: how long a creation that may have made a
+    /// call waits for a callback before it is placed again on the same attempt.
+    pub unconfirmed_window: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// HTTP server limits (`http::serve`).
@@ -714,6 +723,8 @@ impl Config {
             max_body_bytes,
             timer_poll: r.millis("TIMER_POLL_MS", 100, 10, 5000),
             collect_grace: r.millis("COLLECT_GRACE_MS", 5000, 0, 60_000),
+            carrier_outage_limit: r.millis("CARRIER_OUTAGE_LIMIT_S", 900, 1, 86_400) * 1000,
+            unconfirmed_window: r.millis("ROUTEE_UNCONFIRMED_WINDOW_S", 30, 1, 600) * 1000,
             shutdown_grace: r.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
             allow_private_urls: r.parse("ALLOW_PRIVATE_URLS", !live),
             default_policy: Policy::default(),
@@ -721,6 +732,7 @@ impl Config {
             sim: SimConfig {
                 time_scale,
                 callees_file: r.get("SIM_CALLEES_FILE").map(PathBuf::from),
+                tones: r.parse("SIM_TONES", crate::sim::ToneReading::default()),
             },
         };
         if r.problems.is_empty() {

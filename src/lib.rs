@@ -21,6 +21,7 @@
 //!   the conversation tools, timers, jobs.
 //! - [`http`]: the axum edge: dispatcher and assistants APIs, webhooks, health.
 //! - [`store`]: where state lives (Redis, or in memory), every key in one module.
+//! - [`audio`]: the audio the gateway serves for `PLAY` (the silence of a wait).
 //! - [`assistants`]: registered Voiceflow assistants and their decrypted keys.
 //! - [`security`]: webhook signatures, notification signatures, key encryption.
 //! - [`sim`]: the built-in carrier simulator (a fake Routee) and a simulated
@@ -35,6 +36,7 @@
 
 pub mod app;
 pub mod assistants;
+pub mod audio;
 pub mod cli;
 pub mod commands;
 pub mod config;

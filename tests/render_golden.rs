@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ivr_gateway::dialplan::render::Listen;
 use ivr_gateway::dialplan::template::{self, Closing, Vars};
 use ivr_gateway::dialplan::{
     ActionNames, CallerInput, Phrases, TurnContext, Voice, closing_dialplan, fallback_dialplan,
@@ -24,6 +25,8 @@ use ivr_gateway::voiceflow::{Request, Trace};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The silence clip's URL in every case (content-addressed in real use).
+const SILENCE_URL: &str = "https://gw.example.com/audio/0123456789abcdef.wav";
 const EXPECTED_SUFFIX: &str = ".expected.json";
 
 fn pretty(value: &impl Serialize) -> String {
@@ -108,6 +111,7 @@ struct Context {
     input_timeout_s: u32,
     reprompts: u32,
     caller_id: String,
+    transfer_max_s: u32,
     actions: ActionNames,
     phrases: Phrases,
 }
@@ -121,6 +125,7 @@ impl Default for Context {
             input_timeout_s: 10,
             reprompts: 1,
             caller_id: "+306900000000".into(),
+            transfer_max_s: 300,
             actions: ActionNames::default(),
             phrases: Phrases::default(),
         }
@@ -141,10 +146,12 @@ impl Context {
                 gender: self.gender,
             },
             event_url: &self.event_url,
+            silence_url: SILENCE_URL,
             input_timeout_s: self.input_timeout_s,
             reprompts: self.reprompts,
             actions: &self.actions,
             caller_id: &self.caller_id,
+            transfer_max_s: self.transfer_max_s,
             phrases: &self.phrases,
         }
     }
@@ -257,7 +264,7 @@ fn the_shipped_templates_render_their_golden_dialplans() {
                     case.language,
                     case.input_timeout_s,
                     case.reprompts,
-                    &case.event_url,
+                    Listen::new(&case.event_url, SILENCE_URL),
                 ),
             }),
             TemplateCall::OnInput {
@@ -269,7 +276,7 @@ fn the_shipped_templates_render_their_golden_dialplans() {
                 case.language,
                 case.input_timeout_s,
                 case.reprompts,
-                &case.event_url,
+                Listen::new(&case.event_url, SILENCE_URL),
                 invalid_so_far,
             )),
             TemplateCall::Closing(which) => pretty(&DialplanOnly {

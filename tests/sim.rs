@@ -23,7 +23,7 @@ use axum::routing::post;
 use ivr_gateway::routee::{CallStatus, CollectEvent, ErrorBody, StatusCallback};
 use ivr_gateway::sim::{
     Behaviour, CalleeScript, Callees, EventOutcome, Faults, SimCallRecord, SimEvent, SimHandle,
-    SimSettings, SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, Simulator,
+    SimSettings, SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, Simulator, ToneReading,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -74,6 +74,14 @@ impl Stub {
         let app = Router::new()
             .route("/status", post(on_status))
             .route("/event", post(on_event))
+            .route(
+                "/audio/one-second.wav",
+                axum::routing::get(|| async { ivr_gateway::audio::silence_wav(1) }),
+            )
+            .route(
+                "/audio/not-a-wav.wav",
+                axum::routing::get(|| async { "RIFF? no, text" }),
+            )
             .with_state(Arc::clone(&state));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -177,6 +185,14 @@ async fn harness_with(settings: SimSettings) -> Harness {
 async fn harness(callees: Callees) -> Harness {
     let mut settings = SimSettings::new(SCALE);
     settings.callees = callees;
+    harness_with(settings).await
+}
+
+/// A harness whose `collectedTones` are per submit (the other reading of the GAP).
+async fn harness_per_submit(callees: Callees) -> Harness {
+    let mut settings = SimSettings::new(SCALE);
+    settings.callees = callees;
+    settings.tones = ToneReading::PerSubmit;
     harness_with(settings).await
 }
 
@@ -617,7 +633,7 @@ async fn a_silent_callee_gets_an_end_of_call_post_with_no_tones_before_completed
 
 #[tokio::test]
 async fn submit_on_hash_posts_mid_call_without_the_hash() {
-    let h = harness(Callees::new(Behaviour::press_after("12#", 2.0).into())).await;
+    let h = harness_per_submit(Callees::new(Behaviour::press_after("12#", 2.0).into())).await;
     h.stub
         .answer(Answer::dialplan(&json!([say("PIN accepted", false)])));
     let verbs = json!([
@@ -636,7 +652,7 @@ async fn submit_on_hash_posts_mid_call_without_the_hash() {
 
 #[tokio::test]
 async fn keys_in_several_turns_are_submitted_separately() {
-    let h = harness(Callees::new(Behaviour::press_on_prompt(["9", "1"]).into())).await;
+    let h = harness_per_submit(Callees::new(Behaviour::press_on_prompt(["9", "1"]).into())).await;
     let collect = h.collect(false);
     h.stub.answer(Answer::dialplan(&json!([
         say("That is not an option. Press 1 to accept.", true),
@@ -763,6 +779,181 @@ async fn a_dial_bridges_the_call_and_then_ends_it() {
     assert_eq!(record.dialed.as_deref(), Some(BOB));
     assert_eq!(record.heard, vec!["Connecting you"]);
     assert_eq!(record.end_reason.as_deref(), Some("the bridged call ended"));
+}
+
+// ---------------------------------------------------------------- strict readings
+
+#[tokio::test]
+async fn cumulative_tones_carry_every_key_of_the_call() {
+    let h = harness(Callees::new(Behaviour::press_on_prompt(["9", "1"]).into())).await;
+    let collect = h.collect(false);
+    h.stub.answer(Answer::dialplan(&json!([
+        say("That is not an option. Press 1 to accept.", true),
+        collect.clone(),
+        pause(5),
+    ])));
+    h.stub
+        .answer(Answer::dialplan(&json!([say("Accepted.", false)])));
+    let verbs = json!([say("Press 1 to accept.", true), collect, pause(5)]);
+    let tracking_id = h.create(&h.conversation(ALICE, verbs)).await;
+    let record = h.finished(&tracking_id).await;
+    let tones: Vec<String> = h
+        .stub
+        .events_for(&record.message_id)
+        .into_iter()
+        .map(|e| e.collected_tones)
+        .collect();
+    // The answer "Accepted." has no COLLECT: no end-of-call POST.
+    assert_eq!(
+        tones,
+        vec!["9", "91"],
+        "all the collected tones of the call"
+    );
+    assert_eq!(record.heard.last().map(String::as_str), Some("Accepted."));
+}
+
+#[tokio::test]
+async fn cumulative_tones_keep_the_hashes_that_submitted_them() {
+    let h = harness(Callees::new(
+        Behaviour::press_at(["1#", "2#"], &[1.0, 2.0]).into(),
+    ))
+    .await;
+    let verbs = json!([say("Enter a code", false), h.collect(true), pause(4)]);
+    let tracking_id = h.create(&h.conversation(ALICE, verbs)).await;
+    let record = h.finished(&tracking_id).await;
+    let tones: Vec<String> = h
+        .stub
+        .events_for(&record.message_id)
+        .into_iter()
+        .map(|e| e.collected_tones)
+        .collect();
+    assert_eq!(
+        tones,
+        vec!["1#", "1#2#", "1#2#"],
+        "two submits, then the end of the call"
+    );
+}
+
+#[tokio::test]
+async fn a_key_during_a_pause_waits_for_the_next_barge_in_key_under_both_readings() {
+    for (reading, want) in [
+        (ToneReading::Cumulative, "11"),
+        (ToneReading::PerSubmit, "11"),
+    ] {
+        let mut settings = SimSettings::new(SCALE);
+        settings.tones = reading;
+        // 1 during the pause: gathered, not posted; 1 again during the prompt.
+        settings.callees = Callees::new(Behaviour::press_at(["1", "1"], &[1.0, 4.5]).into());
+        let h = harness_with(settings).await;
+        h.stub
+            .answer(Answer::dialplan(&json!([say("Confirmed.", false)])));
+        let verbs = json!([
+            say("Hello", false),
+            h.collect(false),
+            pause(3),
+            say("Press 1 to accept. Press 1 to accept.", true),
+            pause(5),
+        ]);
+        let tracking_id = h.create(&h.conversation(ALICE, verbs)).await;
+        let record = h.finished(&tracking_id).await;
+        let posts = h.stub.events_for(&record.message_id);
+        assert_eq!(posts.len(), 1, "{reading:?}: one POST, at the barge-in key");
+        assert_eq!(posts[0].collected_tones, want, "{reading:?}");
+        assert!(!record.event_posts[0].final_post, "{reading:?}");
+        assert_eq!(record.heard.last().map(String::as_str), Some("Confirmed."));
+    }
+}
+
+#[tokio::test]
+async fn play_of_anything_but_a_reachable_wav_is_a_protocol_error() {
+    let h = harness(Callees::new(Behaviour::silent().into())).await;
+    // Refused at creation: not a .wav.
+    let mp3 = json!([{"type": "PLAY", "fileURL": format!("{}/audio/x.mp3", h.stub.base)}]);
+    let resp = h.post_conversation(&h.conversation(ALICE, mp3)).await;
+    assert_eq!(resp.status(), 400);
+    assert!(error_body(resp).await.developer_message.contains(".wav"));
+    // Accepted, but cannot be played: a protocol error on the record, the verb skipped.
+    let verbs = json!([
+        {"type": "PLAY", "fileURL": format!("{}/audio/missing.wav", h.stub.base)},
+        {"type": "PLAY", "fileURL": format!("{}/audio/not-a-wav.wav", h.stub.base)},
+        {"type": "PLAY", "fileURL": format!("{}/audio/one-second.wav", h.stub.base), "repeat": 2},
+    ]);
+    let tracking_id = h.create(&h.conversation(ALICE, verbs)).await;
+    let record = h.finished(&tracking_id).await;
+    assert_eq!(
+        record.protocol_errors.len(),
+        2,
+        "{:?}",
+        record.protocol_errors
+    );
+    assert!(
+        record.protocol_errors[0].contains("HTTP 404"),
+        "{:?}",
+        record.protocol_errors
+    );
+    assert!(
+        record.protocol_errors[1].contains("not a WAV"),
+        "{:?}",
+        record.protocol_errors
+    );
+    // The good file played three times its one second.
+    assert!(
+        (2.5..4.5).contains(&record.duration_s),
+        "played {} s",
+        record.duration_s
+    );
+}
+
+#[tokio::test]
+async fn a_dial_leg_has_its_own_message_id_and_callbacks() {
+    let callees = Callees::new(Behaviour::silent().into())
+        .with(BOB, Behaviour::Busy)
+        .with("+306900000003", Behaviour::silent());
+    let h = harness(callees).await;
+    // Busy: the leg reports Initiated, Busy; the caller's dialplan goes on.
+    let verbs = json!([
+        {"type": "DIAL", "from": "Acme", "to": {"phone": BOB}, "maxDuration": 60},
+        say("Nobody is free", false),
+    ]);
+    let tracking_id = h.create(&h.conversation(ALICE, verbs)).await;
+    let record = h.finished(&tracking_id).await;
+    let leg = record.dial_leg.clone().expect("a second leg");
+    assert_ne!(leg.message_id, record.message_id);
+    assert_eq!(leg.to, BOB);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.stub.statuses_for(&leg.message_id), vec![Initiated, Busy]);
+    assert_eq!(record.heard, vec!["Nobody is free"]);
+    assert_eq!(
+        h.stub.statuses_for(&record.message_id).last(),
+        Some(&Completed)
+    );
+    // Answered: Initiated, Ringing, InProgress, Completed on the leg's own id,
+    // and the caller's call ends with the bridged one.
+    let verbs = json!([
+        {"type": "DIAL", "from": "Acme", "to": {"phone": "+306900000003"}, "maxDuration": 3},
+        say("Never heard", false),
+    ]);
+    let tracking_id = h.create(&h.conversation(ALICE, verbs)).await;
+    let record = h.finished(&tracking_id).await;
+    let leg = record.dial_leg.clone().expect("a second leg");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        h.stub.statuses_for(&leg.message_id),
+        vec![Initiated, Ringing, InProgress, Completed]
+    );
+    assert!(record.heard.is_empty(), "{:?}", record.heard);
+    // Tracking lists both legs of the conversation.
+    let page: Value = h.tracking(&tracking_id).await.json().await.unwrap();
+    let ids: Vec<&str> = page["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["messageId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![record.message_id.as_str(), leg.message_id.as_str()]
+    );
 }
 
 // ---------------------------------------------------------------- hangup / reject API
@@ -896,7 +1087,8 @@ async fn duplicated_callbacks_and_event_posts_arrive_twice() {
         .collect();
     // A duplicate may race the next POST; only the multiset is certain.
     tones.sort();
-    assert_eq!(tones, vec!["", "", "1", "1"]);
+    // Cumulative: the end-of-call POST carries the call's tones again.
+    assert_eq!(tones, vec!["1", "1", "1", "1"]);
     assert!(record.callbacks.iter().all(|c| c.duplicated));
 }
 

@@ -10,11 +10,17 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ivr_gateway::dialplan::render::Listen;
 use ivr_gateway::dialplan::template::{self, Template, Vars};
 use ivr_gateway::routee::{MAX_SAY_CHARS, Verb};
 use serde_json::Value;
 
 const EVENT_URL: &str = "https://gw.example.com/routee/collect?t=1&s=SIGNATURE";
+const SILENCE_URL: &str = "https://gw.example.com/audio/0123456789abcdef.wav";
+const LISTEN: Listen<'static> = Listen {
+    event_url: EVENT_URL,
+    silence_url: SILENCE_URL,
+};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -190,8 +196,8 @@ fn a_variable_that_looks_like_json_verbs_or_urls_stays_inside_message_text() {
         r#" <speak><audio src="https://evil.example/y.wav"/></speak> {{contact_name}} &lt;b&gt;"#,
         "\r\n\u{0}\u{1b}[2J"
     );
-    let benign = t.render_call(&vars("Server room 2 is flooding."), None, 10, 1, EVENT_URL);
-    let attacked = t.render_call(&vars(hostile), None, 10, 1, EVENT_URL);
+    let benign = t.render_call(&vars("Server room 2 is flooding."), None, 10, 1, LISTEN);
+    let attacked = t.render_call(&vars(hostile), None, 10, 1, LISTEN);
 
     // Same verbs, same order: a variable adds nothing and changes no URL.
     let kinds = |verbs: &[Verb]| -> Vec<String> {
@@ -236,7 +242,7 @@ fn a_variable_that_looks_like_json_verbs_or_urls_stays_inside_message_text() {
 fn a_long_substituted_text_is_split_into_says_within_routees_limit() {
     let t = shipped("ticket-escalation");
     let ticket = "Water is rising in server room two. ".repeat(80);
-    let plan = t.render_call(&vars(&ticket), None, 10, 1, EVENT_URL);
+    let plan = t.render_call(&vars(&ticket), None, 10, 1, LISTEN);
     let says: Vec<&str> = plan
         .verbs
         .iter()
@@ -265,7 +271,7 @@ say = "{{ticket}}"
 "#,
     )
     .unwrap();
-    let turn = t.on_input("9", &vars("Printer on fire."), None, 10, 0, EVENT_URL, 0);
+    let turn = t.on_input("9", &vars("Printer on fire."), None, 10, 0, LISTEN, 0);
     assert!(!turn.ends_call && !turn.invalid && turn.decision.is_none());
     let json = serde_json::to_value(&turn.dialplan).unwrap();
     let texts: Vec<&str> = json["verbs"]
@@ -279,12 +285,16 @@ say = "{{ticket}}"
                 .unwrap()
         })
         .collect();
+    // The wait is interruptible silence, so a key pressed in it is answered at once.
+    assert_eq!(json["verbs"][2]["fileURL"], SILENCE_URL);
+    assert_eq!(json["verbs"][2]["bargeIn"], true);
+    assert_eq!(json["verbs"][2]["repeat"], 9);
     assert_eq!(
         texts,
         [
             "Printer on fire.",
             "Press 1 to accept. Press 9 to hear the ticket again.",
-            "PAUSE",
+            "PLAY",
             "COLLECT"
         ]
     );
@@ -307,7 +317,7 @@ outcome = "accepted"
 "#,
     )
     .unwrap();
-    let plan = serde_json::to_value(t.render_call(&Vars::new(), None, 10, 0, EVENT_URL)).unwrap();
+    let plan = serde_json::to_value(t.render_call(&Vars::new(), None, 10, 0, LISTEN)).unwrap();
     assert_eq!(
         plan["verbs"][0],
         serde_json::json!({"type": "PLAY", "fileURL": "https://cdn.example.com/chime.wav", "bargeIn": true})

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::MenuItem;
+use crate::domain::{Keys, MenuItem};
 use crate::voiceflow::Request;
 
 /// What the callee did in answer to a turn.
@@ -34,23 +34,31 @@ pub enum CallerInput {
 /// trace. `None`: there is nothing to tell Voiceflow.
 ///
 /// Empty digits (a `#` alone, or the end-of-call report with no tones) count as
-/// silence.
+/// silence. Digits are read as [`Keys`]: on a menu whose keys are single keys,
+/// the last key pressed picks the item (`11` is `1`, a callee who pressed in a
+/// silence and again); other digits go on whole to the keypad map, then (when
+/// the turn's menu came from a `DTMF` custom action, Voiceflow's telephony
+/// convention) as the event `{"type": "DTMF <keys>", "data": "<keys>"}` that
+/// takes the action's default path with the keys in `last_event.data` (a PIN),
+/// else as text.
 pub fn request_for_input(
     input: &CallerInput,
     menu: &[MenuItem],
     keypad: &BTreeMap<String, String>,
     expects_no_reply: bool,
 ) -> Option<Request> {
-    let digits = match input {
-        CallerInput::Digits(d) => d.trim().trim_end_matches('#').trim(),
-        CallerInput::Silence => "",
+    let keys = match input {
+        CallerInput::Digits(d) => Keys::parse(d),
+        CallerInput::Silence => Keys::default(),
     };
-    if digits.is_empty() {
+    if keys.is_empty() {
         return expects_no_reply.then_some(Request::NoReply);
     }
-    if let Some(item) = menu.iter().find(|m| m.digit == digits) {
+    let choice = keys.choice(menu.iter().map(|m| m.digit.as_str()));
+    if let Some(item) = menu.iter().find(|m| m.digit == choice) {
         return Some(Request::Raw(item.request()));
     }
+    let digits = keys.as_str();
     if let Some(intent) = keypad.get(digits) {
         return Some(Request::Intent {
             name: intent.clone(),
@@ -59,7 +67,15 @@ pub fn request_for_input(
             confidence: None,
         });
     }
+    if menu.iter().any(MenuItem::is_dtmf_event) {
+        return Some(Request::Raw(dtmf_event(digits)));
+    }
     Some(Request::Text(digits.to_owned()))
+}
+
+/// Keys as Voiceflow's telephony reports them to a `DTMF` custom action.
+pub fn dtmf_event(keys: &str) -> serde_json::Value {
+    serde_json::json!({ "type": format!("DTMF {keys}"), "data": keys })
 }
 
 #[cfg(test)]
@@ -106,6 +122,45 @@ mod tests {
                 entities: vec![],
                 confidence: None
             })
+        );
+    }
+
+    #[test]
+    fn keys_off_a_dtmf_actions_paths_go_as_voiceflows_telephony_event() {
+        let dtmf_menu = vec![MenuItem::new(
+            "1",
+            "DTMF 1",
+            &json!({"type": "DTMF 1", "data": "1"}),
+        )];
+        let no_keypad = BTreeMap::new();
+        assert_eq!(
+            request_for_input(&digits("1"), &dtmf_menu, &no_keypad, false),
+            Some(Request::Raw(json!({"type": "DTMF 1", "data": "1"})))
+        );
+        // A PIN: the default path, with the keys in last_event.data.
+        assert_eq!(
+            request_for_input(&digits("4712#"), &dtmf_menu, &no_keypad, false),
+            Some(Request::Raw(json!({"type": "DTMF 4712", "data": "4712"})))
+        );
+        // Without a DTMF action, other keys stay text.
+        assert_eq!(
+            request_for_input(&digits("4712"), &menu(), &no_keypad, false),
+            Some(Request::Text("4712".into()))
+        );
+    }
+
+    #[test]
+    fn on_a_single_key_menu_the_last_key_picks_the_item() {
+        let expected = Some(Request::Raw(
+            json!({"type": "path-abc", "payload": {"label": "Accept"}}),
+        ));
+        assert_eq!(
+            request_for_input(&digits("11"), &menu(), &keypad(), false),
+            expected
+        );
+        assert_eq!(
+            request_for_input(&digits("91#"), &menu(), &keypad(), false),
+            expected
         );
     }
 

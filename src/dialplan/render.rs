@@ -10,7 +10,7 @@
 //!
 //! Traces are read in order; every rule has a golden case in `tests/golden/render/`.
 //!
-//! - **`speak`**: the message is made speakable ([`speakable`]: SSML tags
+//! - **`speak`**: the message is made speakable ([`spoken`]: Markdown and SSML tags
 //!   stripped, entities unescaped, whitespace collapsed) and said, split into
 //!   several `SAY`s when longer than 1000 characters; empty text says nothing. A
 //!   `src` that is an `http(s)` URL whose path ends in `.wav` (any case, query
@@ -97,7 +97,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::language::gender_for_voice;
-use super::speech::{say_pieces, speakable};
+use super::speech::{say_pieces, spoken};
 use crate::domain::phone::mask;
 use crate::domain::{Decision, E164, MenuItem};
 use crate::routee::{Collect, Destination, Dial, Dialplan, Gender, Language, Play, Verb};
@@ -129,9 +129,6 @@ pub struct Voice {
     #[serde(default)]
     pub gender: Option<Gender>,
 }
-
-/// The longest a transferred call may last (Routee `maxDuration`, seconds).
-pub const TRANSFER_MAX_DURATION_S: u32 = 1800;
 
 /// Which custom action names mean what, per assistant; matched case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +239,9 @@ pub struct TurnContext<'a> {
     pub voice: Voice,
     /// The signed `COLLECT` URL for the input that answers this turn.
     pub event_url: &'a str,
+    /// The `.wav` of silence played (with barge-in) while a key is awaited
+    /// ([`crate::audio::silence`] under `PUBLIC_URL`).
+    pub silence_url: &'a str,
     /// Seconds to wait for a key, when Voiceflow sends no `no-reply` timeout.
     pub input_timeout_s: u32,
     /// How many times the options are said again before the input ends.
@@ -249,6 +249,9 @@ pub struct TurnContext<'a> {
     pub actions: &'a ActionNames,
     /// The caller ID a transfer `DIAL` shows.
     pub caller_id: &'a str,
+    /// The longest a transfer's `DIAL` may last, in seconds (its `maxDuration`;
+    /// the callout policy's `max_call_s`): a bridged call never runs unbounded.
+    pub transfer_max_s: u32,
     pub phrases: &'a Phrases,
 }
 
@@ -392,7 +395,7 @@ impl<'c, 'a> Turn<'c, 'a> {
         match trace {
             Trace::Speak(speak) => self.speak(speak),
             Trace::Text { message } => {
-                self.say(speakable(message), self.ctx.voice.gender, Role::Prompt);
+                self.say(spoken(message), self.ctx.voice.gender, Role::Prompt);
             }
             Trace::Choice { buttons } => {
                 if buttons.is_empty() {
@@ -445,7 +448,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             }),
             None => self.ctx.voice.gender,
         };
-        let text = speakable(&speak.message);
+        let text = spoken(&speak.message);
         if let Some(src) = speak
             .src
             .as_deref()
@@ -478,8 +481,8 @@ impl<'c, 'a> Turn<'c, 'a> {
     }
 
     fn card(&mut self, title: &str, description: &str, buttons: &[Button]) {
-        let title = speakable(title);
-        let description = speakable(description);
+        let title = spoken(title);
+        let description = spoken(description);
         let text = match (title.is_empty(), description.is_empty()) {
             (true, _) => description,
             (false, true) => title,
@@ -522,7 +525,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             }
             let digit = self.next_button.to_string();
             self.next_button += 1;
-            let label = speakable(&button.name);
+            let label = spoken(&button.name);
             if self.add_menu_item(kind, &digit, &label, &button.request) {
                 lines.push(self.ctx.phrases.menu_line(&digit, &label));
             }
@@ -533,7 +536,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             ));
         }
         self.say(
-            speakable(&lines.join(" ")),
+            spoken(&lines.join(" ")),
             self.ctx.voice.gender,
             Role::MenuLines,
         );
@@ -625,7 +628,8 @@ impl<'c, 'a> Turn<'c, 'a> {
             to: Destination::Phone(number.as_str().to_owned()),
             hangup_delay: None,
             // Every DIAL is bounded: a transfer is billed per minute.
-            max_duration: Some(TRANSFER_MAX_DURATION_S),
+            max_duration: Some(self.ctx.transfer_max_s),
+            callback: None,
         });
         self.ends_call = true;
     }
@@ -637,7 +641,9 @@ impl<'c, 'a> Turn<'c, 'a> {
                 continue;
             };
             offered += 1;
-            self.add_menu_item(&action.name, keys, path, &json!({ "type": path }));
+            // Voiceflow's telephony sends the key as `last_event.data` too.
+            let request = json!({ "type": path, "data": keys });
+            self.add_menu_item(&action.name, keys, path, &request);
         }
         if offered == 0 {
             self.note(format!(
@@ -698,7 +704,7 @@ impl<'c, 'a> Turn<'c, 'a> {
             .collect();
         let ctx = self.ctx;
         let timeout = self.no_reply.unwrap_or(ctx.input_timeout_s);
-        input_phase(&mut verbs, &options, timeout, ctx.reprompts, ctx.event_url);
+        input_phase(&mut verbs, &options, timeout, ctx.reprompts, ctx.listen());
         self.into_rendered(verbs, None)
     }
 
@@ -791,22 +797,61 @@ pub(crate) fn say_verbs(text: &str, language: Language, gender: Option<Gender>) 
         .collect()
 }
 
-/// Appends the seed's input phase: `PAUSE(timeout)`, then `reprompts` times the
-/// options again (with barge-in) and `PAUSE(timeout)`, then `COLLECT`.
+/// Where the keys that answer a dialplan go, and what plays while they are awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen<'a> {
+    /// The signed `COLLECT` URL.
+    pub event_url: &'a str,
+    /// The silence `.wav` of a wait ([`crate::audio::silence`]).
+    pub silence_url: &'a str,
+}
+
+impl<'a> Listen<'a> {
+    pub fn new(event_url: &'a str, silence_url: &'a str) -> Self {
+        Self {
+            event_url,
+            silence_url,
+        }
+    }
+}
+
+impl TurnContext<'_> {
+    pub fn listen(&self) -> Listen<'_> {
+        Listen::new(self.event_url, self.silence_url)
+    }
+}
+
+/// Appends the seed's input phase: a wait of `timeout`, then `reprompts` times
+/// the options again (with barge-in) and a wait, then `COLLECT`.
+///
+/// A wait is the silence clip played with `bargeIn: true`, repeated to last
+/// `timeout` seconds, never a `PAUSE`: Routee posts the tones only when a key
+/// interrupts a barge-in verb (or on `#`, or when the call ends), so a key pressed
+/// during a `PAUSE` would be answered only at the next prompt, or never.
 pub(crate) fn input_phase(
     verbs: &mut Vec<Verb>,
     options: &[Verb],
     timeout_s: u32,
     reprompts: u32,
-    event_url: &str,
+    listen: Listen<'_>,
 ) {
-    let pause = clamp_pause(timeout_s);
-    verbs.push(Verb::pause(pause));
+    verbs.push(wait(listen, timeout_s));
     for _ in 0..reprompts {
         verbs.extend(options.iter().cloned().map(|v| v.with_barge_in(true)));
-        verbs.push(Verb::pause(pause));
+        verbs.push(wait(listen, timeout_s));
     }
-    verbs.push(collect(event_url));
+    verbs.push(collect(listen.event_url));
+}
+
+/// `seconds` (clamped to 1..=60) of interruptible silence: the one-second clip
+/// with `repeat: seconds - 1` (Routee's `repeat` counts repetitions, 0 = once).
+pub(crate) fn wait(listen: Listen<'_>, seconds: u32) -> Verb {
+    let times = clamp_pause(seconds) / crate::audio::SILENCE_CLIP_S;
+    Verb::Play(Play {
+        file_url: listen.silence_url.to_owned(),
+        barge_in: true,
+        repeat: Some(times.saturating_sub(1).try_into().unwrap_or(i32::MAX)),
+    })
 }
 
 fn collect(event_url: &str) -> Verb {
@@ -818,13 +863,16 @@ fn collect(event_url: &str) -> Verb {
 }
 
 /// What the engine answers when Voiceflow is slow: "One moment, please.", a short
-/// pause, then "Press any key to continue." (with barge-in, repeated like any
+/// wait (interruptible, like every wait for a key), then "Press any key to continue." (with barge-in, repeated like any
 /// options) and a `COLLECT`, so the key press fetches the real turn.
 pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
     let (language, gender) = (ctx.voice.language, ctx.voice.gender);
-    let mut verbs = say_verbs(&speakable(&ctx.phrases.holding), language, gender);
-    verbs.push(Verb::pause(HOLDING_PAUSE_S));
-    let options: Vec<Verb> = say_verbs(&speakable(&ctx.phrases.holding_continue), language, gender)
+    let mut verbs: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.holding), language, gender)
+        .into_iter()
+        .map(|v| v.with_barge_in(true))
+        .collect();
+    verbs.push(wait(ctx.listen(), HOLDING_PAUSE_S));
+    let options: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.holding_continue), language, gender)
         .into_iter()
         .map(|v| v.with_barge_in(true))
         .collect();
@@ -834,7 +882,7 @@ pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
         &options,
         ctx.input_timeout_s,
         ctx.reprompts,
-        ctx.event_url,
+        ctx.listen(),
     );
     Dialplan::new(verbs)
 }
@@ -844,12 +892,11 @@ pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
 /// repeated like any options, and a `COLLECT`.
 pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
     let (language, gender) = (ctx.voice.language, ctx.voice.gender);
-    let mut verbs: Vec<Verb> =
-        say_verbs(&speakable(&ctx.phrases.fallback_apology), language, gender)
-            .into_iter()
-            .map(|v| v.with_barge_in(true))
-            .collect();
-    let options: Vec<Verb> = say_verbs(&speakable(menu_prompt), language, gender)
+    let mut verbs: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.fallback_apology), language, gender)
+        .into_iter()
+        .map(|v| v.with_barge_in(true))
+        .collect();
+    let options: Vec<Verb> = say_verbs(&spoken(menu_prompt), language, gender)
         .into_iter()
         .map(|v| v.with_barge_in(true))
         .collect();
@@ -859,7 +906,7 @@ pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
         &options,
         ctx.input_timeout_s,
         ctx.reprompts,
-        ctx.event_url,
+        ctx.listen(),
     );
     Dialplan::new(verbs)
 }
@@ -867,7 +914,7 @@ pub fn fallback_dialplan(ctx: &TurnContext<'_>, menu_prompt: &str) -> Dialplan {
 /// The last words of a call: `text` said, then a one-second pause so the line
 /// does not drop on the last syllable. No `COLLECT`: the call ends.
 pub fn closing_dialplan(text: &str, voice: Voice) -> Dialplan {
-    farewell(&speakable(text), voice)
+    farewell(&spoken(text), voice)
 }
 
 /// [`closing_dialplan`] of text that is already speakable (a rendered template

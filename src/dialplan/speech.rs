@@ -7,6 +7,11 @@
 //!   Voiceflow's own `stripSSML` does (`<break/>`, `<voice name=…>`, `<audio …/>`),
 //!   XML entities are unescaped (`&amp;` → `&`), control characters become spaces,
 //!   and whitespace collapses to single spaces.
+//! - [`spoken`] (Voiceflow text: LLM and knowledge-base answers carry
+//!   Markdown): [`strip_markdown`] first (`**bold**`, `_em_`, `` `code` ``,
+//!   `# headings`, `- bullets`, `> quotes`, `[links](url)` read as their text),
+//!   then [`speakable`]. A lone `*` or `#` ("press * to go back") is a key name
+//!   and stays.
 //! - [`plain`] (variable values substituted into templates): the value is text, not
 //!   markup, so nothing is interpreted; only control characters go.
 //! - Both drop every `<` and `>` that is left. Spoken text never holds an angle
@@ -24,6 +29,123 @@ use crate::routee::MAX_SAY_CHARS;
 /// unescaped, no control characters or angle brackets, whitespace collapsed.
 pub fn speakable(text: &str) -> String {
     finish(&unescape_entities(&strip_tags(text)))
+}
+
+/// Voiceflow text as it should be read: Markdown, then SSML, stripped.
+pub fn spoken(text: &str) -> String {
+    speakable(&strip_markdown(text))
+}
+
+/// Markdown read aloud as its text: headings, bullets, quotes and rules lose
+/// their marks (a heading ends as a sentence, so it is not run into the next
+/// line), emphasis and code lose their delimiters, links and images read as
+/// their text. Only paired delimiters at word boundaries count, so `2*3`,
+/// `snake_case` and a key named `*` or `#` are kept as written.
+pub fn strip_markdown(text: &str) -> String {
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let mut l = line.trim();
+        if l.starts_with("```") || l.starts_with("~~~") || is_rule(l) {
+            continue;
+        }
+        let mut heading = false;
+        let hashes = l.chars().take_while(|c| *c == '#').count();
+        if (1..=6).contains(&hashes) && l[hashes..].starts_with(' ') {
+            l = l[hashes..].trim_start();
+            heading = true;
+        }
+        while let Some(rest) = l.strip_prefix("> ").or_else(|| l.strip_prefix('>')) {
+            l = rest.trim_start();
+        }
+        for bullet in ["- ", "* ", "+ "] {
+            if let Some(rest) = l.strip_prefix(bullet) {
+                l = rest.trim_start();
+                break;
+            }
+        }
+        let mut inline = links(l);
+        for delim in ["**", "__", "~~", "*", "_", "`"] {
+            inline = unwrap_pairs(&inline, delim);
+        }
+        if heading && !inline.ends_with(['.', '!', '?', ':']) {
+            inline.push('.');
+        }
+        lines.push(inline);
+    }
+    lines.join("\n")
+}
+
+/// `---`, `***`, `___` (three or more, spaces allowed): a thematic break.
+fn is_rule(line: &str) -> bool {
+    let marks: Vec<char> = line.chars().filter(|c| !c.is_whitespace()).collect();
+    marks.len() >= 3 && ['-', '*', '_'].iter().any(|m| marks.iter().all(|c| c == m))
+}
+
+/// `[text](url)` and `![alt](url)` read as their text.
+fn links(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let link = after.find("](").and_then(|close| {
+            let target = &after[close + 2..];
+            target.find(')').map(|end| (close, close + 2 + end + 1))
+        });
+        match link {
+            Some((close, past)) if !after[..close].contains(['[', ']']) => {
+                out.push_str(rest[..open].strip_suffix('!').unwrap_or(&rest[..open]));
+                out.push_str(&after[..close]);
+                rest = &after[past..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Removes `delim` pairs around text: an opener follows no letter or digit and
+/// precedes a non-space; a closer follows a non-space and precedes no letter
+/// or digit. Unpaired delimiters stay.
+fn unwrap_pairs(line: &str, delim: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let space = |c: Option<char>| c.is_none_or(char::is_whitespace);
+    let opener = |s: &str, i: usize| {
+        s[i..].starts_with(delim)
+            && !word(s[..i].chars().next_back())
+            && !space(s[i + delim.len()..].chars().next())
+    };
+    let closer = |s: &str, j: usize| {
+        j > 0
+            && s[j..].starts_with(delim)
+            && !space(s[..j].chars().next_back())
+            && !word(s[j + delim.len()..].chars().next())
+    };
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    'outer: while let Some(open) = rest
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| opener(rest, i))
+    {
+        let inner = &rest[open + delim.len()..];
+        for (j, _) in inner.char_indices() {
+            if closer(inner, j) {
+                out.push_str(&rest[..open]);
+                out.push_str(&inner[..j]);
+                rest = &inner[j + delim.len()..];
+                continue 'outer;
+            }
+        }
+        // No closer: the delimiter is text.
+        out.push_str(&rest[..open + delim.len()]);
+        rest = inner;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A plain-text value (a template variable): only control characters and angle
@@ -186,6 +308,51 @@ pub fn say_pieces(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_is_read_as_its_text() {
+        for (md, said) in [
+            (
+                "**Server room 2** is flooding.",
+                "Server room 2 is flooding.",
+            ),
+            ("It is _urgent_ and *now*.", "It is urgent and now."),
+            ("Run `restart` ~~twice~~.", "Run restart twice."),
+            (
+                "# Ticket 4711\nThe server room.",
+                "Ticket 4711. The server room.",
+            ),
+            (
+                "## Steps:\n- first\n* second\n+ third",
+                "Steps: first second third",
+            ),
+            ("> quoted\n---\nafter", "quoted after"),
+            (
+                "See [the runbook](https://x.example/rb) or ![a map](m.png).",
+                "See the runbook or a map.",
+            ),
+            ("```\ncode\n```", "code"),
+        ] {
+            assert_eq!(spoken(md), said, "{md:?}");
+        }
+    }
+
+    #[test]
+    fn key_names_and_words_that_look_like_markdown_are_kept() {
+        for text in [
+            "Press * to go back, # to repeat.",
+            "Press 1 for snake_case names.",
+            "2*3*4 is 24.",
+            "A [bracket] alone, and **unclosed.",
+            "#hashtag stays",
+        ] {
+            assert_eq!(spoken(text), text, "{text:?}");
+        }
+        assert_eq!(
+            spoken("Markdown <break time=\"1s\"/> **and** SSML"),
+            "Markdown and SSML"
+        );
+    }
 
     #[test]
     fn ssml_tags_are_stripped_and_entities_unescaped() {

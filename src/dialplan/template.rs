@@ -80,9 +80,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::language::routee_language;
-use super::render::{Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
+use super::render::{Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
+use crate::domain::Keys;
 use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
 
 /// Variables the engine gives every template, besides the callout's own.
@@ -332,11 +333,11 @@ impl Template {
         voice: Voice,
         input_timeout_s: u32,
         reprompts: u32,
-        event_url: &str,
+        listen: Listen<'_>,
     ) -> Dialplan {
         let menu = self.say(&self.menu, vars, voice);
         verbs.extend(menu.iter().cloned());
-        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, event_url);
+        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, listen);
         Dialplan::new(verbs)
     }
 
@@ -348,7 +349,7 @@ impl Template {
         language: Option<Language>,
         input_timeout_s: u32,
         reprompts: u32,
-        event_url: &str,
+        listen: Listen<'_>,
     ) -> Dialplan {
         let voice = self.voice(language);
         let mut verbs = Vec::new();
@@ -363,7 +364,7 @@ impl Template {
                 IntroItem::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
-        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, event_url)
+        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
     }
 
     /// The answer to `digits` pressed during the call; `invalid_so_far` counts the
@@ -376,11 +377,14 @@ impl Template {
         language: Option<Language>,
         input_timeout_s: u32,
         reprompts: u32,
-        next_event_url: &str,
+        next: Listen<'_>,
         invalid_so_far: u32,
     ) -> TemplateTurn {
         let voice = self.voice(language);
-        let key = digits.trim().trim_end_matches('#').trim();
+        // Parsed as the engine's keys are: `#` dropped, and on a menu of single
+        // keys the last key pressed decides (`11` is `1`).
+        let keys = Keys::parse(digits);
+        let key = keys.choice(self.keys.keys().map(String::as_str));
         let Some(action) = self.keys.get(key) else {
             if invalid_so_far + 1 >= MAX_INVALID_INPUTS {
                 return TemplateTurn {
@@ -392,14 +396,7 @@ impl Template {
             }
             let sorry = self.say_text(&self.messages.invalid, vars, voice, true);
             return TemplateTurn {
-                dialplan: self.with_menu(
-                    sorry,
-                    vars,
-                    voice,
-                    input_timeout_s,
-                    reprompts,
-                    next_event_url,
-                ),
+                dialplan: self.with_menu(sorry, vars, voice, input_timeout_s, reprompts, next),
                 decision: None,
                 ends_call: false,
                 invalid: true,
@@ -423,14 +420,7 @@ impl Template {
             .map(|v| v.with_barge_in(true))
             .collect();
         TemplateTurn {
-            dialplan: self.with_menu(
-                verbs,
-                vars,
-                voice,
-                input_timeout_s,
-                reprompts,
-                next_event_url,
-            ),
+            dialplan: self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next),
             decision: None,
             ends_call: false,
             invalid: false,
@@ -983,7 +973,15 @@ mod tests {
         )
         .unwrap();
         let vars = Vars::from([("team".to_owned(), "R&amp;D".to_owned())]);
-        let turn = t.on_input("1", &vars, None, 10, 1, "https://gw/e", 0);
+        let turn = t.on_input(
+            "1",
+            &vars,
+            None,
+            10,
+            1,
+            Listen::new("https://gw/e", "https://gw/s.wav"),
+            0,
+        );
         let Verb::Say(say) = &turn.dialplan.verbs[0] else {
             panic!("a SAY first")
         };

@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::conversation::{CachedAnswer, Conversation};
-use super::{CallId, Decision, Timestamp};
+use super::{CallId, CallStatus, Decision, Timestamp};
 
 /// Where a call is, as far as the gateway knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +153,32 @@ impl From<Decision> for Outcome {
     }
 }
 
+/// The second leg of a call, opened by a `DIAL` (a transfer): Routee reports
+/// on it with its own `messageId` to the same status URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeg {
+    pub message_id: String,
+    /// Its last status as the timeline names it (see [`TransferLeg::status_name`]).
+    pub status: String,
+}
+
+impl TransferLeg {
+    /// A carrier status of the transfer's leg as the timeline names it
+    /// (`None`: a status nobody can act on).
+    pub fn status_name(status: &CallStatus) -> Option<&'static str> {
+        Some(match status {
+            CallStatus::Queued | CallStatus::Initiated => "dialing",
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "answered",
+            CallStatus::Completed => "completed",
+            CallStatus::Busy => "busy",
+            CallStatus::NoAnswer => "no_answer",
+            CallStatus::Failed | CallStatus::Unsent | CallStatus::Terminated => "failed",
+            CallStatus::Unknown | CallStatus::Other(_) => return None,
+        })
+    }
+}
+
 /// A pending request to end a live call (cancellation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hangup {
@@ -190,9 +216,17 @@ pub struct Attempt {
     /// Routee's call-leg id, needed to hang up (arrives with callbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The transfer a `DIAL` opened, once Routee reported on its leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferLeg>,
     /// Creation tries that failed and were retried.
     #[serde(default)]
     pub placement_tries: u32,
+    /// When the carrier first failed to create this attempt's call, while it
+    /// still has not: the outage the attempt waits out (see
+    /// `Timing::carrier_outage_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_down_since: Option<Timestamp>,
     /// Answered and over without a decision: wait until then for a trailing key press.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<Timestamp>,
@@ -236,6 +270,8 @@ impl Attempt {
             ended_at: None,
             tracking_id: None,
             message_id: None,
+            transfer: None,
+            carrier_down_since: None,
             placement_tries: 0,
             grace_until: None,
             deadline,

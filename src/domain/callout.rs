@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome};
+use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome, TransferLeg};
 use super::event::{Event, EventKind};
 use super::{AssistantId, CallId, CalloutId, Decision, E164, Policy, Timestamp};
 use super::{CallStatus, Language};
@@ -119,8 +119,19 @@ pub struct NotifyState {
 pub struct Timing {
     /// How long a replica may take to create a call before it is presumed crashed.
     pub placement_lease: Duration,
-    /// Creation tries per attempt for retryable carrier errors.
+    /// Creation tries per attempt for retryable errors that are not the
+    /// carrier's (a Voiceflow launch, the store, a replica that stopped).
     pub max_placement_tries: u32,
+    /// How long the carrier may fail to create an attempt's call (connection
+    /// refused, 429, 5xx) before the callout ends `failed` with reason
+    /// `carrier_unavailable` (`CARRIER_OUTAGE_LIMIT_S`, 15 minutes). Until then
+    /// the same attempt is placed again with backoff: a carrier failure never
+    /// consumes a callee's attempt.
+    pub carrier_outage_limit: Duration,
+    /// How long a creation that may have created a call (a 5xx, a timeout) waits
+    /// for a callback that says it did before it is placed again on the same
+    /// attempt (`ROUTEE_UNCONFIRMED_WINDOW_S`, 30 s).
+    pub unconfirmed_window: Duration,
     /// After an answered call ends without a decision, wait this long for the
     /// trailing COLLECT post that may still carry a key press.
     pub collect_grace: Duration,
@@ -138,6 +149,8 @@ impl Default for Timing {
         Self {
             placement_lease: Duration::from_secs(60),
             max_placement_tries: 4,
+            carrier_outage_limit: Duration::from_secs(15 * 60),
+            unconfirmed_window: Duration::from_secs(30),
             collect_grace: Duration::from_secs(5),
             decided_call_deadline: Duration::from_secs(90),
             effect_lease: Duration::from_secs(60),
@@ -393,7 +406,6 @@ impl Callout {
                 slot_reserved: false,
             });
         }
-        let ring = u64::from(self.policy.ring_timeout_s);
         let status = self.status;
         if let Some(idx) = self.attempts.iter().rposition(|a| !a.is_over()) {
             let a = &mut self.attempts[idx];
@@ -451,7 +463,7 @@ impl Callout {
                         "the replica creating the call stopped before the carrier answered"
                             .to_owned();
                     a.state = CallState::Dialing(Dialing::Unconfirmed {
-                        until: now.plus_secs(ring + 30),
+                        until: now.plus(timing.unconfirmed_window),
                         reason: reason.clone(),
                     });
                     let (c, n) = (a.contact, a.number);
@@ -463,9 +475,15 @@ impl Callout {
                     ));
                 }
                 CallState::Dialing(Dialing::Unconfirmed { until, reason }) if *until <= now => {
-                    let reason = format!("{reason}; the carrier never confirmed the call");
-                    a.state = CallState::NotPlaced;
-                    self.finish_attempt(idx, Outcome::Failed, Some(reason), now, &mut ch);
+                    // No callback said the call exists: it was not created. It is
+                    // placed again, once, on the same attempt.
+                    let reason = format!("{reason}; no callback confirmed the call");
+                    if status == CalloutStatus::Cancelled {
+                        a.state = CallState::NotPlaced;
+                        self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+                    } else {
+                        self.carrier_failed(idx, reason, Duration::ZERO, now, timing, &mut ch);
+                    }
                 }
                 _ => {}
             }
@@ -641,7 +659,6 @@ impl Callout {
     ) -> Consequences {
         let mut ch = Consequences::default();
         let cancelled = self.status == CalloutStatus::Cancelled;
-        let ring = u64::from(self.policy.ring_timeout_s);
         let Some(idx) = self.attempts.iter().position(|a| a.call_id == call_id) else {
             return ch;
         };
@@ -656,7 +673,8 @@ impl Callout {
         }
         let (contact, number) = (a.contact, a.number);
         enum Kind {
-            Retry(Option<Duration>),
+            Carrier(Option<Duration>),
+            Retry,
             Unconfirmed,
             Permanent,
         }
@@ -664,11 +682,11 @@ impl Callout {
             PlaceFailure::Retryable {
                 reason,
                 retry_after,
-            } => (Kind::Retry(retry_after), reason),
+            } => (Kind::Carrier(retry_after), reason),
             PlaceFailure::Script {
                 reason,
                 retryable: true,
-            } => (Kind::Retry(None), reason),
+            } => (Kind::Retry, reason),
             PlaceFailure::Unconfirmed { reason } => (Kind::Unconfirmed, reason),
             PlaceFailure::Permanent { reason }
             | PlaceFailure::Script {
@@ -680,7 +698,7 @@ impl Callout {
             Kind::Unconfirmed => {
                 // Even when cancelled: the call may exist and must then be hung up.
                 a.state = CallState::Dialing(Dialing::Unconfirmed {
-                    until: now.plus_secs(ring + 30),
+                    until: now.plus(timing.unconfirmed_window),
                     reason: reason.clone(),
                 });
                 ch.events.push(Event::for_call(
@@ -695,7 +713,22 @@ impl Callout {
                 a.state = CallState::NotPlaced;
                 self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
             }
-            Kind::Retry(retry_after) => {
+            Kind::Carrier(retry_after) => {
+                let seed = call_id.as_uuid().as_u128();
+                let wait = backoff(
+                    Duration::from_secs(2),
+                    a.placement_tries + 1,
+                    Duration::from_secs(30),
+                    seed,
+                )
+                .max(
+                    retry_after
+                        .unwrap_or_default()
+                        .min(Duration::from_secs(120)),
+                );
+                self.carrier_failed(idx, reason, wait, now, timing, &mut ch);
+            }
+            Kind::Retry => {
                 a.placement_tries += 1;
                 if a.placement_tries >= timing.max_placement_tries {
                     a.state = CallState::NotPlaced;
@@ -708,11 +741,6 @@ impl Callout {
                         a.placement_tries,
                         Duration::from_secs(30),
                         seed,
-                    )
-                    .max(
-                        retry_after
-                            .unwrap_or_default()
-                            .min(Duration::from_secs(120)),
                     );
                     let at = now.plus(wait);
                     a.state = CallState::Dialing(Dialing::Pending {
@@ -738,6 +766,39 @@ impl Callout {
         ch
     }
 
+    /// A status of the transfer's leg (`message_id` is not the callee's): on
+    /// the timeline as `transfer`, once per change, and on the attempt.
+    fn on_transfer_status(
+        a: &mut Attempt,
+        message_id: &str,
+        status: &CallStatus,
+        now: Timestamp,
+    ) -> Consequences {
+        let mut ch = Consequences::default();
+        let Some(name) = TransferLeg::status_name(status) else {
+            return ch;
+        };
+        if a.transfer
+            .as_ref()
+            .is_some_and(|t| t.message_id == message_id && t.status == name)
+        {
+            return ch; // a duplicate callback
+        }
+        a.transfer = Some(TransferLeg {
+            message_id: message_id.to_owned(),
+            status: name.to_owned(),
+        });
+        ch.events.push(Event::for_call(
+            now,
+            EventKind::Transfer {
+                status: name.to_owned(),
+            },
+            a.contact,
+            a.number,
+        ));
+        ch
+    }
+
     /// A status callback (or a reconciled status) for a call.
     pub fn on_status(
         &mut self,
@@ -754,6 +815,13 @@ impl Callout {
             return ch;
         };
         let a = &mut self.attempts[idx];
+        if let (Some(own), Some(m)) = (&a.message_id, message_id)
+            && own != m
+        {
+            // Another leg of this call: the transfer a DIAL opened. It never
+            // changes the callee's attempt.
+            return Self::on_transfer_status(a, m, status, now);
+        }
         if a.message_id.is_none()
             && let Some(m) = message_id
         {
@@ -1155,6 +1223,76 @@ impl Callout {
             });
             ch.effects.push(Effect::Notify);
         }
+    }
+
+    /// The carrier did not create attempt `idx`'s call (it refused, or no
+    /// callback confirmed a creation that may have worked): the same attempt is
+    /// placed again after `wait`, so the callee loses nothing. The first
+    /// failure puts `carrier_unavailable` on the timeline; when the carrier has
+    /// been failing the attempt for the outage limit, the callout ends `failed`
+    /// with that reason.
+    fn carrier_failed(
+        &mut self,
+        idx: usize,
+        reason: String,
+        wait: Duration,
+        now: Timestamp,
+        timing: &Timing,
+        ch: &mut Consequences,
+    ) {
+        let a = &mut self.attempts[idx];
+        let (contact, number) = (a.contact, a.number);
+        a.placement_tries += 1;
+        let since = match a.carrier_down_since {
+            Some(since) => since,
+            None => {
+                a.carrier_down_since = Some(now);
+                ch.events.push(Event::for_call(
+                    now,
+                    EventKind::CarrierUnavailable {
+                        reason: reason.clone(),
+                    },
+                    contact,
+                    number,
+                ));
+                now
+            }
+        };
+        if now.since(since) >= timing.carrier_outage_limit {
+            a.state = CallState::NotPlaced;
+            let reason = format!(
+                "carrier_unavailable: the carrier did not create the call for {} s; last: {reason}",
+                now.since(since).as_secs()
+            );
+            if self.status == CalloutStatus::Calling {
+                // Failed first, so that ending the attempt schedules nothing more.
+                self.status = CalloutStatus::Failed;
+                self.step = Step::Done;
+                self.ended_at = Some(now);
+                self.failure = Some(reason.clone());
+                self.finish_attempt(idx, Outcome::Failed, Some(reason.clone()), now, ch);
+                ch.events
+                    .push(Event::new(now, EventKind::CalloutFailed { reason }));
+                self.schedule_notify(now, ch);
+            } else {
+                self.finish_attempt(idx, Outcome::Failed, Some(reason), now, ch);
+            }
+            return;
+        }
+        let at = now.plus(wait);
+        a.state = CallState::Dialing(Dialing::Pending {
+            at,
+            slot_reserved: false,
+        });
+        ch.events.push(Event::for_call(
+            now,
+            EventKind::PlacementRetry {
+                reason,
+                retry_at: at,
+            },
+            contact,
+            number,
+        ));
     }
 
     fn finish_attempt(

@@ -137,6 +137,46 @@ fn statuses_only_move_forward_and_a_late_ringing_never_overwrites_completed() {
 }
 
 #[test]
+fn a_transfer_legs_statuses_go_on_the_timeline_and_never_change_the_callees_attempt() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(3));
+    let leg = |c: &mut Callout, s: &str, t| {
+        c.on_status(
+            id,
+            &CallStatus::parse(s),
+            Some("msg-transfer"),
+            None,
+            at(t),
+            &timing(),
+        )
+    };
+    let transfer = |ch: &Consequences| -> Vec<String> {
+        ch.events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Transfer { status } => Some(status.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(transfer(&leg(&mut c, "Ringing", 10)), ["ringing"]);
+    assert_eq!(transfer(&leg(&mut c, "InProgress", 12)), ["answered"]);
+    // A duplicate is on the timeline once.
+    assert!(leg(&mut c, "InProgress", 13).is_empty());
+    // The transfer's own busy or completion never ends the callee's attempt.
+    assert_eq!(transfer(&leg(&mut c, "Busy", 14)), ["busy"]);
+    let a = c.attempt(id).unwrap();
+    assert_eq!(a.state, CallState::InProgress);
+    assert_eq!(a.outcome, None);
+    assert_eq!(a.message_id.as_deref(), Some("msg-1"));
+    assert_eq!(a.transfer.as_ref().map(|t| t.status.as_str()), Some("busy"));
+    // The callee's own leg still ends the attempt.
+    status(&mut c, id, "Completed", at(40));
+    assert_eq!(c.attempt(id).unwrap().state, CallState::Completed);
+}
+
+#[test]
 fn a_repeated_final_status_changes_nothing() {
     let mut c = callout(1);
     let id = place(&mut c, T0);
@@ -394,36 +434,7 @@ fn a_number_refused_for_good_skips_the_rest_of_that_contacts_attempts() {
     );
 }
 
-#[test]
-fn a_retryable_failure_backs_off_and_gives_up_after_the_last_try() {
-    let mut c = callout(1);
-    let id = start_dial(&mut c, T0);
-    let mut now = T0;
-    for try_no in 1..timing().max_placement_tries {
-        let ch = c.on_place_failed(
-            id,
-            PlaceFailure::Retryable {
-                reason: "503".into(),
-                retry_after: None,
-            },
-            now,
-            &timing(),
-        );
-        assert_eq!(kinds(&ch), ["placement_retry"], "try {try_no}");
-        let Some(due) = c.next_due() else {
-            panic!("no retry scheduled")
-        };
-        assert!(due > now);
-        let ch = c.on_timer(due, &timing(), CallId::new());
-        assert_eq!(
-            ch.effects,
-            vec![Effect::PlaceCall {
-                call_id: id,
-                slot_reserved: false
-            }]
-        );
-        now = due;
-    }
+fn refused(c: &mut Callout, id: CallId, now: Timestamp) -> Consequences {
     c.on_place_failed(
         id,
         PlaceFailure::Retryable {
@@ -432,21 +443,103 @@ fn a_retryable_failure_backs_off_and_gives_up_after_the_last_try() {
         },
         now,
         &timing(),
+    )
+}
+
+#[test]
+fn a_carrier_failure_never_consumes_an_attempt_the_same_attempt_is_placed_again() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let mut now = T0;
+    // Far more failures than max_placement_tries: the carrier is down, not the callee.
+    for try_no in 1..=10 {
+        let ch = refused(&mut c, id, now);
+        let expected: &[&str] = if try_no == 1 {
+            &["carrier_unavailable", "placement_retry"]
+        } else {
+            &["placement_retry"]
+        };
+        assert_eq!(kinds(&ch), expected, "try {try_no}");
+        let due = c.next_due().expect("a retry is scheduled");
+        assert!(due > now && due <= now.plus_secs(40), "try {try_no}");
+        let ch = c.on_timer(due, &timing(), CallId::new());
+        assert_eq!(
+            ch.effects,
+            vec![Effect::PlaceCall {
+                call_id: id,
+                slot_reserved: false
+            }],
+            "the same attempt, try {try_no}"
+        );
+        now = due;
+    }
+    // The carrier is back.
+    c.on_placed(id, "trk".into(), now, &timing());
+    assert_eq!(c.attempts.len(), 1);
+    let a = c.attempt(id).unwrap();
+    assert_eq!(
+        (a.number, a.outcome, &a.state),
+        (1, None, &CallState::Queued)
     );
+    assert_eq!(c.status, CalloutStatus::Calling);
+}
+
+#[test]
+fn after_the_outage_limit_the_callout_fails_as_carrier_unavailable() {
+    let mut c = callout(2);
+    let id = start_dial(&mut c, T0);
+    let limit = timing().carrier_outage_limit;
+    let retry = |c: &mut Callout, now: Timestamp| {
+        let ch = refused(c, id, now);
+        let due = c.next_due().unwrap();
+        c.on_timer(due, &timing(), CallId::new());
+        ch
+    };
+    retry(&mut c, T0);
+    retry(&mut c, T0.plus(limit - Duration::from_secs(1)));
+    assert_eq!(c.status, CalloutStatus::Calling, "not yet");
+    let ch = refused(&mut c, id, T0.plus(limit));
+    assert_eq!(
+        kinds(&ch),
+        ["attempt_ended", "callout_failed"],
+        "nothing more is dialled"
+    );
+    assert_eq!((c.status, c.step), (CalloutStatus::Failed, Step::Done));
+    assert!(
+        c.failure
+            .as_deref()
+            .unwrap()
+            .starts_with("carrier_unavailable"),
+        "{:?}",
+        c.failure
+    );
+    assert_eq!(c.attempts.len(), 1);
+    assert_eq!(ch.effects.last(), Some(&Effect::Notify));
+}
+
+#[test]
+fn a_failure_that_is_not_the_carriers_backs_off_and_gives_up_after_the_last_try() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    let launch_failed = || PlaceFailure::Script {
+        reason: "Voiceflow launch failed".into(),
+        retryable: true,
+    };
+    let mut now = T0;
+    for try_no in 1..timing().max_placement_tries {
+        let ch = c.on_place_failed(id, launch_failed(), now, &timing());
+        assert_eq!(kinds(&ch), ["placement_retry"], "try {try_no}");
+        let due = c.next_due().expect("a retry is scheduled");
+        c.on_timer(due, &timing(), CallId::new());
+        now = due;
+    }
+    c.on_place_failed(id, launch_failed(), now, &timing());
     let a = c.attempt(id).unwrap();
     assert_eq!(
         (a.outcome, &a.state),
         (Some(Outcome::Failed), &CallState::NotPlaced)
     );
     assert!(a.reason.as_deref().unwrap().contains("gave up"));
-    assert_eq!(
-        c.step,
-        Step::Dial {
-            contact: 0,
-            at: now.plus_secs(60)
-        },
-        "an ordinary failed attempt"
-    );
 }
 
 #[test]
@@ -496,36 +589,33 @@ fn an_unconfirmed_call_is_adopted_when_a_callback_arrives() {
 }
 
 #[test]
-fn an_unconfirmed_call_without_callbacks_fails_the_attempt() {
+fn an_unconfirmed_call_without_callbacks_is_placed_again_once_on_the_same_attempt() {
     let mut c = callout(2);
     let id = start_dial(&mut c, T0);
     c.on_place_failed(
         id,
         PlaceFailure::Unconfirmed {
-            reason: "timeout".into(),
+            reason: "HTTP 500".into(),
         },
         at(1),
         &timing(),
     );
     let due = c.next_due().unwrap();
+    assert_eq!(due, at(1).plus(timing().unconfirmed_window));
+    let ch = c.on_timer(due, &timing(), CallId::new());
+    assert_eq!(kinds(&ch), ["carrier_unavailable", "placement_retry"]);
+    assert!(ch.effects.is_empty(), "placed on the next tick, once");
+    let ch = c.on_timer(due, &timing(), CallId::new());
     assert_eq!(
-        due,
-        at(1).plus_secs(u64::from(c.policy.ring_timeout_s) + 30)
+        ch.effects,
+        vec![Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: false
+        }]
     );
-    c.on_timer(due, &timing(), CallId::new());
-    let a = c.attempt(id).unwrap();
-    assert_eq!(
-        (a.outcome, &a.state),
-        (Some(Outcome::Failed), &CallState::NotPlaced)
-    );
-    assert_eq!(
-        c.step,
-        Step::Dial {
-            contact: 0,
-            at: due.plus_secs(60)
-        },
-        "an ordinary failed attempt: retried"
-    );
+    assert!(c.on_timer(due, &timing(), CallId::new()).effects.is_empty());
+    assert_eq!(c.attempts.len(), 1);
+    assert_eq!(c.attempt(id).unwrap().outcome, None);
 }
 
 #[test]

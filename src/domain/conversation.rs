@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Attempt, CalloutStatus, Decision, Event, EventKind, MenuItem, Timestamp};
+use super::{Attempt, CalloutStatus, Decision, Event, EventKind, Keys, MenuItem, Timestamp, Tones};
 
 /// How many answered turns are remembered for duplicates.
 pub const CACHED_ANSWERS: usize = 3;
@@ -66,8 +66,12 @@ pub struct Conversation {
     pub unanswered_decision: Option<Decision>,
     /// Invalid inputs so far (templates say goodbye after three).
     pub invalid: u32,
-    /// Digits already consumed, in case Routee's `collectedTones` is cumulative.
+    /// The keys of the call already consumed (no `#`): with cumulative tones a
+    /// POST's new input is what follows them ([`Attempt::new_keys`]); its
+    /// length is how much of the call's tones has been read.
     pub consumed: String,
+    /// The last POST only repeated the consumed keys (see [`Attempt::keys_of`]).
+    pub echoed: bool,
 }
 
 /// The stored part of a conversation's state (see [`State`] for the whole).
@@ -181,11 +185,14 @@ pub struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    /// The decision `keys` make on the fallback keypad.
+    /// The decision `keys` make on the fallback keypad (its keys are single
+    /// keys: the last key pressed decides, see [`Keys::choice`]).
     pub fn fallback_decision(&self, keys: &str) -> Option<Decision> {
+        let keys = Keys::parse(keys);
+        let choice = keys.choice(self.fallback_keys.iter().map(|(k, _)| k.as_str()));
         self.fallback_keys
             .iter()
-            .find(|(k, _)| k == keys)
+            .find(|(k, _)| k == choice)
             .map(|(_, d)| *d)
     }
 }
@@ -250,18 +257,43 @@ impl Attempt {
         }
     }
 
-    /// Digits that are new in `tones`: if Routee's tones turn out to be cumulative
-    /// (they start with what was already consumed and are longer), only the suffix.
-    pub fn new_digits(&self, tones: &str) -> String {
-        let consumed = &self.conversation.consumed;
-        if !consumed.is_empty()
-            && tones.len() > consumed.len()
-            && tones.starts_with(consumed.as_str())
-        {
-            tones[consumed.len()..].to_owned()
-        } else {
-            tones.to_owned()
+    /// The new keys in `tones`: what follows the keys of this call already
+    /// consumed when the tones continue them (cumulative tones), else all of
+    /// them (a per-submit POST); see [`Tones::after`].
+    pub fn new_keys(&self, tones: &Tones) -> Keys {
+        tones.after(&self.conversation.consumed)
+    }
+
+    /// The new keys of a COLLECT event on input `turn`, or `None` for an
+    /// **echo**: tones that only repeat the keys already consumed. With
+    /// cumulative tones that is the end-of-call report (nothing new); with
+    /// per-submit tones, the callee pressed the same key again. The two cannot
+    /// be told apart from the tones, so an echo records nothing and is answered
+    /// "press your choice again": a call that is over ignores the answer, and
+    /// a live callee presses again, which a second echo in a row reads as the
+    /// key it is. A delivery the closing rules answer (a repeat of an answered
+    /// turn, a call that is over) is never an echo.
+    pub fn keys_of(
+        &mut self,
+        status: CalloutStatus,
+        turn: u32,
+        tones: &Tones,
+        now: Timestamp,
+    ) -> Option<Keys> {
+        if self.closing_rule(status, turn, now).is_some() {
+            return Some(self.new_keys(tones));
         }
+        let c = &mut self.conversation;
+        let echo = !c.consumed.is_empty() && tones.keys() == c.consumed;
+        if !echo {
+            c.echoed = false;
+            return Some(tones.after(&c.consumed));
+        }
+        if std::mem::replace(&mut c.echoed, true) {
+            c.echoed = false;
+            return Some(Keys::parse(tones.keys()));
+        }
+        None
     }
 
     /// The conversation's state at `now` in a callout of `status`.
@@ -599,6 +631,8 @@ pub struct StoredConversation {
     invalid: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     consumed: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    echoed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<AnsweredTurn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -627,6 +661,7 @@ impl From<StoredConversation> for Conversation {
             unanswered_decision: s.unanswered_decision,
             invalid: s.invalid,
             consumed: s.consumed,
+            echoed: s.echoed,
         }
     }
 }
@@ -639,6 +674,7 @@ impl From<Conversation> for StoredConversation {
             unanswered_decision: c.unanswered_decision,
             invalid: c.invalid,
             consumed: c.consumed,
+            echoed: c.echoed,
             ..StoredConversation::default()
         };
         match c.phase {

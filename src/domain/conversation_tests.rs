@@ -104,14 +104,62 @@ fn answers_are_cached_per_turn_and_bounded() {
 }
 
 #[test]
-fn cumulative_tones_yield_only_new_digits() {
+fn cumulative_tones_yield_only_new_keys() {
+    let new = |a: &Attempt, raw: &str| a.new_keys(&Tones::parse(raw)).to_string();
     let mut a = attempt();
-    assert_eq!(a.new_digits("1"), "1");
+    assert_eq!(new(&a, "1"), "1");
+    assert_eq!(new(&a, "1#"), "1");
     a.conversation.consumed = "9".into();
-    assert_eq!(a.new_digits("91"), "1");
-    // Same length or different prefix: read as a fresh, non-cumulative submit.
-    assert_eq!(a.new_digits("9"), "9");
-    assert_eq!(a.new_digits("12"), "12");
+    assert_eq!(new(&a, "91"), "1");
+    assert_eq!(new(&a, "9#1#"), "1");
+    // The end-of-call report repeats the call's keys: nothing new.
+    assert_eq!(new(&a, "9"), "");
+    // A different prefix: read as a fresh, per-submit POST.
+    assert_eq!(new(&a, "12"), "12");
+}
+
+#[test]
+fn tones_that_only_repeat_the_consumed_keys_are_an_echo_read_as_a_key_the_second_time() {
+    let status = CalloutStatus::Calling;
+    let tones = |raw: &str| Tones::parse(raw);
+    let mut a = attempt();
+    a.turn = 1;
+    a.conversation.consumed = "1".into();
+    // Cumulative: the end-of-call report; per submit: the same key again.
+    assert_eq!(a.keys_of(status, 1, &tones("1"), T0), None);
+    assert!(a.conversation.echoed);
+    // Pressed again after "press your choice again": per-submit tones.
+    assert_eq!(
+        a.keys_of(status, 1, &tones("1"), T0).map(|k| k.to_string()),
+        Some("1".into())
+    );
+    assert!(!a.conversation.echoed);
+    // New keys are never an echo, and clear one.
+    a.conversation.echoed = true;
+    assert_eq!(
+        a.keys_of(status, 1, &tones("12"), T0)
+            .map(|k| k.to_string()),
+        Some("2".into())
+    );
+    assert!(!a.conversation.echoed);
+    // A delivery the closing rules answer (the callout is over) is no echo.
+    assert_eq!(
+        a.keys_of(CalloutStatus::Accepted, 1, &tones("1"), T0)
+            .map(|k| k.to_string()),
+        Some(String::new())
+    );
+}
+
+#[test]
+fn on_the_fallback_keypad_the_last_key_pressed_decides() {
+    let keys = keys();
+    let rules = rules(&keys);
+    assert_eq!(rules.fallback_decision("1"), Some(Decision::Accepted));
+    assert_eq!(rules.fallback_decision("11"), Some(Decision::Accepted));
+    assert_eq!(rules.fallback_decision("21#"), Some(Decision::Accepted));
+    assert_eq!(rules.fallback_decision("12"), Some(Decision::Rejected));
+    assert_eq!(rules.fallback_decision("9"), None);
+    assert_eq!(rules.fallback_decision(""), None);
 }
 
 // ----- states ----------------------------------------------------------------

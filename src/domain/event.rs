@@ -41,12 +41,23 @@ pub enum EventKind {
         reason: String,
         retry_at: Timestamp,
     },
+    /// The carrier failed to create the call (refused, 429, 5xx, unreachable):
+    /// the attempt waits and is placed again; once per outage of an attempt.
+    CarrierUnavailable {
+        reason: String,
+    },
     /// The carrier may or may not have created the call; waiting for its callbacks.
     PlacementUnconfirmed {
         reason: String,
     },
     /// Routee reported a status for the call (`Queued`, `Ringing`, `Completed`...).
     CallStatus {
+        status: String,
+    },
+    /// The call's transfer (the second leg a `DIAL` opened, with its own
+    /// `messageId`) changed: `dialing`, `ringing`, `answered`, `completed`,
+    /// `busy`, `no_answer` or `failed`. Never changes the callee's attempt.
+    Transfer {
         status: String,
     },
     /// The callee pressed keys.
@@ -118,7 +129,9 @@ impl Event {
             EventKind::CallPlaced => "call_placed",
             EventKind::PlacementRetry { .. } => "placement_retry",
             EventKind::PlacementUnconfirmed { .. } => "placement_unconfirmed",
+            EventKind::CarrierUnavailable { .. } => "carrier_unavailable",
             EventKind::CallStatus { .. } => "call_status",
+            EventKind::Transfer { .. } => "transfer",
             EventKind::KeysPressed { .. } => "keys_pressed",
             EventKind::Decided { .. } => "decided",
             EventKind::AttemptEnded { .. } => "attempt_ended",

@@ -10,13 +10,14 @@ pub mod callout;
 pub mod conversation;
 pub mod event;
 pub mod ids;
+pub mod keys;
 pub mod language;
 pub mod phone;
 pub mod policy;
 pub mod time;
 
 pub use assistant::{Assistant, AssistantSettings};
-pub use attempt::{Attempt, CallState, Dialing, Outcome};
+pub use attempt::{Attempt, CallState, Dialing, Outcome, TransferLeg};
 pub use call_status::CallStatus;
 pub use callout::{
     Callout, CalloutError, CalloutStatus, Consequences, Contact, Effect, NewCallout, PlaceFailure,
@@ -28,6 +29,7 @@ pub use conversation::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};
+pub use keys::{Keys, ToneReading, Tones};
 pub use language::{Gender, Language};
 pub use phone::{Destinations, E164};
 pub use policy::{Policy, PolicyInput};
@@ -96,6 +98,15 @@ impl MenuItem {
     /// The request to send to Voiceflow when the key is pressed.
     pub fn request(&self) -> serde_json::Value {
         serde_json::from_str(self.request.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The item is a path of a `DTMF` custom action (its request is the event
+    /// `DTMF <key>`, Voiceflow's telephony convention).
+    pub fn is_dtmf_event(&self) -> bool {
+        self.request()["type"].as_str().is_some_and(|t| {
+            t.get(..5)
+                .is_some_and(|head| head.eq_ignore_ascii_case("DTMF "))
+        })
     }
 }
 

@@ -17,7 +17,9 @@ use super::turn::{KeyPress, LATE_WINDOW, Reply, SAFETY, dialplan_json};
 use super::{Applied, Engine, EngineError};
 use crate::assistants::ResolvedAssistant;
 use crate::dialplan::input::{CallerInput, request_for_input};
-use crate::dialplan::render::{self, ActionNames, Phrases, RenderedTurn, TurnContext, Voice};
+use crate::dialplan::render::{
+    self, ActionNames, Listen, Phrases, RenderedTurn, TurnContext, Voice,
+};
 use crate::domain::{
     AnsweredTurn, Answers, Attempt, CallId, Callout, CalloutId, Consequences, Decision, MenuItem,
     Policy, Rules,
@@ -76,6 +78,7 @@ pub(crate) struct Rendering {
     pub voice: Voice,
     input_timeout_s: u32,
     reprompts: u32,
+    transfer_max_s: u32,
     pub actions: ActionNames,
     phrases: Phrases,
 }
@@ -87,6 +90,7 @@ impl Rendering {
             voice,
             input_timeout_s: policy.input_timeout_s,
             reprompts: policy.reprompts,
+            transfer_max_s: policy.max_call_s,
             actions,
             phrases,
         }
@@ -105,14 +109,16 @@ impl Rendering {
         Self::new(resolved, voice, &callout.policy)
     }
 
-    pub(crate) fn context<'a>(&'a self, event_url: &'a str, caller_id: &'a str) -> TurnContext<'a> {
+    pub(crate) fn context<'a>(&'a self, listen: Listen<'a>, caller_id: &'a str) -> TurnContext<'a> {
         TurnContext {
             voice: self.voice,
-            event_url,
+            event_url: listen.event_url,
+            silence_url: listen.silence_url,
             input_timeout_s: self.input_timeout_s,
             reprompts: self.reprompts,
             actions: &self.actions,
             caller_id,
+            transfer_max_s: self.transfer_max_s,
             phrases: &self.phrases,
         }
     }
@@ -134,6 +140,8 @@ pub(super) struct TurnAnswers<'a> {
     pub rendering: Rendering,
     /// The eventUrl of the input after this one.
     pub next_url: String,
+    /// The silence `.wav` of a wait ([`Engine::silence_url`]).
+    silence_url: String,
     caller_id: &'a str,
     fallback_keys: Vec<(String, Decision)>,
     keypad: BTreeMap<String, String>,
@@ -151,6 +159,7 @@ impl<'a> TurnAnswers<'a> {
         Self {
             rendering: Rendering::for_call(resolved, callout, callout.attempt(press.call)),
             next_url: engine.collect_url(callout.id, press.call, press.turn + 1),
+            silence_url: engine.silence_url(),
             caller_id: &engine.settings.caller_id,
             fallback_keys: fallback_keypad(resolved),
             keypad: resolved
@@ -169,10 +178,20 @@ impl<'a> TurnAnswers<'a> {
         }
     }
 
+    /// Where the input after this one is listened for.
+    fn listen_next(&self) -> Listen<'_> {
+        Listen::new(&self.next_url, &self.silence_url)
+    }
+
     /// Renders Voiceflow's traces for the next input (`event_url`: empty for a
     /// late answer, whose eventUrl is set when it is played).
     fn render(&self, traces: &[Trace], event_url: &str) -> RenderedTurn {
-        let turn = render::render_turn(traces, &self.rendering.context(event_url, self.caller_id));
+        let turn = render::render_turn(
+            traces,
+            &self
+                .rendering
+                .context(Listen::new(event_url, &self.silence_url), self.caller_id),
+        );
         for note in &turn.notes {
             tracing::debug!(note = %note, "rendering note");
         }
@@ -184,7 +203,7 @@ impl Answers for TurnAnswers<'_> {
     type Request = Request;
 
     fn holding(&self) -> String {
-        let ctx = self.rendering.context(&self.next_url, self.caller_id);
+        let ctx = self.rendering.context(self.listen_next(), self.caller_id);
         dialplan_json(&render::holding_dialplan(&ctx))
     }
 
@@ -194,7 +213,7 @@ impl Answers for TurnAnswers<'_> {
             Some(Decision::Accepted) => render::closing_dialplan(ACCEPTED_TEXT, voice),
             Some(Decision::Rejected) => render::closing_dialplan(REJECTED_TEXT, voice),
             None => {
-                let ctx = self.rendering.context(&self.next_url, self.caller_id);
+                let ctx = self.rendering.context(self.listen_next(), self.caller_id);
                 render::fallback_dialplan(&ctx, &fallback_menu_prompt(&self.fallback_keys))
             }
         };

@@ -224,6 +224,11 @@ impl Engine {
 
     // ----- URLs -------------------------------------------------------------
 
+    /// The silence `.wav` played (with barge-in) wherever a call waits for a key.
+    pub fn silence_url(&self) -> String {
+        crate::audio::silence().url(self.settings.public_url.as_str())
+    }
+
     fn webhook_url(&self, path: &str, sig: &str) -> String {
         let base = self.settings.public_url.as_str().trim_end_matches('/');
         format!("{base}{path}?sig={sig}")
@@ -489,6 +494,9 @@ fn record_metrics(callout: &Callout, event: &Event) {
         EventKind::CalloutCreated => metrics::counter!(m::CALLOUTS_CREATED).increment(1),
         EventKind::AttemptEnded { outcome, .. } => {
             metrics::counter!(m::ATTEMPT_OUTCOMES, "outcome" => outcome.as_str()).increment(1);
+        }
+        EventKind::CarrierUnavailable { .. } => {
+            metrics::counter!(m::CARRIER_UNAVAILABLE).increment(1);
         }
         EventKind::KeysPressed { keys } => {
             for k in keys.chars() {

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::dialog::Rendering;
 use super::{Applied, Engine, EngineError};
-use crate::dialplan::render;
+use crate::dialplan::render::{self, Listen};
 use crate::dialplan::template::Vars;
 use crate::domain::{
     Attempt, CallId, Callout, CalloutId, Conversation, Decision, PlaceFailure, Script, Timestamp,
@@ -228,12 +228,13 @@ impl Engine {
                         retryable: false,
                     })?;
                 let vars = template_vars(callout, attempt);
+                let silence_url = self.silence_url();
                 let dialplan = template.render_call(
                     &vars,
                     contact.language,
                     callout.policy.input_timeout_s,
                     callout.policy.reprompts,
-                    &event_url,
+                    Listen::new(&event_url, &silence_url),
                 );
                 Ok(FirstTurn {
                     dialplan,
@@ -273,7 +274,11 @@ impl Engine {
                         reason: format!("Voiceflow launch failed: {e}"),
                         retryable: launch_retryable(&e),
                     })?;
-                let ctx = rendering.context(&event_url, &self.settings.caller_id);
+                let silence_url = self.silence_url();
+                let ctx = rendering.context(
+                    Listen::new(&event_url, &silence_url),
+                    &self.settings.caller_id,
+                );
                 let turn = render::render_turn(&launch.traces, &ctx);
                 for note in &turn.notes {
                     tracing::debug!(note = %note, "rendering note");

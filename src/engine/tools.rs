@@ -30,7 +30,7 @@ pub use super::dialog::Exchange;
 use super::dialog::{self, Rendering};
 use crate::assistants::ResolvedAssistant;
 use crate::dialplan::input::{CallerInput, request_for_input};
-use crate::dialplan::render::{RenderedTurn, render_turn};
+use crate::dialplan::render::{Listen, RenderedTurn, render_turn};
 use crate::domain::{AssistantId, CallId, CalloutId, Conversation, Policy};
 use crate::store::{StoreError, ToolSession};
 use crate::voiceflow::client::{TranscriptRequest, TranscriptUser};
@@ -248,7 +248,11 @@ impl<'a> Tools<'a> {
             dialog::voice(Some(resolved), None),
             &self.policy,
         );
-        let ctx = rendering.context(&event_url, &self.engine.settings.caller_id);
+        let silence_url = self.engine.silence_url();
+        let ctx = rendering.context(
+            Listen::new(&event_url, &silence_url),
+            &self.engine.settings.caller_id,
+        );
         let user_id = session.user_id(id);
         let done = self
             .engine

@@ -35,10 +35,10 @@ use super::dialog::{self, TurnAnswers};
 use super::place::template_vars;
 use super::{Engine, EngineError};
 use crate::assistants::ResolvedAssistant;
-use crate::dialplan::render::{self, Voice};
+use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Template;
 use crate::domain::{
-    Answers, CallId, Callout, CalloutId, Closing, Consequences, KeypadAnswer, Next, Script,
+    Answers, CallId, Callout, CalloutId, Closing, Consequences, KeypadAnswer, Next, Script, Tones,
 };
 use crate::routee::{Collect, CollectEvent, Dialplan, Language, Verb};
 use crate::store::Versioned;
@@ -55,14 +55,17 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 const CLOSED_TEXT: &str = "This request has already been handled. Goodbye.";
 const CANCELLED_TEXT: &str = "This request has been cancelled. Goodbye.";
 const RETRY_TEXT: &str = "Sorry, we could not record your answer. Please press your choice again.";
+/// The answer to an echo (tones that only repeat the keys already read, see
+/// `Attempt::keys_of`).
+const AGAIN_TEXT: &str = "Please press your choice again.";
 
 /// One COLLECT event: which input of which call, and by when it is answered.
 pub(super) struct KeyPress<'a> {
     pub call: CallId,
     /// The input number the eventUrl carries.
     pub turn: u32,
-    /// The keys as the carrier reported them (`#` stripped).
-    pub tones: &'a str,
+    /// The tones as the carrier reported them, parsed once.
+    pub tones: &'a Tones,
     pub deadline: Instant,
 }
 
@@ -98,7 +101,7 @@ impl Engine {
     ) -> String {
         let deadline = Instant::now() + self.settings.webhook_deadline;
         let engine = self.clone();
-        let tones = event.digits();
+        let tones = event.tones();
         let (tx, answer) = oneshot::channel();
         let work = async move {
             let mut reply = Reply(Some(tx));
@@ -164,14 +167,22 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let (call, turn) = (press.call, press.turn);
         let next_url = self.collect_url(loaded.value.id, call, turn + 1);
+        let silence_url = self.silence_url();
+        let press_again = dialplan_json(&self.press_again(loaded.value.id, call, turn, AGAIN_TEXT));
         let timing = self.settings.timing;
         let applied = self
             .update((loaded, cached), |c, now| {
                 let (status, policy) = (c.status, c.policy);
+                let Some(a) = c.attempt_mut(call) else {
+                    return (Consequences::default(), Next::Close(Closing::Closed));
+                };
+                let Some(keys) = a.keys_of(status, turn, press.tones, now) else {
+                    return (Consequences::default(), Next::Replay(press_again.clone()));
+                };
+                let keys = keys.to_string();
                 let Some(a) = c.attempt(call) else {
                     return (Consequences::default(), Next::Close(Closing::Closed));
                 };
-                let keys = a.new_digits(press.tones);
                 let vars = template_vars(c, a);
                 let language = c.contacts[a.contact].language;
                 let render = |invalid| {
@@ -181,7 +192,7 @@ impl Engine {
                         language,
                         policy.input_timeout_s,
                         policy.reprompts,
-                        &next_url,
+                        Listen::new(&next_url, &silence_url),
                         invalid,
                     );
                     KeypadAnswer {
@@ -250,6 +261,7 @@ impl Engine {
         let call = press.call;
         let timing = self.settings.timing;
         let answers = TurnAnswers::new(self, &loaded.value, press, resolved.as_deref());
+        let press_again = dialplan_json(&self.press_again(id, call, press.turn, AGAIN_TEXT));
         let rules = answers.rules();
         let applied = self
             .update((loaded, cached), |c, now| {
@@ -257,7 +269,10 @@ impl Engine {
                 let Some(a) = c.attempt_mut(call) else {
                     return (Consequences::default(), Next::Close(Closing::Closed));
                 };
-                let keys = a.new_digits(press.tones);
+                let Some(keys) = a.keys_of(status, press.turn, press.tones, now) else {
+                    return (Consequences::default(), Next::Replay(press_again.clone()));
+                };
+                let keys = keys.to_string();
                 let next = a.on_keys(status, press.turn, &keys, now, &rules, &answers);
                 let mut ch = match next {
                     Next::Replay(_) | Next::Close(_) | Next::Wait => Consequences::default(),
@@ -337,10 +352,16 @@ impl Engine {
 
     /// When the store is unreachable: ask for the key again, same turn.
     fn retry_dialplan(&self, id: CalloutId, call: CallId, turn: u32) -> Dialplan {
+        self.press_again(id, call, turn, RETRY_TEXT)
+    }
+
+    /// `text`, then the wait for a key on the same input `turn`.
+    fn press_again(&self, id: CalloutId, call: CallId, turn: u32, text: &str) -> Dialplan {
         let url = self.collect_url(id, call, turn);
+        let silence_url = self.silence_url();
         Dialplan::new(vec![
-            Verb::say(RETRY_TEXT, Language::EnUs, None).with_barge_in(true),
-            Verb::pause(5),
+            Verb::say(text, Language::EnUs, None).with_barge_in(true),
+            render::wait(Listen::new(&url, &silence_url), 5),
             Verb::Collect(Collect {
                 event_url: url,
                 max_digits: None,

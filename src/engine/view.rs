@@ -104,6 +104,12 @@ pub struct AttemptView {
     pub answered_at: Option<String>,
     #[schema(format = DateTime, required = true)]
     pub ended_at: Option<String>,
+    /// The transfer a `DIAL` of this call opened, by its last status
+    /// (`dialing`, `ringing`, `answered`, `completed`, `busy`, `no_answer`,
+    /// `failed`); absent without a transfer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub transfer: Option<String>,
 }
 
 /// One entry of the timeline; some kinds carry more fields (due, retry_at,
@@ -207,7 +213,9 @@ fn event_kind_schema() -> Schema {
         "call_placed",
         "placement_retry",
         "placement_unconfirmed",
+        "carrier_unavailable",
         "call_status",
+        "transfer",
         "keys_pressed",
         "decided",
         "attempt_ended",
@@ -269,6 +277,7 @@ impl CalloutView {
                 started_at: ts(a.created_at),
                 answered_at: a.answered_at.map(ts),
                 ended_at: a.ended_at.map(ts),
+                transfer: a.transfer.as_ref().map(|t| t.status.clone()),
             })
             .collect();
         let (dialplan, assistant) = match &c.script {

@@ -136,7 +136,8 @@ async fn policy(_caller: Dispatcher, State(state): State<AppState>) -> Json<Valu
 /// and row); nothing is created. Answers `{callout, first_call}`: the callout as
 /// it would be created (policy complete, phones in E.164), and the first call's
 /// words (`script`: one entry per verb, `{kind: say, text, voice,
-/// interruptible}`, `{kind: pause, seconds}`, `{kind: play, url}`, `{kind:
+/// interruptible}`, `{kind: pause, seconds}`, `{kind: wait, seconds,
+/// interruptible}` (silence a key interrupts), `{kind: play, url}`, `{kind:
 /// collect}`) and its Routee `verbs` (the COLLECT's eventUrl, signed per call,
 /// with placeholders); `first_call` is null for an assistant, whose words come
 /// from Voiceflow.
@@ -222,14 +223,14 @@ fn first_call(state: &AppState, template: &Template, input: &NewCallout) -> Valu
         contact.language,
         input.policy.input_timeout_s,
         input.policy.reprompts,
-        &event_url,
+        crate::dialplan::render::Listen::new(&event_url, &state.engine.silence_url()),
     );
     json!({
         "contact": 0,
         "name": contact.name,
         "phone": contact.phone.as_str(),
         "language": contact.language.unwrap_or(template.language).code(),
-        "script": spoken(&dialplan.verbs),
+        "script": spoken(&dialplan.verbs, &state.engine.silence_url()),
         "verbs": dialplan.verbs,
     })
 }
@@ -265,10 +266,17 @@ fn preview_vars(input: &NewCallout, contact: usize, attempt: u32) -> Vars {
 }
 
 /// The call as a person reads it: one line per verb.
-fn spoken(verbs: &[Verb]) -> Vec<Value> {
+/// One entry per verb; the gateway's own silence (a wait for a key, see
+/// `crate::audio`) shows as `{kind: wait, seconds}` rather than as a file.
+fn spoken(verbs: &[Verb], silence_url: &str) -> Vec<Value> {
     verbs
         .iter()
         .map(|v| match v {
+            Verb::Play(p) if p.file_url == silence_url => json!({
+                "kind": "wait",
+                "seconds": p.repeat.unwrap_or(0).max(0) + 1,
+                "interruptible": p.barge_in,
+            }),
             Verb::Say(s) => json!({
                 "kind": "say",
                 "text": s.message.text,

@@ -7,6 +7,7 @@
 pub mod assistant_input;
 pub mod assistant_views;
 mod assistants;
+mod audio;
 pub mod auth;
 pub mod callout_input;
 mod callouts;
@@ -114,6 +115,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .merge(console::router())
         .merge(assistants::router())
         .merge(health::router())
+        .merge(audio::router())
         .merge(openapi::router())
 }
 

@@ -44,7 +44,7 @@ use crate::config::Config;
     tags(
         (name = "callouts", description = "The dispatcher API: create, list, read and cancel callouts."),
         (name = "assistants", description = "Registered Voiceflow assistants (changing the registry needs the admin role) and the conversation tools that run one without a call."),
-        (name = "operations", description = "Health, metrics and this document: no key needed."),
+        (name = "operations", description = "Health, metrics, this document and the audio the gateway plays through Routee: no key needed."),
         (name = "sandbox", description = "Only in the sandbox: the simulated phones and the seed scenario (404 in live mode)."),
         (name = "console", description = "The dispatcher console's pages and files: no key needed to load them (they hold no data; it comes from the API, with a key)."),
     ),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::lenient;
 
 /// Most keys of one COLLECT event the gateway reads (Routee's `maxDigits` default is 30).
-pub const MAX_TONES: usize = 64;
+pub use crate::domain::keys::MAX_TONES;
 
 /// Routee's text-to-speech limit per `SAY` (reference §3.2).
 pub const MAX_SAY_CHARS: usize = 1000;
@@ -151,6 +151,9 @@ pub struct Dial {
         deserialize_with = "lenient::opt_u32"
     )]
     pub max_duration: Option<u32>,
+    /// Status callbacks of the second leg (its own `messageId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
 }
 
 fn u32_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -334,23 +337,12 @@ pub struct CollectEvent {
 }
 
 impl CollectEvent {
-    /// The keys pressed, without a trailing `#` (the submit key; reference §4.2:
-    /// whether Routee includes it is unknown) and anything that is not a DTMF key.
-    /// `*` is an ordinary key and is kept.
-    pub fn digits(&self) -> String {
-        // Drop what is not a key first: `1#` followed by a stray character must
-        // still lose its submit key.
-        let keys: String = self
-            .collected_tones
-            .chars()
-            .filter(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
-            .take(MAX_TONES + 1)
-            .collect();
-        let mut keys = keys.trim_end_matches('#').to_owned();
-        // Routee collects at most 30 digits by default; anything longer is not a
-        // key press worth keeping in a timeline.
-        keys.truncate(MAX_TONES);
-        keys
+    /// The tones, parsed once ([`Tones`](crate::domain::Tones)): DTMF keys only,
+    /// the `#`s taken out as group boundaries (reference §4.2: whether Routee
+    /// includes the submitting `#`, and whether tones are cumulative, is
+    /// unknown). `*` is an ordinary key and is kept.
+    pub fn tones(&self) -> crate::domain::Tones {
+        crate::domain::Tones::parse(&self.collected_tones)
     }
 }
 
@@ -507,16 +499,18 @@ mod tests {
     }
 
     #[test]
-    fn collect_event_digits_drop_terminators() {
+    fn collect_event_tones_drop_terminators() {
         let ev: CollectEvent = serde_json::from_value(json!({"collectedTones": "12#"})).unwrap();
-        assert_eq!(ev.digits(), "12");
+        assert_eq!(ev.tones().keys(), "12");
         let ev: CollectEvent = serde_json::from_value(json!({"collectedTones": 1})).unwrap();
-        assert_eq!(ev.digits(), "1");
+        assert_eq!(ev.tones().keys(), "1");
         let ev: CollectEvent = serde_json::from_value(json!({})).unwrap();
-        assert_eq!(ev.digits(), "");
+        assert_eq!(ev.tones().keys(), "");
         let ev: CollectEvent =
             serde_json::from_value(json!({"collectedTones": "1#\u{0}x"})).unwrap();
-        assert_eq!(ev.digits(), "1");
+        assert_eq!(ev.tones().keys(), "1");
+        let ev: CollectEvent = serde_json::from_value(json!({"collectedTones": "1#2#"})).unwrap();
+        assert_eq!(ev.tones().groups().collect::<Vec<_>>(), ["1", "2"]);
     }
 
     #[test]

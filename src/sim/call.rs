@@ -22,8 +22,8 @@ use uuid::Uuid;
 use super::callees::{Behaviour, PressTiming};
 use super::faults::probability;
 use super::state::{
-    CallEntry, EndCause, EventOutcome, EventPostRecord, Shared, SimCallRecord, SimEvent, deadline,
-    now_rfc3339,
+    CallEntry, DialLegRecord, EndCause, EventOutcome, EventPostRecord, Shared, SimCallRecord,
+    SimEvent, StatusChange, ToneReading, deadline, now_rfc3339,
 };
 use super::webhook::{post_event, post_event_duplicate, spawn_status_delivery};
 use crate::domain::phone::E164;
@@ -49,8 +49,10 @@ pub(crate) const DEFAULT_HANGUP_DELAY_S: u32 = 30;
 /// Text-to-speech pace, and the shortest SAY.
 const SAY_CHARS_PER_S: f64 = 15.0;
 const SAY_MIN_S: f64 = 0.5;
-/// A PLAY lasts this long (the simulator does not fetch the file).
-const PLAY_S: f64 = 3.0;
+/// How long a `PLAY` file may take to fetch (Routee's limit is undocumented).
+const PLAY_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest `PLAY` file read (reference §3.3: 5 MB suggested by field evidence).
+const PLAY_MAX_BYTES: usize = 5 << 20;
 /// A DIAL rings the other party this long, then bridges this long.
 const DIAL_RING_S: f64 = 2.0;
 const DIAL_BRIDGE_S: f64 = 5.0;
@@ -84,7 +86,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
     let to = to.to_string();
     let (end_tx, end_rx) = watch::channel(None);
     let cancel = sim.shutdown.child_token();
-    let (behaviour, attempt, call_rng, delivery_rng) = {
+    let (behaviour, attempt, call_rng, delivery_rng, tones) = {
         let mut state = sim.lock();
         let attempt = {
             let n = state.attempts.entry(to.clone()).or_insert(0);
@@ -94,6 +96,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
         let behaviour = state.callees.script_for(&to).for_attempt(attempt).clone();
         let call_rng = state.faults.call_rng();
         let delivery_rng = state.faults.call_rng();
+        let tones = state.tones;
         let record = SimCallRecord {
             message_id: message_id.clone(),
             conversation_tracking_id: tracking_id.clone(),
@@ -109,10 +112,14 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
             statuses: Vec::new(),
             callbacks: Vec::new(),
             heard: Vec::new(),
+            heard_at: Vec::new(),
             keys: Vec::new(),
+            keys_at: Vec::new(),
             collected_tones: String::new(),
             event_posts: Vec::new(),
             dialed: None,
+            dial_leg: None,
+            protocol_errors: Vec::new(),
             created_at: created_at.clone(),
             answered_at: None,
             ended_at: None,
@@ -126,7 +133,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
             end_tx,
             cancel: cancel.clone(),
         });
-        (behaviour, attempt, call_rng, delivery_rng)
+        (behaviour, attempt, call_rng, delivery_rng, tones)
     };
     sim.emit(SimEvent::CallPlaced {
         message_id: message_id.clone(),
@@ -155,9 +162,11 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
         dialplan: request.dial_plan.clone(),
         end_rx,
         cancel,
+        callback: request.callback.clone(),
         outbox,
         rng: call_rng,
         answered_at: None,
+        tones,
     };
     sim.tasks.spawn(call.run());
     Placed {
@@ -182,6 +191,25 @@ enum Ended {
     MaxDuration,
     Api(EndCause),
     Cancelled,
+}
+
+/// The second leg of a DIAL while it runs.
+struct Leg {
+    message_id: String,
+    to: String,
+    from: String,
+    outbox: Option<(mpsc::UnboundedSender<StatusCallback>, CallbackStrategy)>,
+    answered_at: Option<Instant>,
+}
+
+/// How a DIAL leg ended.
+enum LegEnd {
+    /// Answered and talked until the other party hung up.
+    Talked,
+    /// Busy, failed or not answered: the caller's dialplan goes on.
+    Unanswered(CallStatus),
+    /// The caller's call ended meanwhile.
+    CallEnded(Ended),
 }
 
 /// What woke the player up.
@@ -221,10 +249,13 @@ struct Call {
     dialplan: Dialplan,
     end_rx: watch::Receiver<Option<EndCause>>,
     cancel: CancellationToken,
+    /// The conversation's `callback` (a DIAL leg without its own reports there).
+    callback: Option<crate::routee::Callback>,
     /// Where status callbacks go, when the conversation asked for them.
     outbox: Option<(mpsc::UnboundedSender<StatusCallback>, CallbackStrategy)>,
     rng: StdRng,
     answered_at: Option<Instant>,
+    tones: ToneReading,
 }
 
 /// The playing dialplan and the callee's pending actions.
@@ -233,10 +264,15 @@ struct Playback {
     idx: usize,
     /// The COLLECT of the playing dialplan: where tones go, if anywhere.
     collect: Option<Collect>,
-    /// Tones gathered since the last submit (submits are non-cumulative).
+    /// Tones gathered since the last submit (what a per-submit POST carries).
     buffer: String,
+    /// Every tone gathered on the call, `#` included (what a cumulative POST carries).
+    call_tones: String,
     turns: VecDeque<String>,
+    /// Turns pressed so far.
+    pressed: usize,
     timing: Option<PressTiming>,
+    answered: Instant,
     next_key_at: Option<Instant>,
     hangup_at: Option<Instant>,
     max_at: Option<Instant>,
@@ -246,11 +282,12 @@ impl Playback {
     fn new(call: &Call) -> Self {
         let clock = call.sim.clock;
         let (turns, timing) = match &call.behaviour {
-            Behaviour::Press(p) => (p.turns.iter().cloned().collect(), Some(p.timing)),
+            Behaviour::Press(p) => (p.turns.iter().cloned().collect(), Some(p.timing.clone())),
             _ => (VecDeque::new(), None),
         };
-        let next_key_at = match timing {
-            Some(PressTiming::AfterAnswer(s)) => Some(deadline(clock.secs(s))),
+        let next_key_at = match &timing {
+            Some(PressTiming::AfterAnswer(s)) => Some(deadline(clock.secs(*s))),
+            Some(PressTiming::At(at)) => at.first().map(|s| deadline(clock.secs(*s))),
             _ => None,
         };
         let hangup_at = match &call.behaviour {
@@ -262,8 +299,11 @@ impl Playback {
             idx: 0,
             collect: None,
             buffer: String::new(),
+            call_tones: String::new(),
             turns,
+            pressed: 0,
             timing,
+            answered: Instant::now(),
             next_key_at,
             hangup_at,
             max_at: call
@@ -286,7 +326,8 @@ impl Playback {
 }
 
 /// Simulated seconds a verb plays; `None` for `repeat: -1` (until interrupted).
-fn verb_seconds(verb: &Verb) -> Option<f64> {
+/// `play_s` is the length of a `PLAY`'s file.
+pub fn verb_seconds(verb: &Verb, play_s: f64) -> Option<f64> {
     let times = |repeat: Option<i32>| match repeat {
         Some(r) if r < 0 => None,
         Some(r) => Some(f64::from(r) + 1.0),
@@ -297,7 +338,7 @@ fn verb_seconds(verb: &Verb) -> Option<f64> {
             let once = (say.message.text.chars().count() as f64 / SAY_CHARS_PER_S).max(SAY_MIN_S);
             times(say.repeat).map(|n| n * once)
         }
-        Verb::Play(play) => times(play.repeat).map(|n| n * PLAY_S),
+        Verb::Play(play) => times(play.repeat).map(|n| n * play_s),
         Verb::Pause(pause) => Some(f64::from(pause.duration)),
         Verb::Collect(_) => Some(0.0),
         Verb::Dial(_) => Some(DIAL_RING_S + DIAL_BRIDGE_S),
@@ -333,6 +374,38 @@ fn api_reason(cause: EndCause) -> &'static str {
         EndCause::Hangup => "hung up through the API",
         EndCause::Reject => "rejected through the API",
     }
+}
+
+/// GETs a `PLAY` URL and reads it as a WAV (what Routee plays, reference §3.3):
+/// its length in seconds, or why it cannot be played.
+async fn fetch_wav_seconds(http: &reqwest::Client, url: &str) -> Result<f64, String> {
+    let parsed = url::Url::parse(url).map_err(|_| format!("{url:?} is not a URL"))?;
+    if !parsed.path().to_ascii_lowercase().ends_with(".wav") {
+        return Err(format!("{url:?}: Routee plays .wav files only"));
+    }
+    let resp = http
+        .get(url)
+        .timeout(PLAY_FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url:?} is not reachable: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url:?} answered HTTP {}", resp.status().as_u16()));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("{url:?} could not be read: {e}"))?;
+    if bytes.len() > PLAY_MAX_BYTES {
+        return Err(format!("{url:?} is larger than {PLAY_MAX_BYTES} bytes"));
+    }
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("{url:?} is not a WAV file: {e}"))?;
+    let spec = reader.spec();
+    if spec.sample_rate == 0 {
+        return Err(format!("{url:?} has a sample rate of 0"));
+    }
+    Ok(f64::from(reader.duration()) / f64::from(spec.sample_rate))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -433,7 +506,10 @@ impl Call {
         // whatever is buffered, possibly nothing; its answer is ignored. It goes
         // out before the final status is reported.
         if let Some(collect) = playback.collect.clone() {
-            let tones = std::mem::take(&mut playback.buffer);
+            let tones = match self.tones {
+                ToneReading::Cumulative => playback.call_tones.clone(),
+                ToneReading::PerSubmit => std::mem::take(&mut playback.buffer),
+            };
             if let Submitted::Ended(Ended::Cancelled) =
                 self.submit(&collect.event_url, tones, true, None).await
             {
@@ -451,12 +527,29 @@ impl Call {
             };
             self.verb_started(pb.idx, &verb);
             if let Verb::Dial(dial) = &verb {
-                return self.bridge(dial, pb).await;
+                match self.bridge(dial, pb).await {
+                    Some(ended) => return ended,
+                    None => {
+                        pb.idx += 1;
+                        continue;
+                    }
+                }
             }
-            let seconds = verb_seconds(&verb);
+            let play_s = match &verb {
+                Verb::Play(play) => match self.audio_seconds(&play.file_url).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.protocol_error(format!("verbs[{}]: PLAY {e}", pb.idx));
+                        pb.idx += 1;
+                        continue;
+                    }
+                },
+                _ => 0.0,
+            };
+            let seconds = verb_seconds(&verb, play_s);
             let barge = barges_in(&verb);
             if barge
-                && pb.timing == Some(PressTiming::OnPrompt)
+                && matches!(pb.timing, Some(PressTiming::OnPrompt))
                 && !pb.turns.is_empty()
                 && pb.next_key_at.is_none()
             {
@@ -522,22 +615,204 @@ impl Call {
         }
     }
 
-    /// DIAL: the other party rings, then talks; when they hang up the call ends.
+    /// DIAL: a second leg, with its own `messageId` and status callbacks (to
+    /// the DIAL's `callback.url`, else the conversation's), rings the other
+    /// number, whose behaviour is its callee script. Answered, it talks for
+    /// `DIAL_BRIDGE_S` (at most the DIAL's `maxDuration`) and the call ends when
+    /// it hangs up: `Some(Ended::Dialed)`. Busy, failing or unanswered (past the
+    /// DIAL's `hangupDelay`, 30 s when absent), the leg ends and the caller's
+    /// dialplan goes on with the next verb: `None` (a GAP in the reference).
     /// Keys pressed meanwhile go to the other party, not to COLLECT.
-    async fn bridge(&mut self, dial: &Dial, pb: &mut Playback) -> Ended {
+    async fn bridge(&mut self, dial: &Dial, pb: &mut Playback) -> Option<Ended> {
         let other = destination(&dial.to).to_owned();
-        self.sim
-            .with_record(&self.message_id, |r| r.dialed = Some(other));
+        let leg = Uuid::new_v4().to_string();
+        let callback = dial.callback.clone().or_else(|| self.callback.clone());
+        let behaviour = self
+            .sim
+            .lock()
+            .callees
+            .script_for(&other)
+            .for_attempt(1)
+            .clone();
+        self.sim.with_record(&self.message_id, |r| {
+            r.dialed = Some(other.clone());
+            r.dial_leg = Some(DialLegRecord {
+                message_id: leg.clone(),
+                to: other.clone(),
+                statuses: Vec::new(),
+                callback_url: callback.as_ref().map(|c| c.url.clone()),
+            });
+        });
         pb.next_key_at = None;
         pb.turns.clear();
-        let until = Some(deadline(self.sim.clock.secs(DIAL_RING_S + DIAL_BRIDGE_S)));
+        let outbox = callback.map(|cb| {
+            let rng = rand::SeedableRng::from_rng(&mut self.rng);
+            let tx =
+                spawn_status_delivery(&self.sim, leg.clone(), cb.url, rng, self.cancel.clone());
+            (tx, cb.strategy)
+        });
+        let mut leg = Leg {
+            message_id: leg,
+            to: other,
+            from: dial.from.clone(),
+            outbox,
+            answered_at: None,
+        };
+        let result = self.run_leg(dial, &behaviour, &mut leg, pb).await;
+        let status = match &result {
+            LegEnd::Talked => CallStatus::Completed,
+            LegEnd::Unanswered(status) => status.clone(),
+            LegEnd::CallEnded(_) => {
+                if leg.answered_at.is_some() {
+                    CallStatus::Completed
+                } else {
+                    CallStatus::NoAnswer
+                }
+            }
+        };
+        self.leg_status(&mut leg, status);
+        match result {
+            LegEnd::Talked => Some(Ended::Dialed),
+            LegEnd::Unanswered(_) => None,
+            LegEnd::CallEnded(ended) => Some(ended),
+        }
+    }
+
+    async fn run_leg(
+        &mut self,
+        dial: &Dial,
+        behaviour: &Behaviour,
+        leg: &mut Leg,
+        pb: &mut Playback,
+    ) -> LegEnd {
+        self.leg_status(leg, CallStatus::Initiated);
+        match behaviour {
+            Behaviour::Busy => {
+                return match self.leg_wait(pb, BUSY_S).await {
+                    Ok(()) => LegEnd::Unanswered(CallStatus::Busy),
+                    Err(e) => LegEnd::CallEnded(e),
+                };
+            }
+            Behaviour::Fails => {
+                return match self.leg_wait(pb, FAIL_S).await {
+                    Ok(()) => LegEnd::Unanswered(CallStatus::Failed),
+                    Err(e) => LegEnd::CallEnded(e),
+                };
+            }
+            _ => {}
+        }
+        if let Err(e) = self.leg_wait(pb, RING_START_S).await {
+            return LegEnd::CallEnded(e);
+        }
+        self.leg_status(leg, CallStatus::Ringing);
+        let limit = f64::from(dial.hangup_delay.unwrap_or(DEFAULT_HANGUP_DELAY_S));
+        let ring = match behaviour.ring_s() {
+            Some(ring) if ring < limit && *behaviour != Behaviour::Rejects => ring,
+            _ => {
+                let wait = if *behaviour == Behaviour::Rejects {
+                    REJECT_AFTER_S.min(limit)
+                } else {
+                    limit
+                };
+                return match self.leg_wait(pb, wait).await {
+                    Ok(()) => LegEnd::Unanswered(CallStatus::NoAnswer),
+                    Err(e) => LegEnd::CallEnded(e),
+                };
+            }
+        };
+        if let Err(e) = self.leg_wait(pb, ring.min(DIAL_RING_S)).await {
+            return LegEnd::CallEnded(e);
+        }
+        leg.answered_at = Some(Instant::now());
+        self.leg_status(leg, CallStatus::InProgress);
+        let talk = dial
+            .max_duration
+            .map_or(DIAL_BRIDGE_S, |m| DIAL_BRIDGE_S.min(f64::from(m)));
+        match self.leg_wait(pb, talk).await {
+            Ok(()) => LegEnd::Talked,
+            Err(e) => LegEnd::CallEnded(e),
+        }
+    }
+
+    /// Waits `secs` simulated seconds of a DIAL unless the caller's call ends.
+    async fn leg_wait(&mut self, pb: &mut Playback, secs: f64) -> Result<(), Ended> {
+        let until = Some(deadline(self.sim.clock.secs(secs)));
         loop {
             match self.next_wake(pb, until).await {
-                Wake::VerbDone => return Ended::Dialed,
+                Wake::VerbDone => return Ok(()),
                 Wake::Key => pb.next_key_at = None,
-                Wake::End(ended) => return ended,
+                Wake::End(ended) => return Err(ended),
             }
         }
+    }
+
+    /// Records a status of the DIAL leg and queues its callback.
+    fn leg_status(&self, leg: &mut Leg, status: CallStatus) {
+        let at = now_rfc3339();
+        self.sim.with_record(&self.message_id, |r| {
+            if let Some(l) = r.dial_leg.as_mut() {
+                l.statuses.push(StatusChange {
+                    status: status.clone(),
+                    at: at.clone(),
+                });
+            }
+        });
+        self.sim.emit(SimEvent::Status {
+            message_id: leg.message_id.clone(),
+            to: leg.to.clone(),
+            status: status.clone(),
+        });
+        let final_status = status.is_final();
+        let Some((outbox, strategy)) = &leg.outbox else {
+            return;
+        };
+        if *strategy == CallbackStrategy::OnCompletion && !final_status {
+            return;
+        }
+        let duration = leg.answered_at.map_or(0.0, |at| {
+            (self.sim.clock.simulated(at.elapsed()) * 10.0).round() / 10.0
+        });
+        let _ = outbox.send(StatusCallback {
+            message_id: Some(leg.message_id.clone()),
+            conversation_tracking_id: Some(self.tracking_id.clone()),
+            to: Some(leg.to.clone()),
+            from: Some(leg.from.clone()),
+            status: StatusInfo {
+                name: status,
+                updated_date: Some(at),
+            },
+            duration: Some(duration.round()),
+            price: Some(price(duration, leg.answered_at.is_some())),
+            direction: Some("Outbound".into()),
+        });
+        if final_status {
+            leg.outbox = None;
+        }
+    }
+
+    /// The length in seconds of the `.wav` at `url`, fetched once per URL (the
+    /// gateway's audio is content-addressed); why Routee could not play it
+    /// otherwise.
+    async fn audio_seconds(&self, url: &str) -> Result<f64, String> {
+        if let Some(known) = self.sim.lock().audio.get(url) {
+            return known.clone();
+        }
+        let result = fetch_wav_seconds(&self.sim.http, url).await;
+        self.sim.lock().audio.insert(url.to_owned(), result.clone());
+        result
+    }
+
+    /// Records something Routee would not have accepted or played.
+    fn protocol_error(&self, error: String) {
+        tracing::warn!(%error, "simulated carrier: protocol error");
+        let e = error.clone();
+        self.sim
+            .with_record(&self.message_id, |r| r.protocol_errors.push(e));
+        self.sim.emit(SimEvent::ProtocolError {
+            message_id: self.message_id.clone(),
+            to: self.to.clone(),
+            error,
+        });
     }
 
     /// The callee enters the next turn of keys.
@@ -547,14 +822,21 @@ impl Call {
             pb.next_key_at = None;
             return KeyEffect::None;
         };
-        pb.next_key_at = match pb.timing {
+        pb.pressed += 1;
+        pb.next_key_at = match &pb.timing {
             Some(PressTiming::AfterAnswer(s)) if !pb.turns.is_empty() => {
-                Some(deadline(clock.secs(s)))
+                Some(deadline(clock.secs(*s)))
+            }
+            Some(PressTiming::At(at)) if !pb.turns.is_empty() => {
+                at.get(pb.pressed).map(|s| pb.answered + clock.secs(*s))
             }
             _ => None,
         };
-        self.sim
-            .with_record(&self.message_id, |r| r.keys.push(keys.clone()));
+        let at = self.since_answer();
+        self.sim.with_record(&self.message_id, |r| {
+            r.keys.push(keys.clone());
+            r.keys_at.push(at);
+        });
         self.sim.emit(SimEvent::KeysPressed {
             message_id: self.message_id.clone(),
             to: self.to.clone(),
@@ -569,16 +851,25 @@ impl Call {
         let mut submit = barge;
         let mut gathered = String::new();
         let mut after_hash = String::new();
+        let cumulative = self.tones == ToneReading::Cumulative;
         for (i, key) in keys.char_indices() {
             if key == '#' && collect.submit_on_hash {
-                // The terminating `#` is not part of the tones (see the module doc).
+                // Per submit, the terminating `#` is not part of the tones; in
+                // the cumulative reading every tone of the call is (see the
+                // module doc).
                 submit = true;
                 after_hash = keys[i + 1..].to_owned();
+                if cumulative {
+                    pb.call_tones.push('#');
+                }
                 break;
             }
             if pb.buffer.chars().count() < max {
                 pb.buffer.push(key);
                 gathered.push(key);
+                if cumulative {
+                    pb.call_tones.push(key);
+                }
             }
         }
         // Keys typed after the `#` start the next submission.
@@ -590,7 +881,14 @@ impl Call {
         if !submit {
             return KeyEffect::None;
         }
-        let tones = std::mem::replace(&mut pb.buffer, after_hash.chars().take(max).collect());
+        let submitted = std::mem::replace(&mut pb.buffer, after_hash.chars().take(max).collect());
+        let tones = if cumulative {
+            let all = pb.call_tones.clone();
+            pb.call_tones.push_str(&pb.buffer);
+            all
+        } else {
+            submitted
+        };
         match self
             .submit(&collect.event_url, tones, false, Some(&*pb))
             .await
@@ -696,8 +994,11 @@ impl Call {
         };
         if let Verb::Say(say) = verb {
             let heard = say.message.text.clone();
-            self.sim
-                .with_record(&self.message_id, |r| r.heard.push(heard));
+            let at = self.since_answer();
+            self.sim.with_record(&self.message_id, |r| {
+                r.heard.push(heard);
+                r.heard_at.push(at);
+            });
         }
         self.sim.emit(SimEvent::Verb {
             message_id: self.message_id.clone(),
@@ -729,6 +1030,12 @@ impl Call {
             .map_err(Stop::Api)?;
         self.announce(status);
         Ok(())
+    }
+
+    /// Simulated seconds since the answer (unrounded).
+    fn since_answer(&self) -> f64 {
+        self.answered_at
+            .map_or(0.0, |at| self.sim.clock.simulated(at.elapsed()))
     }
 
     fn duration_s(&self) -> f64 {
@@ -800,21 +1107,21 @@ mod tests {
     #[test]
     fn say_lasts_in_proportion_to_its_text_and_repeats() {
         let short = Verb::say("Hi", Language::EnUs, Some(Gender::Female));
-        assert_eq!(verb_seconds(&short), Some(SAY_MIN_S));
+        assert_eq!(verb_seconds(&short, 0.0), Some(SAY_MIN_S));
         let long = Verb::say("x".repeat(30), Language::EnUs, None);
-        assert_eq!(verb_seconds(&long), Some(2.0));
+        assert_eq!(verb_seconds(&long, 0.0), Some(2.0));
         let Verb::Say(mut say) = long else {
             unreachable!()
         };
         say.repeat = Some(2);
-        assert_eq!(verb_seconds(&Verb::Say(say.clone())), Some(6.0));
+        assert_eq!(verb_seconds(&Verb::Say(say.clone()), 0.0), Some(6.0));
         say.repeat = Some(-1);
         assert_eq!(
-            verb_seconds(&Verb::Say(say)),
+            verb_seconds(&Verb::Say(say), 0.0),
             None,
             "loops until interrupted"
         );
-        assert_eq!(verb_seconds(&Verb::pause(4)), Some(4.0));
+        assert_eq!(verb_seconds(&Verb::pause(4), 0.0), Some(4.0));
     }
 
     #[test]

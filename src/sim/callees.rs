@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
+use crate::domain::keys::is_dtmf;
 use crate::domain::phone::E164;
 
 /// Seconds of ringing before an answering callee picks up, unless told otherwise.
@@ -49,13 +50,17 @@ pub struct Press {
 }
 
 /// When a [`Press`] callee enters each turn.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PressTiming {
     /// When the next `bargeIn` verb starts (plus a short reaction delay).
     OnPrompt,
     /// The first turn this many seconds after answering, each next turn as many
     /// seconds after the previous one.
     AfterAnswer(f64),
+    /// Turn k at second `at[k]` after answering, whatever is playing (a `PAUSE`
+    /// included): `[3, 8]` presses the first turn 3 s and the second 8 s in.
+    /// Sorted ascending; as long as the turns.
+    At(Vec<f64>),
 }
 
 impl Behaviour {
@@ -83,6 +88,23 @@ impl Behaviour {
             turns: vec![keys.into()],
             ring_s: DEFAULT_RING_S,
             timing: PressTiming::AfterAnswer(after_s),
+        })
+    }
+
+    /// Answers after 2 s and presses turn k of `turns` at second `at_s[k]`
+    /// after the answer (a turn's keys at once, whatever is playing).
+    pub fn press_at<I, S>(turns: I, at_s: &[f64]) -> Behaviour
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let turns: Vec<String> = turns.into_iter().map(Into::into).collect();
+        let mut at: Vec<f64> = at_s.iter().copied().take(turns.len()).collect();
+        at.sort_by(f64::total_cmp);
+        Behaviour::Press(Press {
+            turns: turns.into_iter().take(at.len()).collect(),
+            ring_s: DEFAULT_RING_S,
+            timing: PressTiming::At(at),
         })
     }
 
@@ -128,9 +150,10 @@ impl Behaviour {
                 let mut params = Map::new();
                 params.insert("keys".into(), json!(p.turns));
                 params.insert("ring_s".into(), json!(p.ring_s));
-                match p.timing {
+                match &p.timing {
                     PressTiming::OnPrompt => params.insert("on_prompt".into(), json!(true)),
                     PressTiming::AfterAnswer(s) => params.insert("after_s".into(), json!(s)),
+                    PressTiming::At(at) => params.insert("at_s".into(), json!(at)),
                 };
                 json!({ "press": params })
             }
@@ -479,12 +502,26 @@ fn parse_press(ctx: &str, params: Option<&Value>) -> Result<Behaviour, CalleesEr
     let turns = parse_turns(ctx, &keys)?;
     let ring_s = p.seconds("ring_s")?.unwrap_or(DEFAULT_RING_S);
     let after_s = p.seconds("after_s")?;
+    let at_s = parse_at_s(ctx, p.take("at_s"), turns.len())?;
     let on_prompt = match p.take("on_prompt") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(b),
         Some(_) => return Err(entry_error(ctx, "\"on_prompt\" must be true or false")),
     };
     p.finish()?;
+    if let Some(at) = at_s {
+        if after_s.is_some() || on_prompt.is_some() {
+            return Err(entry_error(
+                ctx,
+                "give one of \"at_s\", \"after_s\" or \"on_prompt\"",
+            ));
+        }
+        return Ok(Behaviour::Press(Press {
+            turns,
+            ring_s,
+            timing: PressTiming::At(at),
+        }));
+    }
     let timing = match (after_s, on_prompt) {
         (Some(_), Some(true)) => {
             return Err(entry_error(
@@ -506,6 +543,40 @@ fn parse_press(ctx: &str, params: Option<&Value>) -> Result<Behaviour, CalleesEr
         ring_s,
         timing,
     }))
+}
+
+/// `"at_s"`: one second (after the answer) per turn, ascending.
+fn parse_at_s(
+    ctx: &str,
+    value: Option<Value>,
+    turns: usize,
+) -> Result<Option<Vec<f64>>, CalleesError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let items = match value {
+        Value::Array(items) => items,
+        single @ Value::Number(_) => vec![single],
+        _ => return Err(entry_error(ctx, "\"at_s\" must be a list of seconds")),
+    };
+    let at: Vec<f64> = items
+        .iter()
+        .map(|v| v.as_f64().filter(|s| s.is_finite() && *s >= 0.0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| entry_error(ctx, "\"at_s\" must hold seconds (numbers, 0 or more)"))?;
+    if at.len() != turns {
+        return Err(entry_error(
+            ctx,
+            format!(
+                "\"at_s\" has {} entries for {turns} turn(s) of \"keys\": give one second per turn",
+                at.len()
+            ),
+        ));
+    }
+    if at.windows(2).any(|w| w[1] < w[0]) {
+        return Err(entry_error(ctx, "\"at_s\" must be in ascending order"));
+    }
+    Ok(Some(at))
 }
 
 fn parse_turns(ctx: &str, keys: &Value) -> Result<Vec<String>, CalleesError> {
@@ -537,11 +608,6 @@ fn parse_turns(ctx: &str, keys: &Value) -> Result<Vec<String>, CalleesError> {
         ));
     }
     Ok(turns)
-}
-
-/// A key a phone keypad can send.
-pub(crate) fn is_dtmf(c: char) -> bool {
-    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
 }
 
 /// The parameters object of a behaviour, consumed field by field so that unknown

@@ -167,6 +167,10 @@ async fn create_conversation(
         Err(message) => return routee_error(StatusCode::BAD_REQUEST, MODULE_VOICE, message),
     };
     let placed = call::place(&sim, &request, &to);
+    if sim.lock().faults.take_create_then_fail() {
+        // The call exists; the answer says otherwise.
+        return injected_failure(500);
+    }
     let mut answer = Map::new();
     answer.insert("trackingId".into(), json!(placed.tracking_id));
     answer.insert("createdAt".into(), json!(placed.created_at));
@@ -324,6 +328,22 @@ async fn tracking(
                 "answeredBy": if answered { Value::from("HUMAN") } else { Value::Null },
             })
         })
+        .chain(legs.iter().filter_map(|r| {
+            // A DIAL's second leg: its own messageId in the same conversation.
+            let leg = r.dial_leg.as_ref()?;
+            let last = leg.statuses.last()?;
+            Some(json!({
+                "messageId": leg.message_id,
+                "conversationTrackingId": r.conversation_tracking_id,
+                "to": leg.to,
+                "from": r.from,
+                "status": { "status": last.status, "date": last.at },
+                "originatingService": "Voice",
+                "direction": "Outbound",
+                "collectedTones": "",
+                "recordings": [],
+            }))
+        }))
         .collect();
     let n = content.len();
     Json(json!({

@@ -38,6 +38,12 @@ pub(crate) fn check_dialplan(plan: &Dialplan) -> Result<(), String> {
             }
             Verb::Play(play) => {
                 check_url("PLAY fileURL", &play.file_url).map_err(at)?;
+                // Reference §3.3: "Routee currently supports only .wav files".
+                let wav = Url::parse(&play.file_url)
+                    .is_ok_and(|u| u.path().to_ascii_lowercase().ends_with(".wav"));
+                if !wav {
+                    return Err(at("PLAY fileURL must name a .wav file".into()));
+                }
                 check_repeat(play.repeat).map_err(at)?;
             }
             Verb::Pause(_) => {}

@@ -27,6 +27,14 @@ pub struct Faults {
     /// The next `POST /voice/conversation` requests answer these statuses (in order)
     /// with Routee error bodies; a 429 carries `Retry-After: 1`.
     pub fail_create: Vec<u16>,
+    /// The next N `POST /voice/conversation` requests create their call (it
+    /// rings, its callbacks are sent) and still answer 500: the ambiguous
+    /// failure a gateway must adopt, never place twice.
+    pub create_then_fail: u32,
+    /// A carrier outage: every `POST /voice/conversation` answers 500 (and
+    /// creates nothing) for this many wall-clock milliseconds after the faults
+    /// are set, then the carrier recovers.
+    pub create_outage_ms: u64,
     /// The next N token requests answer 500.
     pub fail_token: u32,
     /// Probability (0..=1) that a call's final status callback is never sent.
@@ -104,6 +112,9 @@ pub(crate) fn probability(p: f64) -> f64 {
 pub(crate) struct FaultState {
     pub faults: Faults,
     fail_create: VecDeque<u16>,
+    create_then_fail: u32,
+    /// The end of a `create_outage_ms` outage.
+    outage_until: Option<std::time::Instant>,
     fail_token: u32,
     rng: StdRng,
 }
@@ -116,6 +127,11 @@ impl FaultState {
         };
         Self {
             fail_create: faults.fail_create.iter().copied().collect(),
+            create_then_fail: faults.create_then_fail,
+            outage_until: (faults.create_outage_ms > 0).then(|| {
+                std::time::Instant::now()
+                    + std::time::Duration::from_millis(faults.create_outage_ms)
+            }),
             fail_token: faults.fail_token,
             faults,
             rng,
@@ -124,7 +140,22 @@ impl FaultState {
 
     /// The status the next conversation creation must fail with, if any.
     pub fn take_create_failure(&mut self) -> Option<u16> {
+        if self
+            .outage_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+        {
+            return Some(500);
+        }
         self.fail_create.pop_front()
+    }
+
+    /// Whether the next creation must create its call and still answer 500.
+    pub fn take_create_then_fail(&mut self) -> bool {
+        if self.create_then_fail == 0 {
+            return false;
+        }
+        self.create_then_fail -= 1;
+        true
     }
 
     /// Whether the next token request must fail.

@@ -160,10 +160,12 @@ use tokio::task::JoinHandle;
 use url::Url;
 use uuid::Uuid;
 
+pub use call::verb_seconds;
 pub use callees::{Behaviour, CalleeScript, Callees, CalleesError, Press, PressTiming};
 pub use faults::{Faults, InjectedFaults, RefusedCreation};
 pub use state::{
-    CallbackRecord, EventOutcome, EventPostRecord, SimCallRecord, SimEvent, StatusChange,
+    CallbackRecord, DialLegRecord, EventOutcome, EventPostRecord, SimCallRecord, SimEvent,
+    StatusChange, ToneReading,
 };
 pub use voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, VoiceflowInjected};
 
@@ -184,6 +186,8 @@ pub struct SimSettings {
     /// How long an eventUrl answer is awaited (Routee: 3 s). Wall clock, not
     /// scaled: it measures the gateway, not the callee.
     pub event_url_timeout: Duration,
+    /// How `collectedTones` reads: cumulative (the default) or per submit.
+    pub tones: ToneReading,
 }
 
 impl SimSettings {
@@ -196,12 +200,14 @@ impl SimSettings {
             app_id: format!("sim-{}", Uuid::new_v4().simple()),
             app_secret: Uuid::new_v4().simple().to_string(),
             event_url_timeout: Duration::from_secs(3),
+            tones: ToneReading::default(),
         }
     }
 
     /// From the sandbox configuration: its time scale and behaviour file.
     pub fn from_config(config: &SimConfig) -> Result<Self, SimError> {
         let mut settings = Self::new(config.time_scale);
+        settings.tones = config.tones;
         if let Some(path) = &config.callees_file {
             settings.callees = Callees::from_file(path)?;
         }
@@ -218,6 +224,7 @@ impl fmt::Debug for SimSettings {
             .field("app_id", &self.app_id)
             .field("app_secret", &"<redacted>")
             .field("event_url_timeout", &self.event_url_timeout)
+            .field("tones", &self.tones)
             .finish()
     }
 }
@@ -277,6 +284,7 @@ impl Simulator {
             settings.callees,
             settings.faults,
         ));
+        shared.lock().tones = settings.tones;
         let app = carrier::router()
             .merge(control::router())
             .with_state(Arc::clone(&shared));
@@ -376,6 +384,11 @@ impl SimHandle {
     /// Every callee script, as they are now.
     pub fn callees(&self) -> Callees {
         self.inner.shared.lock().callees.clone()
+    }
+
+    /// How `collectedTones` reads on calls placed from now on.
+    pub fn set_tone_reading(&self, tones: ToneReading) {
+        self.inner.shared.lock().tones = tones;
     }
 
     /// Replaces every callee script.

@@ -140,13 +140,22 @@ pub struct SimCallRecord {
     pub callbacks: Vec<CallbackRecord>,
     /// The text of each `SAY` the callee heard, in order.
     pub heard: Vec<String>,
+    /// When each of `heard` started: simulated seconds since the answer.
+    pub heard_at: Vec<f64>,
     /// Each turn of keys the callee pressed.
     pub keys: Vec<String>,
+    /// When each of `keys` was pressed: simulated seconds since the answer.
+    pub keys_at: Vec<f64>,
     /// Every tone gathered on the call (what tracking reports).
     pub collected_tones: String,
     pub event_posts: Vec<EventPostRecord>,
     /// The number a `DIAL` bridged the call to.
     pub dialed: Option<String>,
+    /// The second leg a `DIAL` opened (its own `messageId` and callbacks).
+    pub dial_leg: Option<DialLegRecord>,
+    /// What the gateway sent that Routee would not play (e.g. a `PLAY` of
+    /// something that is not a reachable `.wav`); empty on a correct call.
+    pub protocol_errors: Vec<String>,
     pub created_at: String,
     pub answered_at: Option<String>,
     pub ended_at: Option<String>,
@@ -155,6 +164,20 @@ pub struct SimCallRecord {
     /// Why the call ended, in words.
     pub end_reason: Option<String>,
 }
+
+/// The second call leg of a `DIAL` (reference addendum: its own `messageId`,
+/// its own status callbacks).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DialLegRecord {
+    pub message_id: String,
+    pub to: String,
+    /// Every status the leg went through, in order.
+    pub statuses: Vec<StatusChange>,
+    /// Where its callbacks went: the `DIAL`'s `callback.url`, else the conversation's.
+    pub callback_url: Option<String>,
+}
+
+pub use crate::domain::keys::ToneReading;
 
 /// The live timeline, one event per thing that happens on a call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -195,6 +218,12 @@ pub enum SimEvent {
         status: CallStatus,
         delivered: bool,
     },
+    /// The gateway sent something Routee would not accept or play.
+    ProtocolError {
+        message_id: String,
+        to: String,
+        error: String,
+    },
     CallEnded {
         message_id: String,
         to: String,
@@ -213,6 +242,7 @@ impl SimEvent {
             | SimEvent::KeysPressed { message_id, .. }
             | SimEvent::EventPosted { message_id, .. }
             | SimEvent::CallbackSent { message_id, .. }
+            | SimEvent::ProtocolError { message_id, .. }
             | SimEvent::CallEnded { message_id, .. } => message_id,
         }
     }
@@ -274,6 +304,9 @@ impl fmt::Display for SimEvent {
                     "not delivered"
                 }
             ),
+            SimEvent::ProtocolError { to, error, .. } => {
+                write!(f, "{} PROTOCOL ERROR: {error}", mask(to))
+            }
             SimEvent::CallEnded {
                 to, status, reason, ..
             } => write!(f, "{} call ended {status} ({reason})", mask(to)),
@@ -311,6 +344,10 @@ pub(crate) struct State {
     /// The failures served so far (kept across `set_faults`, cleared by reset).
     pub injected: InjectedFaults,
     pub attempts: HashMap<String, u32>,
+    /// How `collectedTones` reads on calls placed from now on.
+    pub tones: ToneReading,
+    /// Each `PLAY` URL fetched: its length in seconds, or why it cannot be played.
+    pub audio: HashMap<String, Result<f64, String>>,
     pub calls: Vec<CallEntry>,
     pub by_message_id: HashMap<String, usize>,
 }
@@ -355,6 +392,8 @@ impl Shared {
                 faults: FaultState::new(faults),
                 injected: InjectedFaults::default(),
                 attempts: HashMap::new(),
+                tones: ToneReading::default(),
+                audio: HashMap::new(),
                 calls: Vec::new(),
                 by_message_id: HashMap::new(),
             }),

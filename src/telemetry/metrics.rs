@@ -18,6 +18,10 @@ pub const CALLOUTS_ACTIVE: &str = "ivr_callouts_active";
 pub const CALLS_ACTIVE: &str = "ivr_calls_active";
 /// Outbound call creations. Label `result`: ok|transient_error|permanent_error.
 pub const CALLS_PLACED: &str = "ivr_calls_placed_total";
+/// Carrier outages met by an attempt: the carrier failed to create its call
+/// (refused, 429, 5xx, unreachable) and the attempt waits to be placed again.
+/// No labels.
+pub const CARRIER_UNAVAILABLE: &str = "ivr_carrier_unavailable_total";
 /// Finished attempts. Label `outcome`: accepted|rejected|no_input|no_answer|busy|failed|cancelled.
 pub const ATTEMPT_OUTCOMES: &str = "ivr_attempt_outcomes_total";
 /// Key presses received from callers. Label `key`: 0-9, star, hash, other.
@@ -132,6 +136,10 @@ fn describe() {
         "Outbound call creations sent to the carrier, by result."
     );
     describe_counter!(ATTEMPT_OUTCOMES, "Finished call attempts, by outcome.");
+    describe_counter!(
+        CARRIER_UNAVAILABLE,
+        "Attempts whose call the carrier failed to create; each waits and is placed again (no attempt is consumed)."
+    );
     describe_counter!(DTMF_RECEIVED, "Key presses received from callers, by key.");
     describe_histogram!(
         TIME_TO_ACCEPT,

@@ -979,11 +979,19 @@ async fn launch_and_digits_show_voiceflows_traces_and_the_verbs_a_call_would_get
     );
     let greeting = json!({"type": "SAY", "message": {"text": "Hello Alice. Server room 2 is flooding.", "language": "en-US"}, "bargeIn": true});
     let options = json!({"type": "SAY", "message": {"text": "Press 1 for Accept. Press 2 for Reject.", "language": "en-US"}, "bargeIn": true});
-    let pause = json!({"type": "PAUSE", "duration": 10});
     let v = verbs(&launch);
+    // The wait for a key is ten seconds of the gateway's own silence, played
+    // with barge-in so that a key pressed in it is posted at once.
+    let silence = v[2]["fileURL"].as_str().unwrap_or_default();
+    assert!(
+        silence.starts_with(&format!("{}/audio/", app.base)) && silence.ends_with(".wav"),
+        "{}",
+        v[2]
+    );
+    let wait = json!({"type": "PLAY", "fileURL": silence, "repeat": 9, "bargeIn": true});
     assert_eq!(
         v[..5],
-        [greeting, options.clone(), pause.clone(), options, pause]
+        [greeting, options.clone(), wait.clone(), options, wait]
     );
     assert_eq!(v[5]["type"], "COLLECT");
     assert_eq!(v[5]["submitOnHash"], true);

@@ -1,9 +1,17 @@
 //! The escalation engine end to end: the real application, the carrier simulator
-//! playing scripted callees, and (for each test) both stores.
+//! playing scripted callees, and (for each test) every store.
+//!
+//! The simulator is strict: tones are cumulative over the call unless a test
+//! says otherwise, a key pressed during a `PAUSE` is posted only at the next
+//! trigger, and a `PLAY` of anything but a reachable `.wav` is a protocol error.
+//! Every scenario also runs with per-submit tones (the other reading of
+//! Routee's wording) on the in-memory store and one Redis server: the reading
+//! changes what Routee posts, not what the store does. Each run ends by
+//! checking that the gateway sent the carrier nothing it would refuse.
 
 use std::time::Duration;
 
-use ivr_gateway::sim::{Behaviour, CalleeScript, Faults};
+use ivr_gateway::sim::{Behaviour, CalleeScript, Faults, ToneReading};
 use serde_json::json;
 
 use crate::helpers::{
@@ -15,7 +23,8 @@ const LONG: Duration = Duration::from_secs(40);
 
 /// Runs one test body against the in-memory store, one Redis server, a Redis
 /// Cluster and a Sentinel setup (the last two shared by the test binary, each
-/// test under its own key prefix).
+/// test under its own key prefix), with cumulative tones; and with per-submit
+/// tones on the in-memory store and one Redis server.
 macro_rules! on_both_stores {
     ($name:ident, |$app:ident| $body:block) => {
         mod $name {
@@ -25,6 +34,7 @@ macro_rules! on_both_stores {
             async fn on_memory() {
                 let $app = spawn_app(Options::with_store(StoreKind::Memory)).await;
                 $body
+                $app.assert_no_protocol_errors();
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,6 +46,28 @@ macro_rules! on_both_stores {
                 }))
                 .await;
                 $body
+                $app.assert_no_protocol_errors();
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn per_submit_tones_on_memory() {
+                let $app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+                $app.sim.set_tone_reading(ToneReading::PerSubmit);
+                $body
+                $app.assert_no_protocol_errors();
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn per_submit_tones_on_redis() {
+                let server = RedisServer::start();
+                let $app = spawn_app(Options::with_store(StoreKind::Redis {
+                    url: server.url(),
+                    prefix: "t".into(),
+                }))
+                .await;
+                $app.sim.set_tone_reading(ToneReading::PerSubmit);
+                $body
+                $app.assert_no_protocol_errors();
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,6 +79,7 @@ macro_rules! on_both_stores {
                 }))
                 .await;
                 $body
+                $app.assert_no_protocol_errors();
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,6 +91,7 @@ macro_rules! on_both_stores {
                 }))
                 .await;
                 $body
+                $app.assert_no_protocol_errors();
             }
         }
     };
@@ -301,11 +335,21 @@ on_both_stores!(a_forged_webhook_is_refused_and_changes_nothing, |app| {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
+    restart_scenario(ToneReading::Cumulative).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_mid_callout_finishes_it_with_per_submit_tones() {
+    restart_scenario(ToneReading::PerSubmit).await;
+}
+
+async fn restart_scenario(tones: ToneReading) {
     let server = RedisServer::start();
     let callees = ivr_gateway::sim::Callees::default()
         .with(&phone(1), Behaviour::NeverAnswers)
         .with(&phone(2), Behaviour::accepts());
     let sim = crate::helpers::spawn_sim(callees).await;
+    sim.set_tone_reading(tones);
     let store = StoreKind::Redis {
         url: server.url(),
         prefix: "restart".into(),
@@ -339,6 +383,7 @@ async fn a_replica_restarted_mid_callout_on_the_same_redis_finishes_it() {
     let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
     assert_eq!(got, ["no_answer", "no_answer", "accepted"]);
     assert_eq!(numbers_called(&sim), [phone(1), phone(1), phone(2)]);
+    crate::helpers::assert_no_protocol_errors(&sim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,4 +427,5 @@ async fn every_callee_behaviour_ends_in_its_own_outcome() {
         "{:?}",
         hung.end_reason
     );
+    app.assert_no_protocol_errors();
 }

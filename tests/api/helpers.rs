@@ -149,6 +149,17 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     test_app
 }
 
+/// Every call the simulator placed went by Routee's rules (no `PLAY` of
+/// something that is not a reachable `.wav`...).
+pub fn assert_no_protocol_errors(sim: &SimHandle) {
+    let errors: Vec<String> = sim
+        .calls()
+        .into_iter()
+        .flat_map(|c| c.protocol_errors)
+        .collect();
+    assert!(errors.is_empty(), "protocol errors: {errors:?}");
+}
+
 /// A standalone simulator for several replicas.
 pub async fn spawn_sim(callees: Callees) -> SimHandle {
     let mut settings = SimSettings::new(TIME_SCALE);
@@ -271,6 +282,11 @@ impl TestApp {
     /// Starts a graceful shutdown (what SIGTERM does) without waiting for it.
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// The gateway sent the carrier nothing Routee would refuse or fail to play.
+    pub fn assert_no_protocol_errors(&self) {
+        assert_no_protocol_errors(&self.sim);
     }
 
     /// Graceful stop (as on SIGTERM).

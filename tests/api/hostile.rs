@@ -595,6 +595,14 @@ fn assert_inert(plan: &Value, base: &str, what: &str) {
                 let d = verb["duration"].as_u64().unwrap();
                 assert!((1..=60).contains(&d), "{what}: pause {d}");
             }
+            "PLAY" => {
+                // Only the gateway's own silence (a wait for a key).
+                let url = verb["fileURL"].as_str().unwrap_or("");
+                assert!(
+                    url.starts_with(&format!("{base}/audio/")) && url.ends_with(".wav"),
+                    "{what}: a PLAY of {url}"
+                );
+            }
             "COLLECT" => {
                 assert_eq!(i, verbs.len() - 1, "{what}: COLLECT must come last");
                 let url = verb["eventUrl"].as_str().unwrap();

@@ -10,6 +10,7 @@ mod callouts;
 mod console;
 mod escalation;
 mod events;
+mod fidelity;
 mod hardening;
 mod helpers;
 mod hostile;

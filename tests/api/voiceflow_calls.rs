@@ -179,7 +179,8 @@ async fn when_voiceflow_fails_the_caller_can_still_accept_on_the_fallback_keypad
         text.contains("technical difficulties") && text.contains("Press 1 to accept"),
         "{plan}"
     );
-    let (_, bye) = post_keys(&app, &id, &call, 1, "1").await;
+    // Tones are cumulative over the call (the documented reading): "11".
+    let (_, bye) = post_keys(&app, &id, &call, 1, "11").await;
     assert!(said(&bye).contains("accepted"), "{bye}");
     let c = app
         .wait_until(&id, LONG, |c| c["status"] != "calling")
@@ -192,6 +193,31 @@ async fn when_voiceflow_fails_the_caller_can_still_accept_on_the_fallback_keypad
             .iter()
             .any(|e| e["kind"] == "conversation_fallback")
     );
+}
+
+/// The same as above with per-submit tones: the second "1" only repeats the
+/// keys already read, which cumulative tones would send as the end-of-call
+/// report. It is answered "press your choice again"; pressed again, it counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_key_pressed_again_with_per_submit_tones_is_asked_once_more_then_accepted() {
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let mut body = assistant_callout(1);
+    body["policy"]["input_timeout_s"] = json!(60);
+    let id = app.create_callout(&body).await;
+    let call = live_call(&app, &id).await;
+    app.voiceflow.as_ref().unwrap().fail_next(vec![503]);
+    let (_, plan) = post_keys(&app, &id, &call, 0, "1").await;
+    assert!(said(&plan).contains("Press 1 to accept"), "{plan}");
+    let (_, again) = post_keys(&app, &id, &call, 1, "1").await;
+    assert!(said(&again).contains("press your choice again"), "{again}");
+    assert_eq!(app.get_callout(&id).await["status"], "calling");
+    let (_, bye) = post_keys(&app, &id, &call, 1, "1").await;
+    assert!(said(&bye).contains("accepted"), "{bye}");
+    let c = app
+        .wait_until(&id, LONG, |c| c["status"] != "calling")
+        .await;
+    assert_eq!(c["status"], "accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

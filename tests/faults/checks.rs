@@ -556,8 +556,12 @@ impl<'a> Checker<'a> {
                 let reason = e["reason"].as_str().unwrap_or_default();
                 let floor = if reason.contains("429") {
                     1000 // Retry-After: 1
-                } else if reason.contains("stopped before sending") {
-                    0 // a dead replica's lease already ran out: try again at once
+                } else if reason.contains("stopped before sending")
+                    || reason.contains("no callback confirmed the call")
+                {
+                    // A dead replica's lease, or the unconfirmed window, already
+                    // ran out: placed again at once.
+                    0
                 } else {
                     1 // an upstream refusal: backoff
                 };
@@ -580,8 +584,8 @@ impl<'a> Checker<'a> {
     }
 
     /// An attempt fails only for a designed reason: the carrier refused the number
-    /// for good (a 4xx other than 408/429), reported the call failed, never
-    /// confirmed a creation that may exist, or a bounded retry gave up. A single
+    /// for good (a 4xx other than 408/429), reported the call failed, stayed
+    /// unavailable past the outage limit, or a bounded retry gave up. A single
     /// transient fault (a 5xx, garbage, a dead replica) must be retried instead:
     /// a failed attempt is a contact not called.
     fn failures(&mut self) {
@@ -591,7 +595,7 @@ impl<'a> Checker<'a> {
                 && !reason.contains("HTTP 429");
             refused_for_good
                 || reason.starts_with("the carrier reported")
-                || reason.contains("the carrier never confirmed the call")
+                || reason.starts_with("carrier_unavailable")
                 || reason.contains("gave up after")
                 || reason.contains("no final status from the carrier")
         };

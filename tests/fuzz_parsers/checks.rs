@@ -21,7 +21,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ivr_gateway::dialplan::render::{ActionNames, Phrases, TurnContext, Voice, render_turn};
+use ivr_gateway::dialplan::render::{
+    ActionNames, Listen, Phrases, TurnContext, Voice, render_turn,
+};
 use ivr_gateway::dialplan::template::{self, Closing, Templates, Vars};
 use ivr_gateway::domain::{E164, FieldError, Policy};
 use ivr_gateway::http::callout_input::{
@@ -38,6 +40,7 @@ pub const MAX_CONTACTS: usize = 100;
 /// The eventUrl the renderers are given; a verb must never post anywhere else.
 const EVENT_URL: &str = "https://gw.example.com/routee/collect/c/k/1?sig=s";
 const NEXT_EVENT_URL: &str = "https://gw.example.com/routee/collect/c/k/2?sig=t";
+const SILENCE_URL: &str = "https://gw.example.com/audio/0123456789abcdef.wav";
 
 /// A fuzz target: panics on a bug.
 pub type Check = fn(&[u8]);
@@ -175,7 +178,8 @@ pub fn webhook_status(data: &[u8]) {
 pub fn webhook_collect(data: &[u8]) {
     let (selector, body) = split_selector(data);
     let event = parse_collect(content_type(selector), body);
-    let digits = event.digits();
+    let tones = event.tones();
+    let digits = tones.keys();
     assert!(digits.len() <= body.len());
     assert!(
         digits
@@ -183,7 +187,8 @@ pub fn webhook_collect(data: &[u8]) {
             .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')),
         "{digits:?}"
     );
-    assert!(!digits.ends_with('#'), "{digits:?}");
+    assert!(!digits.contains('#'), "{digits:?}");
+    assert_eq!(tones.groups().collect::<String>(), digits);
 }
 
 /// A Dialog Manager response body.
@@ -289,18 +294,32 @@ pub fn dialplan_template(data: &[u8]) {
     // A five-byte `{{x}}` says the whole hostile value: bound by that expansion.
     let input_len = (data.len() + 64) * hostile.len() / 4;
     check_dialplan(
-        &t.render_call(&vars, None, 10, 1, EVENT_URL),
+        &t.render_call(&vars, None, 10, 1, Listen::new(EVENT_URL, SILENCE_URL)),
         Some(EVENT_URL),
         input_len,
     );
     check_dialplan(
-        &t.render_call(&vars, Some(Language::ElGr), 60, 5, EVENT_URL),
+        &t.render_call(
+            &vars,
+            Some(Language::ElGr),
+            60,
+            5,
+            Listen::new(EVENT_URL, SILENCE_URL),
+        ),
         Some(EVENT_URL),
         6 * input_len,
     );
     for keys in ["1", "2", "9", "0", "*", "#", "12#", "", "x"] {
         for invalid_so_far in [0, 2] {
-            let turn = t.on_input(keys, &vars, None, 10, 1, NEXT_EVENT_URL, invalid_so_far);
+            let turn = t.on_input(
+                keys,
+                &vars,
+                None,
+                10,
+                1,
+                Listen::new(NEXT_EVENT_URL, SILENCE_URL),
+                invalid_so_far,
+            );
             let collect = (!turn.ends_call).then_some(NEXT_EVENT_URL);
             check_dialplan(&turn.dialplan, collect, input_len);
             if turn.decision.is_some() {
@@ -327,10 +346,12 @@ pub fn render_turn_target(data: &[u8]) {
             gender: None,
         },
         event_url: EVENT_URL,
+        silence_url: SILENCE_URL,
         input_timeout_s: 10,
         reprompts: 1,
         actions: &actions,
         caller_id: "+306900000000",
+        transfer_max_s: 300,
         phrases: &phrases,
     };
     let turn = render_turn(&traces, &ctx);

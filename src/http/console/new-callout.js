@@ -354,6 +354,8 @@ function line(item) {
       return [el('span', { class: 'what' }, item.interruptible ? 'says (a key interrupts):' : 'says:'), `“${item.text}”`];
     case 'pause':
       return [el('span', { class: 'what' }, 'silence:'), `${item.seconds} s`];
+    case 'wait':
+      return [el('span', { class: 'what' }, 'waits for a key:'), `${item.seconds} s (a key is answered at once)`];
     case 'play':
       return [el('span', { class: 'what' }, 'plays:'), item.url];
     case 'collect':
