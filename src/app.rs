@@ -198,6 +198,7 @@ impl Application {
             allow_private_urls: config.allow_private_urls,
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
             max_calls_per_day: config.max_calls_per_day,
+            max_calls_per_day_per_key: config.max_calls_per_day_per_key,
         };
         if sim_voiceflow.is_some() {
             register_sandbox_assistant(&assistants, &voiceflow).await?;
