@@ -320,6 +320,7 @@ impl Application {
             header_read_timeout: state.config.http_header_timeout,
             max_header_bytes: state.config.http_max_header_bytes,
             max_connections: state.config.http_max_connections,
+            max_connections_per_ip: state.config.http_max_connections_per_ip,
         };
         let router = crate::http::router(state.clone());
         let metrics_server = metrics_listener.map(|l| {

@@ -178,6 +178,9 @@ pub struct Config {
     /// How long an `Idempotency-Key` of `POST /v1/callouts` is remembered.
     pub idempotency_ttl: Duration,
     pub http_max_connections: usize,
+    /// `HTTP_MAX_CONNECTIONS_PER_IP`: open connections per client address
+    /// (`None`: no per-address limit, as behind a load balancer).
+    pub http_max_connections_per_ip: Option<usize>,
     pub http_max_header_bytes: usize,
     /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
     pub allow_private_urls: bool,
@@ -497,6 +500,19 @@ fn read_destinations(r: &mut Reader<'_>, live: bool) -> Destinations {
     }
 }
 
+/// `HTTP_MAX_CONNECTIONS_PER_IP`: unset for no per-address limit, else at
+/// least 1.
+fn read_per_ip_limit(r: &mut Reader<'_>) -> Option<usize> {
+    r.get("HTTP_MAX_CONNECTIONS_PER_IP")?;
+    let n: usize = r.parse("HTTP_MAX_CONNECTIONS_PER_IP", 1);
+    if !(1..=100_000).contains(&n) {
+        r.problems.push(format!(
+            "HTTP_MAX_CONNECTIONS_PER_IP: {n} is outside 1..=100000 (leave it unset for no limit)"
+        ));
+    }
+    Some(n.clamp(1, 100_000))
+}
+
 /// `HTTP_MAX_CONNECTIONS` and `HTTP_MAX_HEADER_BYTES`, clamped to their ranges.
 fn read_http_limits(r: &mut Reader<'_>) -> (usize, usize) {
     let http_max_connections: usize = r.parse("HTTP_MAX_CONNECTIONS", 1024);
@@ -710,6 +726,7 @@ impl Config {
             max_calls_per_day: read_call_cap(&mut r, "MAX_CALLS_PER_DAY"),
             max_calls_per_day_per_key: read_call_cap(&mut r, "MAX_CALLS_PER_DAY_PER_KEY"),
             http_max_connections,
+            http_max_connections_per_ip: read_per_ip_limit(&mut r),
             http_max_header_bytes,
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),
             upstream_timeout: r.millis("UPSTREAM_TIMEOUT_MS", 10_000, 500, 120_000),
