@@ -186,10 +186,10 @@ impl Engine {
 
     async fn refresh_daily_counts(&self) {
         let day = Timestamp::now().millis().div_euclid(86_400_000);
-        if self.settings.max_calls_per_day.is_some() {
-            if let Ok(n) = self.store.calls_today(day, None).await {
-                metrics::gauge!(m::CALLS_TODAY).set(n as f64);
-            }
+        if self.settings.max_calls_per_day.is_some()
+            && let Ok(n) = self.store.calls_today(day, None).await
+        {
+            metrics::gauge!(m::CALLS_TODAY).set(n as f64);
         }
         let keys: Vec<String> = self
             .keys_counted_today

@@ -800,3 +800,43 @@ async fn max_calls_per_day_per_key_stops_one_keys_calls_across_replicas_not_anot
         "the dispatcher key has its own count: {third}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_an_addresss_share_are_closed_at_once_and_others_still_connect() {
+    let app = spawn_app(
+        Options {
+            api_keys: true,
+            ..Options::default()
+        }
+        .env("HTTP_MAX_CONNECTIONS_PER_IP", "2")
+        .env("HTTP_HEADER_TIMEOUT_MS", "60000"),
+    )
+    .await;
+    let addr: std::net::SocketAddr = addr_of(&app).parse().unwrap();
+    let from = |ip: [u8; 4]| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(addr)
+    };
+    // Two idle connections: this address's share.
+    let _held = (
+        from([127, 0, 0, 1]).await.unwrap(),
+        from([127, 0, 0, 1]).await.unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = from([127, 0, 0, 1]).await.unwrap();
+    assert!(
+        read_until_closed(&mut third, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "a third connection from the same address is closed at once"
+    );
+    // Another address still gets an answer.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = other.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
