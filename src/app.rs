@@ -201,6 +201,7 @@ impl Application {
             allow_private_urls: config.allow_private_urls,
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
             max_calls_per_day: config.max_calls_per_day,
+            max_calls_per_day_per_key: config.max_calls_per_day_per_key,
         };
         if sim_voiceflow.is_some() {
             register_sandbox_assistant(&assistants, &voiceflow).await?;
@@ -322,6 +323,7 @@ impl Application {
             header_read_timeout: state.config.http_header_timeout,
             max_header_bytes: state.config.http_max_header_bytes,
             max_connections: state.config.http_max_connections,
+            max_connections_per_ip: state.config.http_max_connections_per_ip,
         };
         let router = crate::http::router(state.clone());
         let metrics_server = metrics_listener.map(|l| {

@@ -507,6 +507,19 @@ impl Assistants {
         }
     }
 
+    /// How many stored keys are under a secret other than the current
+    /// `GATEWAY_SECRET` (`ivr_secret_old_key_items`, refreshed periodically:
+    /// a replica still on the old secret may store keys under it mid-roll).
+    pub async fn old_key_items(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .store
+            .assistants()
+            .await?
+            .iter()
+            .filter(|a| self.signer.is_under_old_key(a.id, &a.encrypted_key))
+            .count())
+    }
+
     /// Re-encrypts, with the current `GATEWAY_SECRET`, every stored key that only
     /// `GATEWAY_SECRET_PREVIOUS` decrypts. Returns how many were re-encrypted;
     /// keys that decrypt with neither are logged and left alone.

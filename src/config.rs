@@ -181,9 +181,15 @@ pub struct Config {
     pub http_request_timeout: Duration,
     /// `MAX_CALLS_PER_DAY`: calls placed per UTC day, all replicas together.
     pub max_calls_per_day: Option<u64>,
+    /// `MAX_CALLS_PER_DAY_PER_KEY`: calls placed per UTC day for the callouts of
+    /// one API key (all replicas together).
+    pub max_calls_per_day_per_key: Option<u64>,
     /// How long an `Idempotency-Key` of `POST /v1/callouts` is remembered.
     pub idempotency_ttl: Duration,
     pub http_max_connections: usize,
+    /// `HTTP_MAX_CONNECTIONS_PER_IP`: open connections per client address
+    /// (`None`: no per-address limit, as behind a load balancer).
+    pub http_max_connections_per_ip: Option<usize>,
     pub http_max_header_bytes: usize,
     /// Let operator-supplied URLs (`notify_url`) point at private/loopback addresses.
     pub allow_private_urls: bool,
@@ -467,13 +473,14 @@ fn read_idempotency_ttl(r: &mut Reader<'_>) -> Duration {
     Duration::from_secs(hours.clamp(1, 24 * 30) * 3600)
 }
 
-/// `MAX_CALLS_PER_DAY`: unset for no cap, else at least 1.
-fn read_call_cap(r: &mut Reader<'_>) -> Option<u64> {
-    r.get("MAX_CALLS_PER_DAY")?;
-    let cap: u64 = r.parse("MAX_CALLS_PER_DAY", 1);
+/// `MAX_CALLS_PER_DAY` or `MAX_CALLS_PER_DAY_PER_KEY`: unset for no cap, else
+/// at least 1.
+fn read_call_cap(r: &mut Reader<'_>, name: &str) -> Option<u64> {
+    r.get(name)?;
+    let cap: u64 = r.parse(name, 1);
     if cap == 0 {
         r.problems
-            .push("MAX_CALLS_PER_DAY: at least 1 (leave it unset for no cap)".into());
+            .push(format!("{name}: at least 1 (leave it unset for no cap)"));
     }
     Some(cap.max(1))
 }
@@ -500,6 +507,19 @@ fn read_destinations(r: &mut Reader<'_>, live: bool) -> Destinations {
         }
         None => Destinations::anywhere(),
     }
+}
+
+/// `HTTP_MAX_CONNECTIONS_PER_IP`: unset for no per-address limit, else at
+/// least 1.
+fn read_per_ip_limit(r: &mut Reader<'_>) -> Option<usize> {
+    r.get("HTTP_MAX_CONNECTIONS_PER_IP")?;
+    let n: usize = r.parse("HTTP_MAX_CONNECTIONS_PER_IP", 1);
+    if !(1..=100_000).contains(&n) {
+        r.problems.push(format!(
+            "HTTP_MAX_CONNECTIONS_PER_IP: {n} is outside 1..=100000 (leave it unset for no limit)"
+        ));
+    }
+    Some(n.clamp(1, 100_000))
 }
 
 /// `HTTP_MAX_CONNECTIONS` and `HTTP_MAX_HEADER_BYTES`, clamped to their ranges.
@@ -712,8 +732,10 @@ impl Config {
             http_header_timeout: r.millis("HTTP_HEADER_TIMEOUT_MS", 10_000, 1000, 120_000),
             http_request_timeout,
             idempotency_ttl: read_idempotency_ttl(&mut r),
-            max_calls_per_day: read_call_cap(&mut r),
+            max_calls_per_day: read_call_cap(&mut r, "MAX_CALLS_PER_DAY"),
+            max_calls_per_day_per_key: read_call_cap(&mut r, "MAX_CALLS_PER_DAY_PER_KEY"),
             http_max_connections,
+            http_max_connections_per_ip: read_per_ip_limit(&mut r),
             http_max_header_bytes,
             upstream_connect_timeout: r.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 2000, 100, 30_000),
             upstream_timeout: r.millis("UPSTREAM_TIMEOUT_MS", 10_000, 500, 120_000),

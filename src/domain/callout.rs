@@ -267,6 +267,11 @@ pub struct Callout {
     pub attempts: Vec<Attempt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyState>,
+    /// The fingerprint of the API key that created it (`key-1a2b3c4d`), for the
+    /// per-key daily call cap; `None` for callouts created before it was kept
+    /// or by the gateway itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -311,6 +316,7 @@ impl Callout {
             },
             attempts: Vec::new(),
             notify: None,
+            created_by: None,
         };
         let events = vec![
             Event::new(now, EventKind::CalloutCreated),

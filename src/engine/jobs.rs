@@ -163,7 +163,14 @@ impl Engine {
     }
 
     /// Sets the gauges from the store: every replica reports the same numbers.
+    /// The daily call counts are read for the current UTC day, so they drop to
+    /// 0 at midnight even when no call is placed.
     pub async fn refresh_gauges(&self) {
+        self.refresh_daily_counts().await;
+        match self.assistants.old_key_items().await {
+            Ok(n) => metrics::gauge!(m::SECRET_OLD_KEY_ITEMS).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "could not count keys under an old secret"),
+        }
         match self.store.counts().await {
             Ok(c) => {
                 metrics::gauge!(m::CALLOUTS_ACTIVE).set(c.active_callouts as f64);
@@ -173,6 +180,27 @@ impl Engine {
             Err(e) => {
                 metrics::gauge!(m::READY).set(0.0);
                 tracing::warn!(error = %e, "could not read gauges from the store");
+            }
+        }
+    }
+
+    async fn refresh_daily_counts(&self) {
+        let day = Timestamp::now().millis().div_euclid(86_400_000);
+        if self.settings.max_calls_per_day.is_some()
+            && let Ok(n) = self.store.calls_today(day, None).await
+        {
+            metrics::gauge!(m::CALLS_TODAY).set(n as f64);
+        }
+        let keys: Vec<String> = self
+            .keys_counted_today
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        for by in keys {
+            if let Ok(n) = self.store.calls_today(day, Some(&by)).await {
+                metrics::gauge!(m::CALLS_TODAY_BY_KEY, "key" => by).set(n as f64);
             }
         }
     }

@@ -72,6 +72,9 @@ pub struct EngineSettings {
     pub replica_id: String,
     /// `MAX_CALLS_PER_DAY`: no call is placed past it on a UTC day.
     pub max_calls_per_day: Option<u64>,
+    /// `MAX_CALLS_PER_DAY_PER_KEY`: no call is placed past it on a UTC day for
+    /// the callouts of one API key.
+    pub max_calls_per_day_per_key: Option<u64>,
 }
 
 /// One event of one callout, as broadcast to live observers (the demo).
@@ -151,6 +154,10 @@ pub struct EngineParts {
     notify_http: reqwest::Client,
     /// Documents recently read or committed here (webhook hot paths only).
     docs: cache::DocCache,
+    /// API keys whose daily count this replica has reported
+    /// (`ivr_calls_today_by_key`), so the gauge job can refresh them after
+    /// midnight.
+    keys_counted_today: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The engine; cheap to clone.
@@ -194,6 +201,7 @@ impl Engine {
             signer,
             templates,
             settings,
+            keys_counted_today: std::sync::Mutex::default(),
             timeline,
             tasks: TaskTracker::new(),
             heartbeat: AtomicI64::new(Timestamp::now().millis()),
@@ -377,7 +385,8 @@ impl Engine {
         by: Option<&str>,
     ) -> Result<(Callout, Vec<Event>), EngineError> {
         let now = Timestamp::now();
-        let (callout, mut events) = Callout::create(CalloutId::new(), input, now);
+        let (mut callout, mut events) = Callout::create(CalloutId::new(), input, now);
+        callout.created_by = by.map(str::to_owned);
         mark_by(&mut events, by, |k| matches!(k, EventKind::CalloutCreated));
         self.store.insert(&callout, &events).await?;
         self.after_commit(

@@ -102,7 +102,7 @@ impl Engine {
             }
             tokio::time::sleep(wait).await;
         }
-        if let Some(failure) = self.over_daily_cap().await? {
+        if let Some(failure) = self.over_daily_cap(callout.created_by.as_deref()).await? {
             metrics::counter!(m::CALLS_PLACED, "result" => "daily_cap").increment(1);
             return self.report_failure(id, call_id, failure).await;
         }
@@ -172,16 +172,39 @@ impl Engine {
         }
     }
 
-    /// Counts this call against `MAX_CALLS_PER_DAY` (all replicas, per UTC
-    /// day); past the cap it is not placed. Toll fraud runs up a bill in calls:
-    /// a leaked key or an edited flow stops here, and the operator is alerted as
-    /// the count nears the cap (`ivr_calls_today`).
-    async fn over_daily_cap(&self) -> Result<Option<PlaceFailure>, EngineError> {
+    /// Counts this call against `MAX_CALLS_PER_DAY_PER_KEY` (for the API key
+    /// `by` that created the callout) and `MAX_CALLS_PER_DAY` (all replicas,
+    /// per UTC day); past either cap it is not placed. Toll fraud runs up a bill
+    /// in calls: a leaked key or an edited flow stops here, and the operator is
+    /// alerted as the counts near the caps (`ivr_calls_today`,
+    /// `ivr_calls_today_by_key`).
+    async fn over_daily_cap(&self, by: Option<&str>) -> Result<Option<PlaceFailure>, EngineError> {
+        let day = Timestamp::now().millis().div_euclid(86_400_000);
+        if let (Some(cap), Some(by)) = (self.settings.max_calls_per_day_per_key, by) {
+            let n = self.store.count_call_today(day, Some(by)).await?;
+            self.keys_counted_today
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(by.to_owned());
+            metrics::gauge!(m::CALLS_TODAY_BY_KEY, "key" => by.to_owned()).set(n as f64);
+            metrics::gauge!(m::CALLS_PER_DAY_PER_KEY_CAP).set(cap as f64);
+            if n > cap {
+                tracing::error!(
+                    cap,
+                    api_key = by,
+                    "MAX_CALLS_PER_DAY_PER_KEY reached: the call is not placed"
+                );
+                return Ok(Some(PlaceFailure::Permanent {
+                    reason: format!(
+                        "the daily call cap of API key {by} (MAX_CALLS_PER_DAY_PER_KEY={cap}) is reached"
+                    ),
+                }));
+            }
+        }
         let Some(cap) = self.settings.max_calls_per_day else {
             return Ok(None);
         };
-        let day = Timestamp::now().millis().div_euclid(86_400_000);
-        let n = self.store.count_call_today(day).await?;
+        let n = self.store.count_call_today(day, None).await?;
         metrics::gauge!(m::CALLS_TODAY).set(n as f64);
         metrics::gauge!(m::CALLS_PER_DAY_CAP).set(cap as f64);
         if n <= cap {

@@ -9,6 +9,12 @@
 //! - **Connections** (`HTTP_MAX_CONNECTIONS`): beyond it the loop stops
 //!   accepting, so new clients wait in the kernel's backlog instead of each
 //!   costing a task and buffers; a flood cannot exhaust memory or descriptors.
+//! - **Connections per client address** (`HTTP_MAX_CONNECTIONS_PER_IP`, off by
+//!   default): a connection beyond it is accepted and closed at once. Without
+//!   it a flood of slow or idle connections from one client fills
+//!   `HTTP_MAX_CONNECTIONS` and sits in the backlog in front of everyone
+//!   else's, who then wait as long as the flood lasts. Behind a load balancer
+//!   every connection comes from the balancer's address: leave it unset there.
 //! - **Request timeout** (`HTTP_REQUEST_TIMEOUT_MS`, [`request_timeout`]): the
 //!   time from the request to its response head, body reading included, so a
 //!   slow body is bounded too. The webhooks answer within their own, shorter
@@ -23,8 +29,9 @@
 //! shutdown), and [`serve`] returns once all are closed.
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -47,6 +54,45 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// Open connections per client address, for `HTTP_MAX_CONNECTIONS_PER_IP`.
+#[derive(Debug, Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address; uncounted when dropped.
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// Counts a connection from `ip`, or `None` when it already has `limit`.
+    fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<IpSlot> {
+        let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = table.entry(ip).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut table = self.table.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = table.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                table.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `stop` is cancelled, then drains.
@@ -58,6 +104,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
+    let per_ip = Arc::new(PerIp::default());
     loop {
         let slot = tokio::select! {
             () = stop.cancelled() => break,
@@ -66,7 +113,7 @@ pub async fn serve(
                 Err(_) => break, // never closed
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -79,11 +126,25 @@ pub async fn serve(
                 }
             },
         };
+        let ip_slot = match limits.max_connections_per_ip {
+            None => None,
+            Some(limit) => match per_ip.enter(peer.ip().to_canonical(), limit) {
+                Some(s) => Some(s),
+                None => {
+                    // Closed at once (the slot goes back): a client holding
+                    // its share cannot queue more in the backlog, in front of
+                    // everyone else's connections.
+                    tracing::debug!(peer = %peer.ip(), "HTTP_MAX_CONNECTIONS_PER_IP reached: connection closed");
+                    drop(stream);
+                    continue;
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let stop = stop.clone();
         connections.spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, ip_slot);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

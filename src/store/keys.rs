@@ -21,6 +21,7 @@
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
 //! | `P:idem:<digest>` | string: JSON of an idempotent `POST /v1/callouts` (its body's digest, then its answer) | `IDEMPOTENCY_TTL_H` (a minute while the request runs) | `idempotency.lua`, the callouts API | the callouts API |
 //! | `P:calls:day:<n>` | string: calls placed on UTC day `n` (days since 1970) | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY`) |
+//! | `P:calls:day:<n>:by:<fingerprint>` | string: calls placed on UTC day `n` for callouts of one API key | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY_PER_KEY`) |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
 //!
 //! `P` is `REDIS_PREFIX` (default `ivr`; it may not contain `{` or `}`).
@@ -144,6 +145,12 @@ impl Keys {
         format!("{}:calls:day:{day}", self.prefix)
     }
 
+    /// The calls placed on UTC day `day` for callouts of the API key whose
+    /// fingerprint is `by` (`key-` and hex digits, never client text).
+    pub fn calls_on_day_by(&self, day: i64, by: &str) -> String {
+        format!("{}:calls:day:{day}:by:{by}", self.prefix)
+    }
+
     pub fn call_rate(&self) -> String {
         format!("{}:rate:calls", self.prefix)
     }
@@ -207,6 +214,7 @@ impl Keys {
         calls.push(("rate.lua", vec![self.call_rate()]));
         calls.push(("idempotency.lua", vec![self.idempotency("0")]));
         calls.push(("day_count.lua", vec![self.calls_on_day(0)]));
+        calls.push(("day_count.lua", vec![self.calls_on_day_by(0, "key-0")]));
         for script in ["save_assistant.lua", "replace_assistant.lua"] {
             calls.push((script, self.assistant_keys()));
         }

@@ -33,7 +33,8 @@ struct Mem {
     /// Conversation-tools sessions with their expiry.
     tool_sessions: HashMap<(AssistantId, String), (Timestamp, ToolSession)>,
     /// Calls placed per UTC day.
-    calls_per_day: HashMap<i64, u64>,
+    /// Calls placed per UTC day, in all (`None`) and per API key fingerprint.
+    calls_per_day: HashMap<(i64, Option<String>), u64>,
     /// `Idempotency-Key` records with their expiry.
     idempotency: HashMap<String, (Timestamp, IdempotentRequest)>,
 }
@@ -386,12 +387,27 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(super) async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+    pub(super) async fn count_call_today(
+        &self,
+        day: i64,
+        by: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let mut m = self.lock();
-        m.calls_per_day.retain(|d, _| *d >= day - 1);
-        let n = m.calls_per_day.entry(day).or_default();
+        m.calls_per_day.retain(|(d, _), _| *d >= day - 1);
+        let n = m
+            .calls_per_day
+            .entry((day, by.map(str::to_owned)))
+            .or_default();
         *n += 1;
         Ok(*n)
+    }
+
+    pub(super) async fn calls_today(&self, day: i64, by: Option<&str>) -> Result<u64, StoreError> {
+        let m = self.lock();
+        Ok(m.calls_per_day
+            .get(&(day, by.map(str::to_owned)))
+            .copied()
+            .unwrap_or(0))
     }
 
     pub(super) async fn claim_idempotency_key(

@@ -398,8 +398,14 @@ impl Store {
 
     /// Counts one more call placed on UTC day `day` (days since the epoch),
     /// across all replicas; returns the day's count including it.
-    pub async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count_call_today(day).await)
+    pub async fn count_call_today(&self, day: i64, by: Option<&str>) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_call_today(day, by).await)
+    }
+
+    /// The calls placed on UTC day `day` (all, or for the API key `by`), without
+    /// counting one more.
+    pub async fn calls_today(&self, day: i64, by: Option<&str>) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.calls_today(day, by).await)
     }
 
     /// Claims the `Idempotency-Key` record `key` (a digest) for `record` for

@@ -1077,15 +1077,32 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn count_call_today(&self, day: i64) -> Result<u64, StoreError> {
+    fn day_counter(&self, day: i64, by: Option<&str>) -> String {
+        match by {
+            None => self.shared.keys.calls_on_day(day),
+            Some(by) => self.shared.keys.calls_on_day_by(day, by),
+        }
+    }
+
+    pub(super) async fn count_call_today(
+        &self,
+        day: i64,
+        by: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let n: u64 = self
             .run(
                 &self.shared.scripts.day_count,
-                &[self.shared.keys.calls_on_day(day)],
+                &[self.day_counter(day, by)],
                 &[arg((48 * 3600 * 1000u64).to_string())],
             )
             .await?;
         Ok(n)
+    }
+
+    pub(super) async fn calls_today(&self, day: i64, by: Option<&str>) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = conn.get(self.day_counter(day, by)).await?;
+        Ok(n.unwrap_or(0))
     }
 
     pub(super) async fn claim_idempotency_key(

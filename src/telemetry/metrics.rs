@@ -56,6 +56,11 @@ pub const API_REQUESTS: &str = "ivr_api_requests_total";
 pub const CALLS_TODAY: &str = "ivr_calls_today";
 /// `MAX_CALLS_PER_DAY` (absent when unset).
 pub const CALLS_PER_DAY_CAP: &str = "ivr_calls_per_day_cap";
+/// Calls placed today (UTC) by all replicas for the callouts of one API key
+/// (label `key`, its fingerprint). Alert as it nears `MAX_CALLS_PER_DAY_PER_KEY`.
+pub const CALLS_TODAY_BY_KEY: &str = "ivr_calls_today_by_key";
+/// `MAX_CALLS_PER_DAY_PER_KEY` (absent when unset).
+pub const CALLS_PER_DAY_PER_KEY_CAP: &str = "ivr_calls_per_day_per_key_cap";
 /// Stored items (assistants' Voiceflow keys) still encrypted under a secret
 /// other than `GATEWAY_SECRET`: a rotation is done when it is 0 everywhere.
 pub const SECRET_OLD_KEY_ITEMS: &str = "ivr_secret_old_key_items";
@@ -196,6 +201,11 @@ fn describe() {
         "Calls placed today (UTC) by all replicas, as last counted by this replica."
     );
     describe_gauge!(CALLS_PER_DAY_CAP, "MAX_CALLS_PER_DAY.");
+    describe_gauge!(
+        CALLS_TODAY_BY_KEY,
+        "Calls placed today (UTC) by all replicas for the callouts of one API key."
+    );
+    describe_gauge!(CALLS_PER_DAY_PER_KEY_CAP, "MAX_CALLS_PER_DAY_PER_KEY.");
     describe_gauge!(
         SECRET_OLD_KEY_ITEMS,
         "Stored Voiceflow keys still encrypted under a secret other than GATEWAY_SECRET."

@@ -741,3 +741,102 @@ async fn max_calls_per_day_stops_calls_past_the_cap_across_replicas() {
     assert!(refusal.is_some(), "the timeline says why: {second}");
     assert_eq!(second["status"], "exhausted", "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_calls_per_day_per_key_stops_one_keys_calls_across_replicas_not_anothers() {
+    use crate::helpers::{DISPATCHER_TOKEN, StoreKind, phone, spawn_sim};
+    use crate::redis_server::RedisServer;
+    use ivr_gateway::sim::{Behaviour, CalleeScript, Callees};
+    let server = RedisServer::start();
+    let sim = spawn_sim(Callees::new(CalleeScript::always(Behaviour::Busy))).await;
+    let (lb, lb_url) = crate::replicas::Balancer::start().await;
+    let replica = || {
+        let mut o = Options::with_store(StoreKind::Redis {
+            url: server.url(),
+            prefix: "keycap".into(),
+        })
+        .env("MAX_CALLS_PER_DAY_PER_KEY", "2");
+        o.external_sim = Some(sim.clone());
+        o.public_url = Some(lb_url.clone());
+        o
+    };
+    let (a, b) = (spawn_app(replica()).await, spawn_app(replica()).await);
+    lb.set(vec![a.base.clone(), b.base.clone()]).await;
+    // The admin key's two calls, on replica a.
+    let mut body = ticket_callout(2);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    let first = a.create_callout(&body).await;
+    let first = a.wait_settled(&first, Duration::from_secs(60)).await;
+    assert_eq!(sim.calls().len(), 2, "{first}");
+    // Its third, on replica b: over its cap.
+    body["contacts"] = json!([{"name": "C", "phone": phone(3)}]);
+    let second = b.create_callout(&body).await;
+    let second = b.wait_settled(&second, Duration::from_secs(60)).await;
+    assert_eq!(
+        sim.calls().len(),
+        2,
+        "the admin key is over its cap: {second}"
+    );
+    let refusal = second["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .find(|r| r.contains("MAX_CALLS_PER_DAY_PER_KEY"));
+    assert!(refusal.is_some(), "the timeline says why: {second}");
+    // Another key still calls.
+    body["contacts"] = json!([{"name": "D", "phone": phone(4)}]);
+    let third = probe(&b, Method::POST, "/v1/callouts")
+        .token(Some(DISPATCHER_TOKEN))
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(third.status, 201, "{third:?}");
+    let id = third.json["id"].as_str().unwrap().to_owned();
+    let third = b.wait_settled(&id, Duration::from_secs(60)).await;
+    assert_eq!(
+        sim.calls().len(),
+        3,
+        "the dispatcher key has its own count: {third}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_an_addresss_share_are_closed_at_once_and_others_still_connect() {
+    let app = spawn_app(
+        Options {
+            api_keys: true,
+            ..Options::default()
+        }
+        .env("HTTP_MAX_CONNECTIONS_PER_IP", "2")
+        .env("HTTP_HEADER_TIMEOUT_MS", "60000"),
+    )
+    .await;
+    let addr: std::net::SocketAddr = addr_of(&app).parse().unwrap();
+    let from = |ip: [u8; 4]| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(addr)
+    };
+    // Two idle connections: this address's share.
+    let _held = (
+        from([127, 0, 0, 1]).await.unwrap(),
+        from([127, 0, 0, 1]).await.unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = from([127, 0, 0, 1]).await.unwrap();
+    assert!(
+        read_until_closed(&mut third, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "a third connection from the same address is closed at once"
+    );
+    // Another address still gets an answer.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = other.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
