@@ -17,7 +17,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(clip))
 }
 
-/// A clip the gateway plays through Routee's `PLAY` (the silence of a wait)
+/// A clip the gateway plays through Routee's `PLAY` (the silence of a wait, or a
+/// Voiceflow audio trace converted to 8 kHz WAV)
 ///
 /// Content-addressed: the name is the hash of the bytes, so the answer never
 /// changes and is cacheable for ever.
@@ -44,7 +45,7 @@ async fn clip(Path(name): Path<String>) -> Response {
                 HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"audio\"")),
             ),
         ],
-        clip.bytes(),
+        clip,
     )
         .into_response()
 }
