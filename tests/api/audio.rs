@@ -1,0 +1,194 @@
+//! Voiceflow audio Routee cannot play (an `.mp3` URL, a `data:` URI) is
+//! converted by the gateway and played from its own `/audio/<hash>.wav`; audio
+//! that cannot be decoded is said as its text (issue 13 item 6).
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ivr_gateway::routee::Verb;
+use ivr_gateway::sim::Behaviour;
+use reqwest::Method;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_partial_json, method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{ADMIN_TOKEN, Options, phone, spawn_app};
+
+const LONG: Duration = Duration::from_secs(40);
+const KEY: &str = "VF.DM.66aa00000000000000000009.AudioKeySecret000";
+const MP3: &[u8] = include_bytes!("../fixtures/tone-440hz-16k-mono.mp3");
+
+/// A quarter second of 200 Hz at 22.05 kHz stereo, as a `data:audio/wav` URI.
+fn wav_data_uri() -> String {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 22_050,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..22_050 / 4 {
+        let t = f64::from(i) / 22_050.0;
+        let s = (8_000.0 * (2.0 * std::f64::consts::PI * 200.0 * t).sin()) as i16;
+        w.write_sample(s).unwrap();
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    format!(
+        "data:audio/wav;base64,{}",
+        STANDARD.encode(out.into_inner())
+    )
+}
+
+/// Voiceflow (wiremock) whose launch plays an mp3, a data: URI and a broken
+/// mp3, then offers Accept; the audio files are served by the same server.
+async fn voiceflow_with_audio() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/state/user/[^/]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/v2/versions/[^/]+/export$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "_version": "1.2",
+            "project": {"_id": "66aa00000000000000000009", "name": "Audio bot"},
+            "version": {"_id": "66bb00000000000000000009", "name": "Published"},
+            "diagrams": {},
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/prompts/welcome.mp3"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "audio/mpeg")
+                .set_body_bytes(MP3),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/prompts/broken.mp3"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3 not really an mp3".to_vec()))
+        .mount(&server)
+        .await;
+    let mp3_url = format!("{}/prompts/welcome.mp3", server.uri());
+    let broken_url = format!("{}/prompts/broken.mp3", server.uri());
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/state/user/[0-9a-f]{32}/interact$"))
+        .and(body_partial_json(json!({"action": {"type": "launch"}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"type": "speak", "payload": {"type": "audio", "src": mp3_url, "message": "Welcome."}},
+            {"type": "speak", "payload": {"type": "audio", "src": wav_data_uri(), "message": "A ticket."}},
+            {"type": "speak", "payload": {"type": "audio", "src": broken_url, "message": "Press 1 to accept."}},
+            {"type": "choice", "payload": {"buttons": [
+                {"name": "Accept", "request": {"type": "path-yes", "payload": {"label": "Accept"}}},
+                {"name": "Reject", "request": {"type": "path-no", "payload": {"label": "Reject"}}}
+            ]}},
+            {"type": "no-reply", "payload": {"timeout": 10}}
+        ])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/state/user/[0-9a-f]{32}/interact$"))
+        .and(body_partial_json(json!({"action": {"type": "path-yes"}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"type": "accept", "payload": {}, "paths": [{"event": {"type": "done"}}], "defaultPath": 0},
+            {"type": "speak", "payload": {"type": "message", "message": "Thanks, goodbye."}},
+            {"type": "end"}
+        ])))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mp3_and_data_uri_audio_is_played_from_the_gateway_and_broken_audio_is_said() {
+    let server = voiceflow_with_audio().await;
+    let app = spawn_app(
+        Options::default()
+            .env("VOICEFLOW_RUNTIME_URL", &server.uri())
+            .env("VOICEFLOW_API_URL", &server.uri()),
+    )
+    .await;
+    let r = app
+        .http
+        .request(Method::POST, app.url("/v1/assistants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "audio", "api_key": KEY, "version": "66bb00000000000000000009"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    app.sim.set_callee(&phone(1), Behaviour::accepts());
+    let id = app
+        .create_callout(&json!({
+            "name": "Ticket 4713",
+            "assistant": "audio",
+            "contacts": [{"name": "Alice", "phone": phone(1)}],
+            "policy": {"attempts_per_contact": 1},
+        }))
+        .await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    // The simulator fetched every PLAY and found a .wav it could play.
+    app.assert_no_protocol_errors();
+
+    let calls = app.sim.calls();
+    let plan = &calls[0].dialplan;
+    let audio_prefix = format!("{}/audio/", app.base.trim_end_matches('/'));
+    let plays: Vec<String> = plan
+        .verbs
+        .iter()
+        .filter_map(|v| match v {
+            Verb::Play(p) if p.file_url.starts_with(&audio_prefix) && p.repeat.is_none() => {
+                Some(p.file_url.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(plays.len(), 2, "the mp3 and the data: URI: {plan:?}");
+    assert_ne!(plays[0], plays[1]);
+    for url in &plays {
+        let name = url.strip_prefix(&audio_prefix).unwrap();
+        assert!(
+            name.len() == 20 && name.ends_with(".wav"),
+            "a content hash: {name}"
+        );
+        let r = app.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "audio/wav");
+        let wav = r.bytes().await.unwrap();
+        let spec = hound::WavReader::new(Cursor::new(wav)).unwrap().spec();
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (1, 8_000, 16)
+        );
+    }
+    // The broken mp3 is said as its text; the converted ones are not.
+    let plan_json: Value = serde_json::to_value(plan).unwrap();
+    let text = plan_json.to_string();
+    assert!(text.contains("Press 1 to accept."), "{text}");
+    assert!(!text.contains("Welcome."), "{text}");
+    assert!(!text.contains("broken.mp3"), "{text}");
+    // Counted for the operator.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ivr_audio_fallbacks_total{reason=\"undecodable\"}")),
+        "{metrics}"
+    );
+}
