@@ -26,7 +26,9 @@
 //! speech needs no more), written as 16-bit PCM WAV and kept in [`CACHE`] under
 //! its content hash, served like the silence clip. The cache is per process,
 //! bounded in bytes ([`MAX_CACHE_BYTES`]) and in age ([`CACHE_TTL`]); a source
-//! already converted is not fetched again.
+//! already converted is not fetched again. With the Redis store each new clip
+//! is also written to Redis (same TTL), so `GET /audio/{name}` answers on any
+//! replica behind the load balancer, not only on the one that converted it.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -118,6 +120,15 @@ pub fn by_name(file_name: &str) -> Option<Vec<u8>> {
         .ok()?
         .clip(file_name)
         .map(|c| c.bytes().to_vec())
+}
+
+/// Whether `name` could name a clip: `<16 lowercase hex digits>.wav`.
+pub fn is_clip_name(name: &str) -> bool {
+    name.strip_suffix(".wav").is_some_and(|h| {
+        h.len() == 16
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The largest audio source fetched or decoded (5 MB: minutes of mp3).
@@ -381,13 +392,14 @@ impl Converter {
     }
 
     /// The file name (`<hash>.wav`) of `src` converted, from the cache or
-    /// fetched and decoded now (decoding on a blocking thread).
-    pub async fn convert_src(&self, src: &str) -> Result<String, AudioError> {
+    /// fetched and decoded now (decoding on a blocking thread); with the clip
+    /// when it was converted now (to be shared through the store).
+    pub async fn convert_src(&self, src: &str) -> Result<(String, Option<Arc<Clip>>), AudioError> {
         let key = hex::encode(Sha256::digest(src.as_bytes()));
         if let Ok(mut cache) = CACHE.lock() {
             cache.expire();
             if let Some(name) = cache.sources.get(&key) {
-                return Ok(name.clone());
+                return Ok((name.clone(), None));
             }
         }
         let encoded = match data_uri_payload(src) {
@@ -408,9 +420,9 @@ impl Converter {
         let clip = Arc::new(Clip::from_wav(wav));
         let name = clip.file_name().to_string();
         if let Ok(mut cache) = CACHE.lock() {
-            cache.insert(key, clip);
+            cache.insert(key, Arc::clone(&clip));
         }
-        Ok(name)
+        Ok((name, Some(clip)))
     }
 
     async fn fetch(&self, src: &str) -> Result<Vec<u8>, AudioError> {
@@ -471,6 +483,15 @@ mod tests {
         );
         assert!(by_name(clip.file_name()).is_some());
         assert!(by_name("0000000000000000.wav").is_none());
+        assert!(is_clip_name(clip.file_name()));
+        for bad in [
+            "56d4af65701c26df",
+            "56D4AF65701C26DF.wav",
+            "../x.wav",
+            "56d4af65701c26d.wav",
+        ] {
+            assert!(!is_clip_name(bad), "{bad}");
+        }
     }
 
     /// An 8 kHz mono 16-bit WAV's samples, checked to be that format.

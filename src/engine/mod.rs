@@ -259,9 +259,23 @@ impl Engine {
             };
             if crate::audio::is_convertible(src) {
                 let (audio, src) = (self.audio.clone(), src.to_owned());
+                let store = self.store.clone();
                 pending.push((
                     i,
-                    tokio::spawn(async move { audio.convert_src(&src).await }),
+                    tokio::spawn(async move {
+                        let (name, fresh) = audio.convert_src(&src).await?;
+                        if let Some(clip) = fresh {
+                            // Any replica may be asked for it; a failure only
+                            // means this one alone can serve it.
+                            if let Err(e) = store
+                                .save_audio_clip(&name, clip.bytes(), crate::audio::CACHE_TTL)
+                                .await
+                            {
+                                tracing::warn!(clip = %name, error = %e, "converted audio not shared through the store");
+                            }
+                        }
+                        Ok::<_, crate::audio::AudioError>(name)
+                    }),
                 ));
             }
         }

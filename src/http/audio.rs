@@ -4,7 +4,7 @@
 //! gateway holds answers, so nothing else can be read or probed through it, and
 //! the answer is cacheable for ever.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -28,9 +28,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The clip, 8 kHz mono 16-bit PCM WAV.", content((Vec<u8> = "audio/wav"))),
         (status = 404, description = "No such clip (code not_found).", body = ErrorBody),
     ))]
-async fn clip(Path(name): Path<String>) -> Response {
-    let Some(clip) = crate::audio::by_name(&name) else {
-        return ApiError::not_found("no such audio").into_response();
+async fn clip(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let clip = match crate::audio::by_name(&name) {
+        Some(clip) => clip,
+        // Converted on another replica (Redis only).
+        None if crate::audio::is_clip_name(&name) => {
+            match state.engine.store.audio_clip(&name).await {
+                Ok(Some(clip)) => clip,
+                Ok(None) => return ApiError::not_found("no such audio").into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+        None => return ApiError::not_found("no such audio").into_response(),
     };
     let etag = format!("\"{}\"", name.trim_end_matches(".wav"));
     (

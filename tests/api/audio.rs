@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{ADMIN_TOKEN, Options, phone, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, Options, StoreKind, phone, spawn_app};
+use crate::redis_server::RedisServer;
 
 const LONG: Duration = Duration::from_secs(40);
 const KEY: &str = "VF.DM.66aa00000000000000000009.AudioKeySecret000";
@@ -108,10 +109,64 @@ async fn voiceflow_with_audio() -> MockServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mp3_and_data_uri_audio_is_played_from_the_gateway_and_broken_audio_is_said() {
+    let plays = audio_call(Options::default()).await;
+    assert_eq!(plays.len(), 2);
+}
+
+/// On Redis, a converted clip is also kept there, so that any replica serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_converted_audio_is_served_by_every_replica() {
+    let redis = RedisServer::start();
+    let opts = || {
+        Options::with_store(StoreKind::Redis {
+            url: redis.url(),
+            prefix: "t".into(),
+        })
+    };
+    let plays = audio_call(opts()).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for url in &plays {
+        let name = url.rsplit('/').next().unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("t:audio:{name}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 3_600_000, "kept with a TTL: {name} {ttl}");
+    }
+    // A clip another replica converted (in Redis, not in this process).
+    let other = ivr_gateway::audio::silence_wav(2);
+    let () = redis::cmd("SET")
+        .arg("t:audio:0123456789abcdef.wav")
+        .arg(&other)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let app = spawn_app(opts()).await;
+    let r = app
+        .http
+        .get(app.url("/audio/0123456789abcdef.wav"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), other.as_slice());
+    let r = app
+        .http
+        .get(app.url("/audio/fedcba9876543210.wav"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+/// A callout whose launch has the three audio traces: checks what the callee
+/// got, and returns the URLs of the two converted clips it played.
+async fn audio_call(opts: Options) -> Vec<String> {
     let server = voiceflow_with_audio().await;
     let app = spawn_app(
-        Options::default()
-            .env("VOICEFLOW_RUNTIME_URL", &server.uri())
+        opts.env("VOICEFLOW_RUNTIME_URL", &server.uri())
             .env("VOICEFLOW_API_URL", &server.uri()),
     )
     .await;
@@ -191,4 +246,5 @@ async fn mp3_and_data_uri_audio_is_played_from_the_gateway_and_broken_audio_is_s
             .any(|l| l.starts_with("ivr_audio_fallbacks_total{reason=\"undecodable\"}")),
         "{metrics}"
     );
+    plays
 }
