@@ -46,7 +46,7 @@ fn wav_data_uri() -> String {
 
 /// Voiceflow (wiremock) whose launch plays an mp3, a data: URI and a broken
 /// mp3, then offers Accept; the audio files are served by the same server.
-async fn voiceflow_with_audio() -> MockServer {
+async fn voiceflow_with_audio(prompts: impl FnOnce(&str) -> Vec<Value>) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/state/user/[^/]+$"))
@@ -77,21 +77,27 @@ async fn voiceflow_with_audio() -> MockServer {
         .respond_with(ResponseTemplate::new(200).set_body_bytes(b"ID3 not really an mp3".to_vec()))
         .mount(&server)
         .await;
-    let mp3_url = format!("{}/prompts/welcome.mp3", server.uri());
-    let broken_url = format!("{}/prompts/broken.mp3", server.uri());
+    Mock::given(method("GET"))
+        .and(path("/prompts/slow.mp3"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(MP3)
+                .set_delay(Duration::from_secs(8)),
+        )
+        .mount(&server)
+        .await;
+    let mut launch = prompts(&server.uri());
+    launch.extend([
+        json!({"type": "choice", "payload": {"buttons": [
+            {"name": "Accept", "request": {"type": "path-yes", "payload": {"label": "Accept"}}},
+            {"name": "Reject", "request": {"type": "path-no", "payload": {"label": "Reject"}}}
+        ]}}),
+        json!({"type": "no-reply", "payload": {"timeout": 10}}),
+    ]);
     Mock::given(method("POST"))
         .and(path_regex(r"^/state/user/[0-9a-f]{32}/interact$"))
         .and(body_partial_json(json!({"action": {"type": "launch"}})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            {"type": "speak", "payload": {"type": "audio", "src": mp3_url, "message": "Welcome."}},
-            {"type": "speak", "payload": {"type": "audio", "src": wav_data_uri(), "message": "A ticket."}},
-            {"type": "speak", "payload": {"type": "audio", "src": broken_url, "message": "Press 1 to accept."}},
-            {"type": "choice", "payload": {"buttons": [
-                {"name": "Accept", "request": {"type": "path-yes", "payload": {"label": "Accept"}}},
-                {"name": "Reject", "request": {"type": "path-no", "payload": {"label": "Reject"}}}
-            ]}},
-            {"type": "no-reply", "payload": {"timeout": 10}}
-        ])))
+        .respond_with(ResponseTemplate::new(200).set_body_json(Value::Array(launch)))
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -161,15 +167,55 @@ async fn on_redis_converted_audio_is_served_by_every_replica() {
     assert_eq!(r.status(), 404);
 }
 
-/// A callout whose launch has the three audio traces: checks what the callee
-/// got, and returns the URLs of the two converted clips it played.
-async fn audio_call(opts: Options) -> Vec<String> {
-    let server = voiceflow_with_audio().await;
+/// Audio that cannot be fetched within the turn's budget is said as its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_too_slow_to_fetch_is_said_as_its_text_and_counted() {
+    let server = voiceflow_with_audio(|base| {
+        vec![json!({"type": "speak", "payload": {"type": "audio", "src": format!("{base}/prompts/slow.mp3"), "message": "The slow prompt."}})]
+    })
+    .await;
     let app = spawn_app(
-        opts.env("VOICEFLOW_RUNTIME_URL", &server.uri())
+        Options::default()
+            .env("VOICEFLOW_RUNTIME_URL", &server.uri())
             .env("VOICEFLOW_API_URL", &server.uri()),
     )
     .await;
+    register_audio_assistant(&app).await;
+    app.sim.set_callee(&phone(1), Behaviour::accepts());
+    let id = app
+        .create_callout(&json!({
+            "name": "Ticket 4714",
+            "assistant": "audio",
+            "contacts": [{"name": "Alice", "phone": phone(1)}],
+            "policy": {"attempts_per_contact": 1},
+        }))
+        .await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    app.assert_no_protocol_errors();
+    let plan = serde_json::to_value(&app.sim.calls()[0].dialplan)
+        .unwrap()
+        .to_string();
+    assert!(plan.contains("The slow prompt."), "{plan}");
+    assert!(!plan.contains("slow.mp3"), "{plan}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ivr_audio_fallbacks_total{reason=\"timeout\"}")),
+        "{metrics}"
+    );
+}
+
+async fn register_audio_assistant(app: &crate::helpers::TestApp) {
     let r = app
         .http
         .request(Method::POST, app.url("/v1/assistants"))
@@ -179,6 +225,25 @@ async fn audio_call(opts: Options) -> Vec<String> {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
+/// A callout whose launch has the three audio traces: checks what the callee
+/// got, and returns the URLs of the two converted clips it played.
+async fn audio_call(opts: Options) -> Vec<String> {
+    let server = voiceflow_with_audio(|base| {
+        vec![
+            json!({"type": "speak", "payload": {"type": "audio", "src": format!("{base}/prompts/welcome.mp3"), "message": "Welcome."}}),
+            json!({"type": "speak", "payload": {"type": "audio", "src": wav_data_uri(), "message": "A ticket."}}),
+            json!({"type": "speak", "payload": {"type": "audio", "src": format!("{base}/prompts/broken.mp3"), "message": "Press 1 to accept."}}),
+        ]
+    })
+    .await;
+    let app = spawn_app(
+        opts.env("VOICEFLOW_RUNTIME_URL", &server.uri())
+            .env("VOICEFLOW_API_URL", &server.uri()),
+    )
+    .await;
+    register_audio_assistant(&app).await;
     app.sim.set_callee(&phone(1), Behaviour::accepts());
     let id = app
         .create_callout(&json!({
