@@ -29,9 +29,9 @@ pub struct Args {
     pub redis: Vec<String>,
 }
 
-pub const CASES: [&str; 4] = ["turn", "status", "escalation", "footprint"];
+pub const CASES: [&str; 5] = ["turn", "status", "escalation", "footprint", "audio"];
 
-const USAGE: &str = "usage: cargo bench --bench bench -- [all|turn|status|escalation|footprint]... \
+const USAGE: &str = "usage: cargo bench --bench bench -- [all|turn|status|escalation|footprint|audio]... \
 [--smoke (the sizes below in brackets; fails on any wrong answer)] \
 [--callouts N (10000) [20]] [--voiceflow-ms MS (500) [50]] [--saturation-ms MS (20) [5]] \
 [--seconds S per round (5) [0.5]] [--warmup S per round (1) [0.2]] [--rounds N (2) [1]] \

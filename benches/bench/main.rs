@@ -20,7 +20,8 @@
 //! - [`status`]: status callback intake at 50 and 500 concurrent senders;
 //! - [`escalation`]: 10,000 callouts of 5 contacts through the carrier simulator
 //!   (the real release binary, time compressed);
-//! - [`footprint`]: cold start to `/readyz`, binary and image size.
+//! - [`footprint`]: cold start to `/readyz`, binary and image size;
+//! - [`audio`]: converting a Voiceflow audio prompt to 8 kHz WAV, cold and cached.
 //!
 //! `--redis single,cluster1,cluster3` runs `status` and `escalation` again on a
 //! Redis Cluster of 1 and of 3 primaries (each with a replica, slots cut so the
@@ -38,6 +39,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
+mod audio;
 mod escalation;
 mod fakes;
 mod footprint;
@@ -139,6 +141,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("footprint") {
         report.footprint = Some(footprint::run(&ctx, args.tries).await?);
+    }
+    if wants("audio") {
+        report.audio = Some(audio::run(args.rounds).await?);
     }
     for name in &args.redis {
         report

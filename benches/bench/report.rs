@@ -18,6 +18,7 @@ pub struct Report {
     pub status: Option<StatusReport>,
     pub escalation: Option<EscalationReport>,
     pub footprint: Option<FootprintReport>,
+    pub audio: Option<crate::audio::AudioReport>,
     /// `status` and `escalation` again on Redis Cluster deployments (`--redis`).
     pub deployments: Vec<Deployment>,
 }
@@ -211,6 +212,7 @@ impl Report {
             status: None,
             escalation: None,
             footprint: None,
+            audio: None,
             deployments: Vec::new(),
         })
     }
@@ -265,6 +267,9 @@ impl Report {
         }
         if let Some(f) = &self.footprint {
             footprint_section(&mut out, f, &mut targets);
+        }
+        if let Some(a) = &self.audio {
+            audio_section(&mut out, a, &mut targets);
         }
         if !self.deployments.is_empty() {
             deployments_section(
@@ -640,5 +645,39 @@ fn footprint_section(out: &mut String, f: &FootprintReport, targets: &mut Target
         "-",
         "-",
         None,
+    );
+}
+
+fn audio_section(out: &mut String, a: &crate::audio::AudioReport, targets: &mut Targets) {
+    use crate::audio::median;
+    let ms = |d: std::time::Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    let _ = writeln!(out, "### 5. Voiceflow audio to 8 kHz WAV\n");
+    let _ = writeln!(out, "| figure | median | n |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| 5 s 44.1 kHz stereo WAV (`data:` URI), first time: decode, resample, cache | {} | {} |",
+        ms(median(&a.wav_cold)),
+        a.wav_cold.len()
+    );
+    let _ = writeln!(
+        out,
+        "| 0.5 s mp3 (`data:` URI), first time | {} | {} |",
+        ms(median(&a.mp3_cold)),
+        a.mp3_cold.len()
+    );
+    let _ = writeln!(
+        out,
+        "| the same sources again (cache hit) | {} | {} |\n",
+        ms(median(&a.cached)),
+        a.cached.len()
+    );
+    let cold = median(&a.wav_cold);
+    targets.add(
+        "audio",
+        "5 s prompt converted, first time",
+        ms(cold),
+        "-",
+        "< 500 ms (fits the 3 s window beside Voiceflow)",
+        Some(cold < std::time::Duration::from_millis(500)),
     );
 }

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// The tests, by case.
-const TESTS: [(&str, &str); 4] = [
+const TESTS: [(&str, &str); 5] = [
     (
         "turn",
         "smoke::the_turn_benchmark_runs_end_to_end_and_every_turn_is_answered_with_the_next_turn",
@@ -29,6 +29,10 @@ const TESTS: [(&str, &str); 4] = [
     (
         "escalation",
         "smoke::the_escalation_benchmark_runs_end_to_end_and_every_callout_ends_as_scripted",
+    ),
+    (
+        "audio",
+        "smoke::the_audio_benchmark_converts_wav_and_mp3_prompts_and_serves_them_again_from_the_cache",
     ),
     (
         "footprint",

@@ -15,8 +15,10 @@
 //!   several `SAY`s when longer than 1000 characters; empty text says nothing. A
 //!   `src` that is an `http(s)` URL whose path ends in `.wav` (any case, query
 //!   ignored) is `PLAY`ed instead, since Routee plays only `.wav`; any other `src`
-//!   (mp3, a `data:` URI from Voiceflow's TTS) falls back to saying the message,
-//!   with a note, or is only a note when there is no message. `voice` picks the
+//!   falls back to saying the message, with a note, or is only a note when there
+//!   is no message. (Before rendering, the engine has already turned an `.mp3`
+//!   URL or a `data:audio/...` URI into the gateway's own `.wav` of it, see
+//!   [`crate::audio`], or dropped a `src` it could not convert in time.) `voice` picks the
 //!   gender ([`gender_for_voice`]), else the context's default.
 //! - **`text`**: said like a `speak` message.
 //! - **`choice`** and card buttons: a keypad menu. Buttons are numbered in order

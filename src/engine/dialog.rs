@@ -324,7 +324,13 @@ impl Engine {
             .saturating_duration_since(Instant::now())
             .saturating_sub(SAFETY);
         match tokio::time::timeout(budget, &mut work).await {
-            Ok(Ok(done)) => {
+            Ok(Ok(mut done)) => {
+                // Audio conversion gets what is left of the turn's window.
+                let left = press
+                    .deadline
+                    .saturating_duration_since(Instant::now())
+                    .saturating_sub(SAFETY);
+                self.hear_audio(&mut done.traces, left).await;
                 self.record_answer(claimed, press, &done.traces, answers)
                     .await
             }
@@ -433,7 +439,11 @@ impl Engine {
         let timing = self.settings.timing;
         let rendered = match result {
             // The eventUrl is set when the answer is played.
-            Ok(done) => Some(answers.render(&done.traces, "")),
+            Ok(mut done) => {
+                self.hear_audio(&mut done.traces, Self::UNHURRIED_AUDIO_BUDGET)
+                    .await;
+                Some(answers.render(&done.traces, ""))
+            }
             Err(e) => {
                 tracing::warn!(callout_id = %id, call_id = %call, error = %e, "late Voiceflow turn failed");
                 None

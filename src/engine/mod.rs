@@ -31,7 +31,7 @@ pub mod view;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
@@ -49,6 +49,7 @@ use crate::security::{Purpose, Signer};
 use crate::store::{CommitResult, Store, StoreError, Versioned};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::VoiceflowClient;
+use crate::voiceflow::types::Trace;
 
 pub use jobs::Jobs;
 pub use turn::LATE_WINDOW;
@@ -152,6 +153,8 @@ pub struct EngineParts {
     /// Last time the timer loop went round (ms), for liveness.
     heartbeat: AtomicI64,
     notify_http: reqwest::Client,
+    /// Converts Voiceflow audio Routee cannot play ([`crate::audio`]).
+    audio: crate::audio::Converter,
     /// Documents recently read or committed here (webhook hot paths only).
     docs: cache::DocCache,
     /// API keys whose daily count this replica has reported
@@ -192,6 +195,10 @@ impl Engine {
     ) -> Result<Self, reqwest::Error> {
         let notify_http =
             crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?;
+        let audio = crate::audio::Converter::new(
+            crate::net::outbound_client(settings.allow_private_urls, Duration::from_secs(10))?,
+            settings.allow_private_urls,
+        );
         let (timeline, _) = broadcast::channel(4096);
         Ok(Self(Arc::new(EngineParts {
             store,
@@ -206,6 +213,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             heartbeat: AtomicI64::new(Timestamp::now().millis()),
             notify_http,
+            audio,
             docs: cache::DocCache::default(),
         })))
     }
@@ -235,6 +243,80 @@ impl Engine {
     /// The silence `.wav` played (with barge-in) wherever a call waits for a key.
     pub fn silence_url(&self) -> String {
         crate::audio::silence().url(self.settings.public_url.as_str())
+    }
+
+    /// Makes the audio traces Routee cannot play (an `.mp3` URL, a `data:` URI)
+    /// playable, within `budget`: each becomes the gateway's own `.wav` of it
+    /// ([`crate::audio`]). One that cannot be fetched or decoded in time loses
+    /// its `src`, so its text is said instead (or nothing, if it has none);
+    /// that is logged and counted.
+    /// Where no caller waits on the line (the first turn, before the call is
+    /// placed; a late turn; the console), audio conversion gets this long.
+    pub(crate) const UNHURRIED_AUDIO_BUDGET: Duration = Duration::from_secs(5);
+
+    pub(crate) async fn hear_audio(&self, traces: &mut [Trace], budget: Duration) {
+        let deadline = tokio::time::Instant::now() + budget;
+        // Every conversion starts at once, each on a task of its own: one the
+        // turn gives up on still finishes and fills the cache, so the next turn
+        // that plays the same audio finds it ready.
+        let mut pending = Vec::new();
+        for (i, trace) in traces.iter().enumerate() {
+            let Trace::Speak(speak) = trace else { continue };
+            let Some(src) = speak.src.as_deref().map(str::trim) else {
+                continue;
+            };
+            if crate::audio::is_convertible(src) {
+                let (audio, src) = (self.audio.clone(), src.to_owned());
+                let store = self.store.clone();
+                pending.push((
+                    i,
+                    tokio::spawn(async move {
+                        let (name, fresh) = audio.convert_src(&src).await?;
+                        if let Some(clip) = fresh {
+                            // Any replica may be asked for it; a failure only
+                            // means this one alone can serve it.
+                            if let Err(e) = store
+                                .save_audio_clip(&name, clip.bytes(), crate::audio::CACHE_TTL)
+                                .await
+                            {
+                                tracing::warn!(clip = %name, error = %e, "converted audio not shared through the store");
+                            }
+                        }
+                        Ok::<_, crate::audio::AudioError>(name)
+                    }),
+                ));
+            }
+        }
+        let started = Instant::now();
+        for (i, task) in pending {
+            let Some(Trace::Speak(speak)) = traces.get_mut(i) else {
+                continue;
+            };
+            let src = crate::net::log_safe(speak.src.as_deref().unwrap_or_default(), 120);
+            let reason = match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(Ok(name))) => {
+                    let base = self.settings.public_url.as_str().trim_end_matches('/');
+                    speak.src = Some(format!("{base}/audio/{name}"));
+                    metrics::histogram!(m::AUDIO_CONVERSION_DURATION)
+                        .record(started.elapsed().as_secs_f64());
+                    continue;
+                }
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(src = %src, error = %e, "audio trace not playable; its text is said instead");
+                    e.reason()
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(src = %src, error = %e, "audio conversion task failed; its text is said instead");
+                    "undecodable"
+                }
+                Err(_elapsed) => {
+                    tracing::warn!(src = %src, budget_ms = budget.as_millis() as u64, "audio trace not converted in time; its text is said instead");
+                    "timeout"
+                }
+            };
+            metrics::counter!(m::AUDIO_FALLBACKS, "reason" => reason).increment(1);
+            speak.src = None;
+        }
     }
 
     fn webhook_url(&self, path: &str, sig: &str) -> String {

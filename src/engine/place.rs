@@ -283,7 +283,7 @@ impl Engine {
                 };
                 let vars = launch_variables(callout, attempt);
                 let rendering = Rendering::for_call(Some(&resolved), callout, Some(attempt));
-                let launch = self
+                let mut launch = self
                     .interact(
                         &resolved.credentials,
                         &attempt.call_id.to_string(),
@@ -297,6 +297,8 @@ impl Engine {
                         reason: format!("Voiceflow launch failed: {e}"),
                         retryable: launch_retryable(&e),
                     })?;
+                self.hear_audio(&mut launch.traces, Self::UNHURRIED_AUDIO_BUDGET)
+                    .await;
                 let silence_url = self.silence_url();
                 let ctx = rendering.context(
                     Listen::new(&event_url, &silence_url),

@@ -254,7 +254,7 @@ impl<'a> Tools<'a> {
             &self.engine.settings.caller_id,
         );
         let user_id = session.user_id(id);
-        let done = self
+        let mut done = self
             .engine
             .interact(
                 &resolved.credentials,
@@ -268,6 +268,9 @@ impl<'a> Tools<'a> {
         if let Some(e) = &done.resume_error {
             notes.push(format!("resuming after the custom action failed: {e}"));
         }
+        self.engine
+            .hear_audio(&mut done.traces, Engine::UNHURRIED_AUDIO_BUDGET)
+            .await;
         let exchanges = done.exchanges;
         let mut rendered = render_turn(&done.traces, &ctx);
         rendered.notes.extend(notes);

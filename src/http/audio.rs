@@ -4,7 +4,7 @@
 //! gateway holds answers, so nothing else can be read or probed through it, and
 //! the answer is cacheable for ever.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,7 +17,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(clip))
 }
 
-/// A clip the gateway plays through Routee's `PLAY` (the silence of a wait)
+/// A clip the gateway plays through Routee's `PLAY` (the silence of a wait, or a
+/// Voiceflow audio trace converted to 8 kHz WAV)
 ///
 /// Content-addressed: the name is the hash of the bytes, so the answer never
 /// changes and is cacheable for ever.
@@ -27,9 +28,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "The clip, 8 kHz mono 16-bit PCM WAV.", content((Vec<u8> = "audio/wav"))),
         (status = 404, description = "No such clip (code not_found).", body = ErrorBody),
     ))]
-async fn clip(Path(name): Path<String>) -> Response {
-    let Some(clip) = crate::audio::by_name(&name) else {
-        return ApiError::not_found("no such audio").into_response();
+async fn clip(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let clip = match crate::audio::by_name(&name) {
+        Some(clip) => clip,
+        // Converted on another replica (Redis only).
+        None if crate::audio::is_clip_name(&name) => {
+            match state.engine.store.audio_clip(&name).await {
+                Ok(Some(clip)) => clip,
+                Ok(None) => return ApiError::not_found("no such audio").into_response(),
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+        None => return ApiError::not_found("no such audio").into_response(),
     };
     let etag = format!("\"{}\"", name.trim_end_matches(".wav"));
     (
@@ -44,7 +54,7 @@ async fn clip(Path(name): Path<String>) -> Response {
                 HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"audio\"")),
             ),
         ],
-        clip.bytes(),
+        clip,
     )
         .into_response()
 }

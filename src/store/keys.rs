@@ -18,6 +18,7 @@
 //! | `P:{assistants}:names` | hash name → id | none | assistants API | name lookups |
 //! | `P:{assistants}:using:<assistant id>` | set of the ids of callouts calling with it | none (members leave as their callout ends) | `use_assistant.lua` (creation), the store's commit (end), deletion (repair) | `delete_assistant.lua` |
 //! | `P:tool:<assistant id>:<session>` | string: JSON of a conversation-tools session (turn, last menu, no-reply expectation) | 24 h after its last turn | conversation tools | conversation tools (`digits` on any replica) |
+//! | `P:audio:<name>` | string: a converted Voiceflow audio clip, 8 kHz mono WAV; `<name>` is `<16 hex of its SHA-256>.wav` | 24 h after its last conversion | audio conversion (a turn) | `GET /audio/{name}` on any replica |
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
 //! | `P:idem:<digest>` | string: JSON of an idempotent `POST /v1/callouts` (its body's digest, then its answer) | `IDEMPOTENCY_TTL_H` (a minute while the request runs) | `idempotency.lua`, the callouts API | the callouts API |
 //! | `P:calls:day:<n>` | string: calls placed on UTC day `n` (days since 1970) | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY`) |
@@ -127,6 +128,12 @@ impl Keys {
     /// (`[A-Za-z0-9_-]{1,64}`), so it cannot contain `:` or a hash tag.
     pub fn tool_session(&self, assistant: AssistantId, session: &str) -> String {
         format!("{}:tool:{assistant}:{session}", self.prefix)
+    }
+
+    /// A converted audio clip. `name` is checked by [`crate::audio::is_clip_name`]
+    /// before it reaches here (hex digits and `.wav`).
+    pub fn audio_clip(&self, name: &str) -> String {
+        format!("{}:audio:{name}", self.prefix)
     }
 
     pub fn lock(&self, job: &str) -> String {

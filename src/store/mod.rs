@@ -436,6 +436,28 @@ impl Store {
     }
 
     /// The conversation-tools session `session` of an assistant, unless expired.
+    /// A converted audio clip kept for every replica (Redis only: the memory
+    /// store is one process, whose own cache in [`crate::audio`] serves it).
+    pub async fn audio_clip(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(None),
+            Store::Redis(s) => s.audio_clip(name).await,
+        }
+    }
+
+    /// Keeps a converted audio clip for `ttl` (Redis only, see [`Self::audio_clip`]).
+    pub async fn save_audio_clip(
+        &self,
+        name: &str,
+        wav: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(s) => s.save_audio_clip(name, wav, ttl).await,
+        }
+    }
+
     pub async fn tool_session(
         &self,
         assistant: AssistantId,

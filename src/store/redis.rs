@@ -1032,6 +1032,25 @@ impl RedisStore {
         })
     }
 
+    pub(super) async fn audio_clip(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.shared.keys.audio_clip(name)).await?)
+    }
+
+    pub(super) async fn save_audio_clip(
+        &self,
+        name: &str,
+        wav: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = conn
+            .pset_ex(self.shared.keys.audio_clip(name), wav, ttl_ms)
+            .await?;
+        Ok(())
+    }
+
     pub(super) async fn tool_session(
         &self,
         assistant: AssistantId,

@@ -33,6 +33,12 @@ pub const WEBHOOK_DURATION: &str = "ivr_webhook_duration_seconds";
 /// eventUrl answers that were not the assistant's own turn. Label `reason`:
 /// voiceflow_timeout|voiceflow_error|turn_busy|late_output|store_error|store_timeout.
 pub const WEBHOOK_FALLBACKS: &str = "ivr_webhook_fallbacks_total";
+/// Voiceflow audio traces said as text because their audio could not be made
+/// playable. Label `reason`: timeout|unsupported|refused|fetch_error|too_large|undecodable.
+pub const AUDIO_FALLBACKS: &str = "ivr_audio_fallbacks_total";
+/// Seconds to make one Voiceflow audio trace playable (fetch, decode, resample;
+/// a cached source is near zero).
+pub const AUDIO_CONVERSION_DURATION: &str = "ivr_audio_conversion_duration_seconds";
 /// Seconds per upstream request. Labels `upstream`: routee|voiceflow|notify,
 /// `operation` (a fixed name per endpoint), `status_class`: 2xx|3xx|4xx|5xx|timeout|error.
 pub const UPSTREAM_DURATION: &str = "ivr_upstream_request_duration_seconds";
@@ -159,6 +165,15 @@ fn describe() {
     describe_counter!(
         WEBHOOK_FALLBACKS,
         "eventUrl answers that were a holding or fallback dialplan, by reason."
+    );
+    describe_counter!(
+        AUDIO_FALLBACKS,
+        "Voiceflow audio traces said as text instead (fetch or decode failed, or too slow), by reason."
+    );
+    describe_histogram!(
+        AUDIO_CONVERSION_DURATION,
+        Unit::Seconds,
+        "Time to fetch, decode and resample a Voiceflow audio trace (cached: near zero)."
     );
     describe_histogram!(
         UPSTREAM_DURATION,

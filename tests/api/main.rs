@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod assistants;
+mod audio;
 mod callouts;
 mod console;
 mod escalation;
