@@ -272,7 +272,9 @@ impl Attempt {
     /// "press your choice again": a call that is over ignores the answer, and
     /// a live callee presses again, which a second echo in a row reads as the
     /// key it is. A delivery the closing rules answer (a repeat of an answered
-    /// turn, a call that is over) is never an echo.
+    /// turn, a call that is over) is never an echo, and neither is another
+    /// delivery of the turn in flight: its keys are the ones that turn
+    /// consumed, and it waits for that turn's answer.
     pub fn keys_of(
         &mut self,
         status: CalloutStatus,
@@ -280,7 +282,11 @@ impl Attempt {
         tones: &Tones,
         now: Timestamp,
     ) -> Option<Keys> {
-        if self.closing_rule(status, turn, now).is_some() {
+        let in_flight_here = matches!(
+            self.conversation_state(status, now),
+            State::TurnInFlight(f) if f.turn == turn
+        );
+        if in_flight_here || self.closing_rule(status, turn, now).is_some() {
             return Some(self.new_keys(tones));
         }
         let c = &mut self.conversation;

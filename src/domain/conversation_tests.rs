@@ -151,6 +151,24 @@ fn tones_that_only_repeat_the_consumed_keys_are_an_echo_read_as_a_key_the_second
 }
 
 #[test]
+fn another_delivery_of_the_turn_in_flight_is_no_echo_and_waits_for_its_answer() {
+    // Routee delivers turn 0's "3" twice, at once: the first claimed the turn
+    // and consumed "3"; the second repeats exactly the consumed keys.
+    let mut a = in_flight(0);
+    assert_eq!(a.conversation.consumed, "3");
+    let keys = a
+        .keys_of(CalloutStatus::Calling, 0, &Tones::parse("3"), T0)
+        .expect("a duplicate delivery is not an echo");
+    assert!(!a.conversation.echoed);
+    assert_eq!(press(&mut a, 0, &keys.to_string()), Next::Wait);
+    // A later turn repeating the consumed keys still is one.
+    assert_eq!(
+        a.keys_of(CalloutStatus::Calling, 1, &Tones::parse("3"), T0),
+        None
+    );
+}
+
+#[test]
 fn on_the_fallback_keypad_the_last_key_pressed_decides() {
     let keys = keys();
     let rules = rules(&keys);
