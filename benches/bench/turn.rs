@@ -37,11 +37,15 @@ pub struct Settings {
     pub measure: Duration,
 }
 
+/// The COLLECT event of `call`'s current turn, as Routee posts it: the tones
+/// are cumulative over the call (every turn so far pressed `1`), so the
+/// gateway reads one new `1` each turn.
 fn event_body(call: &LiveCall) -> serde_json::Value {
+    let pressed = usize::try_from(call.turn).unwrap_or(usize::MAX - 1) + 1;
     json!({
         "messageId": format!("m-{}", call.call),
         "conversationTrackingId": format!("t-{}", call.call),
-        "collectedTones": "1",
+        "collectedTones": "1".repeat(pressed),
     })
 }
 

@@ -18,9 +18,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// At most this many keys are kept from one POST (Routee's COLLECT gathers 30
-/// by default; more is not a key press worth keeping).
-pub const MAX_TONES: usize = 64;
+/// At most this many keys are read from one POST. Tones are cumulative over
+/// the whole call, so this bounds the keys of a call, not of one input: a long
+/// assistant conversation must never reach it (a cap of 64 broke every input
+/// after the 64th key, found by the turn benchmark), while a hostile payload
+/// stays small.
+pub const MAX_TONES: usize = 1024;
 
 /// How Routee's `collectedTones` read (reference §4.2 GAP). The gateway reads
 /// tones as cumulative and tolerates per-submit ones; the simulator plays either.
@@ -187,6 +190,10 @@ mod tests {
 
     #[test]
     fn tones_are_capped() {
+        // A long call's cumulative tones still give the one new key.
+        let consumed = "1".repeat(100);
+        let tones = Tones::parse(&"1".repeat(101));
+        assert_eq!(tones.after(&consumed).as_str(), "1");
         let long = "1".repeat(MAX_TONES * 2);
         assert_eq!(Tones::parse(&long).keys().len(), MAX_TONES);
     }
