@@ -294,6 +294,12 @@ async fn after_a_sentinel_failover_the_store_writes_to_the_new_primary() {
     let (c, events) = new_callout();
     store.insert(&c, &events).await.unwrap();
     let old = sentinel.primary.port;
+    // Replication is asynchronous: a primary killed right after a write may take
+    // it down with it (Redis documents that a failover can lose acknowledged
+    // writes). The test is about where the store writes after the failover, so
+    // the callout must be on the replica first.
+    let acked = cli(old, &["WAIT", "1", "10000"]);
+    assert_eq!(acked.trim(), "1", "the replica never acknowledged the insert");
     sentinel.primary.kill();
     let sentinel = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
