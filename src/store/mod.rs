@@ -151,7 +151,8 @@ impl IndexInfo {
     }
 }
 
-/// A commit whose loss in a failover would cost most: a callee's decision, a call
+/// A commit whose loss in a failover would cost most: a callout just created (the
+/// dispatcher was answered 201 and would find it gone), a callee's decision, a call
 /// about to be sent (losing `Sending` would let another replica send it again) or
 /// just placed, and a callout reaching its end. The Redis store has such commits
 /// acknowledged by a replica (`WAIT`) before it answers.
@@ -164,7 +165,8 @@ pub(crate) fn needs_replicas(callout: &Callout, events: &[Event]) -> bool {
         || events.iter().any(|e| {
             matches!(
                 e.kind,
-                EventKind::Decided { .. }
+                EventKind::CalloutCreated
+                    | EventKind::Decided { .. }
                     | EventKind::CallPlaced
                     | EventKind::CalloutAccepted
                     | EventKind::CalloutExhausted
@@ -510,7 +512,8 @@ mod tests {
     }
 
     #[test]
-    fn a_call_about_to_be_sent_and_a_decision_need_a_replica_and_a_ringing_status_does_not() {
+    fn a_creation_a_call_about_to_be_sent_and_a_decision_need_a_replica_and_a_ringing_status_does_not()
+     {
         let timing = Timing::default();
         let mut c = callout();
         let now = Timestamp::now().plus_secs(1);
@@ -534,6 +537,10 @@ mod tests {
             },
         );
         let plain = callout();
+        assert!(needs_replicas(
+            &plain,
+            &[Event::new(now, EventKind::CalloutCreated)]
+        ));
         assert!(!needs_replicas(&plain, &[ringing]));
         assert!(needs_replicas(&plain, &[decided]));
         assert!(needs_replicas(

@@ -21,8 +21,8 @@
 //!
 //! Redis replicates asynchronously: a write the primary acknowledged and had not
 //! yet sent to a replica is lost when that primary dies. For the commits that
-//! matter most (a decision, a call about to be sent or just placed, a callout
-//! reaching its end: see [`needs_replicas`]) the store sends `WAIT <replicas>
+//! matter most (a creation, a decision, a call about to be sent or just placed,
+//! a callout reaching its end: see [`needs_replicas`]) the store sends `WAIT <replicas>
 //! <timeout>` in the same round trip, on a connection of its own (WAIT blocks the
 //! connection it is sent on). When the replicas do not acknowledge in time, the
 //! write stands (availability over durability: the call goes on), the shortfall

@@ -299,7 +299,11 @@ async fn after_a_sentinel_failover_the_store_writes_to_the_new_primary() {
     // writes). The test is about where the store writes after the failover, so
     // the callout must be on the replica first.
     let acked = cli(old, &["WAIT", "1", "10000"]);
-    assert_eq!(acked.trim(), "1", "the replica never acknowledged the insert");
+    assert_eq!(
+        acked.trim(),
+        "1",
+        "the replica never acknowledged the insert"
+    );
     sentinel.primary.kill();
     let sentinel = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
