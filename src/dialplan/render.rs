@@ -876,10 +876,7 @@ pub fn after_silence(first: &Dialplan, then: &Dialplan, silence_url: &str) -> Op
     let wait_at = first.verbs.iter().position(is_wait)?;
     let mut verbs = first.verbs[..=wait_at].to_vec();
     if !then.verbs.iter().any(|v| matches!(v, Verb::Collect(_))) {
-        let collect = first
-            .verbs
-            .iter()
-            .find(|v| matches!(v, Verb::Collect(_)))?;
+        let collect = first.verbs.iter().find(|v| matches!(v, Verb::Collect(_)))?;
         verbs.push(collect.clone());
     }
     verbs.extend(then.verbs.iter().cloned());

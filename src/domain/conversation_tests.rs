@@ -689,7 +689,10 @@ fn an_answered_turn_brings_its_no_reply_turn_run_ahead_to_the_conversation() {
     let a = listening_with_ahead(Some(heard_menu_on_2()));
     let ahead = a.conversation.ahead.as_ref().expect("kept with the answer");
     assert_eq!(ahead.saved_state.get(), SAVED);
-    assert_eq!(a.conversation_state(CalloutStatus::Calling, T0), State::WaitingForKeys);
+    assert_eq!(
+        a.conversation_state(CalloutStatus::Calling, T0),
+        State::WaitingForKeys
+    );
 }
 
 #[test]
@@ -722,13 +725,20 @@ fn a_key_on_no_menu_at_all_wins_too() {
 fn a_key_only_the_no_reply_turns_menu_takes_was_pressed_after_hearing_it() {
     let mut a = listening_with_ahead(Some(heard_menu_on_2()));
     assert_eq!(settle(&mut a, 1, "2"), Some(Settled::Heard(None)));
-    assert_eq!(press(&mut a, 1, "2"), Next::Ask("button Call me later".into()));
+    assert_eq!(
+        press(&mut a, 1, "2"),
+        Next::Ask("button Call me later".into())
+    );
 }
 
 #[test]
 fn a_key_both_menus_take_answers_the_first_question() {
     let mut heard = heard_menu_on_2();
-    heard.menu.push(MenuItem::new("1", "Accept", &serde_json::json!({"type": "path-a"})));
+    heard.menu.push(MenuItem::new(
+        "1",
+        "Accept",
+        &serde_json::json!({"type": "path-a"}),
+    ));
     let mut a = listening_with_ahead(Some(heard));
     assert_eq!(settle(&mut a, 1, "1"), Some(Settled::Restore(saved())));
 }
@@ -737,7 +747,11 @@ fn a_key_both_menus_take_answers_the_first_question() {
 fn a_no_reply_turn_that_never_came_back_is_undone_whatever_the_input() {
     for keys in ["", "1", "2"] {
         let mut a = listening_with_ahead(None);
-        assert_eq!(settle(&mut a, 1, keys), Some(Settled::Restore(saved())), "{keys:?}");
+        assert_eq!(
+            settle(&mut a, 1, keys),
+            Some(Settled::Restore(saved())),
+            "{keys:?}"
+        );
         assert!(a.conversation.ahead.is_none());
     }
 }
@@ -751,8 +765,14 @@ fn silence_through_a_no_reply_turn_that_ended_ends_the_conversation_with_its_dec
         decision: Some(Decision::Rejected),
     };
     let mut a = listening_with_ahead(Some(heard));
-    assert_eq!(settle(&mut a, 1, ""), Some(Settled::Heard(Some(Decision::Rejected))));
-    assert_eq!(a.conversation_state(CalloutStatus::Calling, T0), State::Ended);
+    assert_eq!(
+        settle(&mut a, 1, ""),
+        Some(Settled::Heard(Some(Decision::Rejected)))
+    );
+    assert_eq!(
+        a.conversation_state(CalloutStatus::Calling, T0),
+        State::Ended
+    );
 }
 
 #[test]
@@ -800,7 +820,10 @@ fn a_turn_in_flight_settles_nothing() {
 fn a_no_reply_turn_run_ahead_is_stored_and_read_back() {
     let a = listening_with_ahead(Some(heard_menu_on_2()));
     let json = serde_json::to_value(&a.conversation).unwrap();
-    assert_eq!(json["no_reply_ahead"]["saved_state"]["stack"][0]["nodeID"], "menu");
+    assert_eq!(
+        json["no_reply_ahead"]["saved_state"]["stack"][0]["nodeID"],
+        "menu"
+    );
     let back: Conversation = serde_json::from_value(json).unwrap();
     assert_eq!(back, a.conversation);
     // Written before this field existed: no ahead.

@@ -465,7 +465,10 @@ impl Engine {
             return None;
         }
         let not_heard = |why: &str| {
-            tracing::warn!(reason = why, "the no-reply turn run ahead did not come back: Voiceflow's state is put back at the next input");
+            tracing::warn!(
+                reason = why,
+                "the no-reply turn run ahead did not come back: Voiceflow's state is put back at the next input"
+            );
             Some(RunAhead {
                 dialplan: first.dialplan.clone(),
                 ahead: NoReplyAhead {
@@ -474,26 +477,17 @@ impl Engine {
                 },
             })
         };
-        let turn = self.interact(
-            creds,
-            user_id,
-            &Request::NoReply,
-            None,
-            left,
-            ctx.actions,
-        );
+        let turn = self.interact(creds, user_id, &Request::NoReply, None, left, ctx.actions);
         let mut done = match tokio::time::timeout(left, turn).await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return not_heard(&e.to_string()),
             Err(_) => return not_heard("too slow"),
         };
-        self.hear_audio(
-            &mut done.traces,
-            budget.saturating_sub(started.elapsed()),
-        )
-        .await;
+        self.hear_audio(&mut done.traces, budget.saturating_sub(started.elapsed()))
+            .await;
         let then = render::render_turn(&done.traces, ctx);
-        let Some(dialplan) = render::after_silence(&first.dialplan, &then.dialplan, ctx.silence_url)
+        let Some(dialplan) =
+            render::after_silence(&first.dialplan, &then.dialplan, ctx.silence_url)
         else {
             return not_heard("the first dialplan has no wait");
         };

@@ -268,7 +268,10 @@ impl Engine {
             .update((loaded, cached), |c, now| {
                 let status = c.status;
                 let Some(a) = c.attempt_mut(call) else {
-                    return (Consequences::default(), (Next::Close(Closing::Closed), None));
+                    return (
+                        Consequences::default(),
+                        (Next::Close(Closing::Closed), None),
+                    );
                 };
                 let Some(keys) = a.keys_of(status, press.turn, press.tones, now) else {
                     return (

@@ -319,7 +319,10 @@ impl UserState {
         ) else {
             return Err("stack (an array), storage and variables (objects) are required".into());
         };
-        if !stack.iter().all(|f| f.get("diagramID").is_some_and(Value::is_string)) {
+        if !stack
+            .iter()
+            .all(|f| f.get("diagramID").is_some_and(Value::is_string))
+        {
             return Err("every stack frame needs a diagramID".into());
         }
         let at_menu = stack
@@ -954,10 +957,18 @@ mod tests {
         let ok = json!({"stack": [], "storage": {}, "variables": {}});
         assert!(UserState::from_json(&ok).is_ok());
         let extra = json!({"stack": [], "storage": {}, "variables": {}, "updatedAt": 1});
-        assert!(UserState::from_json(&extra).unwrap_err().contains("additional"));
+        assert!(
+            UserState::from_json(&extra)
+                .unwrap_err()
+                .contains("additional")
+        );
         let missing = json!({"stack": [], "variables": {}});
         assert!(UserState::from_json(&missing).is_err());
         let frame = json!({"stack": [{"nodeID": "menu"}], "storage": {}, "variables": {}});
-        assert!(UserState::from_json(&frame).unwrap_err().contains("diagramID"));
+        assert!(
+            UserState::from_json(&frame)
+                .unwrap_err()
+                .contains("diagramID")
+        );
     }
 }

@@ -404,13 +404,19 @@ impl VoiceflowClient {
         check_segment("Voiceflow user id", user_id)?;
         let url = endpoint(&self.inner.runtime_url, &["state", "user", user_id])?;
         let headers = runtime_headers(creds)?;
-        self.send(OP_PUT_STATE, creds, Retry::OnceIfSafe, MAX_BODY_BYTES, || {
-            self.inner
-                .http
-                .put(url.clone())
-                .headers(headers.clone())
-                .json(state)
-        })
+        self.send(
+            OP_PUT_STATE,
+            creds,
+            Retry::OnceIfSafe,
+            MAX_BODY_BYTES,
+            || {
+                self.inner
+                    .http
+                    .put(url.clone())
+                    .headers(headers.clone())
+                    .json(state)
+            },
+        )
         .await?;
         Ok(())
     }
