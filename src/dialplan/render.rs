@@ -30,7 +30,9 @@
 //!   are said, then the card's buttons are announced as above.
 //! - **`no-reply`**: its timeout replaces the policy's input timeout for this
 //!   turn, and [`RenderedTurn::no_reply_timeout`] tells the engine that silence
-//!   must be reported to Voiceflow (and only then: reference §6).
+//!   must be reported to Voiceflow (and only then: reference §6). The engine
+//!   runs the no-reply turn ahead and [`after_silence`] puts its response after
+//!   the wait, in place of the repeated options.
 //! - **`end`**: the call ends after what precedes it. Traces after it are ignored
 //!   (Voiceflow sends none).
 //! - **`visual`**, **`debug`**, **`path`** and Voiceflow's internal types

@@ -6,6 +6,13 @@
 //! [`Engine::interact`] is the one Dialog Manager exchange of the gateway: a
 //! call's launch and turns and the conversation tools' turns all run through
 //! it, so the tools show what a caller would hear.
+//!
+//! A turn that asks for input with a `no-reply` timeout has its no-reply turn
+//! run ahead ([`Engine::run_no_reply_ahead`]: the state saved, the no-reply
+//! sent, its response played after the wait), because Routee posts nothing on
+//! silence; a key that answers the first question puts the saved state back
+//! first ([`Engine::restore_voiceflow_state`]). See
+//! `domain::conversation::NoReplyAhead` and `docs/assistants.md`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
