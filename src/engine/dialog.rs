@@ -466,12 +466,17 @@ impl Engine {
                 None
             }
             Err(_) => None,
-        }?;
+        };
+        let Some(saved) = saved else {
+            metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "not_saved").increment(1);
+            return None;
+        };
         let left = budget.saturating_sub(started.elapsed());
         if left < MIN_AHEAD_BUDGET / 2 {
             return None;
         }
         let not_heard = |why: &str| {
+            metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "not_in_time").increment(1);
             tracing::warn!(
                 reason = why,
                 "the no-reply turn run ahead did not come back: Voiceflow's state is put back at the next input"
@@ -498,6 +503,7 @@ impl Engine {
         else {
             return not_heard("the first dialplan has no wait");
         };
+        metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "played").increment(1);
         Some(RunAhead {
             dialplan,
             ahead: NoReplyAhead {

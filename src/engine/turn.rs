@@ -300,17 +300,13 @@ impl Engine {
                     } => ch.extend(c.on_decision(call, *d, now, &timing)),
                     _ => {}
                 }
-                let restore = match settled {
-                    Some(Settled::Restore(state)) => Some(state),
-                    _ => None,
-                };
-                (ch, (next, restore))
+                (ch, (next, settled))
             })
             .await?;
         // The document as the claim left it: the turn's answer is committed on
         // top of it (compare-and-set on its version, re-read only on a
         // conflict), which saves reading it back after Voiceflow answers.
-        let (claimed, (next, restore)) = match applied {
+        let (claimed, (next, settled)) = match applied {
             super::Applied::Committed {
                 callout,
                 version,
@@ -328,6 +324,17 @@ impl Engine {
                 result,
             ),
             super::Applied::Missing => return Ok(closed_dialplan(answers.rendering.voice)),
+        };
+        let restore = match settled {
+            Some(Settled::Restore(state)) => {
+                metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "key_won").increment(1);
+                Some(state)
+            }
+            Some(Settled::Heard(_)) => {
+                metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "heard").increment(1);
+                None
+            }
+            None => None,
         };
         match next {
             Next::Replay(j) | Next::Hold(j) | Next::Play(j) | Next::Decide { answer: j, .. } => {
