@@ -30,7 +30,9 @@
 //!   are said, then the card's buttons are announced as above.
 //! - **`no-reply`**: its timeout replaces the policy's input timeout for this
 //!   turn, and [`RenderedTurn::no_reply_timeout`] tells the engine that silence
-//!   must be reported to Voiceflow (and only then: reference §6).
+//!   must be reported to Voiceflow (and only then: reference §6). The engine
+//!   runs the no-reply turn ahead and [`after_silence`] puts its response after
+//!   the wait, in place of the repeated options.
 //! - **`end`**: the call ends after what precedes it. Traces after it are ignored
 //!   (Voiceflow sends none).
 //! - **`visual`**, **`debug`**, **`path`** and Voiceflow's internal types
@@ -864,6 +866,25 @@ fn collect(event_url: &str) -> Verb {
     })
 }
 
+/// The dialplan of a turn whose no-reply turn ran ahead
+/// (`domain::conversation::NoReplyAhead`): `first` up to the end of its first
+/// wait for a key, then `then`, the no-reply turn rendered for the same
+/// eventUrl. The assistant's own no-reply response takes the place of the
+/// gateway's reprompts. When `then` collects nothing (it ends the call), the
+/// `COLLECT` of `first` goes before it, so a key pressed during the wait is
+/// still posted. `None` when `first` has no wait (it asks for nothing).
+pub fn after_silence(first: &Dialplan, then: &Dialplan, silence_url: &str) -> Option<Dialplan> {
+    let is_wait = |v: &Verb| matches!(v, Verb::Play(p) if p.barge_in && p.file_url == silence_url);
+    let wait_at = first.verbs.iter().position(is_wait)?;
+    let mut verbs = first.verbs[..=wait_at].to_vec();
+    if !then.verbs.iter().any(|v| matches!(v, Verb::Collect(_))) {
+        let collect = first.verbs.iter().find(|v| matches!(v, Verb::Collect(_)))?;
+        verbs.push(collect.clone());
+    }
+    verbs.extend(then.verbs.iter().cloned());
+    Some(Dialplan::new(verbs))
+}
+
 /// What the engine answers when Voiceflow is slow: "One moment, please.", a short
 /// wait (interruptible, like every wait for a key), then "Press any key to continue." (with barge-in, repeated like any
 /// options) and a `COLLECT`, so the key press fetches the real turn.
@@ -973,6 +994,70 @@ mod tests {
         assert_eq!(dtmf_path_keys("DTMF"), None);
         assert_eq!(dtmf_path_keys("DTMF one"), None);
         assert_eq!(dtmf_path_keys("else"), None);
+    }
+
+    fn plan_with_input(text: &str, listen: Listen<'_>) -> Dialplan {
+        let mut verbs = vec![Verb::say(text, Language::EnUs, None).with_barge_in(true)];
+        let options = verbs.clone();
+        input_phase(&mut verbs, &options, 10, 1, listen);
+        Dialplan::new(verbs)
+    }
+
+    fn kinds(plan: &Dialplan) -> Vec<String> {
+        plan.verbs
+            .iter()
+            .map(|v| match v {
+                Verb::Say(s) => format!("SAY {}", s.message.text),
+                Verb::Play(p) => format!("PLAY {}", p.file_url),
+                Verb::Pause(_) => "PAUSE".into(),
+                Verb::Collect(c) => format!("COLLECT {}", c.event_url),
+                Verb::Dial(_) => "DIAL".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_no_reply_response_follows_the_first_wait_instead_of_the_reprompts() {
+        let listen = Listen::new("https://gw/next", "https://gw/s.wav");
+        let first = plan_with_input("Accept?", listen);
+        let then = plan_with_input("Still there?", listen);
+        let plan = after_silence(&first, &then, listen.silence_url).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            [
+                "SAY Accept?",
+                "PLAY https://gw/s.wav",
+                "SAY Still there?",
+                "PLAY https://gw/s.wav",
+                "SAY Still there?",
+                "PLAY https://gw/s.wav",
+                "COLLECT https://gw/next",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_no_reply_goodbye_keeps_the_first_collect_so_keys_in_the_wait_are_posted() {
+        let listen = Listen::new("https://gw/next", "https://gw/s.wav");
+        let first = plan_with_input("Accept?", listen);
+        let voice = Voice {
+            language: Language::EnUs,
+            gender: None,
+        };
+        let then = closing_dialplan("Goodbye.", voice);
+        let plan = after_silence(&first, &then, listen.silence_url).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            [
+                "SAY Accept?",
+                "PLAY https://gw/s.wav",
+                "COLLECT https://gw/next",
+                "SAY Goodbye.",
+                "PAUSE",
+            ]
+        );
+        // A dialplan that waits for nothing has no place for a no-reply response.
+        assert_eq!(after_silence(&then, &first, listen.silence_url), None);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct Conversation {
     pub consumed: String,
     /// The last POST only repeated the consumed keys (see [`Attempt::keys_of`]).
     pub echoed: bool,
+    /// The assistant's no-reply turn, already run for the dialplan that is
+    /// playing (see [`NoReplyAhead`]); settled by the next input
+    /// ([`Attempt::settle_no_reply_ahead`]).
+    pub ahead: Option<NoReplyAhead>,
 }
 
 /// The stored part of a conversation's state (see [`State`] for the whole).
@@ -105,6 +109,77 @@ pub struct AnsweredTurn {
     pub expects_no_reply: bool,
     #[serde(default)]
     pub ended: bool,
+    /// The no-reply turn run ahead for this answer, whose response the
+    /// dialplan plays after the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<NoReplyAhead>,
+}
+
+/// The assistant's no-reply turn, run ahead (issue 13 item 8).
+///
+/// Routee posts nothing when a callee stays silent (only a key during a
+/// barge-in verb, `#`, or the end of the call), so a no-reply response that
+/// Voiceflow computed *after* the silence could never be played. Instead,
+/// when a turn asks for input with a `no-reply` timeout, the engine saves
+/// Voiceflow's state, runs the no-reply turn at once and answers a dialplan
+/// that plays its response after the wait. Voiceflow has then moved on as if
+/// the callee had been silent; what the callee actually does settles it
+/// ([`Attempt::settle_no_reply_ahead`]): a key that answers the question asked
+/// before the silence puts `saved_state` back first (the key press wins),
+/// silence keeps the no-reply turn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoReplyAhead {
+    /// Voiceflow's state before the no-reply turn, as `PUT /state/user/{id}`
+    /// takes it back (`{stack, storage, variables}`), kept as raw JSON.
+    pub saved_state: Box<serde_json::value::RawValue>,
+    /// The no-reply turn as the dialplan plays it after the wait; `None` when
+    /// it did not come back in time (the dialplan then plays the gateway's
+    /// reprompts, and the state is put back whatever the callee does: the
+    /// no-reply request may or may not have run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard: Option<HeardAfterSilence>,
+}
+
+impl PartialEq for NoReplyAhead {
+    fn eq(&self, other: &Self) -> bool {
+        self.saved_state.get() == other.saved_state.get() && self.heard == other.heard
+    }
+}
+
+/// What the no-reply turn offers, once the callee has heard it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HeardAfterSilence {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub menu: Vec<MenuItem>,
+    #[serde(default)]
+    pub expects_no_reply: bool,
+    #[serde(default)]
+    pub ended: bool,
+    /// A decision the no-reply turn made (an assistant that reads silence as
+    /// a refusal): it counts only once the silence is settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+/// How an input settled a [`NoReplyAhead`].
+#[derive(Debug, Clone)]
+pub enum Settled {
+    /// The keys answer the question asked before the silence: put this state
+    /// back before the next Voiceflow request.
+    Restore(Box<serde_json::value::RawValue>),
+    /// The callee heard the no-reply response: its menu reads the keys, and
+    /// its decision, if any, is to be applied.
+    Heard(Option<Decision>),
+}
+
+impl PartialEq for Settled {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Restore(a), Self::Restore(b)) => a.get() == b.get(),
+            (Self::Heard(a), Self::Heard(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// A Voiceflow turn claimed for input `turn` until `until`.
@@ -365,6 +440,58 @@ impl Attempt {
         self.cache_answer(turn, answer);
     }
 
+    /// Settles the no-reply turn run ahead for the dialplan that is playing
+    /// (see [`NoReplyAhead`]), before `keys` on input `turn` are read
+    /// ([`Attempt::on_keys`]). `None` when there is nothing to settle: no turn
+    /// ran ahead, or the keys make no new turn (a repeated delivery, a call
+    /// that is over, a turn in flight).
+    ///
+    /// - Silence (the end-of-call report with no new keys): the callee heard
+    ///   the no-reply response; its menu and end become the conversation's.
+    /// - Keys that only the no-reply turn's menu takes: pressed after its
+    ///   response was heard; likewise.
+    /// - Any other keys: the key press wins. They answer the question asked
+    ///   before the silence, on Voiceflow's state from before the no-reply turn.
+    /// - A no-reply turn that never came back: the state is put back whatever
+    ///   the input.
+    pub fn settle_no_reply_ahead(
+        &mut self,
+        status: CalloutStatus,
+        turn: u32,
+        keys: &str,
+        now: Timestamp,
+    ) -> Option<Settled> {
+        if self.conversation.ahead.is_none()
+            || self.closing_rule(status, turn, now).is_some()
+            || !matches!(
+                self.conversation_state(status, now),
+                State::WaitingForKeys | State::NoTurnYet
+            )
+        {
+            return None;
+        }
+        let ahead = self.conversation.ahead.take()?;
+        let Some(heard) = ahead.heard else {
+            return Some(Settled::Restore(ahead.saved_state));
+        };
+        let keys = Keys::parse(keys);
+        let takes = |menu: &[MenuItem]| {
+            let choice = keys.choice(menu.iter().map(|m| m.digit.as_str()));
+            !keys.is_empty() && menu.iter().any(|m| m.digit == choice)
+        };
+        if keys.is_empty() || (takes(&heard.menu) && !takes(&self.conversation.menu)) {
+            let c = &mut self.conversation;
+            c.menu = heard.menu;
+            c.expects_no_reply = heard.expects_no_reply;
+            if heard.ended {
+                c.phase = Phase::Ended;
+            }
+            Some(Settled::Heard(heard.decision))
+        } else {
+            Some(Settled::Restore(ahead.saved_state))
+        }
+    }
+
     /// Keys (new digits; empty for the end-of-call report with nothing pressed)
     /// on input `turn` of a Voiceflow call.
     pub fn on_keys<A: Answers>(
@@ -410,6 +537,7 @@ impl Attempt {
     fn listen_to(&mut self, answered: AnsweredTurn) {
         self.conversation.menu = answered.menu;
         self.conversation.expects_no_reply = answered.expects_no_reply;
+        self.conversation.ahead = answered.ahead;
         self.conversation.phase = if answered.ended {
             Phase::Ended
         } else {
@@ -595,6 +723,13 @@ impl Conversation {
         }
     }
 
+    /// The conversation with a no-reply turn run ahead for its dialplan.
+    #[must_use]
+    pub fn with_ahead(mut self, ahead: Option<NoReplyAhead>) -> Self {
+        self.ahead = ahead;
+        self
+    }
+
     /// The conversation has ended.
     pub fn ended(&self) -> bool {
         self.phase == Phase::Ended
@@ -645,6 +780,8 @@ pub struct StoredConversation {
     in_flight: Option<InFlightTurn>,
     #[serde(default)]
     ended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    no_reply_ahead: Option<NoReplyAhead>,
 }
 
 impl From<StoredConversation> for Conversation {
@@ -668,6 +805,7 @@ impl From<StoredConversation> for Conversation {
             invalid: s.invalid,
             consumed: s.consumed,
             echoed: s.echoed,
+            ahead: s.no_reply_ahead,
         }
     }
 }
@@ -681,6 +819,7 @@ impl From<Conversation> for StoredConversation {
             invalid: c.invalid,
             consumed: c.consumed,
             echoed: c.echoed,
+            no_reply_ahead: c.ahead,
             ..StoredConversation::default()
         };
         match c.phase {

@@ -69,6 +69,7 @@ fn answered(plan: &str, ended: bool) -> AnsweredTurn {
         )],
         expects_no_reply: true,
         ended,
+        ahead: None,
     }
 }
 
@@ -641,4 +642,191 @@ fn a_voiceflow_failure_after_the_conversation_ended_keeps_it_ended() {
     a.conversation.phase = Phase::Ended;
     assert!(a.on_voiceflow_failed(0, MENU.into(), "down", T0).is_some());
     assert_eq!(a.conversation.phase, Phase::Ended);
+}
+
+// ----- the no-reply turn run ahead (issue 13 item 8) --------------------------
+
+const SAVED: &str = r#"{"stack":[{"diagramID":"d","nodeID":"menu"}],"storage":{},"variables":{}}"#;
+
+fn saved() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(SAVED.into()).unwrap()
+}
+
+/// The no-reply turn's response: a menu on key 2 only, another no-reply.
+fn heard_menu_on_2() -> HeardAfterSilence {
+    HeardAfterSilence {
+        menu: vec![MenuItem::new(
+            "2",
+            "Call me later",
+            &serde_json::json!({"type": "path-later"}),
+        )],
+        expects_no_reply: true,
+        ended: false,
+        decision: None,
+    }
+}
+
+/// An attempt listening after turn 0 was answered with the first menu (key 1)
+/// and a no-reply turn run ahead.
+fn listening_with_ahead(heard: Option<HeardAfterSilence>) -> Attempt {
+    let mut a = attempt();
+    a.turn = 1;
+    let mut first = answered(r#"{"plan":"first"}"#, false);
+    first.ahead = Some(NoReplyAhead {
+        saved_state: saved(),
+        heard,
+    });
+    a.listen_to(first);
+    a
+}
+
+fn settle(a: &mut Attempt, turn: u32, k: &str) -> Option<Settled> {
+    a.settle_no_reply_ahead(CalloutStatus::Calling, turn, k, T0)
+}
+
+#[test]
+fn an_answered_turn_brings_its_no_reply_turn_run_ahead_to_the_conversation() {
+    let a = listening_with_ahead(Some(heard_menu_on_2()));
+    let ahead = a.conversation.ahead.as_ref().expect("kept with the answer");
+    assert_eq!(ahead.saved_state.get(), SAVED);
+    assert_eq!(
+        a.conversation_state(CalloutStatus::Calling, T0),
+        State::WaitingForKeys
+    );
+}
+
+#[test]
+fn silence_settles_as_heard_and_the_no_reply_turns_menu_reads_what_follows() {
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    assert_eq!(settle(&mut a, 1, ""), Some(Settled::Heard(None)));
+    assert!(a.conversation.ahead.is_none());
+    assert_eq!(a.conversation.menu, heard_menu_on_2().menu);
+    // The end-of-call silence goes on to Voiceflow as the no-reply turn's no-reply.
+    assert_eq!(press(&mut a, 1, ""), Next::Ask("no-reply".into()));
+}
+
+#[test]
+fn a_key_on_the_first_menu_wins_and_puts_the_saved_state_back() {
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    assert_eq!(settle(&mut a, 1, "1"), Some(Settled::Restore(saved())));
+    assert!(a.conversation.ahead.is_none());
+    // Read on the first menu, as if the no-reply turn had never run.
+    assert_eq!(press(&mut a, 1, "1"), Next::Ask("button Accept".into()));
+}
+
+#[test]
+fn a_key_on_no_menu_at_all_wins_too() {
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    assert_eq!(settle(&mut a, 1, "7"), Some(Settled::Restore(saved())));
+    assert_eq!(press(&mut a, 1, "7"), Next::Ask("text 7".into()));
+}
+
+#[test]
+fn a_key_only_the_no_reply_turns_menu_takes_was_pressed_after_hearing_it() {
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    assert_eq!(settle(&mut a, 1, "2"), Some(Settled::Heard(None)));
+    assert_eq!(
+        press(&mut a, 1, "2"),
+        Next::Ask("button Call me later".into())
+    );
+}
+
+#[test]
+fn a_key_both_menus_take_answers_the_first_question() {
+    let mut heard = heard_menu_on_2();
+    heard.menu.push(MenuItem::new(
+        "1",
+        "Accept",
+        &serde_json::json!({"type": "path-a"}),
+    ));
+    let mut a = listening_with_ahead(Some(heard));
+    assert_eq!(settle(&mut a, 1, "1"), Some(Settled::Restore(saved())));
+}
+
+#[test]
+fn a_no_reply_turn_that_never_came_back_is_undone_whatever_the_input() {
+    for keys in ["", "1", "2"] {
+        let mut a = listening_with_ahead(None);
+        assert_eq!(
+            settle(&mut a, 1, keys),
+            Some(Settled::Restore(saved())),
+            "{keys:?}"
+        );
+        assert!(a.conversation.ahead.is_none());
+    }
+}
+
+#[test]
+fn silence_through_a_no_reply_turn_that_ended_ends_the_conversation_with_its_decision() {
+    let heard = HeardAfterSilence {
+        menu: Vec::new(),
+        expects_no_reply: false,
+        ended: true,
+        decision: Some(Decision::Rejected),
+    };
+    let mut a = listening_with_ahead(Some(heard));
+    assert_eq!(
+        settle(&mut a, 1, ""),
+        Some(Settled::Heard(Some(Decision::Rejected)))
+    );
+    assert_eq!(
+        a.conversation_state(CalloutStatus::Calling, T0),
+        State::Ended
+    );
+}
+
+#[test]
+fn a_key_during_the_wait_before_a_goodbye_still_wins() {
+    let heard = HeardAfterSilence {
+        ended: true,
+        ..HeardAfterSilence::default()
+    };
+    let mut a = listening_with_ahead(Some(heard));
+    assert_eq!(settle(&mut a, 1, "1"), Some(Settled::Restore(saved())));
+    assert_eq!(press(&mut a, 1, "1"), Next::Ask("button Accept".into()));
+}
+
+#[test]
+fn nothing_is_settled_without_a_turn_run_ahead() {
+    let mut a = attempt();
+    a.turn = 1;
+    a.listen_to(answered(r#"{"plan":"first"}"#, false));
+    assert_eq!(settle(&mut a, 1, "1"), None);
+}
+
+#[test]
+fn a_repeated_delivery_or_a_call_that_is_over_settles_nothing() {
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    a.cache_answer(1, r#"{"plan":"answered"}"#.into());
+    // Input 1 was answered already: a repeat of it keeps the ahead for input 2's keys.
+    assert_eq!(settle(&mut a, 1, "1"), None);
+    assert!(a.conversation.ahead.is_some());
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    let over = a.settle_no_reply_ahead(CalloutStatus::Cancelled, 1, "1", T0);
+    assert_eq!(over, None);
+}
+
+#[test]
+fn a_turn_in_flight_settles_nothing() {
+    let mut a = listening_with_ahead(Some(heard_menu_on_2()));
+    a.conversation.phase = Phase::InFlight(InFlightTurn {
+        turn: 1,
+        until: T0.plus_secs(10),
+    });
+    assert_eq!(settle(&mut a, 1, "1"), None);
+}
+
+#[test]
+fn a_no_reply_turn_run_ahead_is_stored_and_read_back() {
+    let a = listening_with_ahead(Some(heard_menu_on_2()));
+    let json = serde_json::to_value(&a.conversation).unwrap();
+    assert_eq!(
+        json["no_reply_ahead"]["saved_state"]["stack"][0]["nodeID"],
+        "menu"
+    );
+    let back: Conversation = serde_json::from_value(json).unwrap();
+    assert_eq!(back, a.conversation);
+    // Written before this field existed: no ahead.
+    let old: Conversation = serde_json::from_value(serde_json::json!({"menu": []})).unwrap();
+    assert!(old.ahead.is_none());
 }

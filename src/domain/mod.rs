@@ -24,8 +24,8 @@ pub use callout::{
     Reconciliation, Script, Step, Timing,
 };
 pub use conversation::{
-    AnsweredTurn, Answers, CachedAnswer, Closing, Conversation, InFlightTurn, KeypadAnswer, Next,
-    Phase, Rules, State,
+    AnsweredTurn, Answers, CachedAnswer, Closing, Conversation, HeardAfterSilence, InFlightTurn,
+    KeypadAnswer, Next, NoReplyAhead, Phase, Rules, Settled, State,
 };
 pub use event::{Event, EventKind};
 pub use ids::{AssistantId, CallId, CalloutId};

@@ -6,6 +6,13 @@
 //! [`Engine::interact`] is the one Dialog Manager exchange of the gateway: a
 //! call's launch and turns and the conversation tools' turns all run through
 //! it, so the tools show what a caller would hear.
+//!
+//! A turn that asks for input with a `no-reply` timeout has its no-reply turn
+//! run ahead ([`Engine::run_no_reply_ahead`]: the state saved, the no-reply
+//! sent, its response played after the wait), because Routee posts nothing on
+//! silence; a key that answers the first question puts the saved state back
+//! first ([`Engine::restore_voiceflow_state`]). See
+//! `domain::conversation::NoReplyAhead` and `docs/assistants.md`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,19 +28,27 @@ use crate::dialplan::render::{
     self, ActionNames, Listen, Phrases, RenderedTurn, TurnContext, Voice,
 };
 use crate::domain::{
-    AnsweredTurn, Answers, Attempt, CallId, Callout, CalloutId, Consequences, Decision, MenuItem,
-    Policy, Rules,
+    AnsweredTurn, Answers, Attempt, CallId, Callout, CalloutId, Consequences, Decision,
+    HeardAfterSilence, MenuItem, NoReplyAhead, Policy, Rules,
 };
 use crate::routee::{Dialplan, Language, Verb};
 use crate::store::Versioned;
 use crate::telemetry::metrics as m;
-use crate::voiceflow::client::VoiceflowCredentials;
+use crate::voiceflow::client::{VoiceflowCredentials, restorable_state};
 use crate::voiceflow::{InteractConfig, Request, Trace, VoiceflowError};
 
 /// How many stopped custom actions one turn resumes through.
 const MAX_RESUMES: usize = 2;
 /// Below this, a resume is not attempted (it could not finish in time).
 const MIN_RESUME_BUDGET: Duration = Duration::from_millis(200);
+/// Below this, no no-reply turn is run ahead (saving the state and the turn
+/// could not both finish in time).
+const MIN_AHEAD_BUDGET: Duration = Duration::from_millis(400);
+/// The longest a launch waits for its no-reply turn run ahead (a launch is
+/// not in Routee's 3-second window, but the call waits for it).
+pub(super) const LAUNCH_AHEAD_BUDGET: Duration = Duration::from_secs(3);
+/// The longest a key's turn waits for Voiceflow's state to be put back.
+const RESTORE_BUDGET: Duration = Duration::from_secs(1);
 
 const ACCEPTED_TEXT: &str = "Thank you. You have accepted. Goodbye.";
 const REJECTED_TEXT: &str = "Understood. We will call someone else. Goodbye.";
@@ -131,7 +146,15 @@ pub(super) fn answered_turn(r: &RenderedTurn) -> AnsweredTurn {
         menu: r.menu.clone(),
         expects_no_reply: r.no_reply_timeout.is_some(),
         ended: r.ends_call,
+        ahead: None,
     }
+}
+
+/// A turn's answer with its no-reply turn run ahead: the dialplan that plays
+/// the no-reply response after the wait, and what settles it later.
+pub(crate) struct RunAhead {
+    pub dialplan: Dialplan,
+    pub ahead: NoReplyAhead,
 }
 
 /// One key press of a Voiceflow call, with what its transitions may render
@@ -181,6 +204,11 @@ impl<'a> TurnAnswers<'a> {
     /// Where the input after this one is listened for.
     fn listen_next(&self) -> Listen<'_> {
         Listen::new(&self.next_url, &self.silence_url)
+    }
+
+    /// How the answer to this key press is rendered.
+    fn context_next(&self) -> TurnContext<'_> {
+        self.rendering.context(self.listen_next(), self.caller_id)
     }
 
     /// Renders Voiceflow's traces for the next input (`event_url`: empty for a
@@ -331,7 +359,21 @@ impl Engine {
                     .saturating_duration_since(Instant::now())
                     .saturating_sub(SAFETY);
                 self.hear_audio(&mut done.traces, left).await;
-                self.record_answer(claimed, press, &done.traces, answers)
+                let rendered = answers.render(&done.traces, &answers.next_url);
+                let left = press
+                    .deadline
+                    .saturating_duration_since(Instant::now())
+                    .saturating_sub(SAFETY);
+                let ahead = self
+                    .run_no_reply_ahead(
+                        &resolved.credentials,
+                        &user_id,
+                        &rendered,
+                        &answers.context_next(),
+                        left,
+                    )
+                    .await;
+                self.record_answer(claimed, press, &rendered, ahead, answers)
                     .await
             }
             Ok(Err(e)) => {
@@ -353,18 +395,23 @@ impl Engine {
         }
     }
 
-    /// Voiceflow answered in time: record it on the claimed document.
+    /// Voiceflow answered in time: record it on the claimed document, with
+    /// the no-reply turn run ahead for it, if any.
     async fn record_answer(
         &self,
         claimed: Versioned<Callout>,
         press: &KeyPress<'_>,
-        traces: &[Trace],
+        rendered: &RenderedTurn,
+        ahead: Option<RunAhead>,
         answers: &TurnAnswers<'_>,
     ) -> Result<String, EngineError> {
         let (call, input) = (press.call, press.turn);
         let timing = self.settings.timing;
-        let rendered = answers.render(traces, &answers.next_url);
-        let answered = answered_turn(&rendered);
+        let mut answered = answered_turn(rendered);
+        if let Some(run) = ahead {
+            answered.dialplan = dialplan_json(&run.dialplan);
+            answered.ahead = Some(run.ahead);
+        }
         let applied = self
             .update((claimed, false), |c, now| {
                 let Some(a) = c.attempt_mut(call) else {
@@ -385,6 +432,113 @@ impl Engine {
             Some(Some(answer)) => answer,
             _ => super::turn::closed_dialplan(answers.rendering.voice),
         })
+    }
+
+    /// Runs the assistant's no-reply turn ahead for `first` (see
+    /// [`NoReplyAhead`]): saves Voiceflow's state (`GET /state/user/{id}`),
+    /// sends the no-reply request, and renders its response to play after the
+    /// wait of `first`. Two Dialog Manager requests, within `budget`.
+    ///
+    /// `None`: `first` is played as it is (it asks for no no-reply, ends the
+    /// call, there is no time left, or the state could not be saved, in which
+    /// case nothing changed in Voiceflow). A no-reply turn that failed or came
+    /// too late is recorded without a response ([`NoReplyAhead::heard`] is
+    /// `None`), so the saved state is put back at the next input whatever it
+    /// is: the request may have run.
+    pub(crate) async fn run_no_reply_ahead(
+        &self,
+        creds: &VoiceflowCredentials,
+        user_id: &str,
+        first: &RenderedTurn,
+        ctx: &TurnContext<'_>,
+        budget: Duration,
+    ) -> Option<RunAhead> {
+        if first.no_reply_timeout.is_none() || first.ends_call || budget < MIN_AHEAD_BUDGET {
+            return None;
+        }
+        let started = Instant::now();
+        let saved = match tokio::time::timeout(budget, self.voiceflow.get_state(creds, user_id))
+            .await
+        {
+            Ok(Ok(state)) => restorable_state(&state),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not save Voiceflow's state: the no-reply turn is not run ahead");
+                None
+            }
+            Err(_) => None,
+        };
+        let Some(saved) = saved else {
+            metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "not_saved").increment(1);
+            return None;
+        };
+        let left = budget.saturating_sub(started.elapsed());
+        if left < MIN_AHEAD_BUDGET / 2 {
+            return None;
+        }
+        let not_heard = |why: &str| {
+            metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "not_in_time").increment(1);
+            tracing::warn!(
+                reason = why,
+                "the no-reply turn run ahead did not come back: Voiceflow's state is put back at the next input"
+            );
+            Some(RunAhead {
+                dialplan: first.dialplan.clone(),
+                ahead: NoReplyAhead {
+                    saved_state: saved.clone(),
+                    heard: None,
+                },
+            })
+        };
+        let turn = self.interact(creds, user_id, &Request::NoReply, None, left, ctx.actions);
+        let mut done = match tokio::time::timeout(left, turn).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return not_heard(&e.to_string()),
+            Err(_) => return not_heard("too slow"),
+        };
+        self.hear_audio(&mut done.traces, budget.saturating_sub(started.elapsed()))
+            .await;
+        let then = render::render_turn(&done.traces, ctx);
+        let Some(dialplan) =
+            render::after_silence(&first.dialplan, &then.dialplan, ctx.silence_url)
+        else {
+            return not_heard("the first dialplan has no wait");
+        };
+        metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "played").increment(1);
+        Some(RunAhead {
+            dialplan,
+            ahead: NoReplyAhead {
+                saved_state: saved,
+                heard: Some(HeardAfterSilence {
+                    menu: then.menu,
+                    expects_no_reply: then.no_reply_timeout.is_some(),
+                    ended: then.ends_call,
+                    decision: then.decision,
+                }),
+            },
+        })
+    }
+
+    /// A key answered the question asked before the silence: Voiceflow's state
+    /// from before the no-reply turn run ahead is put back, so the key's turn
+    /// runs where the callee was. A failure is logged, and the key's turn runs
+    /// on the state as it is.
+    pub(super) async fn restore_voiceflow_state(
+        &self,
+        creds: &VoiceflowCredentials,
+        user_id: &str,
+        state: &serde_json::value::RawValue,
+        budget: Duration,
+    ) {
+        let put = self.voiceflow.put_state(creds, user_id, state);
+        match tokio::time::timeout(budget.min(RESTORE_BUDGET), put).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not put Voiceflow's state back before a key's turn");
+            }
+            Err(_) => {
+                tracing::warn!("putting Voiceflow's state back before a key's turn took too long");
+            }
+        }
     }
 
     /// Voiceflow failed: the fallback keypad answers, now and from now on.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::dialog::Rendering;
+use super::dialog::{LAUNCH_AHEAD_BUDGET, Rendering};
 use super::{Applied, Engine, EngineError};
 use crate::dialplan::render::{self, Listen};
 use crate::dialplan::template::Vars;
@@ -308,14 +308,29 @@ impl Engine {
                 for note in &turn.notes {
                     tracing::debug!(note = %note, "rendering note");
                 }
+                // The assistant's own no-reply response, ready for a silent callee.
+                let ahead = self
+                    .run_no_reply_ahead(
+                        &resolved.credentials,
+                        &attempt.call_id.to_string(),
+                        &turn,
+                        &ctx,
+                        LAUNCH_AHEAD_BUDGET,
+                    )
+                    .await;
+                let (dialplan, ahead) = match ahead {
+                    Some(run) => (run.dialplan, Some(run.ahead)),
+                    None => (turn.dialplan, None),
+                };
                 Ok(FirstTurn {
                     conversation: Conversation::after_turn(
                         turn.menu,
                         turn.no_reply_timeout.is_some(),
                         turn.ends_call,
-                    ),
+                    )
+                    .with_ahead(ahead),
                     decision: turn.decision,
-                    dialplan: turn.dialplan,
+                    dialplan,
                 })
             }
         }

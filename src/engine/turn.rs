@@ -38,7 +38,8 @@ use crate::assistants::ResolvedAssistant;
 use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Template;
 use crate::domain::{
-    Answers, CallId, Callout, CalloutId, Closing, Consequences, KeypadAnswer, Next, Script, Tones,
+    Answers, CallId, Callout, CalloutId, Closing, Consequences, KeypadAnswer, Next, Script,
+    Settled, Tones,
 };
 use crate::routee::{Collect, CollectEvent, Dialplan, Language, Verb};
 use crate::store::Versioned;
@@ -267,17 +268,28 @@ impl Engine {
             .update((loaded, cached), |c, now| {
                 let status = c.status;
                 let Some(a) = c.attempt_mut(call) else {
-                    return (Consequences::default(), Next::Close(Closing::Closed));
+                    return (
+                        Consequences::default(),
+                        (Next::Close(Closing::Closed), None),
+                    );
                 };
                 let Some(keys) = a.keys_of(status, press.turn, press.tones, now) else {
-                    return (Consequences::default(), Next::Replay(press_again.clone()));
+                    return (
+                        Consequences::default(),
+                        (Next::Replay(press_again.clone()), None),
+                    );
                 };
                 let keys = keys.to_string();
+                let settled = a.settle_no_reply_ahead(status, press.turn, &keys, now);
                 let next = a.on_keys(status, press.turn, &keys, now, &rules, &answers);
                 let mut ch = match next {
                     Next::Replay(_) | Next::Close(_) | Next::Wait => Consequences::default(),
                     _ => c.keys_pressed(call, &keys, now),
                 };
+                // The callee stayed silent through a no-reply turn that decided.
+                if let Some(Settled::Heard(Some(d))) = settled {
+                    ch.extend(c.on_decision(call, d, now, &timing));
+                }
                 match &next {
                     Next::Play(_) => {
                         metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "late_output")
@@ -288,13 +300,13 @@ impl Engine {
                     } => ch.extend(c.on_decision(call, *d, now, &timing)),
                     _ => {}
                 }
-                (ch, next)
+                (ch, (next, settled))
             })
             .await?;
         // The document as the claim left it: the turn's answer is committed on
         // top of it (compare-and-set on its version, re-read only on a
         // conflict), which saves reading it back after Voiceflow answers.
-        let (claimed, next) = match applied {
+        let (claimed, (next, settled)) = match applied {
             super::Applied::Committed {
                 callout,
                 version,
@@ -313,6 +325,17 @@ impl Engine {
             ),
             super::Applied::Missing => return Ok(closed_dialplan(answers.rendering.voice)),
         };
+        let restore = match settled {
+            Some(Settled::Restore(state)) => {
+                metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "key_won").increment(1);
+                Some(state)
+            }
+            Some(Settled::Heard(_)) => {
+                metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "heard").increment(1);
+                None
+            }
+            None => None,
+        };
         match next {
             Next::Replay(j) | Next::Hold(j) | Next::Play(j) | Next::Decide { answer: j, .. } => {
                 Ok(j)
@@ -324,6 +347,15 @@ impl Engine {
             Next::Wait => Ok(self.wait_for_answer(id, press, &answers.holding()).await),
             Next::Ask(request) => match resolved {
                 Some(resolved) => {
+                    if let Some(state) = restore {
+                        let left = press
+                            .deadline
+                            .saturating_duration_since(Instant::now())
+                            .saturating_sub(SAFETY);
+                        let user_id = call.to_string();
+                        self.restore_voiceflow_state(&resolved.credentials, &user_id, &state, left)
+                            .await;
+                    }
                     self.ask_voiceflow(claimed, &resolved, &answers, press, request, reply)
                         .await
                 }

@@ -167,7 +167,9 @@ pub use state::{
     CallbackRecord, DialLegRecord, EventOutcome, EventPostRecord, SimCallRecord, SimEvent,
     StatusChange, ToneReading,
 };
-pub use voiceflow::{SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, VoiceflowInjected};
+pub use voiceflow::{
+    SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, StateRecord, VoiceflowInjected,
+};
 
 use crate::config::SimConfig;
 use crate::net;

@@ -7,10 +7,15 @@
 //! |---|---|
 //! | `POST /state/user/{userID}/interact` | one turn: `{action}` (or the deprecated `request`; none means no-reply), `state.variables` merged first; `?verbose=true` answers `{trace, state, request}` |
 //! | `GET`, `DELETE /state/user/{userID}` | the stored state (`{}` when none), or forget it |
+//! | `PUT /state/user/{userID}` | replaces the whole state with `{stack, storage, variables}` (all three required, nothing else allowed, every stack frame with a `diagramID`, else 400), as `GET` shows it |
 //! | `PATCH /state/user/{userID}/variables` | merges a flat object into the variables |
 //! | `PUT /v2/transcripts` | records a transcript (`versionID` and `sessionID` required) |
 //! | `GET /v2/versions/{id}/export` | a small export: `project._id`, `project.name`, `version._id` |
 //! | `GET /sim/transcripts`, `GET /sim/interactions`, `GET`/`PUT /sim/faults` | inspection and failure injection |
+//!
+//! Every state request (`GET`, `PUT`, `DELETE`, `PATCH`) is tallied too
+//! ([`SimVoiceflowHandle::state_requests`]), so a test can count what a call
+//! cost in Dialog Manager requests.
 //!
 //! Every Dialog Manager route needs `Authorization: VF.DM.<anything>` (else 401
 //! `Auth Key Required`, Voiceflow's body) and a `versionID` header of
@@ -131,6 +136,14 @@ pub struct InteractRecord {
     pub version: String,
     /// The action (`null` when none was sent).
     pub action: Value,
+}
+
+/// One request to `/state/user/{userID}` other than interact, as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateRecord {
+    pub user_id: String,
+    /// `GET`, `PUT`, `DELETE` or `PATCH`.
+    pub method: &'static str,
 }
 
 /// A Mongo-style 24-hex id, like Voiceflow's project and version ids.
@@ -286,6 +299,46 @@ impl UserState {
         vec![speak(NOT_UNDERSTOOD_TEXT), choice(), no_reply()]
     }
 
+    /// The state a `PUT /state/user/{userID}` body describes, read as
+    /// [`Self::to_json`] writes it; the runtime's schema
+    /// (`{stack, storage, variables}`, additional properties refused, every
+    /// frame with a `diagramID`) is checked first.
+    fn from_json(body: &Value) -> Result<Self, String> {
+        let Some(fields) = body.as_object() else {
+            return Err("the state must be an object".into());
+        };
+        for key in fields.keys() {
+            if !matches!(key.as_str(), "stack" | "storage" | "variables") {
+                return Err(format!("should NOT have additional properties: {key}"));
+            }
+        }
+        let (Some(stack), Some(storage), Some(variables)) = (
+            fields.get("stack").and_then(Value::as_array),
+            fields.get("storage").and_then(Value::as_object),
+            fields.get("variables").and_then(Value::as_object),
+        ) else {
+            return Err("stack (an array), storage and variables (objects) are required".into());
+        };
+        if !stack
+            .iter()
+            .all(|f| f.get("diagramID").is_some_and(Value::is_string))
+        {
+            return Err("every stack frame needs a diagramID".into());
+        }
+        let at_menu = stack
+            .last()
+            .and_then(|f| f.get("nodeID"))
+            .is_some_and(|n| n == "menu");
+        Ok(Self {
+            variables: variables.clone(),
+            node: if at_menu { Node::Menu } else { Node::Ended },
+            no_replies: storage
+                .get("noRepliesCounter")
+                .and_then(Value::as_u64)
+                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        })
+    }
+
     /// The state as `GET /state/user/{userID}` shows it.
     fn to_json(&self) -> Value {
         let stack = match self.node {
@@ -310,10 +363,20 @@ struct VfState {
     users: HashMap<String, UserState>,
     transcripts: Vec<Value>,
     interactions: Vec<InteractRecord>,
+    state_requests: Vec<StateRecord>,
     latency_ms: u64,
     fail_next: VecDeque<u16>,
     garbage_next: u32,
     injected: VoiceflowInjected,
+}
+
+impl VfState {
+    fn tally(&mut self, user_id: &str, method: &'static str) {
+        self.state_requests.push(StateRecord {
+            user_id: user_id.to_owned(),
+            method,
+        });
+    }
 }
 
 struct VfShared {
@@ -484,8 +547,33 @@ async fn get_state(
     if vf.version(&headers).is_none() {
         return unknown_version();
     }
-    let state = vf.lock().users.get(&user_id).map(UserState::to_json);
+    let mut shared = vf.lock();
+    shared.tally(&user_id, "GET");
+    let state = shared.users.get(&user_id).map(UserState::to_json);
     Json(state.unwrap_or_else(|| json!({}))).into_response()
+}
+
+async fn put_state(
+    State(vf): State<Arc<VfShared>>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if vf.version(&headers).is_none() {
+        return unknown_version();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return verror(StatusCode::BAD_REQUEST, "Invalid request body");
+    };
+    let user = match UserState::from_json(&body) {
+        Ok(user) => user,
+        Err(e) => return verror(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut shared = vf.lock();
+    shared.tally(&user_id, "PUT");
+    let state = user.to_json();
+    shared.users.insert(user_id, user);
+    Json(state).into_response()
 }
 
 async fn delete_state(
@@ -496,7 +584,9 @@ async fn delete_state(
     if vf.version(&headers).is_none() {
         return unknown_version();
     }
-    vf.lock().users.remove(&user_id);
+    let mut shared = vf.lock();
+    shared.tally(&user_id, "DELETE");
+    shared.users.remove(&user_id);
     Json(json!({})).into_response()
 }
 
@@ -516,6 +606,7 @@ async fn patch_variables(
         );
     };
     let mut state = vf.lock();
+    state.tally(&user_id, "PATCH");
     let user = state.users.entry(user_id).or_default();
     user.variables.extend(vars);
     Json(user.to_json()).into_response()
@@ -618,6 +709,7 @@ impl SimVoiceflow {
                     users: HashMap::new(),
                     transcripts: Vec::new(),
                     interactions: Vec::new(),
+                    state_requests: Vec::new(),
                     latency_ms: settings.latency_ms,
                     fail_next: settings.fail_next.into(),
                     garbage_next: settings.garbage_next,
@@ -632,7 +724,10 @@ impl SimVoiceflow {
     pub fn router(&self) -> Router {
         let dialog = Router::new()
             .route("/state/user/{user_id}/interact", post(interact))
-            .route("/state/user/{user_id}", get(get_state).delete(delete_state))
+            .route(
+                "/state/user/{user_id}",
+                get(get_state).put(put_state).delete(delete_state),
+            )
             .route(
                 "/state/user/{user_id}/variables",
                 axum::routing::patch(patch_variables),
@@ -767,6 +862,11 @@ impl SimVoiceflowHandle {
         self.lock().interactions.clone()
     }
 
+    /// Every state request (`GET`, `PUT`, `DELETE`, `PATCH`) so far.
+    pub fn state_requests(&self) -> Vec<StateRecord> {
+        self.lock().state_requests.clone()
+    }
+
     /// The variables stored for `user_id`.
     pub fn variables(&self, user_id: &str) -> Option<Map<String, Value>> {
         self.lock().users.get(user_id).map(|u| u.variables.clone())
@@ -838,5 +938,37 @@ mod tests {
         user.respond(&json!({"type": "text", "payload": "2"}));
         let again = user.respond(&json!({"type": "text", "payload": "1"}));
         assert_eq!(types(&again), ["speak", "choice", "no-reply"]);
+    }
+
+    #[test]
+    fn a_state_put_back_resumes_where_it_was_read() {
+        let mut user = launched();
+        let saved = user.to_json();
+        user.respond(&Value::Null);
+        // Put back before the first silence: the next silence reprompts again.
+        let mut user = UserState::from_json(&saved).unwrap();
+        assert_eq!(user.to_json(), saved);
+        let again = user.respond(&Value::Null);
+        assert_eq!(types(&again), ["path", "speak", "choice", "no-reply"]);
+    }
+
+    #[test]
+    fn a_state_put_takes_only_the_runtimes_schema() {
+        let ok = json!({"stack": [], "storage": {}, "variables": {}});
+        assert!(UserState::from_json(&ok).is_ok());
+        let extra = json!({"stack": [], "storage": {}, "variables": {}, "updatedAt": 1});
+        assert!(
+            UserState::from_json(&extra)
+                .unwrap_err()
+                .contains("additional")
+        );
+        let missing = json!({"stack": [], "variables": {}});
+        assert!(UserState::from_json(&missing).is_err());
+        let frame = json!({"stack": [{"nodeID": "menu"}], "storage": {}, "variables": {}});
+        assert!(
+            UserState::from_json(&frame)
+                .unwrap_err()
+                .contains("diagramID")
+        );
     }
 }

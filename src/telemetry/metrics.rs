@@ -33,6 +33,10 @@ pub const WEBHOOK_DURATION: &str = "ivr_webhook_duration_seconds";
 /// eventUrl answers that were not the assistant's own turn. Label `reason`:
 /// voiceflow_timeout|voiceflow_error|turn_busy|late_output|store_error|store_timeout.
 pub const WEBHOOK_FALLBACKS: &str = "ivr_webhook_fallbacks_total";
+/// Assistant no-reply turns run ahead of the silence (`docs/assistants.md`).
+/// Label `outcome`: played|not_in_time|not_saved (when run), heard|key_won
+/// (when the next input settled it).
+pub const NO_REPLY_AHEAD: &str = "ivr_no_reply_ahead_total";
 /// Voiceflow audio traces said as text because their audio could not be made
 /// playable. Label `reason`: timeout|unsupported|refused|fetch_error|too_large|undecodable.
 pub const AUDIO_FALLBACKS: &str = "ivr_audio_fallbacks_total";
@@ -165,6 +169,10 @@ fn describe() {
     describe_counter!(
         WEBHOOK_FALLBACKS,
         "eventUrl answers that were a holding or fallback dialplan, by reason."
+    );
+    describe_counter!(
+        NO_REPLY_AHEAD,
+        "Assistant no-reply turns run ahead of the silence, and how the next input settled them."
     );
     describe_counter!(
         AUDIO_FALLBACKS,

@@ -39,6 +39,7 @@ const UPSTREAM: &str = "voiceflow";
 const OP_INTERACT: &str = "interact";
 const OP_GET_STATE: &str = "get_state";
 const OP_DELETE_STATE: &str = "delete_state";
+const OP_PUT_STATE: &str = "put_state";
 const OP_PATCH_VARIABLES: &str = "patch_variables";
 const OP_SAVE_TRANSCRIPT: &str = "save_transcript";
 const OP_PROBE: &str = "probe";
@@ -391,6 +392,35 @@ impl VoiceflowClient {
         parse_json(&answer)
     }
 
+    /// `PUT {runtime}/state/user/{userID}`: replaces the user's whole state
+    /// with `state` (`{stack, storage, variables}`, see [`restorable_state`]).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
+    pub async fn put_state(
+        &self,
+        creds: &VoiceflowCredentials,
+        user_id: &str,
+        state: &serde_json::value::RawValue,
+    ) -> Result<(), VoiceflowError> {
+        check_segment("Voiceflow user id", user_id)?;
+        let url = endpoint(&self.inner.runtime_url, &["state", "user", user_id])?;
+        let headers = runtime_headers(creds)?;
+        self.send(
+            OP_PUT_STATE,
+            creds,
+            Retry::OnceIfSafe,
+            MAX_BODY_BYTES,
+            || {
+                self.inner
+                    .http
+                    .put(url.clone())
+                    .headers(headers.clone())
+                    .json(state)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `DELETE {runtime}/state/user/{userID}`: forgets the user's conversation.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn delete_state(
@@ -590,6 +620,33 @@ impl VoiceflowClient {
             Err(status_error(status, &headers, &answer.body, creds))
         }
     }
+}
+
+/// What `PUT /state/user/{userID}` takes back of a state `GET` read: only
+/// `stack`, `storage` and `variables` (the runtime's schema allows no other
+/// property, and every stack frame needs a `diagramID`). `None` for a state
+/// that cannot be put back (`{}` when the user has none, a malformed one).
+pub fn restorable_state(state: &Value) -> Option<Box<serde_json::value::RawValue>> {
+    let stack = state.get("stack")?.as_array()?;
+    if !stack
+        .iter()
+        .all(|frame| frame.get("diagramID").is_some_and(Value::is_string))
+    {
+        return None;
+    }
+    let part = |key: &str| {
+        state
+            .get(key)
+            .filter(|v| v.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()))
+    };
+    let kept = serde_json::json!({
+        "stack": stack,
+        "storage": part("storage"),
+        "variables": part("variables"),
+    });
+    serde_json::value::to_raw_value(&kept).ok()
 }
 
 fn worth_one_retry(e: &VoiceflowError) -> bool {
@@ -958,6 +1015,32 @@ mod tests {
             (info.project_id.as_str(), info.version_id.as_str()),
             ("p2", "v2")
         );
+    }
+
+    #[test]
+    fn a_restorable_state_keeps_only_what_put_takes() {
+        let got = restorable_state(&serde_json::json!({
+            "stack": [{"diagramID": "d", "nodeID": "n"}],
+            "storage": {"noReplies": 1},
+            "variables": {"x": 1},
+            "updatedAt": 5,
+        }))
+        .unwrap();
+        let got: Value = serde_json::from_str(got.get()).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({
+                "stack": [{"diagramID": "d", "nodeID": "n"}],
+                "storage": {"noReplies": 1},
+                "variables": {"x": 1},
+            })
+        );
+        // No state yet, or a frame the runtime would refuse.
+        assert!(restorable_state(&serde_json::json!({})).is_none());
+        assert!(restorable_state(&serde_json::json!({"stack": [{"nodeID": "n"}]})).is_none());
+        // Missing storage or variables: empty objects.
+        let bare = restorable_state(&serde_json::json!({"stack": []})).unwrap();
+        assert_eq!(bare.get(), r#"{"stack":[],"storage":{},"variables":{}}"#);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use ivr_gateway::sim::Behaviour;
+use ivr_gateway::sim::voiceflow::{NO_REPLY_GOODBYE_TEXT, NOT_UNDERSTOOD_TEXT, REPROMPT_TEXT};
+use ivr_gateway::sim::{Behaviour, SimCallRecord, StateRecord};
 use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp, attempts, phone, spawn_app};
@@ -171,7 +172,8 @@ async fn when_voiceflow_fails_the_caller_can_still_accept_on_the_fallback_keypad
     body["policy"]["input_timeout_s"] = json!(60);
     let id = app.create_callout(&body).await;
     let call = live_call(&app, &id).await;
-    app.voiceflow.as_ref().unwrap().fail_next(vec![503]);
+    // Down for the key's turn: the state put back first (tried twice), then the turn.
+    app.voiceflow.as_ref().unwrap().fail_next(vec![503; 3]);
     let (took, plan) = post_keys(&app, &id, &call, 0, "1").await;
     assert!(took < Duration::from_millis(2900));
     let text = said(&plan);
@@ -206,7 +208,8 @@ async fn a_same_key_pressed_again_with_per_submit_tones_is_asked_once_more_then_
     body["policy"]["input_timeout_s"] = json!(60);
     let id = app.create_callout(&body).await;
     let call = live_call(&app, &id).await;
-    app.voiceflow.as_ref().unwrap().fail_next(vec![503]);
+    // Down for the key's turn: the state put back first (tried twice), then the turn.
+    app.voiceflow.as_ref().unwrap().fail_next(vec![503; 3]);
     let (_, plan) = post_keys(&app, &id, &call, 0, "1").await;
     assert!(said(&plan).contains("Press 1 to accept"), "{plan}");
     let (_, again) = post_keys(&app, &id, &call, 1, "1").await;
@@ -229,7 +232,14 @@ async fn a_repeated_key_press_delivery_gets_the_same_answer_and_no_second_turn()
     let id = app.create_callout(&body).await;
     let call = live_call(&app, &id).await;
     let vf = app.voiceflow.as_ref().unwrap();
-    let before = vf.interactions().len();
+    // Key turns only: the no-reply turn run ahead for the answer is one more.
+    let key_turns = || {
+        vf.interactions()
+            .iter()
+            .filter(|i| i.action["type"] != "no-reply")
+            .count()
+    };
+    let before = key_turns();
     // Three concurrent deliveries of the same event, then a late fourth.
     let (a, b, c) = tokio::join!(
         post_keys(&app, &id, &call, 0, "9"),
@@ -248,7 +258,7 @@ async fn a_repeated_key_press_delivery_gets_the_same_answer_and_no_second_turn()
         "different answers: {plans:?}"
     );
     assert_eq!(
-        vf.interactions().len(),
+        key_turns(),
         before + 1,
         "Voiceflow was asked more than once"
     );
@@ -324,4 +334,119 @@ async fn a_key_press_is_recorded_even_when_the_carrier_stops_waiting_for_the_ans
         .wait_until(&id, LONG, |c| c["status"] != "calling")
         .await;
     assert_eq!(c["status"], "accepted", "{c}");
+}
+
+// ----- silence heard as Voiceflow designed it (issue 13 item 8) ---------------
+
+/// What one call cost in Dialog Manager requests, once the gateway is done
+/// with it (the end-of-call report's turn may come after the callout settled).
+async fn voiceflow_requests(
+    app: &TestApp,
+    call: &str,
+    at_least: usize,
+) -> (Vec<String>, Vec<&'static str>) {
+    let vf = app.voiceflow.as_ref().unwrap();
+    let started = Instant::now();
+    loop {
+        let interactions: Vec<String> = vf
+            .interactions()
+            .iter()
+            .filter(|i| i.user_id == call)
+            .map(|i| i.action["type"].as_str().unwrap_or("null").to_owned())
+            .collect();
+        let state: Vec<&'static str> = vf
+            .state_requests()
+            .iter()
+            .filter(|r: &&StateRecord| r.user_id == call)
+            .map(|r| r.method)
+            .collect();
+        if interactions.len() + state.len() >= at_least || started.elapsed() > LONG {
+            // Anything more would show up now.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return (interactions, state);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn position(call: &SimCallRecord, needle: &str) -> Option<usize> {
+    call.heard.iter().position(|t| t.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_callee_hears_the_assistants_own_no_reply_response() {
+    let app = spawn_app(Options::default()).await;
+    app.sim.set_callee(&phone(1), Behaviour::silent());
+    let id = app.create_callout(&assistant_callout(1)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())], "{c}");
+    app.assert_no_protocol_errors();
+    let record = app.sim.calls().remove(0);
+    // The assistant's reprompt, after the wait, where the gateway's generic
+    // repeat of the options used to be.
+    let hello = position(&record, "Server room 2 is flooding").expect("greeted");
+    let reprompt = position(&record, REPROMPT_TEXT)
+        .unwrap_or_else(|| panic!("the no-reply response was not heard: {:?}", record.heard));
+    assert!(hello < reprompt, "{:?}", record.heard);
+    // The cost, in Dialog Manager requests: the launch, the saved state and the
+    // no-reply turn run ahead, then the end-of-call silence reported as the
+    // reprompt's own no-reply (which says goodbye to a call already over).
+    let call = c["attempts"][0]["call_id"].as_str().unwrap();
+    let (interactions, state) = voiceflow_requests(&app, call, 4).await;
+    assert_eq!(interactions, ["launch", "no-reply", "no-reply"]);
+    assert_eq!(state, ["GET"]);
+    assert!(position(&record, NO_REPLY_GOODBYE_TEXT).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pressed_during_the_wait_wins_over_the_no_reply_turn_run_ahead() {
+    let app = spawn_app(Options::default()).await;
+    // The greeting and the options take about 6 s, the wait 10 s: 1 at 9 s is
+    // in the wait, before the no-reply response.
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_after("1", 9.0));
+    let id = app.create_callout(&assistant_callout(1)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(attempts(&c), [(0, 1, "accepted".to_owned())], "{c}");
+    app.assert_no_protocol_errors();
+    let record = app.sim.calls().remove(0);
+    assert!(
+        position(&record, "The ticket is yours").is_some(),
+        "{:?}",
+        record.heard
+    );
+    assert!(
+        position(&record, REPROMPT_TEXT).is_none(),
+        "{:?}",
+        record.heard
+    );
+    // The no-reply turn ran ahead, and was undone before the key's turn.
+    let call = c["attempts"][0]["call_id"].as_str().unwrap();
+    let (interactions, state) = voiceflow_requests(&app, call, 5).await;
+    assert_eq!(interactions, ["launch", "no-reply", "path-accept"]);
+    assert_eq!(state, ["GET", "PUT"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_during_the_wait_is_answered_on_the_state_from_before_the_no_reply_turn() {
+    let app = spawn_app(Options::default()).await;
+    // A key the assistant does not understand, in the first wait, then silence.
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_after("9", 9.0));
+    let id = app.create_callout(&assistant_callout(1)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(attempts(&c), [(0, 1, "no_input".to_owned())], "{c}");
+    let record = app.sim.calls().remove(0);
+    let sorry = position(&record, NOT_UNDERSTOOD_TEXT).expect("the key's turn was answered");
+    // Had the state not been put back, Voiceflow would count the silence run
+    // ahead as the first one, and the next silence would say goodbye; it
+    // reprompts, as for a first silence.
+    let reprompt = position(&record, REPROMPT_TEXT)
+        .unwrap_or_else(|| panic!("no reprompt after the key's turn: {:?}", record.heard));
+    assert!(sorry < reprompt, "{:?}", record.heard);
+    assert!(
+        position(&record, NO_REPLY_GOODBYE_TEXT).is_none(),
+        "{:?}",
+        record.heard
+    );
 }
