@@ -21,6 +21,23 @@ pub struct Policy {
     pub ring_timeout_s: u32,
     /// Longest call allowed, in seconds (Routee `maxDuration`).
     pub max_call_s: u32,
+    /// People who must accept before the callout is `accepted`.
+    #[serde(default = "one")]
+    pub needed: u32,
+    /// Calls at once (each works one contact at a time, in list order).
+    #[serde(default = "one")]
+    pub parallel: u32,
+    /// Passes through the list: when every contact used their attempts and fewer
+    /// than `needed` accepted, start again from the top after `round_delay_s`.
+    #[serde(default = "one")]
+    pub rounds: u32,
+    /// Seconds between the end of a round and the first call of the next.
+    #[serde(default)]
+    pub round_delay_s: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for Policy {
@@ -32,6 +49,10 @@ impl Default for Policy {
             reprompts: 1,
             ring_timeout_s: 30,
             max_call_s: 300,
+            needed: 1,
+            parallel: 1,
+            rounds: 1,
+            round_delay_s: 300,
         }
     }
 }
@@ -46,16 +67,24 @@ pub struct PolicyInput {
     pub reprompts: Option<u32>,
     pub ring_timeout_s: Option<u32>,
     pub max_call_s: Option<u32>,
+    pub needed: Option<u32>,
+    pub parallel: Option<u32>,
+    pub rounds: Option<u32>,
+    pub round_delay_s: Option<u32>,
 }
 
 /// Inclusive bounds of each field, also quoted in error messages and the README.
-pub const BOUNDS: [(&str, u32, u32); 6] = [
+pub const BOUNDS: [(&str, u32, u32); 10] = [
     ("attempts_per_contact", 1, 10),
     ("retry_delay_s", 0, 86_400),
     ("input_timeout_s", 1, 60),
     ("reprompts", 0, 5),
     ("ring_timeout_s", 5, 60),
     ("max_call_s", 30, 3_600),
+    ("needed", 1, 100),
+    ("parallel", 1, 10),
+    ("rounds", 1, 20),
+    ("round_delay_s", 0, 86_400),
 ];
 
 impl PolicyInput {
@@ -71,6 +100,10 @@ impl PolicyInput {
             reprompts: self.reprompts.unwrap_or(defaults.reprompts),
             ring_timeout_s: self.ring_timeout_s.unwrap_or(defaults.ring_timeout_s),
             max_call_s: self.max_call_s.unwrap_or(defaults.max_call_s),
+            needed: self.needed.unwrap_or(defaults.needed),
+            parallel: self.parallel.unwrap_or(defaults.parallel),
+            rounds: self.rounds.unwrap_or(defaults.rounds),
+            round_delay_s: self.round_delay_s.unwrap_or(defaults.round_delay_s),
         };
         let errors = p.violations();
         if errors.is_empty() {
@@ -82,7 +115,7 @@ impl PolicyInput {
 }
 
 impl Policy {
-    fn values(&self) -> [u32; 6] {
+    fn values(&self) -> [u32; 10] {
         [
             self.attempts_per_contact,
             self.retry_delay_s,
@@ -90,6 +123,10 @@ impl Policy {
             self.reprompts,
             self.ring_timeout_s,
             self.max_call_s,
+            self.needed,
+            self.parallel,
+            self.rounds,
+            self.round_delay_s,
         ]
     }
 
@@ -154,6 +191,42 @@ mod tests {
         assert_eq!(
             fields,
             ["policy.attempts_per_contact", "policy.ring_timeout_s"]
+        );
+    }
+
+    #[test]
+    fn the_escalation_fields_default_to_one_person_one_call_one_round() {
+        let p = PolicyInput::default().resolve(Policy::default()).unwrap();
+        assert_eq!((p.needed, p.parallel, p.rounds), (1, 1, 1));
+        let errs = PolicyInput {
+            needed: Some(0),
+            parallel: Some(11),
+            rounds: Some(21),
+            round_delay_s: Some(86_401),
+            ..Default::default()
+        }
+        .resolve(Policy::default())
+        .unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "policy.needed",
+                "policy.parallel",
+                "policy.rounds",
+                "policy.round_delay_s"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_policy_stored_by_the_previous_release_reads_as_one_person_one_call_one_round() {
+        let old = r#"{"attempts_per_contact":3,"retry_delay_s":60,"input_timeout_s":10,
+            "reprompts":1,"ring_timeout_s":30,"max_call_s":300}"#;
+        let p: Policy = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (p.needed, p.parallel, p.rounds, p.round_delay_s),
+            (1, 1, 1, 0)
         );
     }
 
