@@ -735,6 +735,36 @@ impl Callout {
         Consequences::default()
     }
 
+    /// The per-person limits hold this attempt's call back until `until` (the
+    /// number was called as often as they allow): it waits, durably, and is
+    /// placed then (checked again).
+    pub fn hold_placement(
+        &mut self,
+        call_id: CallId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Consequences {
+        let mut ch = Consequences::default();
+        if let Some(a) = self.attempt_mut(call_id)
+            && matches!(
+                a.state,
+                CallState::Dialing(Dialing::InFlight { .. } | Dialing::Preparing { .. })
+            )
+        {
+            a.state = CallState::Dialing(Dialing::Pending {
+                at: until,
+                slot_reserved: false,
+            });
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::CallHeld { until },
+                a.contact,
+                a.number,
+            ));
+        }
+        ch
+    }
+
     /// The carrier created the call.
     pub fn on_placed(
         &mut self,

@@ -1506,3 +1506,26 @@ mod invariants {
         }
     }
 }
+
+#[test]
+fn a_call_held_by_the_per_person_limit_waits_and_is_placed_then() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    c.begin_preparing(id, 1, T0, &timing());
+    let ch = c.hold_placement(id, at(300), at(1));
+    assert_eq!(kinds(&ch), ["call_held"]);
+    assert_eq!(c.next_due(), Some(at(300)));
+    assert!(c.on_timer(at(299), &timing(), CallId::new()).is_empty());
+    let ch = c.on_timer(at(300), &timing(), CallId::new());
+    assert_eq!(
+        ch.effects,
+        [Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: false
+        }]
+    );
+    // A stale hold for a call already sent changes nothing.
+    c.begin_preparing(id, 2, at(300), &timing());
+    c.begin_sending(id, 2, at(300), &timing());
+    assert!(c.hold_placement(id, at(900), at(301)).is_empty());
+}

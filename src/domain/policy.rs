@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::FieldError;
+use super::{FieldError, Timestamp};
 
 /// A complete, validated policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +152,69 @@ impl Policy {
     }
 }
 
+/// How often one phone number may be called, across every callout and replica
+/// (`PERSON_CALLS_PER_15_MIN`, `PERSON_CALLS_PER_HOUR`; GoAlert's defaults: too
+/// many calls get a caller ID flagged as spam). 0 lifts a limit. The store keeps
+/// the recent calls of each number (`person_call.lua` mirrors [`Self::next_allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonLimits {
+    pub per_15_min: u32,
+    pub per_hour: u32,
+}
+
+impl Default for PersonLimits {
+    fn default() -> Self {
+        Self {
+            per_15_min: 3,
+            per_hour: 7,
+        }
+    }
+}
+
+impl PersonLimits {
+    pub const SHORT_WINDOW_MS: i64 = 15 * 60 * 1000;
+    pub const LONG_WINDOW_MS: i64 = 60 * 60 * 1000;
+
+    /// No limit at all.
+    pub fn is_off(&self) -> bool {
+        self.per_15_min == 0 && self.per_hour == 0
+    }
+
+    /// The limits with the window each one counts over.
+    fn windows(&self) -> [(u32, i64); 2] {
+        [
+            (self.per_15_min, Self::SHORT_WINDOW_MS),
+            (self.per_hour, Self::LONG_WINDOW_MS),
+        ]
+    }
+
+    /// When one more call to a number called at `recent` may be placed: `None`
+    /// at `now`, else the first time every window has room. A call at `t` counts
+    /// in a window of `w` until `t + w`.
+    pub fn next_allowed(&self, recent: &[Timestamp], now: Timestamp) -> Option<Timestamp> {
+        let mut until: Option<Timestamp> = None;
+        for (limit, window) in self.windows() {
+            if limit == 0 {
+                continue;
+            }
+            let mut inside: Vec<i64> = recent
+                .iter()
+                .map(|t| t.0)
+                .filter(|&t| t > now.0 - window)
+                .collect();
+            if inside.len() < limit as usize {
+                continue;
+            }
+            inside.sort_unstable();
+            // The oldest calls that must leave the window so that it has room.
+            let leaves = inside[inside.len() - limit as usize];
+            let free = Timestamp(leaves + window);
+            until = Some(until.map_or(free, |u| u.max(free)));
+        }
+        until
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +296,60 @@ mod tests {
     #[test]
     fn unknown_policy_fields_are_refused() {
         assert!(serde_json::from_str::<PolicyInput>(r#"{"attempts": 3}"#).is_err());
+    }
+
+    const NOW: Timestamp = Timestamp(10_000_000);
+
+    fn ago(min: i64) -> Timestamp {
+        Timestamp(NOW.0 - min * 60_000)
+    }
+
+    #[test]
+    fn a_number_under_both_limits_may_be_called_now() {
+        let l = PersonLimits::default();
+        assert_eq!(l.next_allowed(&[], NOW), None);
+        assert_eq!(l.next_allowed(&[ago(1), ago(2)], NOW), None);
+    }
+
+    #[test]
+    fn the_fourth_call_in_15_minutes_waits_for_the_oldest_to_leave_the_window() {
+        let l = PersonLimits::default();
+        let recent = [ago(10), ago(5), ago(1)];
+        assert_eq!(l.next_allowed(&recent, NOW), Some(ago(10).plus_secs(15 * 60)));
+        // A call exactly 15 minutes ago no longer counts.
+        assert_eq!(l.next_allowed(&[ago(15), ago(5), ago(1)], NOW), None);
+    }
+
+    #[test]
+    fn the_eighth_call_in_an_hour_waits_for_the_hour_window() {
+        let l = PersonLimits::default();
+        let recent = [ago(59), ago(50), ago(45), ago(40), ago(35), ago(30), ago(20)];
+        assert_eq!(l.next_allowed(&recent, NOW), Some(ago(59).plus_secs(3600)));
+    }
+
+    #[test]
+    fn both_windows_full_wait_for_the_later_of_the_two() {
+        let l = PersonLimits::default();
+        let recent = [ago(58), ago(57), ago(56), ago(55), ago(14), ago(13), ago(12)];
+        let short = ago(14).plus_secs(900);
+        let long = ago(58).plus_secs(3600);
+        assert_eq!(l.next_allowed(&recent, NOW), Some(short.max(long)));
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_no_limit() {
+        let l = PersonLimits {
+            per_15_min: 0,
+            per_hour: 2,
+        };
+        assert!(!l.is_off());
+        assert_eq!(l.next_allowed(&[ago(1)], NOW), None);
+        assert_eq!(l.next_allowed(&[ago(3), ago(1)], NOW), Some(ago(3).plus_secs(3600)));
+        let off = PersonLimits {
+            per_15_min: 0,
+            per_hour: 0,
+        };
+        assert!(off.is_off());
+        assert_eq!(off.next_allowed(&[ago(1); 20], NOW), None);
     }
 }

@@ -226,6 +226,7 @@ fn event_kind_schema() -> Schema {
         "attempt_ended",
         "contact_done",
         "round_started",
+        "call_held",
         "hangup_requested",
         "conversation_fallback",
         "reconciled",
@@ -329,7 +330,7 @@ fn accepted_by(c: &Callout, i: usize) -> Option<AcceptedBy> {
 pub fn event_view(e: &Event) -> Value {
     let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
-        for key in ["at", "due", "retry_at"] {
+        for key in ["at", "due", "retry_at", "until"] {
             if let Some(Value::Number(n)) = m.get(key)
                 && let Some(ms) = n.as_i64()
             {

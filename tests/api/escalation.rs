@@ -567,3 +567,79 @@ on_both_stores!(
         assert_eq!(c["round"], 2);
     }
 );
+
+/// A gateway with a per-person limit of one call per 15 minutes.
+fn limited(store: StoreKind) -> Options {
+    Options::with_store(store)
+        .env("PERSON_CALLS_PER_15_MIN", "1")
+        .env("PERSON_CALLS_PER_HOUR", "7")
+}
+
+/// Two callouts share person 1: the first calls them; the second's call to
+/// them waits, on its timeline, for the 15 minutes to pass, and is never placed
+/// meanwhile.
+async fn a_per_person_limit_is_shared_by_two_callouts(app: &crate::helpers::TestApp) {
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_on_prompt(["2"]));
+    app.sim.set_callee(&phone(2), Behaviour::accepts());
+    let first = app.create_callout(&ticket_callout(2)).await;
+    let c = app.wait_settled(&first, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    let second = app.create_callout(&ticket_callout(2)).await;
+    let c = app
+        .wait_until(&second, LONG, |c| {
+            c["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["kind"] == "call_held"))
+        })
+        .await;
+    let held = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "call_held")
+        .unwrap();
+    assert_eq!(held["contact"], 0);
+    let at = ivr_gateway::domain::Timestamp::parse_lenient(held["at"].as_str().unwrap()).unwrap();
+    let until =
+        ivr_gateway::domain::Timestamp::parse_lenient(held["until"].as_str().unwrap()).unwrap();
+    let wait = until.since(at);
+    assert!(
+        wait > Duration::from_secs(14 * 60) && wait <= Duration::from_secs(15 * 60),
+        "held for {wait:?}"
+    );
+    assert_eq!(c["status"], "calling");
+    assert_eq!(c["next_call_at"], serde_json::Value::Null, "{c}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        numbers_called(&app.sim),
+        [phone(1), phone(2)],
+        "person 1 was called a second time within 15 minutes"
+    );
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/callouts/{second}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c = app.wait_settled(&second, LONG).await;
+    assert_eq!(attempts(&c), [(0, 1, "cancelled".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_person_limit_is_shared_by_two_callouts_on_memory() {
+    let app = spawn_app(limited(StoreKind::Memory)).await;
+    a_per_person_limit_is_shared_by_two_callouts(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_person_limit_is_shared_by_two_callouts_on_redis() {
+    let server = RedisServer::start();
+    let app = spawn_app(limited(StoreKind::Redis {
+        url: server.url(),
+        prefix: "t".into(),
+    }))
+    .await;
+    a_per_person_limit_is_shared_by_two_callouts(&app).await;
+}
