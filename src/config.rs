@@ -738,7 +738,10 @@ impl Config {
             max_calls_per_day: read_call_cap(&mut r, "MAX_CALLS_PER_DAY"),
             max_calls_per_day_per_key: read_call_cap(&mut r, "MAX_CALLS_PER_DAY_PER_KEY"),
             person_limits: PersonLimits {
-                per_15_min: r.parse("PERSON_CALLS_PER_15_MIN", PersonLimits::default().per_15_min),
+                per_15_min: r.parse(
+                    "PERSON_CALLS_PER_15_MIN",
+                    PersonLimits::default().per_15_min,
+                ),
                 per_hour: r.parse("PERSON_CALLS_PER_HOUR", PersonLimits::default().per_hour),
             },
             http_max_connections,

@@ -17,6 +17,10 @@ fn policy() -> Policy {
 }
 
 fn callout(contacts: usize) -> Callout {
+    callout_with(contacts, policy())
+}
+
+fn callout_with(contacts: usize, policy: Policy) -> Callout {
     let contacts = (0..contacts)
         .map(|i| Contact {
             name: format!("Person {i}"),
@@ -31,7 +35,7 @@ fn callout(contacts: usize) -> Callout {
         },
         variables: Map::new(),
         contacts,
-        policy: policy(),
+        policy,
         notify_url: Some("https://dispatch.example.com/hook".into()),
     };
     Callout::create(CalloutId::new(), input, T0).0
@@ -1028,21 +1032,6 @@ fn backoff_is_deterministic_bounded_and_growing() {
 }
 
 // --- people needed, parallel lanes, rounds (issue 17) ---
-
-fn callout_with(contacts: usize, p: Policy) -> Callout {
-    let mut c = callout(contacts);
-    c.policy = p;
-    let contacts = c.contacts.clone();
-    let input = NewCallout {
-        name: c.name.clone(),
-        script: c.script.clone(),
-        variables: Map::new(),
-        contacts,
-        policy: p,
-        notify_url: c.notify_url.clone(),
-    };
-    Callout::create(CalloutId::new(), input, T0).0
-}
 
 fn waves(needed: u32, parallel: u32, rounds: u32) -> Policy {
     Policy {

@@ -315,7 +315,10 @@ mod tests {
     fn the_fourth_call_in_15_minutes_waits_for_the_oldest_to_leave_the_window() {
         let l = PersonLimits::default();
         let recent = [ago(10), ago(5), ago(1)];
-        assert_eq!(l.next_allowed(&recent, NOW), Some(ago(10).plus_secs(15 * 60)));
+        assert_eq!(
+            l.next_allowed(&recent, NOW),
+            Some(ago(10).plus_secs(15 * 60))
+        );
         // A call exactly 15 minutes ago no longer counts.
         assert_eq!(l.next_allowed(&[ago(15), ago(5), ago(1)], NOW), None);
     }
@@ -323,14 +326,30 @@ mod tests {
     #[test]
     fn the_eighth_call_in_an_hour_waits_for_the_hour_window() {
         let l = PersonLimits::default();
-        let recent = [ago(59), ago(50), ago(45), ago(40), ago(35), ago(30), ago(20)];
+        let recent = [
+            ago(59),
+            ago(50),
+            ago(45),
+            ago(40),
+            ago(35),
+            ago(30),
+            ago(20),
+        ];
         assert_eq!(l.next_allowed(&recent, NOW), Some(ago(59).plus_secs(3600)));
     }
 
     #[test]
     fn both_windows_full_wait_for_the_later_of_the_two() {
         let l = PersonLimits::default();
-        let recent = [ago(58), ago(57), ago(56), ago(55), ago(14), ago(13), ago(12)];
+        let recent = [
+            ago(58),
+            ago(57),
+            ago(56),
+            ago(55),
+            ago(14),
+            ago(13),
+            ago(12),
+        ];
         let short = ago(14).plus_secs(900);
         let long = ago(58).plus_secs(3600);
         assert_eq!(l.next_allowed(&recent, NOW), Some(short.max(long)));
@@ -344,12 +363,48 @@ mod tests {
         };
         assert!(!l.is_off());
         assert_eq!(l.next_allowed(&[ago(1)], NOW), None);
-        assert_eq!(l.next_allowed(&[ago(3), ago(1)], NOW), Some(ago(3).plus_secs(3600)));
+        assert_eq!(
+            l.next_allowed(&[ago(3), ago(1)], NOW),
+            Some(ago(3).plus_secs(3600))
+        );
         let off = PersonLimits {
             per_15_min: 0,
             per_hour: 0,
         };
         assert!(off.is_off());
         assert_eq!(off.next_allowed(&[ago(1); 20], NOW), None);
+    }
+
+    proptest::proptest! {
+        /// Callers wanting to call one number at random times, each placing its
+        /// call at `next_allowed` (or at once): no window ever holds more calls
+        /// than its limit.
+        #[test]
+        fn calls_placed_by_the_rule_never_exceed_either_window(
+            per_15_min in 0..5u32,
+            per_hour in 0..9u32,
+            wants in proptest::collection::vec(0..7_200_000i64, 1..40),
+        ) {
+            let l = PersonLimits { per_15_min, per_hour };
+            let mut wants = wants;
+            wants.sort_unstable();
+            let mut placed: Vec<Timestamp> = Vec::new();
+            for w in wants {
+                let now = Timestamp(w);
+                let at = l.next_allowed(&placed, now).unwrap_or(now);
+                proptest::prop_assert_eq!(l.next_allowed(&placed, at), None);
+                placed.push(at);
+            }
+            placed.sort_unstable();
+            for (limit, window) in l.windows() {
+                if limit == 0 {
+                    continue;
+                }
+                for (i, t) in placed.iter().enumerate() {
+                    let inside = placed[i..].iter().take_while(|u| u.0 < t.0 + window).count();
+                    proptest::prop_assert!(inside <= limit as usize, "{inside} calls in a window of {limit}");
+                }
+            }
+        }
     }
 }

@@ -333,6 +333,10 @@ async fn a_per_person_limit_holds_across_replicas() {
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(sim.calls().len(), 2, "the person was called more than twice");
+    assert_eq!(
+        sim.calls().len(),
+        2,
+        "the person was called more than twice"
+    );
     assert_eq!(held, 4);
 }
