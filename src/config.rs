@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::{Destinations, Policy};
+use crate::domain::{Destinations, PersonLimits, Policy};
 
 /// The simulator's phones (`+3069000000xx`): the sandbox always allows them.
 pub const SANDBOX_TEST_RANGE: &str = "+306900000";
@@ -184,6 +184,9 @@ pub struct Config {
     /// `MAX_CALLS_PER_DAY_PER_KEY`: calls placed per UTC day for the callouts of
     /// one API key (all replicas together).
     pub max_calls_per_day_per_key: Option<u64>,
+    /// `PERSON_CALLS_PER_15_MIN`, `PERSON_CALLS_PER_HOUR`: calls to one number
+    /// across every callout and replica (0: no limit).
+    pub person_limits: PersonLimits,
     /// How long an `Idempotency-Key` of `POST /v1/callouts` is remembered.
     pub idempotency_ttl: Duration,
     pub http_max_connections: usize,
@@ -734,6 +737,13 @@ impl Config {
             idempotency_ttl: read_idempotency_ttl(&mut r),
             max_calls_per_day: read_call_cap(&mut r, "MAX_CALLS_PER_DAY"),
             max_calls_per_day_per_key: read_call_cap(&mut r, "MAX_CALLS_PER_DAY_PER_KEY"),
+            person_limits: PersonLimits {
+                per_15_min: r.parse(
+                    "PERSON_CALLS_PER_15_MIN",
+                    PersonLimits::default().per_15_min,
+                ),
+                per_hour: r.parse("PERSON_CALLS_PER_HOUR", PersonLimits::default().per_hour),
+            },
             http_max_connections,
             http_max_connections_per_ip: read_per_ip_limit(&mut r),
             http_max_header_bytes,

@@ -261,6 +261,10 @@ fn print_timeline(at: &str, t: &TimelineEvent, people: &[(&str, &str)]) -> bool 
             );
         }
         EventKind::ContactDone => println!("{at}  done with {}; moving on", name(t.event.contact)),
+        EventKind::RoundStarted { round, .. } => println!("{at}  round {round}: from the top"),
+        EventKind::CallHeld { .. } => {
+            println!("{at}  {} was called often: waiting", name(t.event.contact))
+        }
         EventKind::CalloutAccepted | EventKind::CalloutExhausted | EventKind::CalloutCancelled => {
             return true;
         }

@@ -243,6 +243,17 @@ pub struct Attempt {
     pub conversation: Conversation,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<CachedAnswer>,
+    /// The callout's lane that placed it (0 unless `policy.parallel` > 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lane: u32,
+    /// The round it belongs to (0-based; see `policy.rounds`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+pub(crate) fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Attempt {
@@ -280,6 +291,8 @@ impl Attempt {
             turn: 0,
             conversation: Conversation::default(),
             answers: Vec::new(),
+            lane: 0,
+            round: 0,
         }
     }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome, TransferLeg};
+use super::attempt::{Attempt, CallState, Dialing, Hangup, Outcome, TransferLeg, is_zero};
 use super::event::{Event, EventKind};
 use super::{AssistantId, CallId, CalloutId, Decision, E164, Policy, Timestamp};
 use super::{CallStatus, Language};
@@ -272,7 +272,22 @@ pub struct Callout {
     /// or by the gateway itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The lanes after the first (`step`) when `policy.parallel` > 1: each works
+    /// one contact at a time, so at most `parallel` calls are under way at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<Step>,
+    /// The round being called (0-based; see `policy.rounds`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+    /// Everyone who accepted, in order (`accepted_by` is the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acceptors: Vec<usize>,
 }
+
+/// Seconds after the input timeout that an answered call of a filled callout
+/// is given to close itself ("This request has been filled. Thank you.")
+/// before it is hung up.
+pub const FILLED_HANGUP_S: u64 = 15;
 
 fn min_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
@@ -310,23 +325,112 @@ impl Callout {
             ended_at: None,
             accepted_by: None,
             failure: None,
-            step: Step::Dial {
-                contact: 0,
-                at: now,
-            },
+            step: Step::Done,
             attempts: Vec::new(),
             notify: None,
             created_by: None,
+            lanes: Vec::new(),
+            round: 0,
+            acceptors: Vec::new(),
         };
-        let events = vec![
-            Event::new(now, EventKind::CalloutCreated),
-            Event {
-                contact: Some(0),
-                attempt: Some(1),
-                ..Event::new(now, EventKind::CallScheduled { due: now })
-            },
-        ];
+        let mut callout = callout;
+        let mut events = vec![Event::new(now, EventKind::CalloutCreated)];
+        callout.fill_lanes(now, &mut events);
         (callout, events)
+    }
+
+    /// Gives every idle lane the next contact of the round, due at `at`.
+    fn fill_lanes(&mut self, at: Timestamp, events: &mut Vec<Event>) {
+        let lanes = self.policy.parallel.max(1) as usize;
+        self.lanes.resize(lanes - 1, Step::Done);
+        for lane in 0..lanes {
+            if self.lane_step(lane) != Step::Done {
+                continue;
+            }
+            let Some(contact) = self.next_contact() else {
+                break;
+            };
+            self.set_lane(lane, Step::Dial { contact, at });
+            events.push(Event::for_call(
+                at,
+                EventKind::CallScheduled { due: at },
+                contact,
+                1,
+            ));
+        }
+    }
+
+    /// What lane `lane` waits for (lane 0 is `step`).
+    pub fn lane_step(&self, lane: usize) -> Step {
+        if lane == 0 {
+            self.step
+        } else {
+            self.lanes.get(lane - 1).copied().unwrap_or(Step::Done)
+        }
+    }
+
+    fn set_lane(&mut self, lane: usize, step: Step) {
+        if lane == 0 {
+            self.step = step;
+        } else if let Some(s) = self.lanes.get_mut(lane - 1) {
+            *s = step;
+        }
+    }
+
+    fn lane_count(&self) -> usize {
+        1 + self.lanes.len()
+    }
+
+    /// Ends every lane (the callout is over).
+    fn close_lanes(&mut self) {
+        self.step = Step::Done;
+        for s in &mut self.lanes {
+            *s = Step::Done;
+        }
+    }
+
+    /// The attempt of `lane` that is not over yet, if any.
+    fn lane_attempt(&self, lane: usize) -> Option<usize> {
+        self.attempts
+            .iter()
+            .rposition(|a| a.lane as usize == lane && !a.is_over())
+    }
+
+    /// The next contact of this round nobody has started: contacts are taken in
+    /// list order, and someone who already accepted is not called again.
+    pub fn next_contact(&self) -> Option<usize> {
+        let started = (0..self.lane_count())
+            .filter_map(|l| match self.lane_step(l) {
+                Step::Dial { contact, .. } => Some(contact),
+                _ => None,
+            })
+            .chain(
+                self.attempts
+                    .iter()
+                    .filter(|a| a.round == self.round)
+                    .map(|a| a.contact),
+            )
+            .max();
+        let from = started.map_or(0, |c| c + 1);
+        (from..self.contacts.len()).find(|c| !self.acceptors.contains(c))
+    }
+
+    /// Calls under way (attempts not over).
+    pub fn open_attempts(&self) -> impl Iterator<Item = &Attempt> {
+        self.attempts.iter().filter(|a| !a.is_over())
+    }
+
+    /// The earliest dial any lane waits for, while calling.
+    pub fn next_dial(&self) -> Option<Timestamp> {
+        if self.status != CalloutStatus::Calling {
+            return None;
+        }
+        (0..self.lane_count())
+            .filter_map(|l| match self.lane_step(l) {
+                Step::Dial { at, .. } => Some(at),
+                _ => None,
+            })
+            .min()
     }
 
     /// The attempt with this call id.
@@ -338,16 +442,17 @@ impl Callout {
         self.attempts.iter_mut().find(|a| a.call_id == call_id)
     }
 
-    /// The attempt that is not over yet (there is at most one).
+    /// The latest attempt that is not over yet (with `policy.parallel` > 1
+    /// there may be more: see [`Callout::open_attempts`]).
     pub fn current_attempt(&self) -> Option<&Attempt> {
-        self.attempts.last().filter(|a| !a.is_over())
+        self.attempts.iter().rev().find(|a| !a.is_over())
     }
 
-    /// Attempts made so far for a contact.
+    /// Attempts made so far for a contact in this round.
     pub fn attempts_for(&self, contact: usize) -> u32 {
         self.attempts
             .iter()
-            .filter(|a| a.contact == contact)
+            .filter(|a| a.contact == contact && a.round == self.round)
             .count() as u32
     }
 
@@ -355,11 +460,8 @@ impl Callout {
     /// end of a grace period, a hangup or notification retry). The store keeps the
     /// callout's timer at exactly this time.
     pub fn next_due(&self) -> Option<Timestamp> {
-        let mut due = match self.step {
-            Step::Dial { at, .. } if self.status == CalloutStatus::Calling => Some(at),
-            _ => None,
-        };
-        if let Some(a) = self.current_attempt() {
+        let mut due = self.next_dial();
+        for a in self.open_attempts() {
             if let CallState::Dialing(d) = &a.state {
                 due = min_opt(
                     due,
@@ -382,43 +484,91 @@ impl Callout {
 
     /// Deadline of the placed, not-yet-final call, for the reconciliation job.
     pub fn live_call_deadline(&self) -> Option<Timestamp> {
-        self.current_attempt()
+        self.open_attempts()
             .filter(|a| a.state.is_live())
             .map(|a| a.deadline)
+            .min()
     }
 
-    /// Fires everything due at `now`. `fresh_call_id` is used if a dial starts.
+    /// Fires everything due at `now`. `fresh_call_id` is used if a dial starts
+    /// (one at most: [`Callout::on_timer_with`] starts every lane that is due).
     pub fn on_timer(
         &mut self,
         now: Timestamp,
         timing: &Timing,
         fresh_call_id: CallId,
     ) -> Consequences {
+        self.on_timer_with(now, timing, &mut || fresh_call_id)
+    }
+
+    /// Fires everything due at `now`; each dial that starts takes a call id from
+    /// `fresh` (an id already used is not taken: that lane stays due).
+    pub fn on_timer_with(
+        &mut self,
+        now: Timestamp,
+        timing: &Timing,
+        fresh: &mut dyn FnMut() -> CallId,
+    ) -> Consequences {
         let mut ch = Consequences::default();
-        if let (CalloutStatus::Calling, Step::Dial { contact, at }) = (self.status, self.step)
-            && at <= now
-            && self.current_attempt().is_none()
-        {
-            let number = self.attempts_for(contact) + 1;
-            let deadline = now.plus_secs(self.policy.call_deadline_s());
-            let mut attempt = Attempt::new(fresh_call_id, contact, number, now, deadline);
-            attempt.state = CallState::Dialing(Dialing::InFlight {
-                lease_until: now.plus(timing.placement_lease),
-            });
-            self.attempts.push(attempt);
-            self.step = Step::InCall;
-            ch.effects.push(Effect::PlaceCall {
-                call_id: fresh_call_id,
-                slot_reserved: false,
-            });
+        for lane in 0..self.lane_count() {
+            if let (CalloutStatus::Calling, Step::Dial { contact, at }) =
+                (self.status, self.lane_step(lane))
+                && at <= now
+                && self.lane_attempt(lane).is_none()
+            {
+                let call_id = fresh();
+                if self.attempts.iter().any(|a| a.call_id == call_id) {
+                    continue;
+                }
+                let number = self.attempts_for(contact) + 1;
+                let deadline = now.plus_secs(self.policy.call_deadline_s());
+                let mut attempt = Attempt::new(call_id, contact, number, now, deadline);
+                attempt.state = CallState::Dialing(Dialing::InFlight {
+                    lease_until: now.plus(timing.placement_lease),
+                });
+                attempt.lane = lane as u32;
+                attempt.round = self.round;
+                self.attempts.push(attempt);
+                self.set_lane(lane, Step::InCall);
+                ch.effects.push(Effect::PlaceCall {
+                    call_id,
+                    slot_reserved: false,
+                });
+            }
         }
+        let open: Vec<usize> = (0..self.attempts.len())
+            .filter(|&i| !self.attempts[i].is_over())
+            .collect();
+        for idx in open {
+            self.fire_attempt(idx, now, timing, &mut ch);
+        }
+        for a in &mut self.attempts {
+            if let Some(h) = &mut a.hangup
+                && h.next_at.is_some_and(|t| t <= now)
+            {
+                h.next_at = Some(now.plus(timing.effect_lease));
+                ch.effects.push(Effect::HangUp { call_id: a.call_id });
+            }
+        }
+        if let Some(n) = &mut self.notify
+            && n.next_at.is_some_and(|t| t <= now)
+        {
+            n.next_at = Some(now.plus(timing.effect_lease));
+            ch.effects.push(Effect::Notify);
+        }
+        ch
+    }
+
+    /// What is due on attempt `idx` (not over): a placement retry or lease, the
+    /// end of its grace period.
+    fn fire_attempt(&mut self, idx: usize, now: Timestamp, timing: &Timing, ch: &mut Consequences) {
         let status = self.status;
-        if let Some(idx) = self.attempts.iter().rposition(|a| !a.is_over()) {
+        {
             let a = &mut self.attempts[idx];
             match &a.state {
                 CallState::Dialing(Dialing::Pending { at, slot_reserved }) if *at <= now => {
-                    if status == CalloutStatus::Cancelled {
-                        self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+                    if status != CalloutStatus::Calling {
+                        self.finish_attempt(idx, Outcome::Cancelled, None, now, ch);
                     } else {
                         let reserved = *slot_reserved;
                         a.state = CallState::Dialing(Dialing::InFlight {
@@ -441,7 +591,7 @@ impl Callout {
                         a.state = CallState::NotPlaced;
                         let reason =
                             format!("{reason} (gave up after {} tries)", a.placement_tries);
-                        self.finish_attempt(idx, Outcome::Failed, Some(reason), now, &mut ch);
+                        self.finish_attempt(idx, Outcome::Failed, Some(reason), now, ch);
                     } else {
                         a.state = CallState::Dialing(Dialing::InFlight {
                             lease_until: now.plus(timing.placement_lease),
@@ -484,43 +634,28 @@ impl Callout {
                     // No callback said the call exists: it was not created. It is
                     // placed again, once, on the same attempt.
                     let reason = format!("{reason}; no callback confirmed the call");
-                    if status == CalloutStatus::Cancelled {
-                        a.state = CallState::NotPlaced;
-                        self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
+                    if status == CalloutStatus::Calling {
+                        self.carrier_failed(idx, reason, Duration::ZERO, now, timing, ch);
                     } else {
-                        self.carrier_failed(idx, reason, Duration::ZERO, now, timing, &mut ch);
+                        a.state = CallState::NotPlaced;
+                        self.finish_attempt(idx, Outcome::Cancelled, None, now, ch);
                     }
                 }
                 _ => {}
             }
-            let a = &mut self.attempts[idx];
-            if let Some(g) = a.grace_until
-                && g <= now
-                && !a.is_over()
-            {
-                // A Voiceflow turn still being computed (e.g. the no-reply request)
-                // may yet decide; wait for it, within its own bound.
-                match a.conversation.in_flight() {
-                    Some(f) if f.until > now => a.grace_until = Some(f.until),
-                    _ => self.end_undecided(idx, now, timing, &mut ch),
-                }
-            }
         }
-        for a in &mut self.attempts {
-            if let Some(h) = &mut a.hangup
-                && h.next_at.is_some_and(|t| t <= now)
-            {
-                h.next_at = Some(now.plus(timing.effect_lease));
-                ch.effects.push(Effect::HangUp { call_id: a.call_id });
-            }
-        }
-        if let Some(n) = &mut self.notify
-            && n.next_at.is_some_and(|t| t <= now)
+        let a = &mut self.attempts[idx];
+        if let Some(g) = a.grace_until
+            && g <= now
+            && !a.is_over()
         {
-            n.next_at = Some(now.plus(timing.effect_lease));
-            ch.effects.push(Effect::Notify);
+            // A Voiceflow turn still being computed (e.g. the no-reply request)
+            // may yet decide; wait for it, within its own bound.
+            match a.conversation.in_flight() {
+                Some(f) if f.until > now => a.grace_until = Some(f.until),
+                _ => self.end_undecided(idx, now, timing, ch),
+            }
         }
-        ch
     }
 
     /// The replica asked to create the call starts preparing it (see the
@@ -600,6 +735,36 @@ impl Callout {
         Consequences::default()
     }
 
+    /// The per-person limits hold this attempt's call back until `until` (the
+    /// number was called as often as they allow): it waits, durably, and is
+    /// placed then (checked again).
+    pub fn hold_placement(
+        &mut self,
+        call_id: CallId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Consequences {
+        let mut ch = Consequences::default();
+        if let Some(a) = self.attempt_mut(call_id)
+            && matches!(
+                a.state,
+                CallState::Dialing(Dialing::InFlight { .. } | Dialing::Preparing { .. })
+            )
+        {
+            a.state = CallState::Dialing(Dialing::Pending {
+                at: until,
+                slot_reserved: false,
+            });
+            ch.events.push(Event::for_call(
+                now,
+                EventKind::CallHeld { until },
+                a.contact,
+                a.number,
+            ));
+        }
+        ch
+    }
+
     /// The carrier created the call.
     pub fn on_placed(
         &mut self,
@@ -628,9 +793,9 @@ impl Callout {
         if matches!(a.state, CallState::Dialing(_)) {
             a.state = CallState::Queued;
         }
-        // A call that exists while nobody wants it (cancelled meanwhile, or the
-        // attempt was already written off) is ended at once.
-        if (cancelled || a.is_over()) && !a.state.is_final() {
+        // A call that exists while nobody wants it (cancelled or filled meanwhile,
+        // or the attempt was already written off) is ended at once.
+        if (cancelled || a.is_over() || a.hangup.is_some()) && !a.state.is_final() {
             match &mut a.hangup {
                 None => {
                     a.hangup = Some(Hangup {
@@ -951,16 +1116,33 @@ impl Callout {
             number,
         ));
         if decision == Decision::Accepted {
-            self.status = CalloutStatus::Accepted;
-            self.accepted_by = Some(contact);
-            self.ended_at = Some(now);
-            self.step = Step::Done;
-            ch.events.push(Event {
-                contact: Some(contact),
-                attempt: Some(number),
-                ..Event::new(now, EventKind::CalloutAccepted)
-            });
-            self.schedule_notify(now, &mut ch);
+            if !self.acceptors.contains(&contact) {
+                self.acceptors.push(contact);
+            }
+            if self.acceptors.len() as u32 >= self.policy.needed {
+                self.status = CalloutStatus::Accepted;
+                self.accepted_by = self.acceptors.first().copied();
+                self.ended_at = Some(now);
+                self.close_lanes();
+                ch.events.push(Event {
+                    contact: Some(contact),
+                    attempt: Some(number),
+                    ..Event::new(now, EventKind::CalloutAccepted)
+                });
+                // The request is filled: the other calls under way end (politely
+                // when answered: see `end_open_attempt`); a call whose callee
+                // already decided is closing with its own goodbye.
+                let others: Vec<usize> = (0..self.attempts.len())
+                    .filter(|&i| {
+                        let a = &self.attempts[i];
+                        i != idx && !a.is_over() && a.decision.is_none()
+                    })
+                    .collect();
+                for i in others {
+                    self.end_open_attempt(i, now, timing, &mut ch);
+                }
+                self.schedule_notify(now, &mut ch);
+            }
         }
         // Already over (the decision arrived in the grace period after the call ended).
         if self.attempts[idx].state.is_final() {
@@ -1000,44 +1182,68 @@ impl Callout {
         let mut ch = Consequences::default();
         self.status = CalloutStatus::Cancelled;
         self.ended_at = Some(now);
-        self.step = Step::Done;
+        self.close_lanes();
         ch.events.push(Event::new(now, EventKind::CalloutCancelled));
-        if let Some(idx) = self.attempts.iter().rposition(|a| !a.is_over()) {
-            let a = &mut self.attempts[idx];
-            match &a.state {
-                CallState::Dialing(Dialing::Pending { .. } | Dialing::Preparing { .. }) => {
-                    // Not sent (a preparing replica's last check will see the
-                    // cancel): nothing to hang up.
-                    a.state = CallState::NotPlaced;
-                    self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
-                }
-                s if s.is_final() => {
-                    // In the grace period after the call: just close it.
-                    a.grace_until = None;
-                    self.finish_attempt(idx, Outcome::Cancelled, None, now, &mut ch);
-                }
-                _ => {
-                    // Creating or live. With a call-leg id (or a tracking id to look it
-                    // up) hang up now; otherwise as soon as a callback brings one.
-                    let can_hang_up = a.message_id.is_some() || a.tracking_id.is_some();
-                    a.hangup = Some(Hangup {
-                        tries: 0,
-                        next_at: can_hang_up.then(|| now.plus(timing.effect_lease)),
-                    });
-                    ch.events.push(Event::for_call(
-                        now,
-                        EventKind::HangupRequested,
-                        a.contact,
-                        a.number,
-                    ));
-                    if can_hang_up {
-                        ch.effects.push(Effect::HangUp { call_id: a.call_id });
-                    }
-                }
-            }
+        let open: Vec<usize> = (0..self.attempts.len())
+            .filter(|&i| !self.attempts[i].is_over())
+            .collect();
+        for idx in open {
+            self.end_open_attempt(idx, now, timing, &mut ch);
         }
         self.schedule_notify(now, &mut ch);
         Ok(ch)
+    }
+
+    /// The callout ended (cancelled, or filled) while attempt `idx` was not over:
+    /// a call not sent yet is dropped; a call in its grace period is closed; a
+    /// call being created or live is hung up. An answered call of a filled
+    /// callout is left to close itself first: its next turn says the request was
+    /// filled and ends the call; the hangup comes only if it has not after
+    /// `FILLED_HANGUP_S` more than the policy's input timeout.
+    fn end_open_attempt(
+        &mut self,
+        idx: usize,
+        now: Timestamp,
+        timing: &Timing,
+        ch: &mut Consequences,
+    ) {
+        let polite = self.status == CalloutStatus::Accepted;
+        let input_timeout = u64::from(self.policy.input_timeout_s);
+        let a = &mut self.attempts[idx];
+        match &a.state {
+            CallState::Dialing(Dialing::Pending { .. } | Dialing::Preparing { .. }) => {
+                // Not sent (a preparing replica's last check will see the
+                // change): nothing to hang up.
+                a.state = CallState::NotPlaced;
+                self.finish_attempt(idx, Outcome::Cancelled, None, now, ch);
+            }
+            s if s.is_final() => {
+                // In the grace period after the call: just close it.
+                a.grace_until = None;
+                self.finish_attempt(idx, Outcome::Cancelled, None, now, ch);
+            }
+            _ => {
+                // Creating or live. With a call-leg id (or a tracking id to look it
+                // up) hang up now; otherwise as soon as a callback brings one.
+                let can_hang_up = a.message_id.is_some() || a.tracking_id.is_some();
+                let answered = a.state == CallState::InProgress;
+                let next_at = if polite && answered {
+                    Some(now.plus_secs(input_timeout + FILLED_HANGUP_S))
+                } else {
+                    can_hang_up.then(|| now.plus(timing.effect_lease))
+                };
+                a.hangup = Some(Hangup { tries: 0, next_at });
+                ch.events.push(Event::for_call(
+                    now,
+                    EventKind::HangupRequested,
+                    a.contact,
+                    a.number,
+                ));
+                if can_hang_up && !(polite && answered) {
+                    ch.effects.push(Effect::HangUp { call_id: a.call_id });
+                }
+            }
+        }
     }
 
     /// Result of a hangup request.
@@ -1346,14 +1552,15 @@ impl Callout {
         if self.status != CalloutStatus::Calling {
             return;
         }
+        let lane = self.attempts[idx].lane as usize;
         let contact_done = match outcome {
-            Outcome::Accepted | Outcome::Cancelled => return,
-            Outcome::Rejected => true,
+            Outcome::Cancelled => return,
+            Outcome::Accepted | Outcome::Rejected => true,
             _ => skip_contact || self.attempts_for(contact) >= self.policy.attempts_per_contact,
         };
         if !contact_done {
             let at = now.plus_secs(u64::from(self.policy.retry_delay_s));
-            self.step = Step::Dial { contact, at };
+            self.set_lane(lane, Step::Dial { contact, at });
             ch.events.push(Event::for_call(
                 now,
                 EventKind::CallScheduled { due: at },
@@ -1366,12 +1573,21 @@ impl Callout {
             contact: Some(contact),
             ..Event::new(now, EventKind::ContactDone)
         });
-        let next = contact + 1;
-        if next < self.contacts.len() {
-            self.step = Step::Dial {
-                contact: next,
-                at: now,
-            };
+        self.advance_lane(lane, now, ch);
+    }
+
+    /// Lane `lane` finished its contact: it takes the next contact of the round;
+    /// with none left it stops, and when every lane has stopped the round is
+    /// over: the next round starts after `round_delay_s`, or the callout ends.
+    fn advance_lane(&mut self, lane: usize, now: Timestamp, ch: &mut Consequences) {
+        if let Some(next) = self.next_contact() {
+            self.set_lane(
+                lane,
+                Step::Dial {
+                    contact: next,
+                    at: now,
+                },
+            );
             ch.events.push(Event::for_call(
                 now,
                 EventKind::CallScheduled { due: now },
@@ -1380,9 +1596,35 @@ impl Callout {
             ));
             return;
         }
-        // The list is used up. If no call ever got through to the network's answer
-        // (every attempt failed), the callout failed rather than exhausted its list.
-        self.step = Step::Done;
+        self.set_lane(lane, Step::Done);
+        let busy = (0..self.lane_count()).any(|l| self.lane_step(l) != Step::Done)
+            || self.open_attempts().next().is_some();
+        if busy {
+            return;
+        }
+        if self.round + 1 < self.policy.rounds {
+            self.round += 1;
+            let at = now.plus_secs(u64::from(self.policy.round_delay_s));
+            let mut events = vec![Event::new(
+                now,
+                EventKind::RoundStarted {
+                    round: self.round + 1,
+                    due: at,
+                },
+            )];
+            self.fill_lanes(at, &mut events);
+            if self.step != Step::Done {
+                ch.events.extend(events);
+                return;
+            }
+        }
+        self.end_list(now, ch);
+    }
+
+    /// The list is used up (every round): the callout is exhausted, or failed
+    /// if no call ever got through to the network's answer.
+    fn end_list(&mut self, now: Timestamp, ch: &mut Consequences) {
+        self.close_lanes();
         self.ended_at = Some(now);
         let reached = self
             .attempts

@@ -17,6 +17,10 @@ fn policy() -> Policy {
 }
 
 fn callout(contacts: usize) -> Callout {
+    callout_with(contacts, policy())
+}
+
+fn callout_with(contacts: usize, policy: Policy) -> Callout {
     let contacts = (0..contacts)
         .map(|i| Contact {
             name: format!("Person {i}"),
@@ -31,7 +35,7 @@ fn callout(contacts: usize) -> Callout {
         },
         variables: Map::new(),
         contacts,
-        policy: policy(),
+        policy,
         notify_url: Some("https://dispatch.example.com/hook".into()),
     };
     Callout::create(CalloutId::new(), input, T0).0
@@ -1025,4 +1029,492 @@ fn backoff_is_deterministic_bounded_and_growing() {
     assert!(d(1) >= Duration::from_millis(1500) && d(1) <= Duration::from_millis(2500));
     assert!(d(3) > d(1));
     assert!(d(20) <= Duration::from_millis(37_500));
+}
+
+// --- people needed, parallel lanes, rounds (issue 17) ---
+
+fn waves(needed: u32, parallel: u32, rounds: u32) -> Policy {
+    Policy {
+        needed,
+        parallel,
+        rounds,
+        round_delay_s: 600,
+        ..policy()
+    }
+}
+
+/// Fires the timer with fresh ids; returns the calls it started, placed.
+fn start_all(c: &mut Callout, now: Timestamp) -> Vec<CallId> {
+    let mut ids = Vec::new();
+    let ch = c.on_timer_with(now, &timing(), &mut || {
+        let id = CallId::new();
+        ids.push(id);
+        id
+    });
+    let started: Vec<CallId> = ch
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PlaceCall { call_id, .. } => Some(*call_id),
+            _ => None,
+        })
+        .collect();
+    for id in &started {
+        c.on_placed(*id, format!("trk-{id}"), now, &timing());
+    }
+    started
+}
+
+fn contact_of(c: &Callout, id: CallId) -> usize {
+    c.attempt(id).unwrap().contact
+}
+
+fn accept(c: &mut Callout, id: CallId, now: Timestamp) -> Consequences {
+    status(c, id, "InProgress", now);
+    c.on_decision(id, Decision::Accepted, now, &timing())
+}
+
+#[test]
+fn parallel_lanes_start_the_first_contacts_at_once_in_list_order() {
+    let mut c = callout_with(5, waves(1, 3, 1));
+    assert_eq!(c.lanes.len(), 2);
+    let ids = start_all(&mut c, T0);
+    let contacts: Vec<usize> = ids.iter().map(|&id| contact_of(&c, id)).collect();
+    assert_eq!(contacts, [0, 1, 2]);
+    assert_eq!(c.open_attempts().count(), 3);
+    assert!(start_all(&mut c, at(1)).is_empty(), "no fourth call");
+}
+
+#[test]
+fn a_parallel_list_shorter_than_its_lanes_leaves_the_extra_lanes_idle() {
+    let mut c = callout_with(2, waves(1, 4, 1));
+    assert_eq!(start_all(&mut c, T0).len(), 2);
+    assert_eq!(c.lane_step(2), Step::Done);
+}
+
+#[test]
+fn on_timer_with_one_id_starts_one_lane_and_leaves_the_next_due() {
+    let mut c = callout_with(3, waves(1, 2, 1));
+    let id = start_dial(&mut c, T0);
+    assert_eq!(contact_of(&c, id), 0);
+    assert_eq!(c.next_due(), Some(T0), "lane 1 still due");
+    assert!(
+        c.on_timer(T0, &timing(), id).effects.is_empty(),
+        "id reused"
+    );
+    let second = start_dial(&mut c, T0);
+    assert_eq!(contact_of(&c, second), 1);
+}
+
+#[test]
+fn a_lane_that_finishes_its_contact_takes_the_next_one_in_the_list() {
+    let mut c = callout_with(4, waves(1, 2, 1));
+    let ids = start_all(&mut c, T0);
+    status(&mut c, ids[1], "InProgress", at(2));
+    c.on_decision(ids[1], Decision::Rejected, at(5), &timing());
+    let ch = status(&mut c, ids[1], "Completed", at(6));
+    assert!(kinds(&ch).contains(&"contact_done"));
+    assert_eq!(
+        c.lane_step(1),
+        Step::Dial {
+            contact: 2,
+            at: at(6)
+        }
+    );
+    let next = start_all(&mut c, at(6));
+    assert_eq!(contact_of(&c, next[0]), 2);
+    assert_eq!(c.attempt(next[0]).unwrap().lane, 1);
+}
+
+#[test]
+fn a_lane_retrying_its_contact_keeps_it_and_the_other_lane_goes_on() {
+    let mut c = callout_with(3, waves(1, 2, 1));
+    let ids = start_all(&mut c, T0);
+    status(&mut c, ids[0], "Busy", at(5));
+    assert_eq!(
+        c.lane_step(0),
+        Step::Dial {
+            contact: 0,
+            at: at(65)
+        }
+    );
+    assert_eq!(c.lane_step(1), Step::InCall);
+    assert!(start_all(&mut c, at(10)).is_empty());
+    let retry = start_all(&mut c, at(65));
+    assert_eq!(c.attempt(retry[0]).unwrap().number, 2);
+}
+
+#[test]
+fn one_acceptance_of_two_needed_keeps_calling_and_lists_the_acceptor() {
+    let mut c = callout_with(3, waves(2, 1, 1));
+    let first = place(&mut c, T0);
+    let ch = accept(&mut c, first, at(5));
+    assert_eq!(kinds(&ch), ["decided"]);
+    assert_eq!(c.status, CalloutStatus::Calling);
+    assert_eq!(c.acceptors, [0]);
+    assert_eq!(c.accepted_by, None);
+    status(&mut c, first, "Completed", at(20));
+    assert_eq!(outcome(&c, first), Some(Outcome::Accepted));
+    let second = place(&mut c, at(20));
+    assert_eq!(contact_of(&c, second), 1);
+    let ch = accept(&mut c, second, at(25));
+    assert!(kinds(&ch).contains(&"callout_accepted"));
+    assert_eq!(c.status, CalloutStatus::Accepted);
+    assert_eq!((c.acceptors.clone(), c.accepted_by), (vec![0, 1], Some(0)));
+}
+
+#[test]
+fn a_repeated_acceptance_on_the_same_call_counts_once() {
+    let mut c = callout_with(2, waves(2, 1, 1));
+    let id = place(&mut c, T0);
+    accept(&mut c, id, at(5));
+    assert!(
+        c.on_decision(id, Decision::Accepted, at(6), &timing())
+            .is_empty()
+    );
+    assert_eq!(c.status, CalloutStatus::Calling);
+}
+
+#[test]
+fn filling_the_callout_ends_the_other_calls_answered_ones_politely() {
+    let mut c = callout_with(5, waves(2, 4, 1));
+    let ids = start_all(&mut c, T0);
+    assert_eq!(ids.len(), 4);
+    status(&mut c, ids[2], "InProgress", at(3)); // answered, listening
+    status(&mut c, ids[3], "Ringing", at(3));
+    accept(&mut c, ids[0], at(5));
+    let ch = accept(&mut c, ids[1], at(6));
+    assert_eq!(c.status, CalloutStatus::Accepted);
+    assert!(c.lanes.iter().all(|s| *s == Step::Done) && c.step == Step::Done);
+    // The ringing call is hung up at once; the answered one hears its next turn
+    // first, and is hung up only if it has not ended after the input timeout.
+    assert!(ch.effects.contains(&Effect::HangUp { call_id: ids[3] }));
+    assert!(!ch.effects.contains(&Effect::HangUp { call_id: ids[2] }));
+    let polite = at(6).plus_secs(u64::from(c.policy.input_timeout_s) + FILLED_HANGUP_S);
+    assert_eq!(
+        c.attempt(ids[2]).unwrap().hangup.as_ref().unwrap().next_at,
+        Some(polite)
+    );
+    assert!(
+        c.attempt(ids[0]).unwrap().hangup.is_none(),
+        "the first acceptor hears their own goodbye"
+    );
+    // The late third acceptance changes nothing.
+    assert!(
+        c.on_decision(ids[2], Decision::Accepted, at(8), &timing())
+            .is_empty()
+    );
+    assert_eq!(c.acceptors, [0, 1]);
+    let ch = c.on_timer_with(polite, &timing(), &mut CallId::new);
+    assert_eq!(ch.effects, [Effect::HangUp { call_id: ids[2] }]);
+}
+
+#[test]
+fn a_call_not_sent_yet_when_the_callout_fills_is_dropped() {
+    let mut c = callout_with(3, waves(1, 2, 1));
+    let mut ids = Vec::new();
+    c.on_timer_with(T0, &timing(), &mut || {
+        let id = CallId::new();
+        ids.push(id);
+        id
+    });
+    c.on_placed(ids[0], "trk".into(), T0, &timing());
+    accept(&mut c, ids[0], at(5));
+    let a = c.attempt(ids[1]).unwrap();
+    assert!(a.hangup.is_some(), "being created: hung up once it exists");
+    let (ch, mine) = c.begin_preparing(ids[1], 1, at(6), &timing());
+    assert!(!mine);
+    assert_eq!(kinds(&ch), ["attempt_ended"]);
+    assert_eq!(outcome(&c, ids[1]), Some(Outcome::Cancelled));
+}
+
+#[test]
+fn a_call_created_after_the_callout_filled_is_hung_up() {
+    let mut c = callout_with(3, waves(1, 2, 1));
+    let mut ids = Vec::new();
+    c.on_timer_with(T0, &timing(), &mut || {
+        let id = CallId::new();
+        ids.push(id);
+        id
+    });
+    c.on_placed(ids[0], "trk".into(), T0, &timing());
+    accept(&mut c, ids[0], at(5));
+    let ch = c.on_placed(ids[1], "trk-2".into(), at(6), &timing());
+    assert!(ch.effects.contains(&Effect::HangUp { call_id: ids[1] }));
+}
+
+#[test]
+fn a_cancel_hangs_up_every_lane() {
+    let mut c = callout_with(3, waves(1, 3, 1));
+    let ids = start_all(&mut c, T0);
+    let ch = c.cancel(at(2), &timing()).unwrap();
+    for id in ids {
+        assert!(ch.effects.contains(&Effect::HangUp { call_id: id }));
+    }
+}
+
+#[test]
+fn after_the_last_contact_the_next_round_starts_from_the_top_after_the_delay() {
+    let p = Policy {
+        attempts_per_contact: 1,
+        ..waves(1, 1, 2)
+    };
+    let mut c = callout_with(2, p);
+    let a = place(&mut c, T0);
+    status(&mut c, a, "NoAnswer", at(30));
+    let b = place(&mut c, at(30));
+    let ch = status(&mut c, b, "NoAnswer", at(60));
+    assert_eq!(
+        kinds(&ch),
+        [
+            "call_status",
+            "attempt_ended",
+            "contact_done",
+            "round_started",
+            "call_scheduled"
+        ]
+    );
+    assert_eq!(c.round, 1);
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 0,
+            at: at(660)
+        }
+    );
+    assert!(start_all(&mut c, at(659)).is_empty());
+    let again = place(&mut c, at(660));
+    let attempt = c.attempt(again).unwrap();
+    assert_eq!((attempt.contact, attempt.number, attempt.round), (0, 1, 1));
+    status(&mut c, again, "NoAnswer", at(690));
+    let last = place(&mut c, at(690));
+    let ch = status(&mut c, last, "NoAnswer", at(720));
+    assert!(kinds(&ch).contains(&"callout_exhausted"));
+    assert_eq!(c.attempts.len(), 4);
+}
+
+#[test]
+fn someone_who_accepted_is_not_called_in_the_next_round() {
+    let p = Policy {
+        attempts_per_contact: 1,
+        ..waves(2, 1, 2)
+    };
+    let mut c = callout_with(3, p);
+    let a = place(&mut c, T0);
+    accept(&mut c, a, at(5));
+    status(&mut c, a, "Completed", at(10));
+    for t in [10, 40] {
+        let id = place(&mut c, at(t));
+        status(&mut c, id, "NoAnswer", at(t + 30));
+    }
+    assert_eq!(c.round, 1);
+    assert_eq!(
+        c.step,
+        Step::Dial {
+            contact: 1,
+            at: at(670)
+        }
+    );
+}
+
+#[test]
+fn a_round_waits_for_every_lane_before_starting_again() {
+    let p = Policy {
+        attempts_per_contact: 1,
+        ..waves(1, 2, 2)
+    };
+    let mut c = callout_with(2, p);
+    let ids = start_all(&mut c, T0);
+    status(&mut c, ids[0], "NoAnswer", at(30));
+    assert_eq!((c.round, c.step), (0, Step::Done), "lane 1 still calling");
+    let ch = status(&mut c, ids[1], "NoAnswer", at(40));
+    assert!(kinds(&ch).contains(&"round_started"));
+    assert_eq!(start_all(&mut c, at(640)).len(), 2);
+}
+
+#[test]
+fn an_exhausted_callout_keeps_the_acceptors_it_found() {
+    let p = Policy {
+        attempts_per_contact: 1,
+        ..waves(2, 1, 1)
+    };
+    let mut c = callout_with(2, p);
+    let a = place(&mut c, T0);
+    accept(&mut c, a, at(5));
+    status(&mut c, a, "Completed", at(10));
+    let b = place(&mut c, at(10));
+    status(&mut c, b, "NoAnswer", at(40));
+    assert_eq!(c.status, CalloutStatus::Exhausted);
+    assert_eq!((c.acceptors.clone(), c.accepted_by), (vec![0], None));
+}
+
+#[test]
+fn a_callout_stored_by_the_previous_release_reads_and_goes_on() {
+    let mut c = callout(2);
+    let id = place(&mut c, T0);
+    let mut json = serde_json::to_value(&c).unwrap();
+    for key in ["lanes", "round", "acceptors"] {
+        assert!(
+            json.get(key).is_none(),
+            "{key} written for a one-lane callout"
+        );
+    }
+    let policy = json["policy"].as_object_mut().unwrap();
+    for key in ["needed", "parallel", "rounds", "round_delay_s"] {
+        policy.remove(key);
+    }
+    let mut back: Callout = serde_json::from_value(json).unwrap();
+    assert_eq!(back.policy.parallel, 1);
+    let ch = status(&mut back, id, "NoAnswer", at(30));
+    assert!(kinds(&ch).contains(&"call_scheduled"));
+    assert_eq!(
+        back.step,
+        Step::Dial {
+            contact: 0,
+            at: at(90)
+        }
+    );
+}
+
+mod invariants {
+    //! Random histories of callbacks, decisions and timers on callouts with
+    //! random `needed`, `parallel` and `rounds`: the invariants hold after every step.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Timer,
+        Status(usize, &'static str),
+        Decide(usize, bool),
+        Cancel,
+        Wait(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            30 => Just(Op::Timer),
+            40 => (0..8usize, prop::sample::select(vec![
+                "Ringing", "InProgress", "Completed", "Busy", "NoAnswer", "Failed"
+            ])).prop_map(|(i, s)| Op::Status(i, s)),
+            20 => (0..8usize, any::<bool>()).prop_map(|(i, a)| Op::Decide(i, a)),
+            10 => (1..900u64).prop_map(Op::Wait),
+            1 => Just(Op::Cancel),
+        ]
+    }
+
+    fn check(c: &Callout, started: &[(CallId, usize, CalloutStatus)]) -> Result<(), TestCaseError> {
+        let k = c.policy.parallel as usize;
+        prop_assert!(
+            c.open_attempts().count() <= k,
+            "more than {k} calls at once"
+        );
+        for lane in 0..k {
+            prop_assert!(
+                c.open_attempts()
+                    .filter(|a| a.lane as usize == lane)
+                    .count()
+                    <= 1
+            );
+        }
+        let mut seen = c.acceptors.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        prop_assert_eq!(seen.len(), c.acceptors.len(), "an acceptor counted twice");
+        prop_assert!(c.acceptors.len() as u32 <= c.policy.needed);
+        prop_assert_eq!(
+            c.status == CalloutStatus::Accepted,
+            c.acceptors.len() as u32 == c.policy.needed
+        );
+        for &(id, contact, status_then) in started {
+            prop_assert_eq!(
+                status_then,
+                CalloutStatus::Calling,
+                "a call placed after the end"
+            );
+            let a = c.attempt(id).unwrap();
+            let accepted_before = c.attempts.iter().any(|b| {
+                b.contact == contact
+                    && b.decision == Some(Decision::Accepted)
+                    && b.created_at < a.created_at
+            });
+            prop_assert!(!accepted_before, "an acceptor called again");
+        }
+        let most = c.policy.rounds * c.policy.attempts_per_contact * c.contacts.len() as u32;
+        prop_assert!(c.attempts.len() as u32 <= most);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn waves_never_exceed_their_lanes_their_people_or_their_rounds(
+            contacts in 1..6usize,
+            needed in 1..4u32,
+            parallel in 1..4u32,
+            rounds in 1..3u32,
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let needed = needed.min(contacts as u32);
+            let p = Policy { attempts_per_contact: 2, retry_delay_s: 30, ..waves(needed, parallel, rounds) };
+            let mut c = callout_with(contacts, p);
+            let mut now = T0;
+            let mut started = Vec::new();
+            for op in ops {
+                now = now.plus_secs(1);
+                let open: Vec<CallId> = c.open_attempts().map(|a| a.call_id).collect();
+                match op {
+                    Op::Timer => {
+                        let before = c.status;
+                        let mut fresh = Vec::new();
+                        let ch = c.on_timer_with(now, &timing(), &mut || { let id = CallId::new(); fresh.push(id); id });
+                        for e in &ch.effects {
+                            if let Effect::PlaceCall { call_id, .. } = e
+                                && fresh.contains(call_id) {
+                                started.push((*call_id, contact_of(&c, *call_id), before));
+                                c.on_placed(*call_id, "trk".into(), now, &timing());
+                            }
+                        }
+                    }
+                    Op::Status(i, s) if !open.is_empty() => {
+                        status(&mut c, open[i % open.len()], s, now);
+                    }
+                    Op::Decide(i, yes) if !open.is_empty() => {
+                        let d = if yes { Decision::Accepted } else { Decision::Rejected };
+                        let id = open[i % open.len()];
+                        if c.attempt(id).unwrap().state == CallState::InProgress {
+                            c.on_decision(id, d, now, &timing());
+                        }
+                    }
+                    Op::Cancel => { let _ = c.cancel(now, &timing()); }
+                    Op::Wait(s) => now = now.plus_secs(s),
+                    _ => {}
+                }
+                check(&c, &started)?;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_call_held_by_the_per_person_limit_waits_and_is_placed_then() {
+    let mut c = callout(1);
+    let id = start_dial(&mut c, T0);
+    c.begin_preparing(id, 1, T0, &timing());
+    let ch = c.hold_placement(id, at(300), at(1));
+    assert_eq!(kinds(&ch), ["call_held"]);
+    assert_eq!(c.next_due(), Some(at(300)));
+    assert!(c.on_timer(at(299), &timing(), CallId::new()).is_empty());
+    let ch = c.on_timer(at(300), &timing(), CallId::new());
+    assert_eq!(
+        ch.effects,
+        [Effect::PlaceCall {
+            call_id: id,
+            slot_reserved: false
+        }]
+    );
+    // A stale hold for a call already sent changes nothing.
+    c.begin_preparing(id, 2, at(300), &timing());
+    c.begin_sending(id, 2, at(300), &timing());
+    assert!(c.hold_placement(id, at(900), at(301)).is_empty());
 }

@@ -76,6 +76,17 @@ pub enum EventKind {
     },
     /// Every attempt of this contact is used (or they rejected); moving on.
     ContactDone,
+    /// The number was called as often as the per-person limits allow (across
+    /// every callout): the call waits until `until`.
+    CallHeld {
+        until: Timestamp,
+    },
+    /// Every contact used their attempts and fewer than `needed` accepted: the
+    /// list is called again from the top (`round` counts from 1).
+    RoundStarted {
+        round: u32,
+        due: Timestamp,
+    },
     /// The gateway asked the carrier to end a live call.
     HangupRequested,
     /// Voiceflow did not answer in time or failed; the caller got a holding or fallback dialplan.
@@ -136,6 +147,8 @@ impl Event {
             EventKind::Decided { .. } => "decided",
             EventKind::AttemptEnded { .. } => "attempt_ended",
             EventKind::ContactDone => "contact_done",
+            EventKind::CallHeld { .. } => "call_held",
+            EventKind::RoundStarted { .. } => "round_started",
             EventKind::HangupRequested => "hangup_requested",
             EventKind::ConversationFallback { .. } => "conversation_fallback",
             EventKind::Reconciled { .. } => "reconciled",

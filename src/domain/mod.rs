@@ -32,7 +32,7 @@ pub use ids::{AssistantId, CallId, CalloutId};
 pub use keys::{Keys, ToneReading, Tones};
 pub use language::{Gender, Language};
 pub use phone::{Destinations, E164};
-pub use policy::{Policy, PolicyInput};
+pub use policy::{PersonLimits, Policy, PolicyInput};
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::Engine;
-use crate::domain::{Reconciliation, Timestamp};
+use crate::domain::{Attempt, CalloutId, Reconciliation, Timestamp};
 use crate::routee::CallStatus;
 use crate::telemetry::metrics as m;
 
@@ -111,43 +111,54 @@ impl Engine {
             let Ok(Some(v)) = self.store.load(id).await else {
                 continue;
             };
-            let Some(attempt) = v.value.current_attempt().filter(|a| a.state.is_live()) else {
-                continue;
-            };
-            let call = attempt.call_id;
-            let result = match &attempt.tracking_id {
-                None => Reconciliation::Unknown,
-                Some(tracking) => match self.routee.dial_tracking(tracking).await {
-                    Ok(t) => {
-                        let part = t
-                            .content
-                            .iter()
-                            .find(|p| {
-                                attempt.message_id.is_some() && p.message_id == attempt.message_id
-                            })
-                            .or_else(|| t.content.first());
-                        match part.map(|p| &p.status.status) {
-                            Some(s) if s.is_final() => Reconciliation::Final(s.clone()),
-                            Some(CallStatus::Unknown) | None => Reconciliation::Unknown,
-                            Some(_) => Reconciliation::StillLive,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(callout_id = %id, call_id = %call, error = %e, "tracking lookup failed");
-                        Reconciliation::Unknown
-                    }
-                },
-            };
-            tracing::info!(callout_id = %id, call_id = %call, result = ?result, "reconciled an overdue call");
-            let timing = self.settings.timing;
-            if let Err(e) = self
-                .update(id, |c, now| {
-                    (c.on_reconciled(call, result.clone(), now, &timing), ())
-                })
-                .await
-            {
-                tracing::warn!(callout_id = %id, error = %e, "could not record a reconciliation");
+            // The overdue calls (with `policy.parallel` > 1 there may be several).
+            let now = Timestamp::now();
+            let live = || v.value.open_attempts().filter(|a| a.state.is_live());
+            let mut overdue: Vec<&Attempt> = live().filter(|a| a.deadline <= now).collect();
+            if overdue.is_empty() {
+                overdue.extend(live().min_by_key(|a| a.deadline));
             }
+            for attempt in overdue {
+                self.reconcile_call(id, attempt).await;
+            }
+        }
+    }
+
+    /// Asks Routee about one overdue call and records the answer.
+    async fn reconcile_call(&self, id: CalloutId, attempt: &Attempt) {
+        let call = attempt.call_id;
+        let result = match &attempt.tracking_id {
+            None => Reconciliation::Unknown,
+            Some(tracking) => match self.routee.dial_tracking(tracking).await {
+                Ok(t) => {
+                    let part = t
+                        .content
+                        .iter()
+                        .find(|p| {
+                            attempt.message_id.is_some() && p.message_id == attempt.message_id
+                        })
+                        .or_else(|| t.content.first());
+                    match part.map(|p| &p.status.status) {
+                        Some(s) if s.is_final() => Reconciliation::Final(s.clone()),
+                        Some(CallStatus::Unknown) | None => Reconciliation::Unknown,
+                        Some(_) => Reconciliation::StillLive,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(callout_id = %id, call_id = %call, error = %e, "tracking lookup failed");
+                    Reconciliation::Unknown
+                }
+            },
+        };
+        tracing::info!(callout_id = %id, call_id = %call, result = ?result, "reconciled an overdue call");
+        let timing = self.settings.timing;
+        if let Err(e) = self
+            .update(id, |c, now| {
+                (c.on_reconciled(call, result.clone(), now, &timing), ())
+            })
+            .await
+        {
+            tracing::warn!(callout_id = %id, error = %e, "could not record a reconciliation");
         }
     }
 

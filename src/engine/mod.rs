@@ -41,7 +41,7 @@ use crate::assistants::Assistants;
 use crate::dialplan::template::Templates;
 use crate::domain::{
     CallId, Callout, CalloutError, CalloutId, CalloutStatus, Consequences, Effect, Event,
-    EventKind, NewCallout, Timestamp, Timing,
+    EventKind, NewCallout, PersonLimits, Timestamp, Timing,
 };
 use crate::routee::StatusCallback;
 use crate::routee::client::RouteeClient;
@@ -76,6 +76,8 @@ pub struct EngineSettings {
     /// `MAX_CALLS_PER_DAY_PER_KEY`: no call is placed past it on a UTC day for
     /// the callouts of one API key.
     pub max_calls_per_day_per_key: Option<u64>,
+    /// Calls to one number across every callout (`PERSON_CALLS_PER_*`).
+    pub person_limits: PersonLimits,
 }
 
 /// One event of one callout, as broadcast to live observers (the demo).

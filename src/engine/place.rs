@@ -83,6 +83,18 @@ impl Engine {
         let Some(attempt) = callout.attempt(call_id) else {
             return Ok(());
         };
+        let phone = &callout.contacts[attempt.contact].phone;
+        if let Some(until) = self
+            .store
+            .reserve_person_call(phone, call_id, self.settings.person_limits)
+            .await?
+        {
+            metrics::counter!(m::CALLS_HELD, "reason" => "person_limit").increment(1);
+            tracing::info!(until = %until.rfc3339(), "per-person limit: the call waits");
+            self.update(id, |c, now| (c.hold_placement(call_id, until, now), ()))
+                .await?;
+            return Ok(());
+        }
         if !slot_reserved {
             let wait = self
                 .store

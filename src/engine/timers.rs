@@ -67,7 +67,9 @@ impl Engine {
     pub(crate) async fn fire(&self, id: CalloutId) {
         let timing = self.settings.timing;
         let result = self
-            .update(id, |c, now| (c.on_timer(now, &timing, CallId::new()), ()))
+            .update(id, |c, now| {
+                (c.on_timer_with(now, &timing, &mut CallId::new), ())
+            })
             .await;
         let outcome = match result {
             Ok(Applied::Unchanged {

@@ -38,8 +38,8 @@ use crate::assistants::ResolvedAssistant;
 use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Template;
 use crate::domain::{
-    Answers, CallId, Callout, CalloutId, Closing, Consequences, KeypadAnswer, Next, Script,
-    Settled, Tones,
+    Answers, CallId, Callout, CalloutId, CalloutStatus, Closing, Consequences, KeypadAnswer, Next,
+    Script, Settled, Tones,
 };
 use crate::routee::{Collect, CollectEvent, Dialplan, Language, Verb};
 use crate::store::Versioned;
@@ -55,6 +55,8 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 
 const CLOSED_TEXT: &str = "This request has already been handled. Goodbye.";
 const CANCELLED_TEXT: &str = "This request has been cancelled. Goodbye.";
+/// Said on a call still under way when the callout filled (`policy.needed`).
+const FILLED_TEXT: &str = "This request has been filled. Thank you.";
 const RETRY_TEXT: &str = "Sorry, we could not record your answer. Please press your choice again.";
 /// The answer to an echo (tones that only repeat the keys already read, see
 /// `Attempt::keys_of`).
@@ -238,6 +240,10 @@ impl Engine {
                 let a = callout.attempt(call);
                 let vars = a.map(|a| template_vars(&callout, a)).unwrap_or_default();
                 let language = a.and_then(|a| callout.contacts[a.contact].language);
+                if filled_while_calling(&callout, call) {
+                    let voice = dialog::voice(None, language);
+                    return Ok(dialplan_json(&render::closing_dialplan(FILLED_TEXT, voice)));
+                }
                 dialplan_json(&template.closing(which, &vars, language))
             }
             Next::Wait => {
@@ -341,7 +347,11 @@ impl Engine {
                 Ok(j)
             }
             Next::Close(which) => Ok(dialplan_json(&render::closing_dialplan(
-                closing_text(which),
+                if filled_while_calling(&claimed.value, call) {
+                    FILLED_TEXT
+                } else {
+                    closing_text(which)
+                },
                 answers.rendering.voice,
             ))),
             Next::Wait => Ok(self.wait_for_answer(id, press, &answers.holding()).await),
@@ -412,6 +422,15 @@ pub(super) fn dialplan_json(plan: &Dialplan) -> String {
 /// "This request has already been handled. Goodbye."
 pub(super) fn closed_dialplan(voice: Voice) -> String {
     dialplan_json(&render::closing_dialplan(CLOSED_TEXT, voice))
+}
+
+/// The call was under way, undecided, when the callout filled: its callee
+/// hears [`FILLED_TEXT`] (the fill scheduled its hangup, see
+/// `Callout::end_open_attempt`).
+fn filled_while_calling(c: &Callout, call: CallId) -> bool {
+    c.status == CalloutStatus::Accepted
+        && c.attempt(call)
+            .is_some_and(|a| a.decision.is_none() && a.hangup.is_some())
 }
 
 fn closing_text(which: Closing) -> &'static str {

@@ -49,6 +49,11 @@ pub struct CalloutView {
     pub failure: Option<String>,
     #[schema(required = true)]
     pub accepted_by: Option<AcceptedBy>,
+    /// Everyone who accepted, in order (`policy.needed` people fill the callout;
+    /// an exhausted callout lists those it found).
+    pub acceptors: Vec<AcceptedBy>,
+    /// The round being called, from 1 (`policy.rounds`).
+    pub round: u32,
     pub contacts: Vec<ContactView>,
     pub attempts: Vec<AttemptView>,
     /// The timeline; omitted in lists.
@@ -220,6 +225,8 @@ fn event_kind_schema() -> Schema {
         "decided",
         "attempt_ended",
         "contact_done",
+        "round_started",
+        "call_held",
         "hangup_requested",
         "conversation_fallback",
         "reconciled",
@@ -254,7 +261,7 @@ impl CalloutView {
                 name: contact.name.clone(),
                 phone: contact.phone.to_string(),
                 language: contact.language.map(|l| l.code().to_owned()),
-                attempts: c.attempts_for(i),
+                attempts: c.attempts.iter().filter(|a| a.contact == i).count() as u32,
                 outcome: c
                     .attempts
                     .iter()
@@ -295,18 +302,15 @@ impl CalloutView {
             notify_url: c.notify_url.clone(),
             created_at: ts(c.created_at),
             ended_at: c.ended_at.map(ts),
-            next_call_at: match c.step {
-                crate::domain::Step::Dial { at, .. } if !c.status.is_final() => Some(ts(at)),
-                _ => None,
-            },
+            next_call_at: c.next_dial().map(ts),
             failure: c.failure.clone(),
-            accepted_by: c.accepted_by.and_then(|i| {
-                c.contacts.get(i).map(|p| AcceptedBy {
-                    contact: i,
-                    name: p.name.clone(),
-                    phone: p.phone.to_string(),
-                })
-            }),
+            accepted_by: c.accepted_by.and_then(|i| accepted_by(c, i)),
+            acceptors: c
+                .acceptors
+                .iter()
+                .filter_map(|&i| accepted_by(c, i))
+                .collect(),
+            round: c.round + 1,
             contacts,
             attempts,
             events: events.map(|evs| evs.iter().map(event_view).collect()),
@@ -314,11 +318,19 @@ impl CalloutView {
     }
 }
 
+fn accepted_by(c: &Callout, i: usize) -> Option<AcceptedBy> {
+    c.contacts.get(i).map(|p| AcceptedBy {
+        contact: i,
+        name: p.name.clone(),
+        phone: p.phone.to_string(),
+    })
+}
+
 /// An event with its times as RFC 3339 strings.
 pub fn event_view(e: &Event) -> Value {
     let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
-        for key in ["at", "due", "retry_at"] {
+        for key in ["at", "due", "retry_at", "until"] {
             if let Some(Value::Number(n)) = m.get(key)
                 && let Some(ms) = n.as_i64()
             {

@@ -251,6 +251,19 @@ pub fn parse(
         }
     };
 
+    if let (Some(rows), Some(p)) = (&contacts, &policy)
+        && p.needed as usize > rows.len()
+    {
+        errors.push(FieldError::new(
+            "policy.needed",
+            format!(
+                "{} people needed but {} contacts listed",
+                p.needed,
+                rows.len()
+            ),
+        ));
+    }
+
     let notify_url = opt_string(obj.get("notify_url"), "notify_url", &mut errors).and_then(|u| {
         match crate::net::check_outbound_url(&u, rules.allow_private_urls) {
             Ok(url) => Some(url.to_string()),
@@ -370,6 +383,10 @@ fn parse_policy(
             "reprompts" => &mut input.reprompts,
             "ring_timeout_s" => &mut input.ring_timeout_s,
             "max_call_s" => &mut input.max_call_s,
+            "needed" => &mut input.needed,
+            "parallel" => &mut input.parallel,
+            "rounds" => &mut input.rounds,
+            "round_delay_s" => &mut input.round_delay_s,
             _ => {
                 errors.push(FieldError::new(
                     format!("policy.{k}"),

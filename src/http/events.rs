@@ -88,7 +88,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// still open (a live call, an answered call in its grace period), nothing due
 /// (a hangup or notification retry).
 pub fn settled(c: &Callout) -> bool {
-    c.status.is_final() && c.current_attempt().is_none() && c.next_due().is_none()
+    c.status.is_final() && c.open_attempts().next().is_none() && c.next_due().is_none()
 }
 
 /// The index after `Last-Event-ID`, or 0 without one.

@@ -24,6 +24,7 @@
 //! | `P:calls:day:<n>` | string: calls placed on UTC day `n` (days since 1970) | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY`) |
 //! | `P:calls:day:<n>:by:<fingerprint>` | string: calls placed on UTC day `n` for callouts of one API key | 48 h | `day_count.lua` (call placement) | call placement (`MAX_CALLS_PER_DAY_PER_KEY`) |
 //! | `P:rate:calls` | string: next free slot (ms, Redis clock) | a few intervals | `rate.lua` | call placement (all replicas) |
+//! | `P:person:<16 hex of SHA-256 of the number>` | zset call id → placed (ms, Redis clock): the calls of the last hour to one number | 1 h | `person_call.lua` (call placement) | call placement (per-person limits) |
 //!
 //! `P` is `REDIS_PREFIX` (default `ivr`; it may not contain `{` or `}`).
 //!
@@ -158,6 +159,15 @@ impl Keys {
         format!("{}:calls:day:{day}:by:{by}", self.prefix)
     }
 
+    /// The recent calls to one phone number (per-person limits); the number is
+    /// named by a digest, so no phone number is in a key.
+    pub fn person_calls(&self, phone: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(phone.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:person:{hex}", self.prefix)
+    }
+
     pub fn call_rate(&self) -> String {
         format!("{}:rate:calls", self.prefix)
     }
@@ -219,6 +229,7 @@ impl Keys {
         }
         calls.push(("lock.lua", vec![self.lock("any-job")]));
         calls.push(("rate.lua", vec![self.call_rate()]));
+        calls.push(("person_call.lua", vec![self.person_calls("+306900000001")]));
         calls.push(("idempotency.lua", vec![self.idempotency("0")]));
         calls.push(("day_count.lua", vec![self.calls_on_day(0)]));
         calls.push(("day_count.lua", vec![self.calls_on_day_by(0, "key-0")]));

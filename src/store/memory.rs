@@ -10,7 +10,10 @@ use super::{
     CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
     ToolSession, Versioned,
 };
-use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
+use crate::domain::{
+    Assistant, AssistantId, CallId, Callout, CalloutId, CalloutStatus, E164, Event, PersonLimits,
+    Timestamp,
+};
 
 #[derive(Debug)]
 struct Entry {
@@ -37,6 +40,8 @@ struct Mem {
     calls_per_day: HashMap<(i64, Option<String>), u64>,
     /// `Idempotency-Key` records with their expiry.
     idempotency: HashMap<String, (Timestamp, IdempotentRequest)>,
+    /// The calls of the last hour to each number (for the per-person limits).
+    person_calls: HashMap<String, Vec<(Timestamp, CallId)>>,
 }
 
 impl Mem {
@@ -276,6 +281,31 @@ impl MemoryStore {
                 .insert(name.to_owned(), (holder.to_owned(), now.plus(ttl)));
         }
         Ok(free)
+    }
+
+    pub(super) async fn reserve_person_call(
+        &self,
+        phone: &E164,
+        call: CallId,
+        limits: PersonLimits,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let mut m = self.lock();
+        let now = Timestamp::now();
+        let hour_ago = now.0 - PersonLimits::LONG_WINDOW_MS;
+        m.person_calls.retain(|_, calls| {
+            calls.retain(|(t, _)| t.0 > hour_ago);
+            !calls.is_empty()
+        });
+        let calls = m.person_calls.entry(phone.to_string()).or_default();
+        if calls.iter().any(|(_, c)| *c == call) {
+            return Ok(None);
+        }
+        let times: Vec<Timestamp> = calls.iter().map(|(t, _)| *t).collect();
+        let until = limits.next_allowed(&times, now);
+        if until.is_none() {
+            calls.push((now, call));
+        }
+        Ok(until)
     }
 
     pub(super) async fn reserve_call_slot(

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
 use crate::domain::{
-    Assistant, AssistantId, CallState, Callout, CalloutId, CalloutStatus, Conversation, Dialing,
-    Event, EventKind, Script, Timestamp,
+    Assistant, AssistantId, CallId, CallState, Callout, CalloutId, CalloutStatus, Conversation,
+    Dialing, E164, Event, EventKind, PersonLimits, Script, Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -356,6 +356,22 @@ impl Store {
     /// long to wait for it.
     pub async fn reserve_call_slot(&self, interval: Duration) -> Result<Duration, StoreError> {
         dispatch!(self, s => s.reserve_call_slot(interval).await)
+    }
+
+    /// Counts call `call` to `phone` against the per-person limits, across every
+    /// callout and replica, if both windows have room: `None`. Otherwise nothing
+    /// is counted and the answer is when the call may be placed. A call already
+    /// counted (a placement tried again) is not counted twice.
+    pub async fn reserve_person_call(
+        &self,
+        phone: &E164,
+        call: CallId,
+        limits: PersonLimits,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        if limits.is_off() {
+            return Ok(None);
+        }
+        dispatch!(self, s => s.reserve_person_call(phone, call, limits).await)
     }
 
     /// Creates or replaces an assistant (names are unique).

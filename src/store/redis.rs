@@ -43,7 +43,10 @@ use super::{
     CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
     ToolSession, Versioned, needs_replicas,
 };
-use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
+use crate::domain::{
+    Assistant, AssistantId, CallId, Callout, CalloutId, CalloutStatus, E164, Event, PersonLimits,
+    Timestamp,
+};
 use crate::telemetry::metrics as m;
 
 /// A Lua script: its source and SHA1. Sent as `EVALSHA`, and as `EVAL` (which
@@ -89,6 +92,7 @@ struct Scripts {
     use_assistant: Lua,
     day_count: Lua,
     idempotency: Lua,
+    person_call: Lua,
 }
 
 impl Scripts {
@@ -105,6 +109,7 @@ impl Scripts {
             use_assistant: Lua::new(include_str!("lua/use_assistant.lua")),
             day_count: Lua::new(include_str!("lua/day_count.lua")),
             idempotency: Lua::new(include_str!("lua/idempotency.lua")),
+            person_call: Lua::new(include_str!("lua/person_call.lua")),
         }
     }
 }
@@ -941,6 +946,26 @@ impl RedisStore {
             )
             .await?;
         Ok(held == 1)
+    }
+
+    pub(super) async fn reserve_person_call(
+        &self,
+        phone: &E164,
+        call: CallId,
+        limits: PersonLimits,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let wait_ms: i64 = self
+            .run(
+                &self.shared.scripts.person_call,
+                &[self.shared.keys.person_calls(&phone.to_string())],
+                &[
+                    arg(call.to_string()),
+                    arg(limits.per_15_min.to_string()),
+                    arg(limits.per_hour.to_string()),
+                ],
+            )
+            .await?;
+        Ok((wait_ms > 0).then(|| Timestamp::now().plus(Duration::from_millis(wait_ms as u64))))
     }
 
     pub(super) async fn reserve_call_slot(

@@ -22,6 +22,9 @@ pub const CALLS_PLACED: &str = "ivr_calls_placed_total";
 /// (refused, 429, 5xx, unreachable) and the attempt waits to be placed again.
 /// No labels.
 pub const CARRIER_UNAVAILABLE: &str = "ivr_carrier_unavailable_total";
+/// Calls held back before placement. Label `reason`: person_limit (the number
+/// was called as often as `PERSON_CALLS_PER_15_MIN` / `_PER_HOUR` allow).
+pub const CALLS_HELD: &str = "ivr_calls_held_total";
 /// Finished attempts. Label `outcome`: accepted|rejected|no_input|no_answer|busy|failed|cancelled.
 pub const ATTEMPT_OUTCOMES: &str = "ivr_attempt_outcomes_total";
 /// Key presses received from callers. Label `key`: 0-9, star, hash, other.
@@ -154,6 +157,10 @@ fn describe() {
     describe_counter!(
         CARRIER_UNAVAILABLE,
         "Attempts whose call the carrier failed to create; each waits and is placed again (no attempt is consumed)."
+    );
+    describe_counter!(
+        CALLS_HELD,
+        "Calls held back before placement (a per-person limit), by reason; each waits and is placed later."
     );
     describe_counter!(DTMF_RECEIVED, "Key presses received from callers, by key.");
     describe_histogram!(

@@ -131,6 +131,44 @@ async fn every_bad_field_is_named_at_once_and_nothing_is_created() {
 }
 
 #[tokio::test]
+async fn more_people_needed_than_listed_and_out_of_range_waves_are_named() {
+    let app = spawn_app(Options::default()).await;
+    let mut body = ticket_callout(2);
+    body["policy"] = json!({"needed": 3, "parallel": 0, "rounds": 21, "round_delay_s": -1});
+    let (status, e) = app.post_callout(&body).await;
+    assert_eq!(status, 422, "{e}");
+    let fields: Vec<&str> = e["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["policy.round_delay_s", "policy.parallel", "policy.rounds"],
+        "{e}"
+    );
+    body["policy"] = json!({"needed": 3});
+    let (status, e) = app.post_callout(&body).await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["error"]["details"][0]["field"], "policy.needed", "{e}");
+    assert!(
+        e["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 contacts"),
+        "{e}"
+    );
+    assert_nothing_created(&app).await;
+    body["policy"] = json!({"needed": 2, "parallel": 2, "rounds": 3, "round_delay_s": 60});
+    let id = app.create_callout(&body).await;
+    let c = app.get_callout(&id).await;
+    assert_eq!(c["policy"]["parallel"], 2);
+    assert_eq!(c["round"], 1);
+    assert_eq!(c["acceptors"], json!([]));
+}
+
+#[tokio::test]
 async fn a_template_variable_that_is_missing_is_named() {
     let app = spawn_app(Options::default()).await;
     let mut body = ticket_callout(1);

@@ -429,3 +429,217 @@ async fn every_callee_behaviour_ends_in_its_own_outcome() {
     );
     app.assert_no_protocol_errors();
 }
+
+const FILLED_TEXT: &str = "This request has been filled. Thank you.";
+
+/// When each attempt started and ended, in the gateway's view.
+fn attempt_times(
+    c: &serde_json::Value,
+) -> Vec<(
+    ivr_gateway::domain::Timestamp,
+    ivr_gateway::domain::Timestamp,
+)> {
+    let parse = |v: &serde_json::Value| {
+        ivr_gateway::domain::Timestamp::parse_lenient(v.as_str().unwrap()).unwrap()
+    };
+    c["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (parse(&a["started_at"]), parse(&a["ended_at"])))
+        .collect()
+}
+
+on_both_stores!(
+    two_needed_of_five_two_at_a_time_ends_the_third_acceptors_call_politely,
+    |app| {
+        // Lanes call 1 and 2 at once. 1 accepts; 2 answers and only presses 1
+        // much later; 3 (lane 1's next) accepts and fills the callout while 2
+        // is still listening: 2 is told the request was filled.
+        app.sim.set_callee(&phone(1), Behaviour::accepts());
+        app.sim
+            .set_callee(&phone(2), Behaviour::press_after("1", 150.0));
+        app.sim.set_callee(&phone(3), Behaviour::accepts());
+        app.sim.set_callee(&phone(4), Behaviour::accepts());
+        app.sim.set_callee(&phone(5), Behaviour::accepts());
+        let mut body = ticket_callout(5);
+        body["policy"]["needed"] = json!(2);
+        body["policy"]["parallel"] = json!(2);
+        body["policy"]["input_timeout_s"] = json!(60);
+        body["policy"]["reprompts"] = json!(5);
+        let id = app.create_callout(&body).await;
+        let c = app.wait_settled(&id, LONG).await;
+        assert_eq!(c["status"], "accepted", "{c}");
+        let acceptors: Vec<u64> = c["acceptors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["contact"].as_u64().unwrap())
+            .collect();
+        assert_eq!(acceptors, [0, 2], "{c}");
+        assert_eq!(c["accepted_by"]["contact"], 0);
+        assert_eq!(c["policy"]["needed"], 2);
+        // Exactly three calls, never more than two at once, nobody after the fill.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut called = numbers_called(&app.sim);
+        called[..2].sort();
+        assert_eq!(called, [phone(1), phone(2), phone(3)]);
+        let times = attempt_times(&c);
+        for (i, (start, _)) in times.iter().enumerate() {
+            let open = times
+                .iter()
+                .filter(|(s, e)| s <= start && e > start)
+                .count();
+            assert!(
+                open <= 2,
+                "{open} calls at once when attempt {i} started: {c}"
+            );
+        }
+        let second = app
+            .sim
+            .calls()
+            .into_iter()
+            .find(|k| k.to == phone(2))
+            .unwrap();
+        assert!(
+            second.heard.iter().any(|t| t == FILLED_TEXT),
+            "heard: {:?}",
+            second.heard
+        );
+        let its = c["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["contact"] == 1)
+            .unwrap();
+        assert!(its.get("decision").is_none(), "{its}");
+    }
+);
+
+on_both_stores!(
+    two_rounds_of_silence_call_everyone_twice_with_the_round_delay_between,
+    |app| {
+        app.sim.set_callee(&phone(1), Behaviour::silent());
+        app.sim.set_callee(&phone(2), Behaviour::silent());
+        let mut body = ticket_callout(2);
+        body["policy"]["attempts_per_contact"] = json!(1);
+        body["policy"]["input_timeout_s"] = json!(1);
+        body["policy"]["reprompts"] = json!(0);
+        body["policy"]["rounds"] = json!(2);
+        body["policy"]["round_delay_s"] = json!(2);
+        let id = app.create_callout(&body).await;
+        let c = app.wait_settled(&id, LONG).await;
+        assert_eq!(c["status"], "exhausted", "{c}");
+        assert_eq!(
+            attempts(&c),
+            [
+                (0, 1, "no_input".to_owned()),
+                (1, 1, "no_input".to_owned()),
+                (0, 1, "no_input".to_owned()),
+                (1, 1, "no_input".to_owned()),
+            ]
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            numbers_called(&app.sim),
+            [phone(1), phone(2), phone(1), phone(2)]
+        );
+        assert_eq!(c["contacts"][0]["attempts"], 2);
+        let times = attempt_times(&c);
+        let gap = times[2].0.since(times[1].1);
+        assert!(
+            gap >= Duration::from_millis(1900),
+            "round 2 began {gap:?} after round 1 ended"
+        );
+        assert!(
+            gap < Duration::from_secs(10),
+            "round 2 began {gap:?} after round 1 ended"
+        );
+        assert!(times[1].0 >= times[0].1, "one call at a time");
+        let rounds: Vec<u64> = c["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "round_started")
+            .map(|e| e["round"].as_u64().unwrap())
+            .collect();
+        assert_eq!(rounds, [2]);
+        assert_eq!(c["round"], 2);
+    }
+);
+
+/// A gateway with a per-person limit of one call per 15 minutes.
+fn limited(store: StoreKind) -> Options {
+    Options::with_store(store)
+        .env("PERSON_CALLS_PER_15_MIN", "1")
+        .env("PERSON_CALLS_PER_HOUR", "7")
+}
+
+/// Two callouts share person 1: the first calls them; the second's call to
+/// them waits, on its timeline, for the 15 minutes to pass, and is never placed
+/// meanwhile.
+async fn a_per_person_limit_is_shared_by_two_callouts(app: &crate::helpers::TestApp) {
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_on_prompt(["2"]));
+    app.sim.set_callee(&phone(2), Behaviour::accepts());
+    let first = app.create_callout(&ticket_callout(2)).await;
+    let c = app.wait_settled(&first, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    let second = app.create_callout(&ticket_callout(2)).await;
+    let c = app
+        .wait_until(&second, LONG, |c| {
+            c["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["kind"] == "call_held"))
+        })
+        .await;
+    let held = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "call_held")
+        .unwrap();
+    assert_eq!(held["contact"], 0);
+    let at = ivr_gateway::domain::Timestamp::parse_lenient(held["at"].as_str().unwrap()).unwrap();
+    let until =
+        ivr_gateway::domain::Timestamp::parse_lenient(held["until"].as_str().unwrap()).unwrap();
+    let wait = until.since(at);
+    assert!(
+        wait > Duration::from_secs(14 * 60) && wait <= Duration::from_secs(15 * 60),
+        "held for {wait:?}"
+    );
+    assert_eq!(c["status"], "calling");
+    assert_eq!(c["next_call_at"], serde_json::Value::Null, "{c}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        numbers_called(&app.sim),
+        [phone(1), phone(2)],
+        "person 1 was called a second time within 15 minutes"
+    );
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/callouts/{second}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let c = app.wait_settled(&second, LONG).await;
+    assert_eq!(attempts(&c), [(0, 1, "cancelled".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_person_limit_is_shared_by_two_callouts_on_memory() {
+    let app = spawn_app(limited(StoreKind::Memory)).await;
+    a_per_person_limit_is_shared_by_two_callouts(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_person_limit_is_shared_by_two_callouts_on_redis() {
+    let server = RedisServer::start();
+    let app = spawn_app(limited(StoreKind::Redis {
+        url: server.url(),
+        prefix: "t".into(),
+    }))
+    .await;
+    a_per_person_limit_is_shared_by_two_callouts(&app).await;
+}

@@ -299,3 +299,44 @@ async fn a_rolling_secret_rotation_across_two_replicas_keeps_every_live_calls_ke
         assert_eq!(keys, ["9", "1"], "{c}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_per_person_limit_holds_across_replicas() {
+    let server = RedisServer::start();
+    let sim = spawn_sim(Callees::new(CalleeScript::always(Behaviour::Busy))).await;
+    let limits = [
+        ("PERSON_CALLS_PER_15_MIN", "2"),
+        ("PERSON_CALLS_PER_HOUR", "7"),
+    ];
+    let (apps, _lb) = replicas(2, &server, &sim, &limits).await;
+    // Six callouts at once for the same person, three on each replica.
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let mut body = ticket_callout(1);
+        body["policy"]["attempts_per_contact"] = json!(1);
+        ids.push(apps[i % 2].create_callout(&body).await);
+    }
+    let mut held = 0;
+    for id in &ids {
+        let c = apps[0]
+            .wait_until(id, Duration::from_secs(30), |c| {
+                c["status"] != "calling"
+                    || c["events"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|e| e["kind"] == "call_held"))
+            })
+            .await;
+        if c["status"] == "calling" {
+            held += 1;
+        } else {
+            assert_eq!(c["status"], "exhausted", "{c}");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sim.calls().len(),
+        2,
+        "the person was called more than twice"
+    );
+    assert_eq!(held, 4);
+}

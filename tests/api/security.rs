@@ -542,6 +542,8 @@ async fn logs_at_debug_hold_no_secret_key_signature_or_full_phone_number() {
         .env("COLLECT_GRACE_MS", "300")
         .env("SHUTDOWN_GRACE_MS", "500")
         .env("ROUTEE_CALLS_PER_SECOND", "200")
+        .env("PERSON_CALLS_PER_15_MIN", "0")
+        .env("PERSON_CALLS_PER_HOUR", "0")
         .env("DIALPLANS_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

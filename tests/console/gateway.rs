@@ -51,6 +51,8 @@ impl Gateway {
             .env("TIMER_POLL_MS", "50")
             .env("COLLECT_GRACE_MS", "300")
             .env("ROUTEE_CALLS_PER_SECOND", "50")
+            .env("PERSON_CALLS_PER_15_MIN", "0")
+            .env("PERSON_CALLS_PER_HOUR", "0")
             .env("RUST_LOG", "warn")
             .env("LOG_FORMAT", "json")
             .stdout(Stdio::piped())

@@ -144,6 +144,9 @@ fn gateway_env(
         ("ALLOWED_DESTINATIONS", "*".into()),
         ("ALLOW_INSECURE_PUBLIC_URL", "true".into()),
         ("ROUTEE_CALLS_PER_SECOND", "200".into()),
+        // The workload calls the same simulated numbers far more than a person's limits.
+        ("PERSON_CALLS_PER_15_MIN", "0".into()),
+        ("PERSON_CALLS_PER_HOUR", "0".into()),
         ("VOICEFLOW_RUNTIME_URL", vf.base_url().to_string()),
         ("VOICEFLOW_API_URL", vf.base_url().to_string()),
         ("GATEWAY_SECRET", SECRET.into()),
