@@ -297,13 +297,18 @@ async fn after_a_sentinel_failover_the_store_writes_to_the_new_primary() {
     // Replication is asynchronous: a primary killed right after a write may take
     // it down with it (Redis documents that a failover can lose acknowledged
     // writes). The test is about where the store writes after the failover, so
-    // the callout must be on the replica first.
-    let acked = cli(old, &["WAIT", "1", "10000"]);
-    assert_eq!(
-        acked.trim(),
-        "1",
-        "the replica never acknowledged the insert"
-    );
+    // the callout must be on the replica first. (A `WAIT` from redis-cli would not
+    // do: it waits for that client's own writes, and it has none.)
+    let key = Keys::new("t").callout(c.id);
+    let replica = sentinel.replica.port;
+    let started = Instant::now();
+    while cli(replica, &["EXISTS", &key]).trim() != "1" {
+        assert!(
+            started.elapsed() < LONG,
+            "the insert never reached the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sentinel.primary.kill();
     let sentinel = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
