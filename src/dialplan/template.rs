@@ -80,6 +80,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::language::routee_language;
+use super::phrases::Phrases;
 use super::render::{Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
@@ -93,10 +94,28 @@ pub const BUILTIN_VARS: [&str; 4] = ["contact_name", "callout_name", "attempt", 
 pub const MAX_INVALID_INPUTS: u32 = 3;
 
 /// The templates shipped in the binary, so it works from any directory.
-const EMBEDDED: [(&str, &str); 1] = [(
-    "ticket-escalation",
-    include_str!("../../dialplans/ticket-escalation.toml"),
-)];
+const EMBEDDED: [(&str, &str); 5] = [
+    (
+        "ticket-escalation",
+        include_str!("../../dialplans/ticket-escalation.toml"),
+    ),
+    (
+        "ticket-escalation.de-DE",
+        include_str!("../../dialplans/ticket-escalation.de-DE.toml"),
+    ),
+    (
+        "ticket-escalation.el-GR",
+        include_str!("../../dialplans/ticket-escalation.el-GR.toml"),
+    ),
+    (
+        "ticket-escalation.es-ES",
+        include_str!("../../dialplans/ticket-escalation.es-ES.toml"),
+    ),
+    (
+        "ticket-escalation.fr-FR",
+        include_str!("../../dialplans/ticket-escalation.fr-FR.toml"),
+    ),
+];
 
 /// A callout's variables by name (its own and the built-ins).
 pub type Vars = BTreeMap<String, String>;
@@ -114,6 +133,9 @@ pub struct Template {
     /// Phone key (`"1"`, `"*"`) to what it does.
     pub keys: BTreeMap<String, KeyAction>,
     pub messages: Messages,
+    /// The same call in other languages (`<name>.<language>.toml` files), by
+    /// language: the same keys, outcomes and placeholders, other words.
+    pub translations: BTreeMap<Language, Template>,
 }
 
 /// One step of the intro.
@@ -274,10 +296,17 @@ pub struct TemplateTurn {
 impl Template {
     /// Every placeholder the template uses, built-ins included.
     pub fn placeholders(&self) -> BTreeSet<String> {
-        self.texts()
+        std::iter::once(self)
+            .chain(self.translations.values())
+            .flat_map(Template::texts)
             .flat_map(Text::placeholders)
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The placeholders of this language's words only.
+    fn own_placeholders(&self) -> BTreeSet<&str> {
+        self.texts().flat_map(Text::placeholders).collect()
     }
 
     /// The placeholders a callout must supply: all but [`BUILTIN_VARS`].
@@ -300,11 +329,51 @@ impl Template {
             .chain([&m.invalid, &m.too_many_invalid, &m.cancelled, &m.closed])
     }
 
-    fn voice(&self, language: Option<Language>) -> Voice {
+    fn own_voice(&self) -> Voice {
         Voice {
-            language: language.unwrap_or(self.language),
+            language: self.language,
             gender: self.gender,
         }
+    }
+
+    /// The words a callee speaking `language` (`None`: the template's) hears,
+    /// and the voice that reads them:
+    /// - the translation into `language`, or the template itself when written in it;
+    /// - else the template or a translation in the same language of another
+    ///   region (an `en-GB` callee on an `en-US` template), read by the
+    ///   callee's own voice;
+    /// - else the template as written, read by its own language's voice: text
+    ///   is never read by a voice of another language.
+    pub fn variant(&self, language: Option<Language>) -> (&Template, Voice) {
+        let Some(wanted) = language else {
+            return (self, self.own_voice());
+        };
+        if wanted == self.language {
+            return (self, self.own_voice());
+        }
+        if let Some(t) = self.translations.get(&wanted) {
+            return (t, t.own_voice());
+        }
+        let same = std::iter::once(self)
+            .chain(self.translations.values())
+            .find(|t| t.language.primary() == wanted.primary());
+        match same {
+            Some(t) => (
+                t,
+                Voice {
+                    language: wanted,
+                    gender: t.gender,
+                },
+            ),
+            None => (self, self.own_voice()),
+        }
+    }
+
+    /// The languages this template is written in: its own, then its translations'.
+    pub fn languages(&self) -> Vec<Language> {
+        std::iter::once(self.language)
+            .chain(self.translations.keys().copied())
+            .collect()
     }
 
     fn say(&self, prompt: &Prompt, vars: &Vars, voice: Voice) -> Vec<Verb> {
@@ -351,11 +420,11 @@ impl Template {
         reprompts: u32,
         listen: Listen<'_>,
     ) -> Dialplan {
-        let voice = self.voice(language);
+        let (t, voice) = self.variant(language);
         let mut verbs = Vec::new();
-        for step in &self.intro {
+        for step in &t.intro {
             match step {
-                IntroItem::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
+                IntroItem::Say(prompt) => verbs.extend(t.say(prompt, vars, voice)),
                 IntroItem::Play { url, barge_in } => verbs.push(Verb::Play(Play {
                     file_url: url.clone(),
                     barge_in: *barge_in,
@@ -364,7 +433,7 @@ impl Template {
                 IntroItem::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
-        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
+        t.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
     }
 
     /// The answer to `digits` pressed during the call; `invalid_so_far` counts the
@@ -380,23 +449,23 @@ impl Template {
         next: Listen<'_>,
         invalid_so_far: u32,
     ) -> TemplateTurn {
-        let voice = self.voice(language);
+        let (t, voice) = self.variant(language);
         // Parsed as the engine's keys are: `#` dropped, and on a menu of single
         // keys the last key pressed decides (`11` is `1`).
         let keys = Keys::parse(digits);
         let key = keys.choice(self.keys.keys().map(String::as_str));
-        let Some(action) = self.keys.get(key) else {
+        let Some(action) = t.keys.get(key) else {
             if invalid_so_far + 1 >= MAX_INVALID_INPUTS {
                 return TemplateTurn {
-                    dialplan: farewell(&self.messages.too_many_invalid.render(vars), voice),
+                    dialplan: farewell(&t.messages.too_many_invalid.render(vars), voice),
                     decision: None,
                     ends_call: true,
                     invalid: true,
                 };
             }
-            let sorry = self.say_text(&self.messages.invalid, vars, voice, true);
+            let sorry = t.say_text(&t.messages.invalid, vars, voice, true);
             return TemplateTurn {
-                dialplan: self.with_menu(sorry, vars, voice, input_timeout_s, reprompts, next),
+                dialplan: t.with_menu(sorry, vars, voice, input_timeout_s, reprompts, next),
                 decision: None,
                 ends_call: false,
                 invalid: true,
@@ -420,7 +489,7 @@ impl Template {
             .map(|v| v.with_barge_in(true))
             .collect();
         TemplateTurn {
-            dialplan: self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next),
+            dialplan: t.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next),
             decision: None,
             ends_call: false,
             invalid: false,
@@ -429,11 +498,12 @@ impl Template {
 
     /// The last words to a live call whose callout is over.
     pub fn closing(&self, which: Closing, vars: &Vars, language: Option<Language>) -> Dialplan {
+        let (t, voice) = self.variant(language);
         let text = match which {
-            Closing::Cancelled => &self.messages.cancelled,
-            Closing::Closed => &self.messages.closed,
+            Closing::Cancelled => &t.messages.cancelled,
+            Closing::Closed => &t.messages.closed,
         };
-        farewell(&text.render(vars), self.voice(language))
+        farewell(&text.render(vars), voice)
     }
 }
 
@@ -718,28 +788,18 @@ impl Checker<'_> {
                 "no key has outcome = \"accepted\": nobody could ever accept",
             ));
         }
+        // Unwritten messages are the gateway's own words in the template's language.
         let m = &raw.messages;
+        let p = Phrases::of(language);
         let messages = Messages {
-            invalid: self.opt_text(
-                m.invalid.as_ref(),
-                "messages.invalid",
-                "Sorry, that is not a valid choice.",
-            )?,
+            invalid: self.opt_text(m.invalid.as_ref(), "messages.invalid", &p.invalid)?,
             too_many_invalid: self.opt_text(
                 m.too_many_invalid.as_ref(),
                 "messages.too_many_invalid",
-                "Sorry, we could not understand your choice. Goodbye.",
+                &p.too_many_invalid,
             )?,
-            cancelled: self.opt_text(
-                m.cancelled.as_ref(),
-                "messages.cancelled",
-                "This request has been cancelled. Goodbye.",
-            )?,
-            closed: self.opt_text(
-                m.closed.as_ref(),
-                "messages.closed",
-                "This request has already been handled. Goodbye.",
-            )?,
+            cancelled: self.opt_text(m.cancelled.as_ref(), "messages.cancelled", &p.cancelled)?,
+            closed: self.opt_text(m.closed.as_ref(), "messages.closed", &p.closed)?,
         };
         Ok(Template {
             name: name.to_owned(),
@@ -750,6 +810,7 @@ impl Checker<'_> {
             menu,
             keys,
             messages,
+            translations: BTreeMap::new(),
         })
     }
 }
@@ -782,6 +843,121 @@ pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
     checker.template(name, raw)
 }
 
+/// Parses a file named `<stem>.toml`: a template (`ticket-escalation`), or
+/// its translation into a language (`ticket-escalation.el-GR`, whose
+/// `language` must be that language). Returns the translation's language too.
+pub fn parse_file(stem: &str, text: &str) -> Result<(Option<Language>, Template), TemplateError> {
+    let Some((base, suffix)) = stem.split_once('.') else {
+        return parse(stem, text).map(|t| (None, t));
+    };
+    let template = parse(base, text)?;
+    let named: Language = suffix.parse().map_err(|e: String| TemplateError {
+        path: None,
+        line: None,
+        message: format!(
+            "a translation is named <template>.<language>.toml with one of Routee's codes: {e}"
+        ),
+    })?;
+    if template.language != named {
+        return Err(TemplateError {
+            path: None,
+            line: None,
+            message: format!(
+                "the file name says {named} but language is {}: a translation's file name and language agree",
+                template.language
+            ),
+        });
+    }
+    Ok((Some(named), template))
+}
+
+/// How a translation differs from its template in what must be the same in
+/// every language: the keys, what each decides, and the placeholders.
+fn differences(template: &Template, translation: &Template) -> Vec<String> {
+    let lang = translation.language;
+    let mut found = Vec::new();
+    let keys = |t: &Template| t.keys.keys().cloned().collect::<Vec<_>>().join(", ");
+    if template.keys.keys().ne(translation.keys.keys()) {
+        found.push(format!(
+            "keys differ between languages: {} in {}, {} in {lang}",
+            keys(template),
+            template.language,
+            keys(translation)
+        ));
+    } else {
+        for (key, action) in &template.keys {
+            let other = translation.keys.get(key).and_then(|a| a.decision);
+            if action.decision != other {
+                found.push(format!(
+                    "key {key} decides {:?} in {} but {other:?} in {lang}",
+                    action.decision, template.language
+                ));
+            }
+        }
+    }
+    let (ours, theirs) = (template.own_placeholders(), translation.own_placeholders());
+    if ours != theirs {
+        let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
+        found.push(format!(
+            "placeholders differ between languages: {{{}}} in {}, {{{}}} in {lang}",
+            list(&ours),
+            template.language,
+            list(&theirs)
+        ));
+    }
+    found
+}
+
+/// A template file as parsed: where it came from (`None`: embedded), the
+/// language it translates into (`None`: a template), and the template.
+type ParsedFile = (Option<PathBuf>, Option<Language>, Template);
+
+/// Templates and their translations joined: every translation to its
+/// template, checked against it.
+fn assemble(files: Vec<ParsedFile>) -> Result<Templates, Vec<TemplateError>> {
+    let mut templates = Templates::default();
+    let mut translations = Vec::new();
+    for (path, language, t) in files {
+        match language {
+            None => templates.insert(t),
+            Some(_) => translations.push((path, t)),
+        }
+    }
+    let mut errors = Vec::new();
+    for (path, t) in translations {
+        let error = |message: String| TemplateError {
+            path: path.clone(),
+            line: None,
+            message,
+        };
+        let Some(base) = templates.0.get_mut(&t.name) else {
+            errors.push(error(format!(
+                "a translation of {:?}, which has no {}.toml",
+                t.name, t.name
+            )));
+            continue;
+        };
+        if t.language == base.language {
+            errors.push(error(format!(
+                "translates {:?} into {}, the language it is written in",
+                t.name, t.language
+            )));
+            continue;
+        }
+        let found = differences(base, &t);
+        if found.is_empty() {
+            base.translations.insert(t.language, t);
+        } else {
+            errors.extend(found.into_iter().map(error));
+        }
+    }
+    if errors.is_empty() {
+        Ok(templates)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Loads one template file; its name is the file name without `.toml`.
 pub fn load_file(path: &Path) -> Result<Template, TemplateError> {
     let with_path = |mut e: TemplateError| {
@@ -799,7 +975,73 @@ pub fn load_file(path: &Path) -> Result<Template, TemplateError> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    parse(name, &text).map_err(with_path)
+    parse_file(name, &text).map(|(_, t)| t).map_err(with_path)
+}
+
+/// Loads the template `path` belongs to, with all its translations beside it
+/// (`dialplan check`): `x.toml` and every `x.<language>.toml` of its directory.
+pub fn load_group(path: &Path) -> Result<Template, Vec<TemplateError>> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let base = stem.split('.').next().unwrap_or_default().to_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut paths = toml_files(dir)?;
+    paths.retain(|p| {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .is_some_and(|s| s.split('.').next() == Some(base.as_str()))
+    });
+    if !paths.iter().any(|p| p.file_name() == path.file_name()) {
+        paths.push(path.to_owned());
+    }
+    let templates = load_paths(paths)?;
+    templates.get(&base).cloned().ok_or_else(|| {
+        vec![TemplateError {
+            path: Some(path.to_owned()),
+            line: None,
+            message: format!("a translation of {base:?}, which has no {base}.toml beside it"),
+        }]
+    })
+}
+
+/// Loads and joins the template files at `paths`, reporting every bad one.
+fn load_paths(paths: Vec<PathBuf>) -> Result<Templates, Vec<TemplateError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| TemplateError {
+                path: None,
+                line: None,
+                message: format!("cannot read: {e}"),
+            })
+            .and_then(|text| parse_file(&stem, &text));
+        match loaded {
+            Ok((language, t)) => files.push((Some(path), language, t)),
+            Err(mut e) => {
+                e.path = Some(path);
+                errors.push(e);
+            }
+        }
+    }
+    match assemble(files) {
+        Ok(templates) if errors.is_empty() => Ok(templates),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
 }
 
 /// Templates by name.
@@ -851,12 +1093,18 @@ impl FromIterator<Template> for Templates {
     }
 }
 
-/// Loads every `*.toml` in `dir` (not recursively). A missing directory holds no
-/// templates; every bad file is reported, not only the first.
+/// Loads every `*.toml` in `dir` (not recursively), translations joined to
+/// their templates. A missing directory holds no templates; every bad file is
+/// reported, not only the first.
 pub fn load_dir(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
+    load_paths(toml_files(dir)?)
+}
+
+/// The `*.toml` files of `dir`, sorted; none when it does not exist.
+fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<TemplateError>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Templates::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(vec![TemplateError {
                 path: Some(dir.to_owned()),
@@ -877,36 +1125,34 @@ pub fn load_dir(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
             }),
         }
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     paths.retain(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"));
     paths.sort();
-    let mut templates = Templates::default();
-    for path in paths {
-        match load_file(&path) {
-            Ok(t) => templates.insert(t),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(templates)
-    } else {
-        Err(errors)
-    }
+    Ok(paths)
 }
 
 /// The templates shipped in the binary (`dialplans/*.toml` at build time).
 /// `tests/templates.rs` proves they all parse; should one not, it is logged and
 /// left out rather than taking the service down.
 pub fn embedded() -> Templates {
-    EMBEDDED
+    let files = EMBEDDED
         .iter()
-        .filter_map(|(name, text)| match parse(name, text) {
-            Ok(t) => Some(t),
+        .filter_map(|(name, text)| match parse_file(name, text) {
+            Ok((language, t)) => Some((None, language, t)),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "shipped dialplan template is invalid");
                 None
             }
         })
-        .collect()
+        .collect();
+    assemble(files).unwrap_or_else(|errors| {
+        for e in errors {
+            tracing::error!(error = %e, "shipped dialplan translation is invalid");
+        }
+        Templates::default()
+    })
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use super::dialog::{self, TurnAnswers};
 use super::place::template_vars;
 use super::{Engine, EngineError};
 use crate::assistants::ResolvedAssistant;
+use crate::dialplan::phrases::Phrases;
 use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Template;
 use crate::domain::{
@@ -51,13 +52,6 @@ pub const LATE_WINDOW: Duration = Duration::from_secs(15);
 pub(super) const SAFETY: Duration = Duration::from_millis(200);
 /// Poll interval while another delivery of the same turn is being answered.
 const WAIT_POLL: Duration = Duration::from_millis(50);
-
-const CLOSED_TEXT: &str = "This request has already been handled. Goodbye.";
-const CANCELLED_TEXT: &str = "This request has been cancelled. Goodbye.";
-const RETRY_TEXT: &str = "Sorry, we could not record your answer. Please press your choice again.";
-/// The answer to an echo (tones that only repeat the keys already read, see
-/// `Attempt::keys_of`).
-const AGAIN_TEXT: &str = "Please press your choice again.";
 
 /// One COLLECT event: which input of which call, and by when it is answered.
 pub(super) struct KeyPress<'a> {
@@ -168,7 +162,17 @@ impl Engine {
         let (call, turn) = (press.call, press.turn);
         let next_url = self.collect_url(loaded.value.id, call, turn + 1);
         let silence_url = self.silence_url();
-        let press_again = dialplan_json(&self.press_again(loaded.value.id, call, turn, AGAIN_TEXT));
+        // The answer to an echo (tones that only repeat the keys already read,
+        // see `Attempt::keys_of`), in the words and voice of the call.
+        let (_, voice) = template.variant(
+            loaded
+                .value
+                .attempt(call)
+                .and_then(|a| loaded.value.contacts[a.contact].language),
+        );
+        let again = &Phrases::of(voice.language).press_again;
+        let press_again =
+            dialplan_json(&self.press_again(loaded.value.id, call, turn, again, voice));
         let timing = self.settings.timing;
         let applied = self
             .update((loaded, cached), |c, now| {
@@ -261,7 +265,9 @@ impl Engine {
         let call = press.call;
         let timing = self.settings.timing;
         let answers = TurnAnswers::new(self, &loaded.value, press, resolved.as_deref());
-        let press_again = dialplan_json(&self.press_again(id, call, press.turn, AGAIN_TEXT));
+        let (voice, phrases) = (answers.rendering.voice, answers.rendering.phrases);
+        let press_again =
+            dialplan_json(&self.press_again(id, call, press.turn, &phrases.press_again, voice));
         let rules = answers.rules();
         let applied = self
             .update((loaded, cached), |c, now| {
@@ -318,8 +324,8 @@ impl Engine {
                 Ok(j)
             }
             Next::Close(which) => Ok(dialplan_json(&render::closing_dialplan(
-                closing_text(which),
-                answers.rendering.voice,
+                closing_text(which, phrases),
+                voice,
             ))),
             Next::Wait => Ok(self.wait_for_answer(id, press, &answers.holding()).await),
             Next::Ask(request) => match resolved {
@@ -350,17 +356,30 @@ impl Engine {
         holding.to_owned()
     }
 
-    /// When the store is unreachable: ask for the key again, same turn.
+    /// When the store is unreachable: ask for the key again, same turn. In
+    /// English: the call's language is in the store.
     fn retry_dialplan(&self, id: CalloutId, call: CallId, turn: u32) -> Dialplan {
-        self.press_again(id, call, turn, RETRY_TEXT)
+        let english = Voice {
+            language: Language::EnUs,
+            gender: None,
+        };
+        let text = &Phrases::of(english.language).retry;
+        self.press_again(id, call, turn, text, english)
     }
 
     /// `text`, then the wait for a key on the same input `turn`.
-    fn press_again(&self, id: CalloutId, call: CallId, turn: u32, text: &str) -> Dialplan {
+    fn press_again(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        turn: u32,
+        text: &str,
+        voice: Voice,
+    ) -> Dialplan {
         let url = self.collect_url(id, call, turn);
         let silence_url = self.silence_url();
         Dialplan::new(vec![
-            Verb::say(text, Language::EnUs, None).with_barge_in(true),
+            Verb::say(text, voice.language, voice.gender).with_barge_in(true),
             render::wait(Listen::new(&url, &silence_url), 5),
             Verb::Collect(Collect {
                 event_url: url,
@@ -377,14 +396,17 @@ pub(super) fn dialplan_json(plan: &Dialplan) -> String {
         .unwrap_or_else(|_| r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#.to_owned())
 }
 
-/// "This request has already been handled. Goodbye."
+/// "This request has already been handled. Goodbye.", in `voice`'s language.
 pub(super) fn closed_dialplan(voice: Voice) -> String {
-    dialplan_json(&render::closing_dialplan(CLOSED_TEXT, voice))
+    dialplan_json(&render::closing_dialplan(
+        &Phrases::of(voice.language).closed,
+        voice,
+    ))
 }
 
-fn closing_text(which: Closing) -> &'static str {
+fn closing_text(which: Closing, phrases: &Phrases) -> &str {
     match which {
-        Closing::Cancelled => CANCELLED_TEXT,
-        Closing::Closed => CLOSED_TEXT,
+        Closing::Cancelled => &phrases.cancelled,
+        Closing::Closed => &phrases.closed,
     }
 }

@@ -1,0 +1,115 @@
+//! What the person on the phone hears (issue 16), end to end: the real
+//! application, the carrier simulator playing callees, the shipped seed
+//! template in each of its languages.
+
+use std::time::Duration;
+
+use ivr_gateway::dialplan::phrases::Phrases;
+use ivr_gateway::routee::Language;
+use ivr_gateway::sim::{Behaviour, SimCallRecord};
+use serde_json::json;
+
+use crate::helpers::{Options, StoreKind, TestApp, attempts, phone, spawn_app, ticket_callout};
+
+const LONG: Duration = Duration::from_secs(40);
+
+/// Every `SAY` the gateway sent on a call: the dialplan it was placed with and
+/// every answer to a key press, as (text, language).
+fn says(call: &SimCallRecord) -> Vec<(String, String)> {
+    let mut plans = vec![serde_json::to_value(&call.dialplan).unwrap()];
+    plans.extend(call.event_posts.iter().filter_map(|p| p.answer.clone()));
+    plans
+        .iter()
+        .flat_map(|plan| plan["verbs"].as_array().cloned().unwrap_or_default())
+        .filter(|v| v["type"] == "SAY")
+        .map(|v| {
+            (
+                v["message"]["text"].as_str().unwrap_or_default().to_owned(),
+                v["message"]["language"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Everything the English seed call and the English phrases say.
+fn english_words() -> Vec<String> {
+    let template = ivr_gateway::dialplan::template::embedded();
+    let seed = template.get("ticket-escalation").unwrap();
+    let mut words: Vec<String> = Phrases::of(Language::EnUs)
+        .entries()
+        .iter()
+        .map(|(_, t)| (*t).to_owned())
+        .collect();
+    words.push(seed.menu.text.source().to_owned());
+    for key in seed.keys.values() {
+        words.extend(
+            key.say
+                .as_ref()
+                .map(|t| t.source().replace("{{contact_name}}", "Person 1")),
+        );
+        words.extend(
+            key.say
+                .as_ref()
+                .map(|t| t.source().replace("{{contact_name}}", "Person 2")),
+        );
+    }
+    words
+}
+
+/// The seed flow with every contact speaking `language`: the first presses a
+/// wrong key, then rejects; the second accepts.
+async fn seed_flow_in(app: &TestApp, language: Language) {
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_on_prompt(["9", "2"]));
+    app.sim.set_callee(&phone(2), Behaviour::accepts());
+    let mut body = ticket_callout(2);
+    for contact in body["contacts"].as_array_mut().unwrap() {
+        contact["language"] = json!(language.code());
+    }
+    let id = app.create_callout(&body).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(got, ["rejected", "accepted"]);
+    let english = english_words();
+    let p = Phrases::of(language);
+    let calls = app.sim.calls();
+    assert_eq!(calls.len(), 2);
+    for call in &calls {
+        let said = says(call);
+        assert!(said.len() >= 3, "{said:?}");
+        for (text, spoken_in) in &said {
+            assert_eq!(spoken_in, language.code(), "{text:?} in {spoken_in}");
+            if language.primary() != "en" {
+                assert!(!english.contains(text), "English leaks: {text:?}");
+            }
+        }
+    }
+    let first = calls.iter().find(|c| c.to == phone(1)).unwrap();
+    assert!(
+        first.heard.contains(&p.invalid),
+        "{:?} not in {:?}",
+        p.invalid,
+        first.heard
+    );
+}
+
+macro_rules! seed_flow_in {
+    ($name:ident, $language:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+            seed_flow_in(&app, $language).await;
+            app.assert_no_protocol_errors();
+        }
+    };
+}
+
+seed_flow_in!(the_seed_flow_in_english, Language::EnUs);
+seed_flow_in!(the_seed_flow_in_greek, Language::ElGr);
+seed_flow_in!(the_seed_flow_in_german, Language::DeDe);
+seed_flow_in!(the_seed_flow_in_french, Language::FrFr);
+seed_flow_in!(the_seed_flow_in_spanish, Language::EsEs);
