@@ -493,3 +493,91 @@ fn a_translation_must_agree_with_its_template_and_be_named_for_its_language() {
         "{all:?}"
     );
 }
+
+/// A one-key template with `extra` top-level settings.
+fn with_helpers(extra: &str) -> Result<Template, template::TemplateError> {
+    template::parse(
+        "helpers",
+        &format!(
+            "language = \"en-US\"\n{extra}\n[[intro]]\nsay = \"{{{{ticket}}}}\"\n[menu]\nsay = \"Press 1 to accept. Press 2 to reject.\"\n[keys.1]\noutcome = \"accepted\"\nsay = \"Goodbye.\"\n[keys.2]\noutcome = \"rejected\"\n"
+        ),
+    )
+}
+
+fn texts(plan: &Dialplan) -> Vec<String> {
+    says(plan).into_iter().map(|(t, _)| t).collect()
+}
+
+#[test]
+fn star_repeats_and_zero_helps_by_default_and_neither_is_an_invalid_key() {
+    let t = with_helpers("").unwrap();
+    let v = vars("Fire in hall 3.");
+    let star = t.on_input("*", &v, None, 10, 1, LISTEN, 2);
+    assert!(!star.invalid && !star.ends_call && star.decision.is_none());
+    assert_eq!(
+        texts(&star.dialplan)[..2],
+        ["Fire in hall 3.", "Press 1 to accept. Press 2 to reject."]
+    );
+    let zero = t.on_input("0", &v, None, 10, 1, LISTEN, 2);
+    assert!(!zero.invalid && !zero.ends_call);
+    assert_eq!(
+        texts(&zero.dialplan),
+        [
+            "Here are your options again.",
+            "Press 1 to accept.",
+            "Press 2 to reject."
+        ]
+    );
+    // Cumulative keys read as the last one pressed: "1*" is the repeat.
+    assert_eq!(t.on_input("1*", &v, None, 10, 1, LISTEN, 0).decision, None);
+    // Any other key is still invalid.
+    assert!(t.on_input("7", &v, None, 10, 1, LISTEN, 0).invalid);
+    // The confirmation comes before the key's own words.
+    let accept = t.on_input("1", &v, None, 10, 1, LISTEN, 0);
+    assert_eq!(
+        texts(&accept.dialplan),
+        ["You accepted Ticket 4711. Goodbye."]
+    );
+    let reject = t.on_input("2", &v, None, 10, 1, LISTEN, 0);
+    assert_eq!(texts(&reject.dialplan), ["You declined Ticket 4711."]);
+}
+
+#[test]
+fn the_helpers_are_configurable_per_template() {
+    let v = vars("Fire.");
+    let off = with_helpers("confirm = false\nrepeat_key = \"\"\nhelp_key = \"9\"").unwrap();
+    assert_eq!(
+        texts(&off.on_input("1", &v, None, 10, 1, LISTEN, 0).dialplan),
+        ["Goodbye."]
+    );
+    assert!(off.on_input("*", &v, None, 10, 1, LISTEN, 0).invalid);
+    assert!(off.on_input("0", &v, None, 10, 1, LISTEN, 0).invalid);
+    assert!(!off.on_input("9", &v, None, 10, 1, LISTEN, 0).invalid);
+    // Announced once, after the first options, only when asked.
+    let hint = "Press star to hear this again, or 0 for help.";
+    let quiet = with_helpers("").unwrap();
+    assert!(!texts(&quiet.render_call(&v, None, 10, 1, LISTEN)).contains(&hint.to_owned()));
+    let told = with_helpers("announce_keys = true").unwrap();
+    let said = texts(&told.render_call(&v, None, 10, 1, LISTEN));
+    assert_eq!(said.iter().filter(|t| *t == hint).count(), 1, "{said:?}");
+    assert_eq!(said[2], hint, "{said:?}");
+    // A template's own `*` key keeps its meaning.
+    let own = template::parse(
+        "own",
+        "language = \"en-US\"\n[menu]\nsay = \"Press 1.\"\n[keys.1]\noutcome = \"accepted\"\n[keys.\"*\"]\nsay = \"Star.\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        texts(&own.on_input("*", &v, None, 10, 1, LISTEN, 0).dialplan)[0],
+        "Star."
+    );
+    for (bad, message) in [
+        ("repeat_key = \"#\"", "repeat_key: \"#\" is not a phone key"),
+        ("help_key = \"10\"", "help_key: \"10\" is not a phone key"),
+        ("help_key = \"*\"", "help_key: * is also the repeat_key"),
+        ("confirm = \"yes\"", "invalid type"),
+    ] {
+        let e = with_helpers(bad).unwrap_err().to_string();
+        assert!(e.contains(message), "{bad}: {e}");
+    }
+}

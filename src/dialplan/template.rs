@@ -8,6 +8,10 @@
 //! description = "Seed 004: the ticket, then accept or reject"  # optional
 //! language = "en-US"        # required; a Routee code or a locale mapped to one
 //! gender = "female"         # optional default voice: male | female
+//! confirm = true            # optional helpers (defaults shown): "You accepted Ticket 4711."
+//! repeat_key = "*"          #   the intro's words and the options again ("" for none)
+//! help_key = "0"            #   the options said slowly once more ("" for none)
+//! announce_keys = false     #   announce the two keys once, after the options
 //!
 //! [[intro]]                 # said once when the callee answers, in order
 //! pause = 3                 # each step is exactly one of: pause (1..=60 s),
@@ -36,7 +40,10 @@
 //! closed = "This request has already been handled. Goodbye." # someone accepted
 //! ```
 //!
-//! The name of a template is its file name without `.toml`.
+//! The name of a template is its file name without `.toml`. A file named
+//! `<name>.<language>.toml` is its translation into that language: the same
+//! keys, outcomes, placeholders and helpers, other words ([`Template::variant`]
+//! picks the one a callee hears).
 //!
 //! # The call
 //!
@@ -81,7 +88,9 @@ use toml::Spanned;
 
 use super::language::routee_language;
 use super::phrases::Phrases;
-use super::render::{Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
+use super::render::{
+    Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs, wait,
+};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
 use crate::domain::Keys;
@@ -89,6 +98,9 @@ use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
 
 /// Variables the engine gives every template, besides the callout's own.
 pub const BUILTIN_VARS: [&str; 4] = ["contact_name", "callout_name", "attempt", "max_attempts"];
+
+/// The pause between the options said slowly (the help key), in seconds.
+const HELP_PAUSE_S: u32 = 1;
 
 /// The invalid key presses after which a call says goodbye and ends.
 pub const MAX_INVALID_INPUTS: u32 = 3;
@@ -133,6 +145,8 @@ pub struct Template {
     /// Phone key (`"1"`, `"*"`) to what it does.
     pub keys: BTreeMap<String, KeyAction>,
     pub messages: Messages,
+    /// The confirmation, repeat and help keys (the same in every language).
+    pub helpers: Helpers,
     /// The same call in other languages (`<name>.<language>.toml` files), by
     /// language: the same keys, outcomes and placeholders, other words.
     pub translations: BTreeMap<Language, Template>,
@@ -161,6 +175,33 @@ pub struct KeyAction {
     /// `Some`: the callee decided, and the call ends after `say`.
     pub decision: Option<Decision>,
     pub say: Option<Text>,
+}
+
+/// What a template does for a callee besides its menu, on by default: the
+/// confirmation of a decision, a key that repeats the last prompt and one that
+/// says the options slowly once more; neither counts as an invalid key. A key
+/// the template gives an action of its own keeps it (that helper is then off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helpers {
+    /// After a decision: "You accepted Ticket 4711." (`confirm`).
+    pub confirm: bool,
+    /// Repeats the intro's words and the options (`repeat_key`, `*`; `""` off).
+    pub repeat_key: Option<String>,
+    /// Says the options slowly once more (`help_key`, `0`; `""` off).
+    pub help_key: Option<String>,
+    /// Announces the two keys once, after the first options (`announce_keys`).
+    pub announce_keys: bool,
+}
+
+impl Default for Helpers {
+    fn default() -> Self {
+        Self {
+            confirm: true,
+            repeat_key: Some("*".into()),
+            help_key: Some("0".into()),
+            announce_keys: false,
+        }
+    }
 }
 
 /// What the template says outside the flow of its menu.
@@ -433,7 +474,98 @@ impl Template {
                 IntroItem::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
-        t.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
+        let menu = t.say(&t.menu, vars, voice);
+        verbs.extend(menu.iter().cloned());
+        if let Some(hint) = self.keys_hint(voice) {
+            verbs.extend(
+                say_verbs(&hint, voice.language, voice.gender)
+                    .into_iter()
+                    .map(|v| v.with_barge_in(true)),
+            );
+        }
+        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, listen);
+        Dialplan::new(verbs)
+    }
+
+    /// The repeat and help keys announced, when the template asks for it and
+    /// both are the ones the phrase names (`*`, and a help key of its own).
+    fn keys_hint(&self, voice: Voice) -> Option<String> {
+        let h = &self.helpers;
+        let help = h
+            .help_key
+            .as_deref()
+            .filter(|k| !self.keys.contains_key(*k))?;
+        let star_repeats = h.repeat_key.as_deref() == Some("*") && !self.keys.contains_key("*");
+        (h.announce_keys && star_repeats).then(|| Phrases::of(voice.language).keys_hint(help))
+    }
+
+    /// The answer to a repeat or help key (one the template does not use
+    /// itself): the intro's words and the options again, or the options said
+    /// slowly, sentence by sentence, once more. `None` for any other key.
+    #[allow(clippy::too_many_arguments)] // the engine's per-call inputs, each distinct
+    fn helper_turn(
+        &self,
+        helpers: &Helpers,
+        key: &str,
+        vars: &Vars,
+        voice: Voice,
+        input_timeout_s: u32,
+        reprompts: u32,
+        next: Listen<'_>,
+    ) -> Option<Dialplan> {
+        if self.keys.contains_key(key) {
+            return None;
+        }
+        if helpers.repeat_key.as_deref() == Some(key) {
+            let verbs = self
+                .intro
+                .iter()
+                .filter_map(|s| match s {
+                    IntroItem::Say(p) => Some(p),
+                    _ => None,
+                })
+                .flat_map(|p| self.say(p, vars, voice))
+                .map(|v| v.with_barge_in(true))
+                .collect();
+            return Some(self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next));
+        }
+        if helpers.help_key.as_deref() != Some(key) {
+            return None;
+        }
+        let phrases = Phrases::of(voice.language);
+        let gender = self.menu.gender.or(voice.gender);
+        let mut verbs: Vec<Verb> = say_verbs(&phrases.options_again, voice.language, voice.gender)
+            .into_iter()
+            .map(|v| v.with_barge_in(true))
+            .collect();
+        let mut slow = Vec::new();
+        for (i, sentence) in sentences(&self.menu.text.render(vars)).iter().enumerate() {
+            if i > 0 {
+                slow.push(wait(next, HELP_PAUSE_S));
+            }
+            slow.extend(
+                say_verbs(sentence, voice.language, gender)
+                    .into_iter()
+                    .map(|v| v.with_barge_in(true)),
+            );
+        }
+        verbs.extend(slow.iter().cloned());
+        input_phase(&mut verbs, &slow, input_timeout_s, 0, next);
+        Some(Dialplan::new(verbs))
+    }
+
+    /// "You accepted Ticket 4711." in the voice's language, the callout's name
+    /// inserted as any variable is; `None` without a name or when off.
+    fn confirmation(&self, decision: Decision, vars: &Vars, voice: Voice) -> Option<String> {
+        let name = vars.get("callout_name")?;
+        if !self.helpers.confirm || name.trim().is_empty() {
+            return None;
+        }
+        let phrases = Phrases::of(voice.language);
+        // `{name}` becomes the built-in variable, so the name is inserted
+        // (and cleaned) as any variable is.
+        let line = phrases.confirmation(decision == Decision::Accepted, "{{callout_name}}");
+        Text::parse(&line).ok().map(|t| t.render(vars))
     }
 
     /// The answer to `digits` pressed during the call; `invalid_so_far` counts the
@@ -454,6 +586,22 @@ impl Template {
         // keys the last key pressed decides (`11` is `1`).
         let keys = Keys::parse(digits);
         let key = keys.choice(self.keys.keys().map(String::as_str));
+        if let Some(dialplan) = t.helper_turn(
+            &self.helpers,
+            key,
+            vars,
+            voice,
+            input_timeout_s,
+            reprompts,
+            next,
+        ) {
+            return TemplateTurn {
+                dialplan,
+                decision: None,
+                ends_call: false,
+                invalid: false,
+            };
+        }
         let Some(action) = t.keys.get(key) else {
             if invalid_so_far + 1 >= MAX_INVALID_INPUTS {
                 return TemplateTurn {
@@ -477,6 +625,11 @@ impl Template {
             .map(|t| t.render(vars))
             .unwrap_or_default();
         if let Some(decision) = action.decision {
+            let said = match self.confirmation(decision, vars, voice) {
+                Some(confirmed) if said.is_empty() => confirmed,
+                Some(confirmed) => format!("{confirmed} {said}"),
+                None => said,
+            };
             return TemplateTurn {
                 dialplan: farewell(&said, voice),
                 decision: Some(decision),
@@ -505,6 +658,24 @@ impl Template {
         };
         farewell(&text.render(vars), voice)
     }
+}
+
+/// `text` cut after each sentence's final `.`, `?` or `!` (followed by a
+/// space), each piece trimmed; the options said slowly are said piece by piece.
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (n, (i, c)) in chars.iter().enumerate() {
+        let next_is_space = chars.get(n + 1).is_some_and(|(_, c)| c.is_whitespace());
+        if matches!(c, '.' | '?' | '!') && next_is_space {
+            out.push(text[start..i + c.len_utf8()].trim().to_owned());
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(text[start..].trim().to_owned());
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// Why a template was refused: where, and what is wrong.
@@ -543,6 +714,10 @@ struct RawTemplate {
     keys: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawKey>>>>,
     #[serde(default)]
     messages: RawMessages,
+    confirm: Option<bool>,
+    repeat_key: Option<Spanned<String>>,
+    help_key: Option<Spanned<String>>,
+    announce_keys: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -801,6 +976,7 @@ impl Checker<'_> {
             cancelled: self.opt_text(m.cancelled.as_ref(), "messages.cancelled", &p.cancelled)?,
             closed: self.opt_text(m.closed.as_ref(), "messages.closed", &p.closed)?,
         };
+        let helpers = self.helpers(&raw)?;
         Ok(Template {
             name: name.to_owned(),
             description: raw.description,
@@ -810,7 +986,42 @@ impl Checker<'_> {
             menu,
             keys,
             messages,
+            helpers,
             translations: BTreeMap::new(),
+        })
+    }
+
+    fn helpers(&self, raw: &RawTemplate) -> Checked<Helpers> {
+        let defaults = Helpers::default();
+        let key = |raw: Option<&Spanned<String>>, default: Option<String>, what: &str| {
+            let Some(k) = raw else {
+                return Ok(default);
+            };
+            match k.get_ref().trim() {
+                "" => Ok(None),
+                "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "*" => {
+                    Ok(Some(k.get_ref().trim().to_owned()))
+                }
+                other => Err(self.at(
+                    k,
+                    format!("{what}: {other:?} is not a phone key: use one of 0-9, \"*\", or \"\" for none"),
+                )),
+            }
+        };
+        let repeat_key = key(raw.repeat_key.as_ref(), defaults.repeat_key, "repeat_key")?;
+        let help_key = key(raw.help_key.as_ref(), defaults.help_key, "help_key")?;
+        if let (Some(r), Some(h), Some(span)) = (&repeat_key, &help_key, raw.help_key.as_ref()) {
+            if r == h {
+                return Err(self.at(span, format!("help_key: {h} is also the repeat_key")));
+            }
+        } else if repeat_key.is_some() && repeat_key == help_key {
+            return Err(self.error(None, "repeat_key and help_key are the same key"));
+        }
+        Ok(Helpers {
+            confirm: raw.confirm.unwrap_or(defaults.confirm),
+            repeat_key,
+            help_key,
+            announce_keys: raw.announce_keys.unwrap_or(defaults.announce_keys),
         })
     }
 }
@@ -894,6 +1105,12 @@ fn differences(template: &Template, translation: &Template) -> Vec<String> {
                 ));
             }
         }
+    }
+    if template.helpers != translation.helpers {
+        found.push(format!(
+            "confirm, repeat_key, help_key or announce_keys differ between languages: {:?} in {}, {:?} in {lang}",
+            template.helpers, template.language, translation.helpers
+        ));
     }
     let (ours, theirs) = (template.own_placeholders(), translation.own_placeholders());
     if ours != theirs {
@@ -1232,6 +1449,23 @@ mod tests {
             panic!("a SAY first")
         };
         assert_eq!(say.message.text, "Bye R&amp;D.");
+    }
+
+    #[test]
+    fn options_are_cut_into_sentences_for_the_slow_reading() {
+        assert_eq!(
+            sentences("Press 1 to accept this ticket. Press 2 to reject it."),
+            ["Press 1 to accept this ticket.", "Press 2 to reject it."]
+        );
+        assert_eq!(
+            sentences("Version 1.5 is out! Ok?  Yes"),
+            ["Version 1.5 is out!", "Ok?", "Yes"]
+        );
+        assert_eq!(sentences("  "), Vec::<String>::new());
+        assert_eq!(
+            sentences("Πατήστε 1. Πατήστε 2."),
+            ["Πατήστε 1.", "Πατήστε 2."]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ivr_gateway::dialplan::phrases::Phrases;
 use ivr_gateway::routee::Language;
-use ivr_gateway::sim::{Behaviour, SimCallRecord};
+use ivr_gateway::sim::{Behaviour, SimCallRecord, ToneReading};
 use serde_json::json;
 
 use crate::helpers::{Options, StoreKind, TestApp, attempts, phone, spawn_app, ticket_callout};
@@ -113,3 +113,45 @@ seed_flow_in!(the_seed_flow_in_greek, Language::ElGr);
 seed_flow_in!(the_seed_flow_in_german, Language::DeDe);
 seed_flow_in!(the_seed_flow_in_french, Language::FrFr);
 seed_flow_in!(the_seed_flow_in_spanish, Language::EsEs);
+
+/// `*` and `0` between two invalid keys: neither counts, so the third
+/// decision-less key never comes and the callee still accepts; the help, the
+/// repeat and the confirmation are heard. Under both tone readings.
+async fn repeat_and_help_keys(app: &TestApp) {
+    app.sim.set_callee(
+        &phone(1),
+        Behaviour::press_on_prompt(["9", "*", "0", "9", "1"]),
+    );
+    let id = app.create_callout(&ticket_callout(1)).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    let heard = &app.sim.calls()[0].heard;
+    let en = Phrases::of(Language::EnUs);
+    let count = |t: &str| heard.iter().filter(|h| *h == t).count();
+    assert_eq!(count(&en.invalid), 2, "{heard:?}");
+    assert_eq!(count(&en.options_again), 1, "{heard:?}");
+    // The ticket: once in the intro, once more on `*`.
+    assert_eq!(count("Server room 2 is flooding"), 2, "{heard:?}");
+    assert!(
+        heard
+            .last()
+            .unwrap()
+            .starts_with("You accepted Ticket 4711. "),
+        "{heard:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_and_zero_are_never_invalid_keys() {
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    repeat_and_help_keys(&app).await;
+    app.assert_no_protocol_errors();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_and_zero_are_never_invalid_keys_with_per_submit_tones() {
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    app.sim.set_tone_reading(ToneReading::PerSubmit);
+    repeat_and_help_keys(&app).await;
+    app.assert_no_protocol_errors();
+}
