@@ -202,6 +202,7 @@ impl Application {
             replica_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
             max_calls_per_day: config.max_calls_per_day,
             max_calls_per_day_per_key: config.max_calls_per_day_per_key,
+            carrier_time_scale: config.sim.time_scale,
         };
         if sim_voiceflow.is_some() {
             register_sandbox_assistant(&assistants, &voiceflow).await?;

@@ -816,6 +816,26 @@ pub(crate) fn wait(listen: Listen<'_>, seconds: u32) -> Verb {
     })
 }
 
+/// The least time `plan` takes to run out when no key interrupts it, in
+/// seconds: its `PAUSE`s and the gateway's waits (its silence clip, the only
+/// `PLAY` with a `repeat`). What is said is not counted (its speed is the
+/// voice's), so a call that ends sooner was certainly hung up mid-prompt.
+pub fn min_seconds(plan: &Dialplan) -> u32 {
+    plan.verbs
+        .iter()
+        .map(|v| match v {
+            Verb::Pause(p) => p.duration,
+            Verb::Play(Play {
+                repeat: Some(r), ..
+            }) => u32::try_from(*r)
+                .unwrap_or(0)
+                .saturating_add(1)
+                .saturating_mul(crate::audio::SILENCE_CLIP_S),
+            _ => 0,
+        })
+        .fold(0, u32::saturating_add)
+}
+
 fn collect(event_url: &str) -> Verb {
     Verb::Collect(Collect {
         event_url: event_url.to_owned(),

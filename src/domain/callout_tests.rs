@@ -1026,3 +1026,19 @@ fn backoff_is_deterministic_bounded_and_growing() {
     assert!(d(3) > d(1));
     assert!(d(20) <= Duration::from_millis(37_500));
 }
+
+#[test]
+fn a_callee_who_hangs_up_mid_prompt_is_hung_up_not_no_input() {
+    for (ended_s, want) in [(10, Outcome::HungUp), (40, Outcome::NoInput)] {
+        let mut c = callout(1);
+        let id = place(&mut c, T0);
+        // The seed's first dialplan runs at least 3 + 4 + 10 + 10 seconds.
+        c.attempt_mut(id).unwrap().heard_plan(27_000, None);
+        status(&mut c, id, "InProgress", at(2));
+        status(&mut c, id, "Completed", at(ended_s));
+        let grace = c.attempt(id).unwrap().grace_until.unwrap();
+        let ch = c.on_timer(grace, &timing(), CallId::new());
+        assert_eq!(outcome(&c, id), Some(want), "ended at {ended_s} s");
+        assert!(kinds(&ch).contains(&"attempt_ended"));
+    }
+}

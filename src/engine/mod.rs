@@ -76,6 +76,10 @@ pub struct EngineSettings {
     /// `MAX_CALLS_PER_DAY_PER_KEY`: no call is placed past it on a UTC day for
     /// the callouts of one API key.
     pub max_calls_per_day_per_key: Option<u64>,
+    /// How fast the carrier's clock runs against ours: 1 with Routee, the
+    /// simulator's `SIM_TIME_SCALE` in tests. Scales how long a dialplan plays
+    /// (a hang-up mid-prompt is told from a call that ran out by it).
+    pub carrier_time_scale: f64,
 }
 
 /// One event of one callout, as broadcast to live observers (the demo).

@@ -117,9 +117,19 @@ impl Engine {
             Ok(first) => first,
             Err(failure) => return self.report_failure(id, call_id, failure).await,
         };
-        // The last look at the callout before the call may exist.
+        // The last look at the callout before the call may exist; what the
+        // first dialplan plays is known before any callback can end the call.
+        let plan_ms = self.plan_ms(&first.dialplan);
         let sending = self
-            .update(id, |c, now| c.begin_sending(call_id, token, now, &timing))
+            .update(id, |c, now| {
+                let sending = c.begin_sending(call_id, token, now, &timing);
+                if sending.1
+                    && let Some(a) = c.attempt_mut(call_id)
+                {
+                    a.heard_plan(plan_ms, None);
+                }
+                sending
+            })
             .await?;
         if !matches!(sending, Applied::Committed { result: true, .. }) {
             tracing::info!("the callout changed while the call was being prepared; not sent");

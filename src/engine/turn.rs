@@ -210,6 +210,13 @@ impl Engine {
                     return (Consequences::default(), Next::Close(Closing::Closed));
                 };
                 let next = a.on_template_keys(status, turn, &keys, now, render);
+                // Keys, not the post of a call that ended (no keys): that one
+                // plays nothing more.
+                if !keys.is_empty()
+                    && let Some(plan) = heard(&next)
+                {
+                    a.heard_plan(self.plan_ms(&plan), Some(now));
+                }
                 let mut ch = Consequences::default();
                 if let Next::Decide { decision, .. } = &next {
                     ch = c.keys_pressed(call, &keys, now);
@@ -280,6 +287,13 @@ impl Engine {
                 };
                 let keys = keys.to_string();
                 let next = a.on_keys(status, press.turn, &keys, now, &rules, &answers);
+                // Keys, not the post of a call that ended (no keys): that one
+                // plays nothing more.
+                if !keys.is_empty()
+                    && let Some(plan) = heard(&next)
+                {
+                    a.heard_plan(self.plan_ms(&plan), Some(now));
+                }
                 let mut ch = match next {
                     Next::Replay(_) | Next::Close(_) | Next::Wait => Consequences::default(),
                     _ => c.keys_pressed(call, &keys, now),
@@ -387,6 +401,37 @@ impl Engine {
                 submit_on_hash: true,
             }),
         ])
+    }
+}
+
+/// The dialplan the call hears from now on after `next` (see
+/// `Attempt::hung_up_mid_prompt`): empty when not known yet (a Voiceflow turn
+/// still being asked, a goodbye); `None` when the call hears nothing new (a
+/// repeated delivery).
+fn heard<R>(next: &Next<R>) -> Option<Dialplan> {
+    match next {
+        // A goodbye (no COLLECT) is the gateway ending the call: a callee who
+        // hangs up on it did not hang up on a prompt.
+        Next::Hold(j) | Next::Play(j) | Next::Decide { answer: j, .. } => Some(
+            serde_json::from_str::<Dialplan>(j)
+                .ok()
+                .filter(|plan| plan.event_url().is_some())
+                .unwrap_or_default(),
+        ),
+        Next::Ask(_) | Next::Close(_) => Some(Dialplan::default()),
+        Next::Replay(_) | Next::Wait => None,
+    }
+}
+
+impl Engine {
+    /// The least time `plan` takes to play on the carrier's clock, in our
+    /// milliseconds.
+    pub(super) fn plan_ms(&self, plan: &Dialplan) -> u64 {
+        let seconds = f64::from(render::min_seconds(plan)) * self.settings.carrier_time_scale;
+        // Whole milliseconds of a bounded duration (at most a few hours).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = (seconds * 1000.0).max(0.0) as u64;
+        ms
     }
 }
 

@@ -155,3 +155,49 @@ async fn star_and_zero_are_never_invalid_keys_with_per_submit_tones() {
     repeat_and_help_keys(&app).await;
     app.assert_no_protocol_errors();
 }
+
+/// A reached callee who cannot decide says why: three invalid keys are
+/// `no_input`, a hang-up mid-prompt is `hung_up`; both on the timeline and in
+/// the metrics, and both retried like any undecided attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_keys_are_no_input_and_a_hang_up_mid_prompt_is_hung_up() {
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    app.sim
+        .set_callee(&phone(1), Behaviour::press_on_prompt(["7", "7", "7"]));
+    app.sim.set_callee(&phone(2), Behaviour::hang_up(3.0));
+    let mut body = ticket_callout(2);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    let id = app.create_callout(&body).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "exhausted", "{c}");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(
+        got,
+        ["no_input", "hung_up"],
+        "{}",
+        serde_json::to_string_pretty(&c["events"]).unwrap()
+    );
+    let mut ended: Vec<&str> = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "attempt_ended")
+        .map(|e| e["outcome"].as_str().unwrap_or_default())
+        .collect();
+    ended.sort_unstable();
+    assert_eq!(ended, ["hung_up", "no_input"], "{c}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["no_input", "hung_up"] {
+        let line = format!("ivr_attempt_outcomes_total{{outcome=\"{outcome}\"}} 1");
+        assert!(metrics.contains(&line), "{line} not in metrics");
+    }
+    app.assert_no_protocol_errors();
+}
