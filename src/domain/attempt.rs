@@ -127,6 +127,9 @@ pub enum Outcome {
     NoInput,
     /// Answered, then hung up mid-prompt without a decision.
     HungUp,
+    /// Answered by a machine (Routee's detection): a message was left, no
+    /// decision; retried like no answer.
+    Voicemail,
     NoAnswer,
     Busy,
     Failed,
@@ -140,6 +143,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::NoInput => "no_input",
             Outcome::HungUp => "hung_up",
+            Outcome::Voicemail => "voicemail",
             Outcome::NoAnswer => "no_answer",
             Outcome::Busy => "busy",
             Outcome::Failed => "failed",
@@ -254,6 +258,9 @@ pub struct Attempt {
     pub plan_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_from: Option<Timestamp>,
+    /// Routee's answering-machine detection reported a machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub machine: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -306,6 +313,7 @@ impl Attempt {
             carrier_down_since: None,
             placement_tries: 0,
             plan_ms: 0,
+            machine: false,
             plan_from: None,
             grace_until: None,
             deadline,

@@ -1042,3 +1042,26 @@ fn a_callee_who_hangs_up_mid_prompt_is_hung_up_not_no_input() {
         assert!(kinds(&ch).contains(&"attempt_ended"));
     }
 }
+
+#[test]
+fn a_machine_is_never_a_decision_and_ends_as_voicemail() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    let (ch, to) = c.on_machine(id, at(4));
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Message);
+    assert_eq!(kinds(&ch), ["voicemail_detected"]);
+    // Reported twice: one event, still the message.
+    let (ch, to) = c.on_machine(id, at(5));
+    assert!(ch.events.is_empty());
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Message);
+    assert_eq!(c.attempt(id).unwrap().decision, None);
+    status(&mut c, id, "Completed", at(20));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Voicemail));
+    // Late, on a finished attempt: nothing to play, nothing recorded.
+    let (ch, to) = c.on_machine(id, at(30));
+    assert!(ch.is_empty());
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Nothing);
+}

@@ -28,6 +28,7 @@ mod timers;
 pub mod tools;
 mod turn;
 pub mod view;
+mod voicemail;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -332,6 +333,12 @@ impl Engine {
     pub fn collect_url(&self, callout: CalloutId, call: CallId, turn: u32) -> String {
         let sig = self.signer.sign(Purpose::Collect { turn }, callout, call);
         self.webhook_url(&format!("/routee/collect/{callout}/{call}/{turn}"), &sig)
+    }
+
+    /// The signed `machineDetection.eventUrl` of a call.
+    pub fn machine_url(&self, callout: CalloutId, call: CallId) -> String {
+        let sig = self.signer.sign(Purpose::Machine, callout, call);
+        self.webhook_url(&format!("/routee/machine/{callout}/{call}"), &sig)
     }
 
     /// The signed status callback URL of a call.

@@ -27,7 +27,10 @@ use crate::domain::{
     Attempt, CallId, Callout, CalloutId, Conversation, Decision, PlaceFailure, Script, Timestamp,
 };
 use crate::routee::client::RouteeError;
-use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan};
+use crate::routee::{
+    Callback, CallbackStrategy, CreateConversation, Destination, Dialplan, MachineDetection,
+    MachineStrategy,
+};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::Request;
 use crate::voiceflow::client::VoiceflowError;
@@ -145,6 +148,11 @@ impl Engine {
             }),
             hangup_delay: Some(callout.policy.ring_timeout_s),
             max_duration: Some(callout.policy.max_call_s),
+            // A machine hears the voicemail message, never the menu.
+            machine_detection: Some(MachineDetection {
+                strategy: MachineStrategy::Continue,
+                event_url: Some(self.machine_url(id, call_id)),
+            }),
         };
         match self.routee.create_conversation(&request).await {
             Ok(created) => {

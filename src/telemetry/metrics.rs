@@ -22,7 +22,7 @@ pub const CALLS_PLACED: &str = "ivr_calls_placed_total";
 /// (refused, 429, 5xx, unreachable) and the attempt waits to be placed again.
 /// No labels.
 pub const CARRIER_UNAVAILABLE: &str = "ivr_carrier_unavailable_total";
-/// Finished attempts. Label `outcome`: accepted|rejected|no_input|hung_up|no_answer|busy|failed|cancelled.
+/// Finished attempts. Label `outcome`: accepted|rejected|no_input|hung_up|voicemail|no_answer|busy|failed|cancelled.
 pub const ATTEMPT_OUTCOMES: &str = "ivr_attempt_outcomes_total";
 /// Key presses received from callers. Label `key`: 0-9, star, hash, other.
 pub const DTMF_RECEIVED: &str = "ivr_dtmf_received_total";

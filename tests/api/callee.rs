@@ -201,3 +201,73 @@ async fn invalid_keys_are_no_input_and_a_hang_up_mid_prompt_is_hung_up() {
     }
     app.assert_no_protocol_errors();
 }
+
+/// An answering machine (Routee's machine detection, `Continue`): no decision,
+/// the voicemail message once per call and never the menu, the attempt
+/// `voicemail` and retried; the callout ends by the next callee's decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voicemail_hears_the_message_never_the_menu_and_is_retried() {
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    app.sim.set_callee(&phone(1), Behaviour::voicemail());
+    app.sim.set_callee(&phone(2), Behaviour::accepts());
+    let mut body = ticket_callout(2);
+    body["policy"]["attempts_per_contact"] = json!(2);
+    let id = app.create_callout(&body).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    let got: Vec<String> = attempts(&c).into_iter().map(|a| a.2).collect();
+    assert_eq!(got, ["voicemail", "voicemail", "accepted"]);
+    assert_eq!(c["accepted_by"]["phone"], phone(2));
+    let events = c["events"].as_array().unwrap();
+    let of_first = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind && e["contact"] == 0)
+            .count()
+    };
+    assert_eq!(of_first("voicemail_detected"), 2, "{c}");
+    assert_eq!(of_first("decided"), 0, "{c}");
+    let message = Phrases::of(Language::EnUs).voicemail("Ticket 4711");
+    let machines: Vec<SimCallRecord> = app
+        .sim
+        .calls()
+        .into_iter()
+        .filter(|call| call.to == phone(1))
+        .collect();
+    assert_eq!(machines.len(), 2);
+    for call in &machines {
+        assert!(call.machine_detected);
+        assert_eq!(
+            call.heard.iter().filter(|h| **h == message).count(),
+            1,
+            "{:?}",
+            call.heard
+        );
+        assert!(
+            !call.heard.iter().any(|h| h.contains("Press 1")),
+            "the menu reached a machine: {:?}",
+            call.heard
+        );
+        assert!(call.keys.is_empty());
+    }
+    app.assert_no_protocol_errors();
+}
+
+/// The voicemail message is in the contact's language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greek_voicemail_is_left_in_greek() {
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    app.sim.set_callee(&phone(1), Behaviour::voicemail());
+    let mut body = ticket_callout(1);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    body["contacts"][0]["language"] = json!("el-GR");
+    let id = app.create_callout(&body).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(attempts(&c)[0].2, "voicemail");
+    let call = &app.sim.calls()[0];
+    let message = Phrases::of(Language::ElGr).voicemail("Ticket 4711");
+    assert!(call.heard.contains(&message), "{:?}", call.heard);
+    for (text, language) in says(call) {
+        assert_eq!(language, "el-GR", "{text}");
+    }
+}

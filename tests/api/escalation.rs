@@ -398,6 +398,7 @@ async fn every_callee_behaviour_ends_in_its_own_outcome() {
         (Behaviour::Busy, "busy"),
         (Behaviour::NeverAnswers, "no_answer"),
         (Behaviour::silent(), "no_input"),
+        (Behaviour::voicemail(), "voicemail"),
     ];
     let mut ids = Vec::new();
     for (i, (behaviour, _)) in cases.iter().enumerate() {
