@@ -203,6 +203,7 @@ impl Application {
             max_calls_per_day: config.max_calls_per_day,
             max_calls_per_day_per_key: config.max_calls_per_day_per_key,
             person_limits: config.person_limits,
+            carrier_time_scale: config.sim.time_scale,
         };
         if sim_voiceflow.is_some() {
             register_sandbox_assistant(&assistants, &voiceflow).await?;

@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Secret;
-use crate::dialplan::render::{ActionNames, Phrases, Voice};
+use crate::dialplan::render::{ActionNames, Voice};
 use crate::domain::{Assistant, AssistantId, AssistantSettings, E164, FieldError, Timestamp};
 use crate::routee::{Gender, Language};
 use crate::security::{CryptoError, Signer};
@@ -64,17 +64,17 @@ pub struct ResolvedAssistant {
 }
 
 impl ResolvedAssistant {
-    /// How this assistant's custom actions are read, and the gateway's own words.
-    /// Calls and the conversation tools render with exactly these.
-    pub fn rendering(&self) -> (ActionNames, Phrases) {
+    /// How this assistant's custom actions are read. Calls and the
+    /// conversation tools render with exactly these (and the gateway's own
+    /// words in the call's language, `dialplan::phrases`).
+    pub fn actions(&self) -> ActionNames {
         let s = &self.assistant.settings;
-        let actions = ActionNames {
+        ActionNames {
             accept: s.accept_actions.clone(),
             reject: s.reject_actions.clone(),
             transfer_targets: s.transfer_targets.clone(),
             ..ActionNames::default()
-        };
-        (actions, Phrases::default())
+        }
     }
 
     /// The voice a callee hears: their own language when the call list gives

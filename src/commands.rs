@@ -10,17 +10,21 @@ use crate::app::Application;
 use crate::config::{Config, Mode};
 use crate::dialplan::template;
 
-/// `ivr-gateway dialplan check <files>`: 0 when every file is a valid template.
+/// `ivr-gateway dialplan check <files>`: 0 when every file is a valid template
+/// and agrees with its translations (`x.toml` and every `x.<language>.toml`
+/// beside it: the same keys, outcomes and placeholders in every language).
 pub fn check_dialplans(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for f in files {
-        match template::load_file(f) {
+        match template::load_group(f) {
             Ok(t) => {
                 let vars: Vec<String> = t.required_variables().into_iter().collect();
+                let languages: Vec<&str> = t.languages().into_iter().map(|l| l.code()).collect();
                 println!(
-                    "{}: ok (template {:?}; variables: {})",
+                    "{}: ok (template {:?}; languages: {}; variables: {})",
                     f.display(),
-                    f.file_stem().and_then(|s| s.to_str()).unwrap_or_default(),
+                    t.name,
+                    languages.join(", "),
                     if vars.is_empty() {
                         "none".to_owned()
                     } else {
@@ -28,9 +32,11 @@ pub fn check_dialplans(files: &[PathBuf]) -> ExitCode {
                     }
                 );
             }
-            Err(e) => {
+            Err(errors) => {
                 failed = true;
-                eprintln!("{e}");
+                for e in errors {
+                    eprintln!("{e}");
+                }
             }
         }
     }

@@ -36,7 +36,11 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     Status,
-    Collect { turn: u32 },
+    Collect {
+        turn: u32,
+    },
+    /// `machineDetection.eventUrl`.
+    Machine,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +130,7 @@ fn webhook_message(purpose: Purpose, callout: CalloutId, call: CallId, expires: 
     match purpose {
         Purpose::Status => format!("status|{callout}|{call}|exp={expires}"),
         Purpose::Collect { turn } => format!("collect|{callout}|{call}|{turn}|exp={expires}"),
+        Purpose::Machine => format!("machine|{callout}|{call}|exp={expires}"),
     }
 }
 
@@ -407,6 +412,10 @@ mod tests {
         assert!(s.verify(Purpose::Collect { turn: 1 }, co, call, &sig));
         assert!(!s.verify(Purpose::Collect { turn: 2 }, co, call, &sig));
         assert!(!s.verify(Purpose::Status, co, call, &sig));
+        assert!(!s.verify(Purpose::Machine, co, call, &sig));
+        let machine = s.sign(Purpose::Machine, co, call);
+        assert!(s.verify(Purpose::Machine, co, call, &machine));
+        assert!(!s.verify(Purpose::Status, co, call, &machine));
         assert!(
             !s.verify(Purpose::Collect { turn: 1 }, co, CallId::new(), &sig),
             "replayed for another call"

@@ -66,6 +66,56 @@ fn dialplan_check_refuses_a_broken_template_naming_the_line() {
 }
 
 #[test]
+fn dialplan_check_lists_the_languages_and_reports_a_translation_that_differs() {
+    let out = gateway()
+        .args(["dialplan", "check", "dialplans/ticket-escalation.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("languages: en-US, de-DE, fr-FR, es-ES, el-GR"),
+        "{stdout}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let flow = "[menu]\nsay = \"{{ticket}}: 1\"\n[keys.1]\noutcome = \"accepted\"\n";
+    std::fs::write(
+        dir.path().join("flow.toml"),
+        format!("language = \"en-US\"\n{flow}"),
+    )
+    .unwrap();
+    // German: another placeholder, and a key English does not have.
+    std::fs::write(
+        dir.path().join("flow.de-DE.toml"),
+        "language = \"de-DE\"\n[menu]\nsay = \"{{tiket}}: 1\"\n[keys.1]\noutcome = \"accepted\"\n[keys.3]\nsay = \"x\"\n",
+    )
+    .unwrap();
+    // Greek: fine.
+    std::fs::write(
+        dir.path().join("flow.el-GR.toml"),
+        format!("language = \"el-GR\"\n{flow}"),
+    )
+    .unwrap();
+    for checked in ["flow.toml", "flow.de-DE.toml"] {
+        let out = gateway()
+            .args(["dialplan", "check"])
+            .arg(dir.path().join(checked))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{checked}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("flow.de-DE.toml")
+                && stderr.contains("keys differ between languages: 1 in en-US, 1, 3 in de-DE")
+                && stderr.contains(
+                    "placeholders differ between languages: {ticket} in en-US, {tiket} in de-DE"
+                )
+                && !stderr.contains("el-GR"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn live_mode_with_missing_settings_refuses_to_start_listing_every_problem() {
     let out = gateway()
         .arg("serve")

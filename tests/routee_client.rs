@@ -115,6 +115,7 @@ fn conversation() -> CreateConversation {
         }),
         hangup_delay: Some(30),
         max_duration: Some(300),
+        machine_detection: None,
     }
 }
 

@@ -10,9 +10,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ivr_gateway::dialplan::phrases::Phrases;
 use ivr_gateway::dialplan::render::Listen;
-use ivr_gateway::dialplan::template::{self, Template, Vars};
-use ivr_gateway::routee::{MAX_SAY_CHARS, Verb};
+use ivr_gateway::dialplan::template::{self, Closing, Template, Vars};
+use ivr_gateway::routee::{Dialplan, Language, MAX_SAY_CHARS, Verb};
 use serde_json::Value;
 
 const EVENT_URL: &str = "https://gw.example.com/routee/collect?t=1&s=SIGNATURE";
@@ -26,8 +27,9 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// A shipped template with its translations.
 fn shipped(name: &str) -> Template {
-    template::load_file(&repo(&format!("dialplans/{name}.toml"))).unwrap()
+    template::load_group(&repo(&format!("dialplans/{name}.toml"))).unwrap()
 }
 
 fn vars(ticket: &str) -> Vars {
@@ -336,4 +338,246 @@ fn template_errors_read_like_compiler_errors() {
         err.to_string().contains("not a usable template name"),
         "{err}"
     );
+}
+
+/// Every `SAY` of a dialplan: its text and language.
+fn says(plan: &Dialplan) -> Vec<(String, Language)> {
+    plan.verbs
+        .iter()
+        .filter_map(|v| match v {
+            Verb::Say(s) => Some((s.message.text.clone(), s.message.language)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Everything a callee can hear from a template in `language`: the call, an
+/// accept, a reject, an invalid key, the third invalid key, both goodbyes.
+fn whole_call(t: &Template, language: Option<Language>) -> Vec<(String, Language)> {
+    let v = vars("Server room 2 is flooding.");
+    let mut plans = vec![t.render_call(&v, language, 10, 1, LISTEN)];
+    for (keys, invalid_so_far) in [("1", 0), ("2", 0), ("7", 0), ("7", 2)] {
+        plans.push(
+            t.on_input(keys, &v, language, 10, 1, LISTEN, invalid_so_far)
+                .dialplan,
+        );
+    }
+    plans.push(t.closing(Closing::Cancelled, &v, language));
+    plans.push(t.closing(Closing::Closed, &v, language));
+    plans.iter().flat_map(says).collect()
+}
+
+#[test]
+fn the_seed_template_ships_in_five_languages_and_no_english_leaks_into_the_others() {
+    let t = shipped("ticket-escalation");
+    let codes: Vec<&str> = t.languages().into_iter().map(Language::code).collect();
+    assert_eq!(codes, ["en-US", "de-DE", "fr-FR", "es-ES", "el-GR"]);
+    let english: Vec<String> = whole_call(&t, None)
+        .into_iter()
+        .map(|(text, _)| text)
+        .filter(|text| !text.starts_with("Server room"))
+        .collect();
+    assert_eq!(english.len(), 10, "{english:?}");
+    for language in [
+        Language::DeDe,
+        Language::FrFr,
+        Language::EsEs,
+        Language::ElGr,
+    ] {
+        let said = whole_call(&t, Some(language));
+        assert_eq!(said.len(), 11, "{said:?}");
+        for (text, spoken_in) in &said {
+            assert_eq!(*spoken_in, language, "{text:?}");
+            assert!(
+                !english.contains(text),
+                "{}: English {text:?} leaks",
+                language.code()
+            );
+        }
+        // The template's own messages are the language's phrases.
+        let p = Phrases::of(language);
+        let texts: Vec<&str> = said.iter().map(|(t, _)| t.as_str()).collect();
+        for phrase in [&p.invalid, &p.too_many_invalid, &p.cancelled, &p.closed] {
+            assert!(texts.contains(&phrase.as_str()), "{phrase:?} in {texts:?}");
+        }
+    }
+}
+
+#[test]
+fn a_callee_whose_language_has_no_translation_hears_the_template_in_its_own_voice() {
+    let t = shipped("ticket-escalation");
+    // Italian: no translation; English text is never read by an Italian voice.
+    for (_, spoken_in) in whole_call(&t, Some(Language::ItIt)) {
+        assert_eq!(spoken_in, Language::EnUs);
+    }
+    // British English: the English words, in the British voice.
+    let british = whole_call(&t, Some(Language::EnGb));
+    assert_eq!(
+        british.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+        whole_call(&t, None)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>()
+    );
+    assert!(british.iter().all(|(_, l)| *l == Language::EnGb));
+    // Latin-American Spanish: the Spanish words, in the es-LA voice.
+    let latin = whole_call(&t, Some(Language::EsLa));
+    assert!(latin.iter().all(|(_, l)| *l == Language::EsLa));
+    assert!(latin.iter().any(|(t, _)| t.contains("Pulse 1")));
+}
+
+#[test]
+fn a_translation_must_agree_with_its_template_and_be_named_for_its_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = "[menu]\nsay = \"{{ticket}}\"\n[keys.1]\noutcome = \"accepted\"\n";
+    fs::write(
+        dir.path().join("flow.toml"),
+        format!("language = \"en-US\"\n{flow}"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("flow.fr-FR.toml"),
+        "language = \"fr-FR\"\n[menu]\nsay = \"{{ticket}}\"\n[keys.1]\noutcome = \"rejected\"\n[keys.2]\noutcome = \"accepted\"\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("flow.de-DE.toml"),
+        format!("language = \"el-GR\"\n{flow}"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("orphan.sv-SE.toml"),
+        format!("language = \"sv-SE\"\n{flow}"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("flow.xx-YY.toml"),
+        format!("language = \"en-US\"\n{flow}"),
+    )
+    .unwrap();
+    let errors: Vec<String> = template::load_dir(dir.path())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let all = errors.join("\n");
+    for expected in [
+        "flow.fr-FR.toml: keys differ between languages: 1 in en-US, 1, 2 in fr-FR",
+        "flow.de-DE.toml: the file name says de-DE but language is el-GR",
+        "orphan.sv-SE.toml: a translation of \"orphan\", which has no orphan.toml",
+        "flow.xx-YY.toml: a translation is named <template>.<language>.toml",
+    ] {
+        assert!(all.contains(expected), "{expected:?} not in:\n{all}");
+    }
+    // The same keys deciding otherwise.
+    fs::remove_file(dir.path().join("flow.de-DE.toml")).unwrap();
+    fs::remove_file(dir.path().join("orphan.sv-SE.toml")).unwrap();
+    fs::remove_file(dir.path().join("flow.xx-YY.toml")).unwrap();
+    fs::write(
+        dir.path().join("flow.toml"),
+        format!("language = \"en-US\"\n{flow}[keys.2]\noutcome = \"rejected\"\n"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("flow.fr-FR.toml"),
+        "language = \"fr-FR\"\n[menu]\nsay = \"{{ticket}}\"\n[keys.1]\noutcome = \"rejected\"\n[keys.2]\noutcome = \"accepted\"\n",
+    )
+    .unwrap();
+    let all: Vec<String> = template::load_dir(dir.path())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        all[0].contains("key 1 decides Some(Accepted) in en-US but Some(Rejected) in fr-FR"),
+        "{all:?}"
+    );
+}
+
+/// A one-key template with `extra` top-level settings.
+fn with_helpers(extra: &str) -> Result<Template, template::TemplateError> {
+    template::parse(
+        "helpers",
+        &format!(
+            "language = \"en-US\"\n{extra}\n[[intro]]\nsay = \"{{{{ticket}}}}\"\n[menu]\nsay = \"Press 1 to accept. Press 2 to reject.\"\n[keys.1]\noutcome = \"accepted\"\nsay = \"Goodbye.\"\n[keys.2]\noutcome = \"rejected\"\n"
+        ),
+    )
+}
+
+fn texts(plan: &Dialplan) -> Vec<String> {
+    says(plan).into_iter().map(|(t, _)| t).collect()
+}
+
+#[test]
+fn star_repeats_and_zero_helps_by_default_and_neither_is_an_invalid_key() {
+    let t = with_helpers("").unwrap();
+    let v = vars("Fire in hall 3.");
+    let star = t.on_input("*", &v, None, 10, 1, LISTEN, 2);
+    assert!(!star.invalid && !star.ends_call && star.decision.is_none());
+    assert_eq!(
+        texts(&star.dialplan)[..2],
+        ["Fire in hall 3.", "Press 1 to accept. Press 2 to reject."]
+    );
+    let zero = t.on_input("0", &v, None, 10, 1, LISTEN, 2);
+    assert!(!zero.invalid && !zero.ends_call);
+    assert_eq!(
+        texts(&zero.dialplan),
+        [
+            "Here are your options again.",
+            "Press 1 to accept.",
+            "Press 2 to reject."
+        ]
+    );
+    // Cumulative keys read as the last one pressed: "1*" is the repeat.
+    assert_eq!(t.on_input("1*", &v, None, 10, 1, LISTEN, 0).decision, None);
+    // Any other key is still invalid.
+    assert!(t.on_input("7", &v, None, 10, 1, LISTEN, 0).invalid);
+    // The confirmation comes before the key's own words.
+    let accept = t.on_input("1", &v, None, 10, 1, LISTEN, 0);
+    assert_eq!(
+        texts(&accept.dialplan),
+        ["You accepted Ticket 4711. Goodbye."]
+    );
+    let reject = t.on_input("2", &v, None, 10, 1, LISTEN, 0);
+    assert_eq!(texts(&reject.dialplan), ["You declined Ticket 4711."]);
+}
+
+#[test]
+fn the_helpers_are_configurable_per_template() {
+    let v = vars("Fire.");
+    let off = with_helpers("confirm = false\nrepeat_key = \"\"\nhelp_key = \"9\"").unwrap();
+    assert_eq!(
+        texts(&off.on_input("1", &v, None, 10, 1, LISTEN, 0).dialplan),
+        ["Goodbye."]
+    );
+    assert!(off.on_input("*", &v, None, 10, 1, LISTEN, 0).invalid);
+    assert!(off.on_input("0", &v, None, 10, 1, LISTEN, 0).invalid);
+    assert!(!off.on_input("9", &v, None, 10, 1, LISTEN, 0).invalid);
+    // Announced once, after the first options, only when asked.
+    let hint = "Press star to hear this again, or 0 for help.";
+    let quiet = with_helpers("").unwrap();
+    assert!(!texts(&quiet.render_call(&v, None, 10, 1, LISTEN)).contains(&hint.to_owned()));
+    let told = with_helpers("announce_keys = true").unwrap();
+    let said = texts(&told.render_call(&v, None, 10, 1, LISTEN));
+    assert_eq!(said.iter().filter(|t| *t == hint).count(), 1, "{said:?}");
+    assert_eq!(said[2], hint, "{said:?}");
+    // A template's own `*` key keeps its meaning.
+    let own = template::parse(
+        "own",
+        "language = \"en-US\"\n[menu]\nsay = \"Press 1.\"\n[keys.1]\noutcome = \"accepted\"\n[keys.\"*\"]\nsay = \"Star.\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        texts(&own.on_input("*", &v, None, 10, 1, LISTEN, 0).dialplan)[0],
+        "Star."
+    );
+    for (bad, message) in [
+        ("repeat_key = \"#\"", "repeat_key: \"#\" is not a phone key"),
+        ("help_key = \"10\"", "help_key: \"10\" is not a phone key"),
+        ("help_key = \"*\"", "help_key: * is also the repeat_key"),
+        ("confirm = \"yes\"", "invalid type"),
+    ] {
+        let e = with_helpers(bad).unwrap_err().to_string();
+        assert!(e.contains(message), "{bad}: {e}");
+    }
 }

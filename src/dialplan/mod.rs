@@ -20,6 +20,8 @@
 //!   languages and two genders.
 //! - [`speech`]: text made fit for `SAY`: markup stripped, entities unescaped,
 //!   long text split at Routee's 1000-character limit.
+//! - [`phrases`]: the gateway's own words in each of the 14 languages, one
+//!   data file per language (`dialplans/phrases/`).
 //! - [`render`]: Voiceflow traces to one dialplan per turn, plus the holding,
 //!   fallback and closing dialplans.
 //! - [`input`]: DTMF digits and silence to the next Dialog Manager request.
@@ -27,6 +29,7 @@
 
 pub mod input;
 pub mod language;
+pub mod phrases;
 pub mod render;
 pub mod speech;
 pub mod template;

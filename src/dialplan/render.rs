@@ -87,7 +87,7 @@
 //!   menu prompt as the options of an ordinary input phase.
 //! - [`closing_dialplan`]: a goodbye and a one-second pause, no `COLLECT`.
 //!
-//! The gateway's own words come from [`Phrases`] (English by default).
+//! The gateway's own words come from [`Phrases`], in the call's language.
 //!
 //! # What may reach a verb
 //!
@@ -195,47 +195,7 @@ fn same_name(a: &str, b: &str) -> bool {
     a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
-/// What the gateway itself says, in the call's language. English by default;
-/// `{digit}` and `{label}` are replaced in the menu lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Phrases {
-    /// One menu line per button.
-    pub menu_item: String,
-    /// A menu line for a button without a name.
-    pub menu_item_unnamed: String,
-    /// Said when Voiceflow is slow.
-    pub holding: String,
-    /// Said after [`Phrases::holding`], inviting a key press.
-    pub holding_continue: String,
-    /// Said before the fallback options when Voiceflow is down.
-    pub fallback_apology: String,
-}
-
-impl Default for Phrases {
-    fn default() -> Self {
-        Self {
-            menu_item: "Press {digit} for {label}.".into(),
-            menu_item_unnamed: "Press {digit}.".into(),
-            holding: "One moment, please.".into(),
-            holding_continue: "Press any key to continue.".into(),
-            fallback_apology: "We are sorry, we are having technical difficulties.".into(),
-        }
-    }
-}
-
-impl Phrases {
-    fn menu_line(&self, digit: &str, label: &str) -> String {
-        // The digit first: a label saying "{digit}" must stay text, not be expanded.
-        if label.is_empty() {
-            self.menu_item_unnamed.replace("{digit}", digit)
-        } else {
-            self.menu_item
-                .replace("{digit}", digit)
-                .replace("{label}", label)
-        }
-    }
-}
+pub use super::phrases::Phrases;
 
 /// Everything a turn's rendering depends on besides the traces.
 #[derive(Debug, Clone, Copy)]
@@ -856,6 +816,26 @@ pub(crate) fn wait(listen: Listen<'_>, seconds: u32) -> Verb {
         barge_in: true,
         repeat: Some(times.saturating_sub(1).try_into().unwrap_or(i32::MAX)),
     })
+}
+
+/// The least time `plan` takes to run out when no key interrupts it, in
+/// seconds: its `PAUSE`s and the gateway's waits (its silence clip, the only
+/// `PLAY` with a `repeat`). What is said is not counted (its speed is the
+/// voice's), so a call that ends sooner was certainly hung up mid-prompt.
+pub fn min_seconds(plan: &Dialplan) -> u32 {
+    plan.verbs
+        .iter()
+        .map(|v| match v {
+            Verb::Pause(p) => p.duration,
+            Verb::Play(Play {
+                repeat: Some(r), ..
+            }) => u32::try_from(*r)
+                .unwrap_or(0)
+                .saturating_add(1)
+                .saturating_mul(crate::audio::SILENCE_CLIP_S),
+            _ => 0,
+        })
+        .fold(0, u32::saturating_add)
 }
 
 fn collect(event_url: &str) -> Verb {

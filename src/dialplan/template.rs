@@ -8,6 +8,10 @@
 //! description = "Seed 004: the ticket, then accept or reject"  # optional
 //! language = "en-US"        # required; a Routee code or a locale mapped to one
 //! gender = "female"         # optional default voice: male | female
+//! confirm = true            # optional helpers (defaults shown): "You accepted Ticket 4711."
+//! repeat_key = "*"          #   the intro's words and the options again ("" for none)
+//! help_key = "0"            #   the options said slowly once more ("" for none)
+//! announce_keys = false     #   announce the two keys once, after the options
 //!
 //! [[intro]]                 # said once when the callee answers, in order
 //! pause = 3                 # each step is exactly one of: pause (1..=60 s),
@@ -36,7 +40,10 @@
 //! closed = "This request has already been handled. Goodbye." # someone accepted
 //! ```
 //!
-//! The name of a template is its file name without `.toml`.
+//! The name of a template is its file name without `.toml`. A file named
+//! `<name>.<language>.toml` is its translation into that language: the same
+//! keys, outcomes, placeholders and helpers, other words ([`Template::variant`]
+//! picks the one a callee hears).
 //!
 //! # The call
 //!
@@ -80,7 +87,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::language::routee_language;
-use super::render::{Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs};
+use super::phrases::Phrases;
+use super::render::{
+    Listen, Voice, clamp_pause, farewell, input_phase, playable_wav, say_verbs, wait,
+};
 use super::speech::{finish, plain, strip_tags, unescape_entities};
 use crate::domain::Decision;
 use crate::domain::Keys;
@@ -89,14 +99,35 @@ use crate::routee::{Dialplan, Gender, Language, MAX_SAY_CHARS, Play, Verb};
 /// Variables the engine gives every template, besides the callout's own.
 pub const BUILTIN_VARS: [&str; 4] = ["contact_name", "callout_name", "attempt", "max_attempts"];
 
+/// The pause between the options said slowly (the help key), in seconds.
+const HELP_PAUSE_S: u32 = 1;
+
 /// The invalid key presses after which a call says goodbye and ends.
 pub const MAX_INVALID_INPUTS: u32 = 3;
 
 /// The templates shipped in the binary, so it works from any directory.
-const EMBEDDED: [(&str, &str); 1] = [(
-    "ticket-escalation",
-    include_str!("../../dialplans/ticket-escalation.toml"),
-)];
+const EMBEDDED: [(&str, &str); 5] = [
+    (
+        "ticket-escalation",
+        include_str!("../../dialplans/ticket-escalation.toml"),
+    ),
+    (
+        "ticket-escalation.de-DE",
+        include_str!("../../dialplans/ticket-escalation.de-DE.toml"),
+    ),
+    (
+        "ticket-escalation.el-GR",
+        include_str!("../../dialplans/ticket-escalation.el-GR.toml"),
+    ),
+    (
+        "ticket-escalation.es-ES",
+        include_str!("../../dialplans/ticket-escalation.es-ES.toml"),
+    ),
+    (
+        "ticket-escalation.fr-FR",
+        include_str!("../../dialplans/ticket-escalation.fr-FR.toml"),
+    ),
+];
 
 /// A callout's variables by name (its own and the built-ins).
 pub type Vars = BTreeMap<String, String>;
@@ -114,6 +145,11 @@ pub struct Template {
     /// Phone key (`"1"`, `"*"`) to what it does.
     pub keys: BTreeMap<String, KeyAction>,
     pub messages: Messages,
+    /// The confirmation, repeat and help keys (the same in every language).
+    pub helpers: Helpers,
+    /// The same call in other languages (`<name>.<language>.toml` files), by
+    /// language: the same keys, outcomes and placeholders, other words.
+    pub translations: BTreeMap<Language, Template>,
 }
 
 /// One step of the intro.
@@ -139,6 +175,33 @@ pub struct KeyAction {
     /// `Some`: the callee decided, and the call ends after `say`.
     pub decision: Option<Decision>,
     pub say: Option<Text>,
+}
+
+/// What a template does for a callee besides its menu, on by default: the
+/// confirmation of a decision, a key that repeats the last prompt and one that
+/// says the options slowly once more; neither counts as an invalid key. A key
+/// the template gives an action of its own keeps it (that helper is then off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helpers {
+    /// After a decision: "You accepted Ticket 4711." (`confirm`).
+    pub confirm: bool,
+    /// Repeats the intro's words and the options (`repeat_key`, `*`; `""` off).
+    pub repeat_key: Option<String>,
+    /// Says the options slowly once more (`help_key`, `0`; `""` off).
+    pub help_key: Option<String>,
+    /// Announces the two keys once, after the first options (`announce_keys`).
+    pub announce_keys: bool,
+}
+
+impl Default for Helpers {
+    fn default() -> Self {
+        Self {
+            confirm: true,
+            repeat_key: Some("*".into()),
+            help_key: Some("0".into()),
+            announce_keys: false,
+        }
+    }
 }
 
 /// What the template says outside the flow of its menu.
@@ -274,10 +337,17 @@ pub struct TemplateTurn {
 impl Template {
     /// Every placeholder the template uses, built-ins included.
     pub fn placeholders(&self) -> BTreeSet<String> {
-        self.texts()
+        std::iter::once(self)
+            .chain(self.translations.values())
+            .flat_map(Template::texts)
             .flat_map(Text::placeholders)
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The placeholders of this language's words only.
+    fn own_placeholders(&self) -> BTreeSet<&str> {
+        self.texts().flat_map(Text::placeholders).collect()
     }
 
     /// The placeholders a callout must supply: all but [`BUILTIN_VARS`].
@@ -300,11 +370,51 @@ impl Template {
             .chain([&m.invalid, &m.too_many_invalid, &m.cancelled, &m.closed])
     }
 
-    fn voice(&self, language: Option<Language>) -> Voice {
+    fn own_voice(&self) -> Voice {
         Voice {
-            language: language.unwrap_or(self.language),
+            language: self.language,
             gender: self.gender,
         }
+    }
+
+    /// The words a callee speaking `language` (`None`: the template's) hears,
+    /// and the voice that reads them:
+    /// - the translation into `language`, or the template itself when written in it;
+    /// - else the template or a translation in the same language of another
+    ///   region (an `en-GB` callee on an `en-US` template), read by the
+    ///   callee's own voice;
+    /// - else the template as written, read by its own language's voice: text
+    ///   is never read by a voice of another language.
+    pub fn variant(&self, language: Option<Language>) -> (&Template, Voice) {
+        let Some(wanted) = language else {
+            return (self, self.own_voice());
+        };
+        if wanted == self.language {
+            return (self, self.own_voice());
+        }
+        if let Some(t) = self.translations.get(&wanted) {
+            return (t, t.own_voice());
+        }
+        let same = std::iter::once(self)
+            .chain(self.translations.values())
+            .find(|t| t.language.primary() == wanted.primary());
+        match same {
+            Some(t) => (
+                t,
+                Voice {
+                    language: wanted,
+                    gender: t.gender,
+                },
+            ),
+            None => (self, self.own_voice()),
+        }
+    }
+
+    /// The languages this template is written in: its own, then its translations'.
+    pub fn languages(&self) -> Vec<Language> {
+        std::iter::once(self.language)
+            .chain(self.translations.keys().copied())
+            .collect()
     }
 
     fn say(&self, prompt: &Prompt, vars: &Vars, voice: Voice) -> Vec<Verb> {
@@ -351,11 +461,11 @@ impl Template {
         reprompts: u32,
         listen: Listen<'_>,
     ) -> Dialplan {
-        let voice = self.voice(language);
+        let (t, voice) = self.variant(language);
         let mut verbs = Vec::new();
-        for step in &self.intro {
+        for step in &t.intro {
             match step {
-                IntroItem::Say(prompt) => verbs.extend(self.say(prompt, vars, voice)),
+                IntroItem::Say(prompt) => verbs.extend(t.say(prompt, vars, voice)),
                 IntroItem::Play { url, barge_in } => verbs.push(Verb::Play(Play {
                     file_url: url.clone(),
                     barge_in: *barge_in,
@@ -364,7 +474,98 @@ impl Template {
                 IntroItem::Pause(s) => verbs.push(Verb::pause(clamp_pause(*s))),
             }
         }
-        self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, listen)
+        let menu = t.say(&t.menu, vars, voice);
+        verbs.extend(menu.iter().cloned());
+        if let Some(hint) = self.keys_hint(voice) {
+            verbs.extend(
+                say_verbs(&hint, voice.language, voice.gender)
+                    .into_iter()
+                    .map(|v| v.with_barge_in(true)),
+            );
+        }
+        input_phase(&mut verbs, &menu, input_timeout_s, reprompts, listen);
+        Dialplan::new(verbs)
+    }
+
+    /// The repeat and help keys announced, when the template asks for it and
+    /// both are the ones the phrase names (`*`, and a help key of its own).
+    fn keys_hint(&self, voice: Voice) -> Option<String> {
+        let h = &self.helpers;
+        let help = h
+            .help_key
+            .as_deref()
+            .filter(|k| !self.keys.contains_key(*k))?;
+        let star_repeats = h.repeat_key.as_deref() == Some("*") && !self.keys.contains_key("*");
+        (h.announce_keys && star_repeats).then(|| Phrases::of(voice.language).keys_hint(help))
+    }
+
+    /// The answer to a repeat or help key (one the template does not use
+    /// itself): the intro's words and the options again, or the options said
+    /// slowly, sentence by sentence, once more. `None` for any other key.
+    #[allow(clippy::too_many_arguments)] // the engine's per-call inputs, each distinct
+    fn helper_turn(
+        &self,
+        helpers: &Helpers,
+        key: &str,
+        vars: &Vars,
+        voice: Voice,
+        input_timeout_s: u32,
+        reprompts: u32,
+        next: Listen<'_>,
+    ) -> Option<Dialplan> {
+        if self.keys.contains_key(key) {
+            return None;
+        }
+        if helpers.repeat_key.as_deref() == Some(key) {
+            let verbs = self
+                .intro
+                .iter()
+                .filter_map(|s| match s {
+                    IntroItem::Say(p) => Some(p),
+                    _ => None,
+                })
+                .flat_map(|p| self.say(p, vars, voice))
+                .map(|v| v.with_barge_in(true))
+                .collect();
+            return Some(self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next));
+        }
+        if helpers.help_key.as_deref() != Some(key) {
+            return None;
+        }
+        let phrases = Phrases::of(voice.language);
+        let gender = self.menu.gender.or(voice.gender);
+        let mut verbs: Vec<Verb> = say_verbs(&phrases.options_again, voice.language, voice.gender)
+            .into_iter()
+            .map(|v| v.with_barge_in(true))
+            .collect();
+        let mut slow = Vec::new();
+        for (i, sentence) in sentences(&self.menu.text.render(vars)).iter().enumerate() {
+            if i > 0 {
+                slow.push(wait(next, HELP_PAUSE_S));
+            }
+            slow.extend(
+                say_verbs(sentence, voice.language, gender)
+                    .into_iter()
+                    .map(|v| v.with_barge_in(true)),
+            );
+        }
+        verbs.extend(slow.iter().cloned());
+        input_phase(&mut verbs, &slow, input_timeout_s, 0, next);
+        Some(Dialplan::new(verbs))
+    }
+
+    /// "You accepted Ticket 4711." in the voice's language, the callout's name
+    /// inserted as any variable is; `None` without a name or when off.
+    fn confirmation(&self, decision: Decision, vars: &Vars, voice: Voice) -> Option<String> {
+        let name = vars.get("callout_name")?;
+        if !self.helpers.confirm || name.trim().is_empty() {
+            return None;
+        }
+        let phrases = Phrases::of(voice.language);
+        // `{name}` becomes the built-in variable, so the name is inserted
+        // (and cleaned) as any variable is.
+        let line = phrases.confirmation(decision == Decision::Accepted, "{{callout_name}}");
+        Text::parse(&line).ok().map(|t| t.render(vars))
     }
 
     /// The answer to `digits` pressed during the call; `invalid_so_far` counts the
@@ -380,23 +581,39 @@ impl Template {
         next: Listen<'_>,
         invalid_so_far: u32,
     ) -> TemplateTurn {
-        let voice = self.voice(language);
+        let (t, voice) = self.variant(language);
         // Parsed as the engine's keys are: `#` dropped, and on a menu of single
         // keys the last key pressed decides (`11` is `1`).
         let keys = Keys::parse(digits);
         let key = keys.choice(self.keys.keys().map(String::as_str));
-        let Some(action) = self.keys.get(key) else {
+        if let Some(dialplan) = t.helper_turn(
+            &self.helpers,
+            key,
+            vars,
+            voice,
+            input_timeout_s,
+            reprompts,
+            next,
+        ) {
+            return TemplateTurn {
+                dialplan,
+                decision: None,
+                ends_call: false,
+                invalid: false,
+            };
+        }
+        let Some(action) = t.keys.get(key) else {
             if invalid_so_far + 1 >= MAX_INVALID_INPUTS {
                 return TemplateTurn {
-                    dialplan: farewell(&self.messages.too_many_invalid.render(vars), voice),
+                    dialplan: farewell(&t.messages.too_many_invalid.render(vars), voice),
                     decision: None,
                     ends_call: true,
                     invalid: true,
                 };
             }
-            let sorry = self.say_text(&self.messages.invalid, vars, voice, true);
+            let sorry = t.say_text(&t.messages.invalid, vars, voice, true);
             return TemplateTurn {
-                dialplan: self.with_menu(sorry, vars, voice, input_timeout_s, reprompts, next),
+                dialplan: t.with_menu(sorry, vars, voice, input_timeout_s, reprompts, next),
                 decision: None,
                 ends_call: false,
                 invalid: true,
@@ -408,6 +625,11 @@ impl Template {
             .map(|t| t.render(vars))
             .unwrap_or_default();
         if let Some(decision) = action.decision {
+            let said = match self.confirmation(decision, vars, voice) {
+                Some(confirmed) if said.is_empty() => confirmed,
+                Some(confirmed) => format!("{confirmed} {said}"),
+                None => said,
+            };
             return TemplateTurn {
                 dialplan: farewell(&said, voice),
                 decision: Some(decision),
@@ -420,7 +642,7 @@ impl Template {
             .map(|v| v.with_barge_in(true))
             .collect();
         TemplateTurn {
-            dialplan: self.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next),
+            dialplan: t.with_menu(verbs, vars, voice, input_timeout_s, reprompts, next),
             decision: None,
             ends_call: false,
             invalid: false,
@@ -429,12 +651,31 @@ impl Template {
 
     /// The last words to a live call whose callout is over.
     pub fn closing(&self, which: Closing, vars: &Vars, language: Option<Language>) -> Dialplan {
+        let (t, voice) = self.variant(language);
         let text = match which {
-            Closing::Cancelled => &self.messages.cancelled,
-            Closing::Closed => &self.messages.closed,
+            Closing::Cancelled => &t.messages.cancelled,
+            Closing::Closed => &t.messages.closed,
         };
-        farewell(&text.render(vars), self.voice(language))
+        farewell(&text.render(vars), voice)
     }
+}
+
+/// `text` cut after each sentence's final `.`, `?` or `!` (followed by a
+/// space), each piece trimmed; the options said slowly are said piece by piece.
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (n, (i, c)) in chars.iter().enumerate() {
+        let next_is_space = chars.get(n + 1).is_some_and(|(_, c)| c.is_whitespace());
+        if matches!(c, '.' | '?' | '!') && next_is_space {
+            out.push(text[start..i + c.len_utf8()].trim().to_owned());
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(text[start..].trim().to_owned());
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// Why a template was refused: where, and what is wrong.
@@ -473,6 +714,10 @@ struct RawTemplate {
     keys: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawKey>>>>,
     #[serde(default)]
     messages: RawMessages,
+    confirm: Option<bool>,
+    repeat_key: Option<Spanned<String>>,
+    help_key: Option<Spanned<String>>,
+    announce_keys: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -718,29 +963,20 @@ impl Checker<'_> {
                 "no key has outcome = \"accepted\": nobody could ever accept",
             ));
         }
+        // Unwritten messages are the gateway's own words in the template's language.
         let m = &raw.messages;
+        let p = Phrases::of(language);
         let messages = Messages {
-            invalid: self.opt_text(
-                m.invalid.as_ref(),
-                "messages.invalid",
-                "Sorry, that is not a valid choice.",
-            )?,
+            invalid: self.opt_text(m.invalid.as_ref(), "messages.invalid", &p.invalid)?,
             too_many_invalid: self.opt_text(
                 m.too_many_invalid.as_ref(),
                 "messages.too_many_invalid",
-                "Sorry, we could not understand your choice. Goodbye.",
+                &p.too_many_invalid,
             )?,
-            cancelled: self.opt_text(
-                m.cancelled.as_ref(),
-                "messages.cancelled",
-                "This request has been cancelled. Goodbye.",
-            )?,
-            closed: self.opt_text(
-                m.closed.as_ref(),
-                "messages.closed",
-                "This request has already been handled. Goodbye.",
-            )?,
+            cancelled: self.opt_text(m.cancelled.as_ref(), "messages.cancelled", &p.cancelled)?,
+            closed: self.opt_text(m.closed.as_ref(), "messages.closed", &p.closed)?,
         };
+        let helpers = self.helpers(&raw)?;
         Ok(Template {
             name: name.to_owned(),
             description: raw.description,
@@ -750,6 +986,42 @@ impl Checker<'_> {
             menu,
             keys,
             messages,
+            helpers,
+            translations: BTreeMap::new(),
+        })
+    }
+
+    fn helpers(&self, raw: &RawTemplate) -> Checked<Helpers> {
+        let defaults = Helpers::default();
+        let key = |raw: Option<&Spanned<String>>, default: Option<String>, what: &str| {
+            let Some(k) = raw else {
+                return Ok(default);
+            };
+            match k.get_ref().trim() {
+                "" => Ok(None),
+                "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "*" => {
+                    Ok(Some(k.get_ref().trim().to_owned()))
+                }
+                other => Err(self.at(
+                    k,
+                    format!("{what}: {other:?} is not a phone key: use one of 0-9, \"*\", or \"\" for none"),
+                )),
+            }
+        };
+        let repeat_key = key(raw.repeat_key.as_ref(), defaults.repeat_key, "repeat_key")?;
+        let help_key = key(raw.help_key.as_ref(), defaults.help_key, "help_key")?;
+        if let (Some(r), Some(h), Some(span)) = (&repeat_key, &help_key, raw.help_key.as_ref()) {
+            if r == h {
+                return Err(self.at(span, format!("help_key: {h} is also the repeat_key")));
+            }
+        } else if repeat_key.is_some() && repeat_key == help_key {
+            return Err(self.error(None, "repeat_key and help_key are the same key"));
+        }
+        Ok(Helpers {
+            confirm: raw.confirm.unwrap_or(defaults.confirm),
+            repeat_key,
+            help_key,
+            announce_keys: raw.announce_keys.unwrap_or(defaults.announce_keys),
         })
     }
 }
@@ -782,6 +1054,127 @@ pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
     checker.template(name, raw)
 }
 
+/// Parses a file named `<stem>.toml`: a template (`ticket-escalation`), or
+/// its translation into a language (`ticket-escalation.el-GR`, whose
+/// `language` must be that language). Returns the translation's language too.
+pub fn parse_file(stem: &str, text: &str) -> Result<(Option<Language>, Template), TemplateError> {
+    let Some((base, suffix)) = stem.split_once('.') else {
+        return parse(stem, text).map(|t| (None, t));
+    };
+    let template = parse(base, text)?;
+    let named: Language = suffix.parse().map_err(|e: String| TemplateError {
+        path: None,
+        line: None,
+        message: format!(
+            "a translation is named <template>.<language>.toml with one of Routee's codes: {e}"
+        ),
+    })?;
+    if template.language != named {
+        return Err(TemplateError {
+            path: None,
+            line: None,
+            message: format!(
+                "the file name says {named} but language is {}: a translation's file name and language agree",
+                template.language
+            ),
+        });
+    }
+    Ok((Some(named), template))
+}
+
+/// How a translation differs from its template in what must be the same in
+/// every language: the keys, what each decides, and the placeholders.
+fn differences(template: &Template, translation: &Template) -> Vec<String> {
+    let lang = translation.language;
+    let mut found = Vec::new();
+    let keys = |t: &Template| t.keys.keys().cloned().collect::<Vec<_>>().join(", ");
+    if template.keys.keys().ne(translation.keys.keys()) {
+        found.push(format!(
+            "keys differ between languages: {} in {}, {} in {lang}",
+            keys(template),
+            template.language,
+            keys(translation)
+        ));
+    } else {
+        for (key, action) in &template.keys {
+            let other = translation.keys.get(key).and_then(|a| a.decision);
+            if action.decision != other {
+                found.push(format!(
+                    "key {key} decides {:?} in {} but {other:?} in {lang}",
+                    action.decision, template.language
+                ));
+            }
+        }
+    }
+    if template.helpers != translation.helpers {
+        found.push(format!(
+            "confirm, repeat_key, help_key or announce_keys differ between languages: {:?} in {}, {:?} in {lang}",
+            template.helpers, template.language, translation.helpers
+        ));
+    }
+    let (ours, theirs) = (template.own_placeholders(), translation.own_placeholders());
+    if ours != theirs {
+        let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(", ");
+        found.push(format!(
+            "placeholders differ between languages: {{{}}} in {}, {{{}}} in {lang}",
+            list(&ours),
+            template.language,
+            list(&theirs)
+        ));
+    }
+    found
+}
+
+/// A template file as parsed: where it came from (`None`: embedded), the
+/// language it translates into (`None`: a template), and the template.
+type ParsedFile = (Option<PathBuf>, Option<Language>, Template);
+
+/// Templates and their translations joined: every translation to its
+/// template, checked against it.
+fn assemble(files: Vec<ParsedFile>) -> Result<Templates, Vec<TemplateError>> {
+    let mut templates = Templates::default();
+    let mut translations = Vec::new();
+    for (path, language, t) in files {
+        match language {
+            None => templates.insert(t),
+            Some(_) => translations.push((path, t)),
+        }
+    }
+    let mut errors = Vec::new();
+    for (path, t) in translations {
+        let error = |message: String| TemplateError {
+            path: path.clone(),
+            line: None,
+            message,
+        };
+        let Some(base) = templates.0.get_mut(&t.name) else {
+            errors.push(error(format!(
+                "a translation of {:?}, which has no {}.toml",
+                t.name, t.name
+            )));
+            continue;
+        };
+        if t.language == base.language {
+            errors.push(error(format!(
+                "translates {:?} into {}, the language it is written in",
+                t.name, t.language
+            )));
+            continue;
+        }
+        let found = differences(base, &t);
+        if found.is_empty() {
+            base.translations.insert(t.language, t);
+        } else {
+            errors.extend(found.into_iter().map(error));
+        }
+    }
+    if errors.is_empty() {
+        Ok(templates)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Loads one template file; its name is the file name without `.toml`.
 pub fn load_file(path: &Path) -> Result<Template, TemplateError> {
     let with_path = |mut e: TemplateError| {
@@ -799,7 +1192,73 @@ pub fn load_file(path: &Path) -> Result<Template, TemplateError> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    parse(name, &text).map_err(with_path)
+    parse_file(name, &text).map(|(_, t)| t).map_err(with_path)
+}
+
+/// Loads the template `path` belongs to, with all its translations beside it
+/// (`dialplan check`): `x.toml` and every `x.<language>.toml` of its directory.
+pub fn load_group(path: &Path) -> Result<Template, Vec<TemplateError>> {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let base = stem.split('.').next().unwrap_or_default().to_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut paths = toml_files(dir)?;
+    paths.retain(|p| {
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .is_some_and(|s| s.split('.').next() == Some(base.as_str()))
+    });
+    if !paths.iter().any(|p| p.file_name() == path.file_name()) {
+        paths.push(path.to_owned());
+    }
+    let templates = load_paths(paths)?;
+    templates.get(&base).cloned().ok_or_else(|| {
+        vec![TemplateError {
+            path: Some(path.to_owned()),
+            line: None,
+            message: format!("a translation of {base:?}, which has no {base}.toml beside it"),
+        }]
+    })
+}
+
+/// Loads and joins the template files at `paths`, reporting every bad one.
+fn load_paths(paths: Vec<PathBuf>) -> Result<Templates, Vec<TemplateError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| TemplateError {
+                path: None,
+                line: None,
+                message: format!("cannot read: {e}"),
+            })
+            .and_then(|text| parse_file(&stem, &text));
+        match loaded {
+            Ok((language, t)) => files.push((Some(path), language, t)),
+            Err(mut e) => {
+                e.path = Some(path);
+                errors.push(e);
+            }
+        }
+    }
+    match assemble(files) {
+        Ok(templates) if errors.is_empty() => Ok(templates),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
 }
 
 /// Templates by name.
@@ -851,12 +1310,18 @@ impl FromIterator<Template> for Templates {
     }
 }
 
-/// Loads every `*.toml` in `dir` (not recursively). A missing directory holds no
-/// templates; every bad file is reported, not only the first.
+/// Loads every `*.toml` in `dir` (not recursively), translations joined to
+/// their templates. A missing directory holds no templates; every bad file is
+/// reported, not only the first.
 pub fn load_dir(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
+    load_paths(toml_files(dir)?)
+}
+
+/// The `*.toml` files of `dir`, sorted; none when it does not exist.
+fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<TemplateError>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Templates::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(vec![TemplateError {
                 path: Some(dir.to_owned()),
@@ -877,36 +1342,34 @@ pub fn load_dir(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
             }),
         }
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     paths.retain(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"));
     paths.sort();
-    let mut templates = Templates::default();
-    for path in paths {
-        match load_file(&path) {
-            Ok(t) => templates.insert(t),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(templates)
-    } else {
-        Err(errors)
-    }
+    Ok(paths)
 }
 
 /// The templates shipped in the binary (`dialplans/*.toml` at build time).
 /// `tests/templates.rs` proves they all parse; should one not, it is logged and
 /// left out rather than taking the service down.
 pub fn embedded() -> Templates {
-    EMBEDDED
+    let files = EMBEDDED
         .iter()
-        .filter_map(|(name, text)| match parse(name, text) {
-            Ok(t) => Some(t),
+        .filter_map(|(name, text)| match parse_file(name, text) {
+            Ok((language, t)) => Some((None, language, t)),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "shipped dialplan template is invalid");
                 None
             }
         })
-        .collect()
+        .collect();
+    assemble(files).unwrap_or_else(|errors| {
+        for e in errors {
+            tracing::error!(error = %e, "shipped dialplan translation is invalid");
+        }
+        Templates::default()
+    })
 }
 
 #[cfg(test)]
@@ -986,6 +1449,23 @@ mod tests {
             panic!("a SAY first")
         };
         assert_eq!(say.message.text, "Bye R&amp;D.");
+    }
+
+    #[test]
+    fn options_are_cut_into_sentences_for_the_slow_reading() {
+        assert_eq!(
+            sentences("Press 1 to accept this ticket. Press 2 to reject it."),
+            ["Press 1 to accept this ticket.", "Press 2 to reject it."]
+        );
+        assert_eq!(
+            sentences("Version 1.5 is out! Ok?  Yes"),
+            ["Version 1.5 is out!", "Ok?", "Yes"]
+        );
+        assert_eq!(sentences("  "), Vec::<String>::new());
+        assert_eq!(
+            sentences("Πατήστε 1. Πατήστε 2."),
+            ["Πατήστε 1.", "Πατήστε 2."]
+        );
     }
 
     #[test]

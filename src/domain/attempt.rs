@@ -122,8 +122,14 @@ impl CallState {
 pub enum Outcome {
     Accepted,
     Rejected,
-    /// Answered, but no decision was made.
+    /// Answered, listened to the end and made no decision (silence, or the
+    /// third invalid key).
     NoInput,
+    /// Answered, then hung up mid-prompt without a decision.
+    HungUp,
+    /// Answered by a machine (Routee's detection): a message was left, no
+    /// decision; retried like no answer.
+    Voicemail,
     NoAnswer,
     Busy,
     Failed,
@@ -136,6 +142,8 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Rejected => "rejected",
             Outcome::NoInput => "no_input",
+            Outcome::HungUp => "hung_up",
+            Outcome::Voicemail => "voicemail",
             Outcome::NoAnswer => "no_answer",
             Outcome::Busy => "busy",
             Outcome::Failed => "failed",
@@ -249,14 +257,41 @@ pub struct Attempt {
     /// The round it belongs to (0-based; see `policy.rounds`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub round: u32,
+    /// The least time the last dialplan sent to the call takes to run out, in
+    /// milliseconds (see [`Attempt::heard_plan`]), and from when (`None`: from
+    /// the answer, for the dialplan the call was placed with).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub plan_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_from: Option<Timestamp>,
+    /// Routee's answering-machine detection reported a machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub machine: bool,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
-pub(crate) fn is_zero(n: &u32) -> bool {
-    *n == 0
+pub(crate) fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl Attempt {
+    /// A dialplan that takes at least `min_ms` milliseconds to run out was
+    /// sent to the call at `now` (`None`: the one it is placed with, heard
+    /// from the answer).
+    pub fn heard_plan(&mut self, min_ms: u64, now: Option<Timestamp>) {
+        self.plan_ms = min_ms;
+        self.plan_from = now;
+    }
+
+    /// The call ended at `now` before its last dialplan could have run out:
+    /// the callee hung up mid-prompt (`hung_up`); otherwise they heard it all
+    /// and did not decide (`no_input`). Unanswered: `false`.
+    pub fn hung_up_mid_prompt(&self, now: Timestamp) -> bool {
+        self.plan_from
+            .or(self.answered_at)
+            .is_some_and(|from| now < from.plus(std::time::Duration::from_millis(self.plan_ms)))
+    }
+
     pub fn new(
         call_id: CallId,
         contact: usize,
@@ -284,6 +319,9 @@ impl Attempt {
             transfer: None,
             carrier_down_since: None,
             placement_tries: 0,
+            plan_ms: 0,
+            machine: false,
+            plan_from: None,
             grace_until: None,
             deadline,
             reconcile_tries: 0,
@@ -305,6 +343,25 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_ending_before_its_dialplan_could_run_out_was_hung_up() {
+        let mut a = Attempt::new(CallId::new(), 0, 1, Timestamp(0), Timestamp(600_000));
+        // Never answered: neither.
+        assert!(!a.hung_up_mid_prompt(Timestamp(5_000)));
+        // The first dialplan counts from the answer.
+        a.answered_at = Some(Timestamp(2_000));
+        a.heard_plan(27_000, None);
+        assert!(a.hung_up_mid_prompt(Timestamp(28_999)));
+        assert!(!a.hung_up_mid_prompt(Timestamp(29_000)));
+        // A later one from when it was sent.
+        a.heard_plan(11_000, Some(Timestamp(40_000)));
+        assert!(a.hung_up_mid_prompt(Timestamp(50_000)));
+        assert!(!a.hung_up_mid_prompt(Timestamp(51_000)));
+        // Unknown length (a turn being asked): never called a hang-up.
+        a.heard_plan(0, Some(Timestamp(60_000)));
+        assert!(!a.hung_up_mid_prompt(Timestamp(60_000)));
+    }
 
     #[test]
     fn ranks_only_move_forward_and_finals_are_final() {

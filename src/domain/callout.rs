@@ -1418,6 +1418,11 @@ impl Callout {
         }
         let outcome = if self.status == CalloutStatus::Cancelled {
             Outcome::Cancelled
+        } else if self.attempts[idx].machine {
+            Outcome::Voicemail
+        } else if self.attempts[idx].hung_up_mid_prompt(self.attempts[idx].ended_at.unwrap_or(now))
+        {
+            Outcome::HungUp
         } else {
             Outcome::NoInput
         };

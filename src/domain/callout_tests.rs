@@ -1254,6 +1254,22 @@ fn a_cancel_hangs_up_every_lane() {
 }
 
 #[test]
+fn a_callee_who_hangs_up_mid_prompt_is_hung_up_not_no_input() {
+    for (ended_s, want) in [(10, Outcome::HungUp), (40, Outcome::NoInput)] {
+        let mut c = callout(1);
+        let id = place(&mut c, T0);
+        // The seed's first dialplan runs at least 3 + 4 + 10 + 10 seconds.
+        c.attempt_mut(id).unwrap().heard_plan(27_000, None);
+        status(&mut c, id, "InProgress", at(2));
+        status(&mut c, id, "Completed", at(ended_s));
+        let grace = c.attempt(id).unwrap().grace_until.unwrap();
+        let ch = c.on_timer(grace, &timing(), CallId::new());
+        assert_eq!(outcome(&c, id), Some(want), "ended at {ended_s} s");
+        assert!(kinds(&ch).contains(&"attempt_ended"));
+    }
+}
+
+#[test]
 fn after_the_last_contact_the_next_round_starts_from_the_top_after_the_delay() {
     let p = Policy {
         attempts_per_contact: 1,
@@ -1517,4 +1533,27 @@ fn a_call_held_by_the_per_person_limit_waits_and_is_placed_then() {
     c.begin_preparing(id, 2, at(300), &timing());
     c.begin_sending(id, 2, at(300), &timing());
     assert!(c.hold_placement(id, at(900), at(301)).is_empty());
+}
+
+#[test]
+fn a_machine_is_never_a_decision_and_ends_as_voicemail() {
+    let mut c = callout(1);
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    let (ch, to) = c.on_machine(id, at(4));
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Message);
+    assert_eq!(kinds(&ch), ["voicemail_detected"]);
+    // Reported twice: one event, still the message.
+    let (ch, to) = c.on_machine(id, at(5));
+    assert!(ch.events.is_empty());
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Message);
+    assert_eq!(c.attempt(id).unwrap().decision, None);
+    status(&mut c, id, "Completed", at(20));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Voicemail));
+    // Late, on a finished attempt: nothing to play, nothing recorded.
+    let (ch, to) = c.on_machine(id, at(30));
+    assert!(ch.is_empty());
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Nothing);
 }

@@ -60,6 +60,9 @@ pub enum EventKind {
     Transfer {
         status: String,
     },
+    /// Routee's answering-machine detection met a machine: the voicemail
+    /// message is left, the menu never played; the attempt ends `voicemail`.
+    VoicemailDetected,
     /// The callee pressed keys.
     KeysPressed {
         keys: String,
@@ -144,6 +147,7 @@ impl Event {
             EventKind::CallStatus { .. } => "call_status",
             EventKind::Transfer { .. } => "transfer",
             EventKind::KeysPressed { .. } => "keys_pressed",
+            EventKind::VoicemailDetected => "voicemail_detected",
             EventKind::Decided { .. } => "decided",
             EventKind::AttemptEnded { .. } => "attempt_ended",
             EventKind::ContactDone => "contact_done",

@@ -95,6 +95,14 @@ impl Language {
     }
 }
 
+impl Language {
+    /// The language without its region (`en` for `en-US` and `en-GB`): two
+    /// voices of one primary language read the same text.
+    pub fn primary(self) -> &'static str {
+        self.code().split('-').next().unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())

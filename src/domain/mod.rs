@@ -15,6 +15,7 @@ pub mod language;
 pub mod phone;
 pub mod policy;
 pub mod time;
+pub mod voicemail;
 
 pub use assistant::{Assistant, AssistantSettings};
 pub use attempt::{Attempt, CallState, Dialing, Outcome, TransferLeg};

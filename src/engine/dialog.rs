@@ -50,9 +50,6 @@ pub(super) const LAUNCH_AHEAD_BUDGET: Duration = Duration::from_secs(3);
 /// The longest a key's turn waits for Voiceflow's state to be put back.
 const RESTORE_BUDGET: Duration = Duration::from_secs(1);
 
-const ACCEPTED_TEXT: &str = "Thank you. You have accepted. Goodbye.";
-const REJECTED_TEXT: &str = "Understood. We will call someone else. Goodbye.";
-
 /// One Dialog Manager request of a turn and Voiceflow's answer, as it came.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exchange {
@@ -95,19 +92,20 @@ pub(crate) struct Rendering {
     reprompts: u32,
     transfer_max_s: u32,
     pub actions: ActionNames,
-    phrases: Phrases,
+    /// The gateway's own words in the voice's language.
+    pub phrases: &'static Phrases,
 }
 
 impl Rendering {
     pub(crate) fn new(resolved: Option<&ResolvedAssistant>, voice: Voice, policy: &Policy) -> Self {
-        let (actions, phrases) = resolved.map(|r| r.rendering()).unwrap_or_default();
+        let actions = resolved.map(|r| r.actions()).unwrap_or_default();
         Self {
             voice,
             input_timeout_s: policy.input_timeout_s,
             reprompts: policy.reprompts,
             transfer_max_s: policy.max_call_s,
             actions,
-            phrases,
+            phrases: Phrases::of(voice.language),
         }
     }
 
@@ -134,7 +132,7 @@ impl Rendering {
             actions: &self.actions,
             caller_id,
             transfer_max_s: self.transfer_max_s,
-            phrases: &self.phrases,
+            phrases: self.phrases,
         }
     }
 }
@@ -236,13 +234,14 @@ impl Answers for TurnAnswers<'_> {
     }
 
     fn fallback(&self, decision: Option<Decision>) -> String {
-        let voice = self.rendering.voice;
+        let (voice, phrases) = (self.rendering.voice, self.rendering.phrases);
         let plan = match decision {
-            Some(Decision::Accepted) => render::closing_dialplan(ACCEPTED_TEXT, voice),
-            Some(Decision::Rejected) => render::closing_dialplan(REJECTED_TEXT, voice),
+            Some(Decision::Accepted) => render::closing_dialplan(&phrases.accepted, voice),
+            Some(Decision::Rejected) => render::closing_dialplan(&phrases.rejected, voice),
             None => {
                 let ctx = self.rendering.context(self.listen_next(), self.caller_id);
-                render::fallback_dialplan(&ctx, &fallback_menu_prompt(&self.fallback_keys))
+                let prompt = fallback_menu_prompt(&self.fallback_keys, phrases);
+                render::fallback_dialplan(&ctx, &prompt)
             }
         };
         dialplan_json(&plan)
@@ -673,12 +672,9 @@ fn fallback_keypad(resolved: Option<&ResolvedAssistant>) -> Vec<(String, Decisio
     keys
 }
 
-fn fallback_menu_prompt(keys: &[(String, Decision)]) -> String {
+fn fallback_menu_prompt(keys: &[(String, Decision)], phrases: &Phrases) -> String {
     keys.iter()
-        .map(|(k, d)| match d {
-            Decision::Accepted => format!("Press {k} to accept."),
-            Decision::Rejected => format!("Press {k} to reject."),
-        })
+        .map(|(k, d)| phrases.fallback_line(k, *d == Decision::Accepted))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -28,6 +28,7 @@ mod timers;
 pub mod tools;
 mod turn;
 pub mod view;
+mod voicemail;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -78,6 +79,10 @@ pub struct EngineSettings {
     pub max_calls_per_day_per_key: Option<u64>,
     /// Calls to one number across every callout (`PERSON_CALLS_PER_*`).
     pub person_limits: PersonLimits,
+    /// How fast the carrier's clock runs against ours: 1 with Routee, the
+    /// simulator's `SIM_TIME_SCALE` in tests. Scales how long a dialplan plays
+    /// (a hang-up mid-prompt is told from a call that ran out by it).
+    pub carrier_time_scale: f64,
 }
 
 /// One event of one callout, as broadcast to live observers (the demo).
@@ -330,6 +335,12 @@ impl Engine {
     pub fn collect_url(&self, callout: CalloutId, call: CallId, turn: u32) -> String {
         let sig = self.signer.sign(Purpose::Collect { turn }, callout, call);
         self.webhook_url(&format!("/routee/collect/{callout}/{call}/{turn}"), &sig)
+    }
+
+    /// The signed `machineDetection.eventUrl` of a call.
+    pub fn machine_url(&self, callout: CalloutId, call: CallId) -> String {
+        let sig = self.signer.sign(Purpose::Machine, callout, call);
+        self.webhook_url(&format!("/routee/machine/{callout}/{call}"), &sig)
     }
 
     /// The signed status callback URL of a call.

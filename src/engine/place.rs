@@ -27,7 +27,10 @@ use crate::domain::{
     Attempt, CallId, Callout, CalloutId, Conversation, Decision, PlaceFailure, Script, Timestamp,
 };
 use crate::routee::client::RouteeError;
-use crate::routee::{Callback, CallbackStrategy, CreateConversation, Destination, Dialplan};
+use crate::routee::{
+    Callback, CallbackStrategy, CreateConversation, Destination, Dialplan, MachineDetection,
+    MachineStrategy,
+};
 use crate::telemetry::metrics as m;
 use crate::voiceflow::Request;
 use crate::voiceflow::client::VoiceflowError;
@@ -129,9 +132,19 @@ impl Engine {
             Ok(first) => first,
             Err(failure) => return self.report_failure(id, call_id, failure).await,
         };
-        // The last look at the callout before the call may exist.
+        // The last look at the callout before the call may exist; what the
+        // first dialplan plays is known before any callback can end the call.
+        let plan_ms = self.plan_ms(&first.dialplan);
         let sending = self
-            .update(id, |c, now| c.begin_sending(call_id, token, now, &timing))
+            .update(id, |c, now| {
+                let sending = c.begin_sending(call_id, token, now, &timing);
+                if sending.1
+                    && let Some(a) = c.attempt_mut(call_id)
+                {
+                    a.heard_plan(plan_ms, None);
+                }
+                sending
+            })
             .await?;
         if !matches!(sending, Applied::Committed { result: true, .. }) {
             tracing::info!("the callout changed while the call was being prepared; not sent");
@@ -147,6 +160,11 @@ impl Engine {
             }),
             hangup_delay: Some(callout.policy.ring_timeout_s),
             max_duration: Some(callout.policy.max_call_s),
+            // A machine hears the voicemail message, never the menu.
+            machine_detection: Some(MachineDetection {
+                strategy: MachineStrategy::Continue,
+                event_url: Some(self.machine_url(id, call_id)),
+            }),
         };
         match self.routee.create_conversation(&request).await {
             Ok(created) => {

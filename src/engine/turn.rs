@@ -35,6 +35,7 @@ use super::dialog::{self, TurnAnswers};
 use super::place::template_vars;
 use super::{Engine, EngineError};
 use crate::assistants::ResolvedAssistant;
+use crate::dialplan::phrases::Phrases;
 use crate::dialplan::render::{self, Listen, Voice};
 use crate::dialplan::template::Template;
 use crate::domain::{
@@ -52,15 +53,6 @@ pub const LATE_WINDOW: Duration = Duration::from_secs(15);
 pub(super) const SAFETY: Duration = Duration::from_millis(200);
 /// Poll interval while another delivery of the same turn is being answered.
 const WAIT_POLL: Duration = Duration::from_millis(50);
-
-const CLOSED_TEXT: &str = "This request has already been handled. Goodbye.";
-const CANCELLED_TEXT: &str = "This request has been cancelled. Goodbye.";
-/// Said on a call still under way when the callout filled (`policy.needed`).
-const FILLED_TEXT: &str = "This request has been filled. Thank you.";
-const RETRY_TEXT: &str = "Sorry, we could not record your answer. Please press your choice again.";
-/// The answer to an echo (tones that only repeat the keys already read, see
-/// `Attempt::keys_of`).
-const AGAIN_TEXT: &str = "Please press your choice again.";
 
 /// One COLLECT event: which input of which call, and by when it is answered.
 pub(super) struct KeyPress<'a> {
@@ -171,7 +163,17 @@ impl Engine {
         let (call, turn) = (press.call, press.turn);
         let next_url = self.collect_url(loaded.value.id, call, turn + 1);
         let silence_url = self.silence_url();
-        let press_again = dialplan_json(&self.press_again(loaded.value.id, call, turn, AGAIN_TEXT));
+        // The answer to an echo (tones that only repeat the keys already read,
+        // see `Attempt::keys_of`), in the words and voice of the call.
+        let (_, voice) = template.variant(
+            loaded
+                .value
+                .attempt(call)
+                .and_then(|a| loaded.value.contacts[a.contact].language),
+        );
+        let again = &Phrases::of(voice.language).press_again;
+        let press_again =
+            dialplan_json(&self.press_again(loaded.value.id, call, turn, again, voice));
         let timing = self.settings.timing;
         let applied = self
             .update((loaded, cached), |c, now| {
@@ -209,6 +211,13 @@ impl Engine {
                     return (Consequences::default(), Next::Close(Closing::Closed));
                 };
                 let next = a.on_template_keys(status, turn, &keys, now, render);
+                // Keys, not the post of a call that ended (no keys): that one
+                // plays nothing more.
+                if !keys.is_empty()
+                    && let Some(plan) = heard(&next)
+                {
+                    a.heard_plan(self.plan_ms(&plan), Some(now));
+                }
                 let mut ch = Consequences::default();
                 if let Next::Decide { decision, .. } = &next {
                     ch = c.keys_pressed(call, &keys, now);
@@ -242,7 +251,8 @@ impl Engine {
                 let language = a.and_then(|a| callout.contacts[a.contact].language);
                 if filled_while_calling(&callout, call) {
                     let voice = dialog::voice(None, language);
-                    return Ok(dialplan_json(&render::closing_dialplan(FILLED_TEXT, voice)));
+                    let filled = &Phrases::of(voice.language).filled;
+                    return Ok(dialplan_json(&render::closing_dialplan(filled, voice)));
                 }
                 dialplan_json(&template.closing(which, &vars, language))
             }
@@ -268,7 +278,9 @@ impl Engine {
         let call = press.call;
         let timing = self.settings.timing;
         let answers = TurnAnswers::new(self, &loaded.value, press, resolved.as_deref());
-        let press_again = dialplan_json(&self.press_again(id, call, press.turn, AGAIN_TEXT));
+        let (voice, phrases) = (answers.rendering.voice, answers.rendering.phrases);
+        let press_again =
+            dialplan_json(&self.press_again(id, call, press.turn, &phrases.press_again, voice));
         let rules = answers.rules();
         let applied = self
             .update((loaded, cached), |c, now| {
@@ -288,6 +300,13 @@ impl Engine {
                 let keys = keys.to_string();
                 let settled = a.settle_no_reply_ahead(status, press.turn, &keys, now);
                 let next = a.on_keys(status, press.turn, &keys, now, &rules, &answers);
+                // Keys, not the post of a call that ended (no keys): that one
+                // plays nothing more.
+                if !keys.is_empty()
+                    && let Some(plan) = heard(&next)
+                {
+                    a.heard_plan(self.plan_ms(&plan), Some(now));
+                }
                 let mut ch = match next {
                     Next::Replay(_) | Next::Close(_) | Next::Wait => Consequences::default(),
                     _ => c.keys_pressed(call, &keys, now),
@@ -348,11 +367,11 @@ impl Engine {
             }
             Next::Close(which) => Ok(dialplan_json(&render::closing_dialplan(
                 if filled_while_calling(&claimed.value, call) {
-                    FILLED_TEXT
+                    &phrases.filled
                 } else {
-                    closing_text(which)
+                    closing_text(which, phrases)
                 },
-                answers.rendering.voice,
+                voice,
             ))),
             Next::Wait => Ok(self.wait_for_answer(id, press, &answers.holding()).await),
             Next::Ask(request) => match resolved {
@@ -392,17 +411,30 @@ impl Engine {
         holding.to_owned()
     }
 
-    /// When the store is unreachable: ask for the key again, same turn.
+    /// When the store is unreachable: ask for the key again, same turn. In
+    /// English: the call's language is in the store.
     fn retry_dialplan(&self, id: CalloutId, call: CallId, turn: u32) -> Dialplan {
-        self.press_again(id, call, turn, RETRY_TEXT)
+        let english = Voice {
+            language: Language::EnUs,
+            gender: None,
+        };
+        let text = &Phrases::of(english.language).retry;
+        self.press_again(id, call, turn, text, english)
     }
 
     /// `text`, then the wait for a key on the same input `turn`.
-    fn press_again(&self, id: CalloutId, call: CallId, turn: u32, text: &str) -> Dialplan {
+    fn press_again(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        turn: u32,
+        text: &str,
+        voice: Voice,
+    ) -> Dialplan {
         let url = self.collect_url(id, call, turn);
         let silence_url = self.silence_url();
         Dialplan::new(vec![
-            Verb::say(text, Language::EnUs, None).with_barge_in(true),
+            Verb::say(text, voice.language, voice.gender).with_barge_in(true),
             render::wait(Listen::new(&url, &silence_url), 5),
             Verb::Collect(Collect {
                 event_url: url,
@@ -413,19 +445,53 @@ impl Engine {
     }
 }
 
+/// The dialplan the call hears from now on after `next` (see
+/// `Attempt::hung_up_mid_prompt`): empty when not known yet (a Voiceflow turn
+/// still being asked, a goodbye); `None` when the call hears nothing new (a
+/// repeated delivery).
+fn heard<R>(next: &Next<R>) -> Option<Dialplan> {
+    match next {
+        // A goodbye (no COLLECT) is the gateway ending the call: a callee who
+        // hangs up on it did not hang up on a prompt.
+        Next::Hold(j) | Next::Play(j) | Next::Decide { answer: j, .. } => Some(
+            serde_json::from_str::<Dialplan>(j)
+                .ok()
+                .filter(|plan| plan.event_url().is_some())
+                .unwrap_or_default(),
+        ),
+        Next::Ask(_) | Next::Close(_) => Some(Dialplan::default()),
+        Next::Replay(_) | Next::Wait => None,
+    }
+}
+
+impl Engine {
+    /// The least time `plan` takes to play on the carrier's clock, in our
+    /// milliseconds.
+    pub(super) fn plan_ms(&self, plan: &Dialplan) -> u64 {
+        let seconds = f64::from(render::min_seconds(plan)) * self.settings.carrier_time_scale;
+        // Whole milliseconds of a bounded duration (at most a few hours).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = (seconds * 1000.0).max(0.0) as u64;
+        ms
+    }
+}
+
 /// A dialplan as the JSON answered to Routee.
 pub(super) fn dialplan_json(plan: &Dialplan) -> String {
     serde_json::to_string(plan)
         .unwrap_or_else(|_| r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#.to_owned())
 }
 
-/// "This request has already been handled. Goodbye."
+/// "This request has already been handled. Goodbye.", in `voice`'s language.
 pub(super) fn closed_dialplan(voice: Voice) -> String {
-    dialplan_json(&render::closing_dialplan(CLOSED_TEXT, voice))
+    dialplan_json(&render::closing_dialplan(
+        &Phrases::of(voice.language).closed,
+        voice,
+    ))
 }
 
 /// The call was under way, undecided, when the callout filled: its callee
-/// hears [`FILLED_TEXT`] (the fill scheduled its hangup, see
+/// hears the `filled` phrase (the fill scheduled its hangup, see
 /// `Callout::end_open_attempt`).
 fn filled_while_calling(c: &Callout, call: CallId) -> bool {
     c.status == CalloutStatus::Accepted
@@ -433,9 +499,9 @@ fn filled_while_calling(c: &Callout, call: CallId) -> bool {
             .is_some_and(|a| a.decision.is_none() && a.hangup.is_some())
 }
 
-fn closing_text(which: Closing) -> &'static str {
+fn closing_text(which: Closing, phrases: &Phrases) -> &str {
     match which {
-        Closing::Cancelled => CANCELLED_TEXT,
-        Closing::Closed => CLOSED_TEXT,
+        Closing::Cancelled => &phrases.cancelled,
+        Closing::Closed => &phrases.closed,
     }
 }

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/routee/status/{callout}/{call}", post(status))
         .route("/routee/collect/{callout}/{call}/{turn}", post(collect))
+        .route("/routee/machine/{callout}/{call}", post(machine))
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,7 @@ impl FromRequestParts<AppState> for Signed {
             return Err(ApiError::unauthorized("missing webhook signature"));
         };
         let purpose = match turn {
+            None if parts.uri.path().starts_with("/routee/machine/") => Purpose::Machine,
             None => Purpose::Status,
             Some(turn) => Purpose::Collect { turn },
         };
@@ -197,6 +199,25 @@ async fn status(
         }
     };
     record("status", started, response.status());
+    response
+}
+
+/// `POST /routee/machine/{callout}/{call}`: Routee's answering-machine
+/// detection met a machine (`machineDetection.eventUrl`; the body is
+/// undocumented and not read). Answers the voicemail dialplan.
+async fn machine(signed: Signed, State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!("machine_webhook", callout_id = %signed.callout, call_id = %signed.call);
+    let engine = state.engine.clone();
+    let work = state.engine.tasks().spawn(
+        async move { engine.on_machine(signed.callout, signed.call).await }.instrument(span),
+    );
+    let answer = work.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the machine detection task failed");
+        r#"{"verbs":[{"type":"PAUSE","duration":1}]}"#.to_owned()
+    });
+    let response = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
+    record("machine", started, response.status());
     response
 }
 

@@ -207,6 +207,26 @@ pub struct CreateConversation {
         deserialize_with = "lenient::opt_u32"
     )]
     pub max_duration: Option<u32>,
+    /// Answering-machine detection (reference §2: documented; its callback's
+    /// payload is a GAP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_detection: Option<MachineDetection>,
+}
+
+/// `machineDetection`: on a machine, Routee hangs up (`Hangup`) or, with
+/// `Continue`, POSTs to `eventUrl` and plays the dialplan answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineDetection {
+    pub strategy: MachineStrategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MachineStrategy {
+    Hangup,
+    Continue,
 }
 
 /// Response of `POST /voice/conversation`. Only `trackingId` matters; the rest of

@@ -29,7 +29,7 @@ use super::webhook::{post_event, post_event_duplicate, spawn_status_delivery};
 use crate::domain::phone::E164;
 use crate::routee::{
     CallStatus, CallbackStrategy, Collect, CollectEvent, CreateConversation, Destination, Dial,
-    Dialplan, StatusCallback, StatusInfo, Verb,
+    Dialplan, MachineDetection, MachineStrategy, StatusCallback, StatusInfo, Verb,
 };
 
 /// Simulated seconds from creation to `Queued`, `Initiated` and `Ringing`.
@@ -125,6 +125,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
             ended_at: None,
             duration_s: 0.0,
             end_reason: None,
+            machine_detected: false,
         };
         let index = state.calls.len();
         state.by_message_id.insert(message_id.clone(), index);
@@ -167,6 +168,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
         rng: call_rng,
         answered_at: None,
         tones,
+        machine_detection: request.machine_detection.clone(),
     };
     sim.tasks.spawn(call.run());
     Placed {
@@ -188,6 +190,8 @@ enum Ended {
     VerbsDone,
     Dialed,
     CalleeHungUp,
+    /// `machineDetection` with the `Hangup` strategy met a machine.
+    MachineHangup,
     MaxDuration,
     Api(EndCause),
     Cancelled,
@@ -216,6 +220,8 @@ enum LegEnd {
 enum Wake {
     VerbDone,
     Key,
+    /// An answering machine's greeting ended: detection reports it.
+    Machine,
     End(Ended),
 }
 
@@ -256,6 +262,8 @@ struct Call {
     rng: StdRng,
     answered_at: Option<Instant>,
     tones: ToneReading,
+    /// The conversation's `machineDetection`.
+    machine_detection: Option<MachineDetection>,
 }
 
 /// The playing dialplan and the callee's pending actions.
@@ -276,6 +284,8 @@ struct Playback {
     next_key_at: Option<Instant>,
     hangup_at: Option<Instant>,
     max_at: Option<Instant>,
+    /// When an answering machine's greeting ends and detection reports it.
+    machine_at: Option<Instant>,
 }
 
 impl Playback {
@@ -294,6 +304,10 @@ impl Playback {
             Behaviour::HangUp { after_s, .. } => Some(deadline(clock.secs(*after_s))),
             _ => None,
         };
+        let machine_at = match &call.behaviour {
+            Behaviour::Voicemail { greeting_s, .. } => Some(deadline(clock.secs(*greeting_s))),
+            _ => None,
+        };
         let mut playback = Self {
             verbs: Vec::new(),
             idx: 0,
@@ -309,6 +323,7 @@ impl Playback {
             max_at: call
                 .max_duration
                 .map(|m| deadline(clock.secs(f64::from(m)))),
+            machine_at,
         };
         playback.load(call.dialplan.clone());
         playback
@@ -498,6 +513,7 @@ impl Call {
             Ended::VerbsDone => "the dialplan ran out",
             Ended::Dialed => "the bridged call ended",
             Ended::CalleeHungUp => "the callee hung up",
+            Ended::MachineHangup => "machine detection hung up",
             Ended::MaxDuration => "maxDuration reached",
             Ended::Api(cause) => api_reason(cause),
             Ended::Cancelled => return None,
@@ -575,8 +591,39 @@ impl Call {
                         }
                         KeyEffect::Ended(ended) => return ended,
                     },
+                    Wake::Machine => {
+                        pb.machine_at = None;
+                        match self.machine_detected().await {
+                            Submitted::Replace(plan) => {
+                                pb.load(plan);
+                                break;
+                            }
+                            Submitted::Keep => {}
+                            Submitted::Ended(ended) => return ended,
+                        }
+                    }
                     Wake::End(ended) => return ended,
                 }
+            }
+        }
+    }
+
+    /// Machine detection met a machine (reference §2): with no
+    /// `machineDetection` nothing happens (the machine records what plays);
+    /// `Hangup` ends the call; `Continue` POSTs to its `eventUrl` (the payload
+    /// is a GAP: the sim sends what a COLLECT event carries) and plays the
+    /// dialplan answered.
+    async fn machine_detected(&mut self) -> Submitted {
+        let Some(md) = self.machine_detection.clone() else {
+            return Submitted::Keep;
+        };
+        self.sim
+            .with_record(&self.message_id, |r| r.machine_detected = true);
+        match (md.strategy, md.event_url) {
+            (MachineStrategy::Hangup, _) => Submitted::Ended(Ended::MachineHangup),
+            (MachineStrategy::Continue, None) => Submitted::Keep,
+            (MachineStrategy::Continue, Some(url)) => {
+                self.submit(&url, String::new(), false, None).await
             }
         }
     }
@@ -589,6 +636,7 @@ impl Call {
         enum Due {
             HangUp,
             MaxDuration,
+            Machine,
             Key,
             VerbDone,
         }
@@ -596,6 +644,7 @@ impl Call {
         let next = [
             (pb.hangup_at, Due::HangUp),
             (pb.max_at, Due::MaxDuration),
+            (pb.machine_at, Due::Machine),
             (pb.next_key_at, Due::Key),
             (verb_end, Due::VerbDone),
         ]
@@ -609,6 +658,7 @@ impl Call {
             () = sleep_until_opt(next.map(|(at, _)| at)) => match next.map(|(_, due)| due) {
                 Some(Due::HangUp) => Wake::End(Ended::CalleeHungUp),
                 Some(Due::MaxDuration) => Wake::End(Ended::MaxDuration),
+                Some(Due::Machine) => Wake::Machine,
                 Some(Due::Key) => Wake::Key,
                 Some(Due::VerbDone) | None => Wake::VerbDone,
             },
@@ -741,6 +791,8 @@ impl Call {
             match self.next_wake(pb, until).await {
                 Wake::VerbDone => return Ok(()),
                 Wake::Key => pb.next_key_at = None,
+                // A machine bridged to nobody: detection ran on the callee's leg.
+                Wake::Machine => pb.machine_at = None,
                 Wake::End(ended) => return Err(ended),
             }
         }

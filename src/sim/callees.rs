@@ -19,6 +19,8 @@ use crate::domain::phone::E164;
 
 /// Seconds of ringing before an answering callee picks up, unless told otherwise.
 pub const DEFAULT_RING_S: f64 = 2.0;
+/// An answering machine's greeting, before its beep.
+pub const DEFAULT_GREETING_S: f64 = 2.0;
 
 /// How one call to a callee goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,12 @@ pub enum Behaviour {
     Press(Press),
     /// Answers after `ring_s` and hangs up `after_s` seconds later, whatever is playing.
     HangUp { ring_s: f64, after_s: f64 },
+    /// An answering machine: answers after `ring_s`, plays its greeting for
+    /// `greeting_s`, then records whatever is played and never presses a key.
+    /// Routee's `machineDetection` (when the conversation asked for it) reports
+    /// it after the greeting: `Hangup` ends the call, `Continue` POSTs to its
+    /// `eventUrl` and plays the dialplan answered.
+    Voicemail { ring_s: f64, greeting_s: f64 },
 }
 
 /// A callee who answers and presses keys, in one or several turns.
@@ -123,10 +131,19 @@ impl Behaviour {
         }
     }
 
+    /// An answering machine with a 2-second greeting, answering after 2 s.
+    pub fn voicemail() -> Behaviour {
+        Behaviour::Voicemail {
+            ring_s: DEFAULT_RING_S,
+            greeting_s: DEFAULT_GREETING_S,
+        }
+    }
+
     /// Seconds of ringing before answering; `None` for callees who never answer.
     pub fn ring_s(&self) -> Option<f64> {
         match self {
             Behaviour::Silent { ring_s }
+            | Behaviour::Voicemail { ring_s, .. }
             | Behaviour::HangUp { ring_s, .. }
             | Behaviour::Press(Press { ring_s, .. }) => Some(*ring_s),
             Behaviour::NeverAnswers | Behaviour::Busy | Behaviour::Fails | Behaviour::Rejects => {
@@ -145,6 +162,9 @@ impl Behaviour {
             Behaviour::Silent { ring_s } => json!({"silent": {"ring_s": ring_s}}),
             Behaviour::HangUp { ring_s, after_s } => {
                 json!({"hang_up": {"ring_s": ring_s, "after_s": after_s}})
+            }
+            Behaviour::Voicemail { ring_s, greeting_s } => {
+                json!({"voicemail": {"ring_s": ring_s, "greeting_s": greeting_s}})
             }
             Behaviour::Press(p) => {
                 let mut params = Map::new();
@@ -381,7 +401,7 @@ pub enum CalleesError {
 }
 
 const BEHAVIOUR_NAMES: &str =
-    "never_answers, busy, fails, rejects, silent, accepts, press, hang_up";
+    "never_answers, busy, fails, rejects, silent, accepts, press, hang_up, voicemail";
 
 fn entry_error(entry: &str, message: impl Into<String>) -> CalleesError {
     CalleesError::Entry {
@@ -477,6 +497,13 @@ fn parse_behaviour(entry: &str, value: &Value) -> Result<Behaviour, CalleesError
                 .ok_or_else(|| entry_error(&ctx, "\"after_s\" is required"))?;
             p.finish()?;
             Ok(Behaviour::HangUp { ring_s, after_s })
+        }
+        "voicemail" => {
+            let mut p = Params::new(&ctx, params)?;
+            let ring_s = p.seconds("ring_s")?.unwrap_or(DEFAULT_RING_S);
+            let greeting_s = p.seconds("greeting_s")?.unwrap_or(DEFAULT_GREETING_S);
+            p.finish()?;
+            Ok(Behaviour::Voicemail { ring_s, greeting_s })
         }
         "press" => parse_press(&ctx, params),
         other => Err(entry_error(

@@ -163,6 +163,8 @@ pub struct SimCallRecord {
     pub duration_s: f64,
     /// Why the call ended, in words.
     pub end_reason: Option<String>,
+    /// Answering-machine detection reported a machine on this call.
+    pub machine_detected: bool,
 }
 
 /// The second call leg of a `DIAL` (reference addendum: its own `messageId`,

@@ -25,7 +25,7 @@ pub const CARRIER_UNAVAILABLE: &str = "ivr_carrier_unavailable_total";
 /// Calls held back before placement. Label `reason`: person_limit (the number
 /// was called as often as `PERSON_CALLS_PER_15_MIN` / `_PER_HOUR` allow).
 pub const CALLS_HELD: &str = "ivr_calls_held_total";
-/// Finished attempts. Label `outcome`: accepted|rejected|no_input|no_answer|busy|failed|cancelled.
+/// Finished attempts. Label `outcome`: accepted|rejected|no_input|hung_up|voicemail|no_answer|busy|failed|cancelled.
 pub const ATTEMPT_OUTCOMES: &str = "ivr_attempt_outcomes_total";
 /// Key presses received from callers. Label `key`: 0-9, star, hash, other.
 pub const DTMF_RECEIVED: &str = "ivr_dtmf_received_total";

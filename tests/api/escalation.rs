@@ -390,7 +390,7 @@ async fn restart_scenario(tones: ToneReading) {
 async fn every_callee_behaviour_ends_in_its_own_outcome() {
     let app = spawn_app(Options::default()).await;
     let cases = [
-        (Behaviour::hang_up(3.0), "no_input"),
+        (Behaviour::hang_up(3.0), "hung_up"),
         (Behaviour::press_after("1", 6.0), "accepted"),
         (Behaviour::press_after("2", 6.0), "rejected"),
         (Behaviour::Fails, "failed"),
@@ -398,6 +398,7 @@ async fn every_callee_behaviour_ends_in_its_own_outcome() {
         (Behaviour::Busy, "busy"),
         (Behaviour::NeverAnswers, "no_answer"),
         (Behaviour::silent(), "no_input"),
+        (Behaviour::voicemail(), "voicemail"),
     ];
     let mut ids = Vec::new();
     for (i, (behaviour, _)) in cases.iter().enumerate() {

@@ -7,6 +7,7 @@
 
 mod assistants;
 mod audio;
+mod callee;
 mod callouts;
 mod console;
 mod escalation;
