@@ -65,6 +65,10 @@ uuid_id!(
     /// A registered Voiceflow assistant.
     AssistantId
 );
+uuid_id!(
+    /// A saved call list (a team).
+    TeamId
+);
 
 impl CalloutId {
     pub fn new() -> Self {
@@ -89,6 +93,19 @@ impl CallId {
 impl AssistantId {
     pub fn new() -> Self {
         Self(Uuid::new_v4())
+    }
+}
+
+impl TeamId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+
+impl Default for TeamId {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

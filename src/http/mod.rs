@@ -22,6 +22,7 @@ pub mod openapi;
 mod sandbox;
 pub mod serve;
 pub mod state;
+pub mod teams;
 pub mod webhooks;
 
 use axum::Router;
@@ -109,6 +110,7 @@ pub fn metrics_router(state: AppState) -> Router {
 fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(callouts::router())
+        .merge(teams::router())
         .merge(events::router())
         .merge(compose::router())
         .merge(sandbox::router())

@@ -10,7 +10,9 @@ use super::{
     CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
     ToolSession, Versioned,
 };
-use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
+use crate::domain::{
+    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Team, TeamId, Timestamp,
+};
 
 #[derive(Debug)]
 struct Entry {
@@ -28,6 +30,7 @@ struct Mem {
     timers: BTreeSet<(Timestamp, CalloutId)>,
     timer_of: HashMap<CalloutId, Timestamp>,
     assistants: BTreeMap<AssistantId, Assistant>,
+    teams: BTreeMap<TeamId, Team>,
     locks: HashMap<String, (String, Timestamp)>,
     next_call_slot: Timestamp,
     /// Conversation-tools sessions with their expiry.
@@ -300,6 +303,55 @@ impl MemoryStore {
         }
         m.assistants.insert(assistant.id, assistant.clone());
         Ok(Saved::Yes)
+    }
+
+    pub(super) async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
+        let mut m = self.lock();
+        if m.teams
+            .values()
+            .any(|t| t.name == team.name && t.id != team.id)
+        {
+            return Ok(Saved::NameTaken);
+        }
+        m.teams.insert(team.id, team.clone());
+        Ok(Saved::Yes)
+    }
+
+    pub(super) async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
+        Ok(self.lock().teams.get(&id).cloned())
+    }
+
+    pub(super) async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        Ok(self.lock().teams.values().find(|t| t.name == name).cloned())
+    }
+
+    pub(super) async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        Ok(self.lock().teams.values().cloned().collect())
+    }
+
+    pub(super) async fn replace_team(
+        &self,
+        team: &Team,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let mut m = self.lock();
+        match m.teams.get(&team.id) {
+            None => return Ok(Replaced::NotFound),
+            Some(current) if current.updated_at != expected => return Ok(Replaced::Changed),
+            Some(_) => {}
+        }
+        if m.teams
+            .values()
+            .any(|t| t.name == team.name && t.id != team.id)
+        {
+            return Ok(Replaced::NameTaken);
+        }
+        m.teams.insert(team.id, team.clone());
+        Ok(Replaced::Yes)
+    }
+
+    pub(super) async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
+        Ok(self.lock().teams.remove(&id).is_some())
     }
 
     pub(super) async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {

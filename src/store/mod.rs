@@ -28,7 +28,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
 use crate::domain::{
     Assistant, AssistantId, CallState, Callout, CalloutId, CalloutStatus, Conversation, Dialing,
-    Event, EventKind, Script, Timestamp,
+    Event, EventKind, Script, Team, TeamId, Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -394,6 +394,42 @@ impl Store {
     /// Deletes an assistant unless running callouts use it.
     pub async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
         dispatch!(self, s => s.delete_assistant(id).await)
+    }
+
+    /// Creates a team (names are unique).
+    pub async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
+        dispatch!(self, s => s.save_team(team).await)
+    }
+
+    pub async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
+        dispatch!(self, s => s.team(id).await)
+    }
+
+    pub async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        dispatch!(self, s => s.team_by_name(name).await)
+    }
+
+    /// Every team, by name.
+    pub async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        let mut all = dispatch!(self, s => s.teams().await)?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    /// Replaces a team if its stored `updated_at` is still `expected`, so two
+    /// concurrent changes never overwrite each other unseen. Names stay unique.
+    pub async fn replace_team(
+        &self,
+        team: &Team,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        dispatch!(self, s => s.replace_team(team, expected).await)
+    }
+
+    /// Deletes a team; false when there was none. Callouts made from it keep
+    /// their copy of its contacts.
+    pub async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_team(id).await)
     }
 
     /// Counts one more call placed on UTC day `day` (days since the epoch),

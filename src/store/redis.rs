@@ -43,7 +43,9 @@ use super::{
     CommitResult, Counts, Deleted, IdempotentRequest, IndexInfo, Replaced, Saved, StoreError,
     ToolSession, Versioned, needs_replicas,
 };
-use crate::domain::{Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Timestamp};
+use crate::domain::{
+    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Team, TeamId, Timestamp,
+};
 use crate::telemetry::metrics as m;
 
 /// A Lua script: its source and SHA1. Sent as `EVALSHA`, and as `EVAL` (which
@@ -87,6 +89,7 @@ struct Scripts {
     replace_assistant: Lua,
     delete_assistant: Lua,
     use_assistant: Lua,
+    delete_team: Lua,
     day_count: Lua,
     idempotency: Lua,
 }
@@ -103,6 +106,7 @@ impl Scripts {
             replace_assistant: Lua::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Lua::new(include_str!("lua/delete_assistant.lua")),
             use_assistant: Lua::new(include_str!("lua/use_assistant.lua")),
+            delete_team: Lua::new(include_str!("lua/delete_team.lua")),
             day_count: Lua::new(include_str!("lua/day_count.lua")),
             idempotency: Lua::new(include_str!("lua/idempotency.lua")),
         }
@@ -1030,6 +1034,85 @@ impl RedisStore {
             2 => Replaced::Changed,
             _ => Replaced::NotFound,
         })
+    }
+
+    /// Creates or replaces a team, keeping names unique (the assistants'
+    /// script: it keeps the names of any hash of named documents).
+    pub(super) async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
+        let json = serde_json::to_vec(team).map_err(|e| corrupt("team", e))?;
+        let saved: i64 = self
+            .run(
+                &self.shared.scripts.save_assistant,
+                &self.shared.keys.team_keys(),
+                &[arg(team.id.to_string()), arg(team.name.as_str()), json],
+            )
+            .await?;
+        Ok(if saved == 1 {
+            Saved::Yes
+        } else {
+            Saved::NameTaken
+        })
+    }
+
+    pub(super) async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.hget(self.shared.keys.teams(), id.to_string()).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("team", e)))
+            .transpose()
+    }
+
+    pub(super) async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        let mut conn = self.conn.clone();
+        let id: Option<String> = conn.hget(self.shared.keys.team_names(), name).await?;
+        match id.and_then(|s| s.parse().ok()) {
+            Some(id) => self.team(id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = conn.hvals(self.shared.keys.teams()).await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("team", e)))
+            .collect()
+    }
+
+    pub(super) async fn replace_team(
+        &self,
+        team: &Team,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let json = serde_json::to_vec(team).map_err(|e| corrupt("team", e))?;
+        let result: i64 = self
+            .run(
+                &self.shared.scripts.replace_assistant,
+                &self.shared.keys.team_keys(),
+                &[
+                    arg(team.id.to_string()),
+                    arg(team.name.as_str()),
+                    json,
+                    arg(ms(expected)),
+                ],
+            )
+            .await?;
+        Ok(match result {
+            1 => Replaced::Yes,
+            0 => Replaced::NameTaken,
+            2 => Replaced::Changed,
+            _ => Replaced::NotFound,
+        })
+    }
+
+    pub(super) async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .run(
+                &self.shared.scripts.delete_team,
+                &self.shared.keys.team_keys(),
+                &[arg(id.to_string())],
+            )
+            .await?;
+        Ok(deleted == 1)
     }
 
     pub(super) async fn audio_clip(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

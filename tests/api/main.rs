@@ -23,4 +23,5 @@ mod replicas;
 mod security;
 mod store;
 mod store_ha;
+mod teams;
 mod voiceflow_calls;
