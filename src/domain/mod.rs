@@ -14,6 +14,7 @@ pub mod keys;
 pub mod language;
 pub mod phone;
 pub mod policy;
+pub mod schedule;
 pub mod team;
 pub mod time;
 
@@ -29,11 +30,12 @@ pub use conversation::{
     Phase, Rules, State,
 };
 pub use event::{Event, EventKind};
-pub use ids::{AssistantId, CallId, CalloutId, TeamId};
+pub use ids::{AssistantId, CallId, CalloutId, ScheduleId, TeamId};
 pub use keys::{Keys, ToneReading, Tones};
 pub use language::{Gender, Language};
 pub use phone::{Destinations, E164};
 pub use policy::{Policy, PolicyInput};
+pub use schedule::{Firing, Schedule, When};
 pub use team::Team;
 pub use time::Timestamp;
 

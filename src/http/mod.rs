@@ -20,6 +20,7 @@ mod health;
 pub mod idempotency;
 pub mod openapi;
 mod sandbox;
+pub mod schedules;
 pub mod serve;
 pub mod state;
 pub mod teams;
@@ -111,6 +112,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(callouts::router())
         .merge(teams::router())
+        .merge(schedules::router())
         .merge(events::router())
         .merge(compose::router())
         .merge(sandbox::router())

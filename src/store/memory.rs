@@ -11,7 +11,8 @@ use super::{
     ToolSession, Versioned,
 };
 use crate::domain::{
-    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Team, TeamId, Timestamp,
+    Assistant, AssistantId, Callout, CalloutId, CalloutStatus, Event, Schedule, ScheduleId, Team,
+    TeamId, Timestamp,
 };
 
 #[derive(Debug)]
@@ -31,6 +32,8 @@ struct Mem {
     timer_of: HashMap<CalloutId, Timestamp>,
     assistants: BTreeMap<AssistantId, Assistant>,
     teams: BTreeMap<TeamId, Team>,
+    /// Schedules, with when each is next due (or leased until).
+    schedules: BTreeMap<ScheduleId, (Schedule, Option<Timestamp>)>,
     locks: HashMap<String, (String, Timestamp)>,
     next_call_slot: Timestamp,
     /// Conversation-tools sessions with their expiry.
@@ -352,6 +355,59 @@ impl MemoryStore {
 
     pub(super) async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
         Ok(self.lock().teams.remove(&id).is_some())
+    }
+
+    pub(super) async fn save_schedule(
+        &self,
+        schedule: &Schedule,
+        expected: Option<Timestamp>,
+    ) -> Result<Replaced, StoreError> {
+        let mut m = self.lock();
+        match (m.schedules.get(&schedule.id), expected) {
+            (Some(_), None) => return Ok(Replaced::Changed),
+            (None, Some(_)) => return Ok(Replaced::NotFound),
+            (Some((current, _)), Some(e)) if current.updated_at != e => {
+                return Ok(Replaced::Changed);
+            }
+            _ => {}
+        }
+        m.schedules
+            .insert(schedule.id, (schedule.clone(), schedule.due()));
+        Ok(Replaced::Yes)
+    }
+
+    pub(super) async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.lock().schedules.get(&id).map(|(s, _)| s.clone()))
+    }
+
+    pub(super) async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(self
+            .lock()
+            .schedules
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect())
+    }
+
+    pub(super) async fn delete_schedule(&self, id: ScheduleId) -> Result<bool, StoreError> {
+        Ok(self.lock().schedules.remove(&id).is_some())
+    }
+
+    pub(super) async fn claim_due_schedules(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ScheduleId>, StoreError> {
+        let mut m = self.lock();
+        let mut claimed = Vec::new();
+        for (id, (_, due)) in &mut m.schedules {
+            if claimed.len() < max && due.is_some_and(|d| d <= now) {
+                *due = Some(now.plus(lease));
+                claimed.push(*id);
+            }
+        }
+        Ok(claimed)
     }
 
     pub(super) async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {

@@ -28,7 +28,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
 use crate::domain::{
     Assistant, AssistantId, CallState, Callout, CalloutId, CalloutStatus, Conversation, Dialing,
-    Event, EventKind, Script, Team, TeamId, Timestamp,
+    Event, EventKind, Schedule, ScheduleId, Script, Team, TeamId, Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -430,6 +430,44 @@ impl Store {
     /// their copy of its contacts.
     pub async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
         dispatch!(self, s => s.delete_team(id).await)
+    }
+
+    /// Creates a schedule (`expected` none: it must not exist) or replaces it
+    /// if its stored `updated_at` is still `expected`; its place in the due
+    /// index ([`Schedule::due`]) is set in the same step.
+    pub async fn save_schedule(
+        &self,
+        schedule: &Schedule,
+        expected: Option<Timestamp>,
+    ) -> Result<Replaced, StoreError> {
+        dispatch!(self, s => s.save_schedule(schedule, expected).await)
+    }
+
+    pub async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        dispatch!(self, s => s.schedule(id).await)
+    }
+
+    /// Every schedule, oldest first.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let mut all = dispatch!(self, s => s.schedules().await)?;
+        all.sort_by_key(|s| (s.created_at, s.id));
+        Ok(all)
+    }
+
+    pub async fn delete_schedule(&self, id: ScheduleId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_schedule(id).await)
+    }
+
+    /// Claims up to `max` schedules due at `now`, leasing each for `lease`
+    /// (exactly one replica gets each until the lease ends; saving the
+    /// schedule sets its next due time).
+    pub async fn claim_due_schedules(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ScheduleId>, StoreError> {
+        dispatch!(self, s => s.claim_due_schedules(now, lease, max).await)
     }
 
     /// Counts one more call placed on UTC day `day` (days since the epoch),

@@ -20,6 +20,7 @@ mod openapi;
 mod probe;
 mod redis_server;
 mod replicas;
+mod schedules;
 mod security;
 mod store;
 mod store_ha;
