@@ -17,6 +17,7 @@ pub mod policy;
 pub mod schedule;
 pub mod team;
 pub mod time;
+pub mod window;
 
 pub use assistant::{Assistant, AssistantSettings};
 pub use attempt::{Attempt, CallState, Dialing, Outcome, TransferLeg};
