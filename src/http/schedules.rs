@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +30,7 @@ use super::auth::Dispatcher;
 use super::callout_input::{self, NewCalloutBody, field_name, kind, name_field};
 use super::callouts::{check_notify_target, resolve_script, rules};
 use super::error::{ApiError, ErrorBody, body_rejection};
+use super::idempotency;
 use super::openapi::{BadRequest, Invalid, Unavailable};
 use super::state::AppState;
 use crate::domain::schedule::Recurrence;
@@ -315,6 +316,10 @@ fn no_schedule(id: ScheduleId) -> ApiError {
     tag = "schedules",
     operation_id = "createSchedule",
     extensions(("x-required-role" = json!("dispatcher"))),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "As on POST /v1/callouts: a retry with the same key and body gets the first answer again."),
+    ),
     request_body(content((NewScheduleBody = "application/json", example = json!({
         "name": "Weekday roster check",
         "cron": "0 7 * * MON-FRI",
@@ -328,7 +333,11 @@ fn no_schedule(id: ScheduleId) -> ApiError {
     })))),
     responses(
         (status = 201, description = "Saved; it fires at next_at.", body = ScheduleView,
-            headers(("Location" = String))),
+            headers(
+                ("Location" = String),
+                ("Idempotent-Replayed" = String, description = "`true` on the replayed answer to a retry with the same Idempotency-Key."),
+            )),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`idempotency_key_in_use`).", body = ErrorBody),
         (status = 400, response = BadRequest),
         (status = 413, description = "The body is larger than MAX_BODY_BYTES.", body = ErrorBody),
         (status = 415, description = "Not application/json.", body = ErrorBody),
@@ -339,15 +348,30 @@ fn no_schedule(id: ScheduleId) -> ApiError {
 async fn create(
     Dispatcher(caller): Dispatcher,
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| body_rejection(&e, state.config.max_body_bytes))?;
-    let value: Value = serde_json::from_slice(&body)
+    let by = caller.key;
+    let answer = idempotency::run(&state, by, request, |request| async {
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| body_rejection(&e, state.config.max_body_bytes))?;
+        Ok(json!(create_schedule(&state, by.as_str(), &body).await?))
+    })
+    .await?;
+    Ok(idempotency::created("/v1/schedules", answer))
+}
+
+async fn create_schedule(
+    state: &AppState,
+    by: &str,
+    body: &[u8],
+) -> Result<ScheduleView, ApiError> {
+    let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     let now = Timestamp::now();
-    let (name, callout, when) = parse(&value, &state, now).map_err(ApiError::invalid)?;
+    let (name, callout, when) = parse(&value, state, now).map_err(ApiError::invalid)?;
     // What needs IO: the callout's team, assistant and notify_url exist now.
-    check_callout(&state, &callout).await.map_err(|e| {
+    check_callout(state, &callout).await.map_err(|e| {
         if e.status == StatusCode::UNPROCESSABLE_ENTITY {
             ApiError::invalid(e.details.into_iter().map(under_callout).collect())
         } else {
@@ -355,7 +379,7 @@ async fn create(
         }
     })?;
     let mut schedule = Schedule::new(ScheduleId::new(), name, callout, when, now);
-    schedule.created_by = Some(caller.key.as_str().to_owned());
+    schedule.created_by = Some(by.to_owned());
     match state.engine.store.save_schedule(&schedule, None).await? {
         Replaced::Yes => {}
         other => {
@@ -364,12 +388,8 @@ async fn create(
             ))));
         }
     }
-    tracing::info!(schedule_id = %schedule.id, next_at = ?schedule.next_at, api_key = %caller.key, "schedule saved");
-    let mut response = (StatusCode::CREATED, Json(ScheduleView::of(&schedule))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/schedules/{}", schedule.id)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    tracing::info!(schedule_id = %schedule.id, next_at = ?schedule.next_at, api_key = %by, "schedule saved");
+    Ok(ScheduleView::of(&schedule))
 }
 
 /// The stored callout body, checked as a creation would check it (team,

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -243,25 +243,11 @@ async fn create(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some(key) = idempotency::key_of(request.headers())? else {
-        let view = create_team(&state, request).await?;
-        return Ok(created(json!(view), false));
-    };
-    let (claim, request) = match idempotency::begin(&state, caller.key, &key, request).await? {
-        idempotency::Begin::Replay(answer) => return Ok(created(answer, true)),
-        idempotency::Begin::Run(claim, request) => (claim, *request),
-    };
-    match create_team(&state, request).await {
-        Ok(view) => {
-            let answer = json!(view);
-            idempotency::finish(&state, claim, answer.clone()).await;
-            Ok(created(answer, false))
-        }
-        Err(e) => {
-            idempotency::abandon(&state, claim).await;
-            Err(e)
-        }
-    }
+    let answer = idempotency::run(&state, caller.key, request, |request| async {
+        Ok(json!(create_team(&state, request).await?))
+    })
+    .await?;
+    Ok(idempotency::created("/v1/teams", answer))
 }
 
 async fn create_team(state: &AppState, request: Request) -> Result<TeamView, ApiError> {
@@ -274,20 +260,6 @@ async fn create_team(state: &AppState, request: Request) -> Result<TeamView, Api
         }
         Saved::NameTaken => Err(name_taken(&team.name)),
     }
-}
-
-/// The 201 of a creation, or its replay.
-fn created(answer: Value, replayed: bool) -> Response {
-    let mut headers = HeaderMap::new();
-    if let Some(id) = answer["id"].as_str()
-        && let Ok(v) = HeaderValue::from_str(&format!("/v1/teams/{id}"))
-    {
-        headers.insert(header::LOCATION, v);
-    }
-    if replayed {
-        headers.insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
-    }
-    (StatusCode::CREATED, headers, Json(answer)).into_response()
 }
 
 /// List the teams, by name

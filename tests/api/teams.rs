@@ -370,3 +370,43 @@ async fn a_team_imported_from_csv_exports_spreadsheet_safe_and_reads_back_the_sa
     refused.assert_names("name");
     refused.assert_names("contacts[0].phone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_creation_with_an_idempotency_key_creates_one_team_and_one_schedule() {
+    let app = spawn_app(Options::default()).await;
+    let post = |path: &'static str, key: &'static str, body: Value| {
+        let r = app
+            .http
+            .post(app.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            let replayed = r.headers().get("idempotent-replayed").is_some();
+            (
+                r.status().as_u16(),
+                replayed,
+                r.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let first = post("/v1/teams", "k-1", team("linemen", &[1])).await;
+    let retry = post("/v1/teams", "k-1", team("linemen", &[1])).await;
+    assert_eq!((first.0, first.1), (201, false), "{first:?}");
+    assert_eq!((retry.0, retry.1), (201, true), "{retry:?}");
+    assert_eq!(first.2, retry.2);
+    // The same key with another body is refused, not replayed.
+    let other = post("/v1/teams", "k-1", team("fitters", &[2])).await;
+    assert_eq!(other.0, 422, "{other:?}");
+    let listed = send(&app, Method::GET, "/v1/teams", None).await;
+    assert_eq!(listed.json["teams"].as_array().unwrap().len(), 1);
+
+    let body = json!({"name": "roster", "cron": "0 7 * * *", "callout": team_callout("linemen")});
+    let first = post("/v1/schedules", "k-2", body.clone()).await;
+    let retry = post("/v1/schedules", "k-2", body).await;
+    assert_eq!((first.0, retry.0, retry.1), (201, 201, true), "{retry:?}");
+    assert_eq!(first.2["id"], retry.2["id"]);
+    let listed = send(&app, Method::GET, "/v1/schedules", None).await;
+    assert_eq!(listed.json["schedules"].as_array().unwrap().len(), 1);
+}
