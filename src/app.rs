@@ -301,6 +301,10 @@ impl Application {
             let stop = timer_stop.clone();
             tokio::spawn(async move { engine.run_timers(stop).await })
         };
+        let schedules = tokio::spawn(crate::http::schedules::run(
+            state.clone(),
+            timer_stop.clone(),
+        ));
 
         // SIGTERM (the token): fail readiness, stop claiming work, then stop serving.
         let http_stop = CancellationToken::new();
@@ -338,6 +342,7 @@ impl Application {
             let _ = m.await;
         }
         let _ = timers.await;
+        let _ = schedules.await;
         jobs.shutdown().await;
         engine.tasks().close();
         if tokio::time::timeout(grace, engine.tasks().wait())

@@ -65,10 +65,34 @@ uuid_id!(
     /// A registered Voiceflow assistant.
     AssistantId
 );
+uuid_id!(
+    /// A saved call list (a team).
+    TeamId
+);
+uuid_id!(
+    /// A scheduled or recurring callout.
+    ScheduleId
+);
 
 impl CalloutId {
     pub fn new() -> Self {
         Self(Uuid::now_v7())
+    }
+
+    /// The id of the callout a schedule (`seed`, its id's bytes) makes for its
+    /// occurrence `at`: a UUIDv7 timestamped `at`, whose other bits are a
+    /// SHA-256 of both, so every replica and every retry names the same callout
+    /// (and the store creates it once).
+    pub fn for_occurrence(seed: &[u8], at: super::Timestamp) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(seed)
+            .chain_update(at.millis().to_be_bytes())
+            .finalize();
+        let mut bits = [0u8; 10];
+        bits.copy_from_slice(&digest[..10]);
+        let millis = u64::try_from(at.millis()).unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid())
     }
 
     /// Creation time in Unix milliseconds, from the UUIDv7 timestamp.
@@ -89,6 +113,30 @@ impl CallId {
 impl AssistantId {
     pub fn new() -> Self {
         Self(Uuid::new_v4())
+    }
+}
+
+impl TeamId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl ScheduleId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for ScheduleId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for TeamId {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

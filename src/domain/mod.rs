@@ -14,8 +14,11 @@ pub mod keys;
 pub mod language;
 pub mod phone;
 pub mod policy;
+pub mod schedule;
+pub mod team;
 pub mod time;
 pub mod voicemail;
+pub mod window;
 
 pub use assistant::{Assistant, AssistantSettings};
 pub use attempt::{Attempt, CallState, Dialing, Outcome, TransferLeg};
@@ -29,11 +32,13 @@ pub use conversation::{
     KeypadAnswer, Next, NoReplyAhead, Phase, Rules, Settled, State,
 };
 pub use event::{Event, EventKind};
-pub use ids::{AssistantId, CallId, CalloutId};
+pub use ids::{AssistantId, CallId, CalloutId, ScheduleId, TeamId};
 pub use keys::{Keys, ToneReading, Tones};
 pub use language::{Gender, Language};
 pub use phone::{Destinations, E164};
 pub use policy::{PersonLimits, Policy, PolicyInput};
+pub use schedule::{Firing, Schedule, When};
+pub use team::Team;
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};

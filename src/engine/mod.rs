@@ -479,8 +479,19 @@ impl Engine {
         input: NewCallout,
         by: Option<&str>,
     ) -> Result<(Callout, Vec<Event>), EngineError> {
+        self.create_callout_as(CalloutId::new(), input, by).await
+    }
+
+    /// [`Self::create_callout_by`] with a given id (a scheduled occurrence's,
+    /// the same on every replica): the store refuses a second creation.
+    pub async fn create_callout_as(
+        &self,
+        id: CalloutId,
+        input: NewCallout,
+        by: Option<&str>,
+    ) -> Result<(Callout, Vec<Event>), EngineError> {
         let now = Timestamp::now();
-        let (mut callout, mut events) = Callout::create(CalloutId::new(), input, now);
+        let (mut callout, mut events) = Callout::create(id, input, now);
         callout.created_by = by.map(str::to_owned);
         mark_by(&mut events, by, |k| matches!(k, EventKind::CalloutCreated));
         self.store.insert(&callout, &events).await?;

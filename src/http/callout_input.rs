@@ -49,17 +49,22 @@ pub struct Draft {
     pub name: String,
     pub script: ScriptRef,
     pub variables: Map<String, Value>,
+    /// Empty when the callout names a `team` (whose contacts are copied in
+    /// when it is looked up).
     pub contacts: Vec<Contact>,
+    /// A team's id or name, instead of contacts.
+    pub team: Option<String>,
     pub policy: Policy,
     pub notify_url: Option<String>,
 }
 
-const TOP_FIELDS: [&str; 7] = [
+const TOP_FIELDS: [&str; 8] = [
     "name",
     "dialplan",
     "assistant",
     "variables",
     "contacts",
+    "team",
     "policy",
     "notify_url",
 ];
@@ -74,7 +79,7 @@ pub fn field_name(key: &str) -> String {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -89,7 +94,11 @@ fn has_control_chars(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
-fn name_field(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+pub(crate) fn name_field(
+    v: Option<&Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match v {
         None | Some(Value::Null) => {
             errors.push(FieldError::new(field, "required"));
@@ -198,44 +207,15 @@ pub fn parse(
         }
     }
 
-    let contacts = match (csv_contacts, obj.get("contacts")) {
-        (Some(_), Some(_)) => {
-            errors.push(FieldError::new(
-                "contacts",
-                "given both as a CSV file and in the JSON part; give one",
-            ));
-            None
+    let team = opt_string(obj.get("team"), "team", &mut errors);
+    let contacts = if team.is_some() {
+        if csv_contacts.is_some() || obj.contains_key("contacts") {
+            errors.push(FieldError::new("team", "give contacts or a team, not both"));
         }
-        (Some(rows), None) => Some(rows),
-        // Too many is one problem, not one per item: checking each of a million
-        // items would only bury that problem under a million others.
-        (None, Some(Value::Array(items))) if items.len() > rules.max_contacts => {
-            errors.push(too_many_contacts(items.len(), rules.max_contacts));
-            None
-        }
-        (None, Some(Value::Array(items))) => Some(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| RawContact::from_json(item, i, &mut errors))
-                .collect(),
-        ),
-        (None, Some(other)) => {
-            errors.push(FieldError::new(
-                "contacts",
-                format!("must be an array, not {}", kind(other)),
-            ));
-            None
-        }
-        (None, None) => {
-            errors.push(FieldError::new(
-                "contacts",
-                "required: at least one contact",
-            ));
-            None
-        }
+        Some(Vec::new())
+    } else {
+        contacts_field(csv_contacts, obj.get("contacts"), rules, &mut errors)
     };
-    let contacts = contacts.map(|rows| check_contacts(rows, rules, &mut errors));
 
     let policy = match obj.get("policy") {
         None | Some(Value::Null) => Some(rules.default_policy),
@@ -283,11 +263,103 @@ pub fn parse(
                 script,
                 variables,
                 contacts,
+                team,
                 policy,
                 notify_url,
             })
         }
         _ => Err(errors),
+    }
+}
+
+/// The `contacts` of a request: a CSV file's rows (`csv_contacts`) or the JSON
+/// array `json`, checked (what callouts and teams both read).
+pub(crate) fn contacts_field(
+    csv_contacts: Option<Vec<RawContact>>,
+    json: Option<&Value>,
+    rules: &InputRules<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<Contact>> {
+    let rows = match (csv_contacts, json) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "contacts",
+                "given both as a CSV file and in the JSON part; give one",
+            ));
+            None
+        }
+        (Some(rows), None) => Some(rows),
+        // Too many is one problem, not one per item: checking each of a million
+        // items would only bury that problem under a million others.
+        (None, Some(Value::Array(items))) if items.len() > rules.max_contacts => {
+            errors.push(too_many_contacts(items.len(), rules.max_contacts));
+            None
+        }
+        (None, Some(Value::Array(items))) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| RawContact::from_json(item, i, errors))
+                .collect(),
+        ),
+        (None, Some(other)) => {
+            errors.push(FieldError::new(
+                "contacts",
+                format!("must be an array, not {}", kind(other)),
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                "contacts",
+                "required: at least one contact (or a team)",
+            ));
+            None
+        }
+    };
+    rows.map(|rows| check_contacts(rows, rules, errors))
+}
+
+/// A team's contacts copied into a callout, checked again against the rules in
+/// force now (`ALLOWED_DESTINATIONS` or `MAX_CONTACTS` may have changed since
+/// the team was saved): each refusal names the team's contact.
+pub fn team_contacts(
+    team: &crate::domain::Team,
+    rules: &InputRules<'_>,
+) -> Result<Vec<Contact>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if team.contacts.len() > rules.max_contacts {
+        errors.push(FieldError::new(
+            "team",
+            format!(
+                "team {:?} has {} contacts; at most {} per callout (MAX_CONTACTS)",
+                team.name,
+                team.contacts.len(),
+                rules.max_contacts
+            ),
+        ));
+    }
+    for (i, c) in team.contacts.iter().enumerate() {
+        if !rules.destinations.allows(&c.phone) {
+            errors.push(FieldError::new(
+                "team",
+                format!(
+                    "team {:?} contacts[{i}].phone is outside the destinations this gateway may call (ALLOWED_DESTINATIONS)",
+                    team.name
+                ),
+            ));
+        }
+    }
+    if team.contacts.is_empty() {
+        errors.push(FieldError::new(
+            "team",
+            format!("team {:?} has no contacts", team.name),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(team.contacts.clone())
+    } else {
+        Err(errors)
     }
 }
 
@@ -428,7 +500,7 @@ pub struct RawContact {
 }
 
 impl RawContact {
-    fn from_json(v: &Value, i: usize, errors: &mut Vec<FieldError>) -> RawContact {
+    pub(crate) fn from_json(v: &Value, i: usize, errors: &mut Vec<FieldError>) -> RawContact {
         let Value::Object(o) = v else {
             errors.push(FieldError::new(
                 format!("contacts[{i}]"),
@@ -565,8 +637,16 @@ fn check_contacts(
     out
 }
 
+/// A CSV cell, read back from a file a spreadsheet-safe export wrote (a `'`
+/// before a formula character is dropped: `'+3069...` is `+3069...`).
+fn cell(record: &csv::StringRecord, col: Option<usize>) -> Option<String> {
+    col.and_then(|c| record.get(c))
+        .map(|v| crate::domain::team::unescape_spreadsheet_cell(v).to_owned())
+}
+
 /// Reads a CSV call list: a header row with `name` and `phone` (and optionally
-/// `language`), then one contact per row.
+/// `language`), then one contact per row. A cell written by an export that
+/// escapes formulas (`'=...`, `'+...`) is read without its escape.
 pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, Vec<FieldError>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         vec![FieldError::new(
@@ -617,9 +697,9 @@ pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, V
         match record {
             Ok(r) => rows.push(RawContact {
                 wrong_type: Vec::new(),
-                name: r.get(name_col).map(str::to_owned),
-                phone: r.get(phone_col).map(str::to_owned),
-                language: language_col.and_then(|c| r.get(c)).map(str::to_owned),
+                name: cell(&r, Some(name_col)),
+                phone: cell(&r, Some(phone_col)),
+                language: cell(&r, language_col),
                 line: r.position().map(|p| p.line() as usize),
             }),
             Err(e) => errors.push(FieldError::new(
@@ -647,7 +727,10 @@ pub fn parse_csv(bytes: &[u8], max_contacts: usize) -> Result<Vec<RawContact>, V
 // `openapi::tests::the_documented_bounds_are_the_parsers` checks.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(as = NewCallout, description = "Exactly one of dialplan or assistant.")]
+#[schema(
+    as = NewCallout,
+    description = "Exactly one of dialplan or assistant; exactly one of contacts or team."
+)]
 pub struct NewCalloutBody {
     #[schema(min_length = 1, max_length = 200, example = "Ticket 4711")]
     pub name: String,
@@ -658,8 +741,12 @@ pub struct NewCalloutBody {
     pub assistant: Option<String>,
     #[schema(schema_with = variables_schema)]
     pub variables: Option<Map<String, Value>>,
-    #[schema(min_items = 1)]
-    pub contacts: Vec<NewContactBody>,
+    #[schema(min_items = 1, nullable = false)]
+    pub contacts: Option<Vec<NewContactBody>>,
+    /// A saved team's id or name: its contacts are copied into the callout
+    /// now, so later changes to the team do not change this callout.
+    #[schema(nullable = false, min_length = 1, example = "linemen")]
+    pub team: Option<String>,
     #[schema(schema_with = policy_input_schema)]
     pub policy: Option<PolicyInput>,
     /// http(s); POSTed the final state, signed: X-Ivr-Signature `t=<unix>,v1=<hex>`,

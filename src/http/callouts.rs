@@ -170,6 +170,32 @@ fn created(answer: Value, replayed: bool) -> Response {
 /// A callout request (JSON, or a CSV upload) checked as far as it can be
 /// without IO: what `POST /v1/callouts` and `POST /v1/callouts/preview` read.
 pub(super) async fn read_draft(state: &AppState, request: Request) -> Result<Draft, ApiError> {
+    let (meta, rows) = match read_body(state, request, "callout").await? {
+        Body::Json(value) => (value, None),
+        Body::Upload { rows, meta } => (meta, Some(rows)),
+    };
+    callout_input::parse(&meta, rows, &rules(state)).map_err(ApiError::invalid)
+}
+
+/// A body that carries a call list: JSON, or a CSV upload.
+pub(super) enum Body {
+    Json(Value),
+    /// `multipart/form-data`: the `contacts` CSV file's rows, and the JSON part
+    /// (`{}` when absent).
+    Upload {
+        rows: Vec<callout_input::RawContact>,
+        meta: Value,
+    },
+}
+
+/// Reads a JSON body, or a `multipart/form-data` one with a `contacts` CSV file
+/// and an optional JSON part named `meta_part` (callouts' `callout`, teams'
+/// `team`).
+pub(super) async fn read_body(
+    state: &AppState,
+    request: Request,
+    meta_part: &'static str,
+) -> Result<Body, ApiError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -181,14 +207,14 @@ pub(super) async fn read_draft(state: &AppState, request: Request) -> Result<Dra
         let multipart = Multipart::from_request(request, state).await.map_err(|e| {
             ApiError::bad_request(format!("the multipart body could not be read: {e}"))
         })?;
-        parse_multipart(multipart, state).await
+        parse_multipart(multipart, state, meta_part).await
     } else if content_type.starts_with("application/json") || content_type.ends_with("+json") {
         let body = Bytes::from_request(request, state)
             .await
             .map_err(|e| body_rejection(&e, limit))?;
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-        callout_input::parse(&value, None, &rules(state)).map_err(ApiError::invalid)
+        Ok(Body::Json(value))
     } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -198,7 +224,11 @@ pub(super) async fn read_draft(state: &AppState, request: Request) -> Result<Dra
     }
 }
 
-async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<Draft, ApiError> {
+async fn parse_multipart(
+    mut multipart: Multipart,
+    state: &AppState,
+    meta_part: &'static str,
+) -> Result<Body, ApiError> {
     let limit = state.config.max_body_bytes;
     let mut csv: Option<Bytes> = None;
     let mut meta: Option<Value> = None;
@@ -232,13 +262,13 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
                 "given more than once: send one CSV file",
             )),
             "contacts" => csv = Some(bytes),
-            "callout" => match serde_json::from_slice::<Value>(&bytes) {
+            part if part == meta_part => match serde_json::from_slice::<Value>(&bytes) {
                 Ok(v) => meta = Some(v),
-                Err(e) => errors.push(FieldError::new("callout", format!("not valid JSON: {e}"))),
+                Err(e) => errors.push(FieldError::new(meta_part, format!("not valid JSON: {e}"))),
             },
             other => errors.push(FieldError::new(
                 callout_input::field_name(other),
-                "unknown part (expected contacts and callout)",
+                format!("unknown part (expected contacts and {meta_part})"),
             )),
         }
     }
@@ -254,8 +284,10 @@ async fn parse_multipart(mut multipart: Multipart, state: &AppState) -> Result<D
     }
     let rows =
         callout_input::parse_csv(&csv, state.config.max_contacts).map_err(ApiError::invalid)?;
-    let meta = meta.unwrap_or_else(|| json!({}));
-    callout_input::parse(&meta, Some(rows), &rules(state)).map_err(ApiError::invalid)
+    Ok(Body::Upload {
+        rows,
+        meta: meta.unwrap_or_else(|| json!({})),
+    })
 }
 
 /// Refuses a `notify_url` whose name resolves to an internal address (unless
@@ -280,7 +312,22 @@ pub(super) async fn check_notify_target(state: &AppState, draft: &Draft) -> Resu
     Ok(())
 }
 
-pub(super) async fn resolve_script(state: &AppState, draft: Draft) -> Result<NewCallout, ApiError> {
+/// What a draft names, looked up: its assistant, and its team (whose contacts
+/// are copied in now).
+pub(super) async fn resolve_script(
+    state: &AppState,
+    mut draft: Draft,
+) -> Result<NewCallout, ApiError> {
+    if let Some(key) = &draft.team {
+        let team = super::teams::find(state, key).await?.ok_or_else(|| {
+            ApiError::invalid(vec![FieldError::new(
+                "team",
+                format!("no team has the id or name {key:?}"),
+            )])
+        })?;
+        draft.contacts =
+            callout_input::team_contacts(&team, &rules(state)).map_err(ApiError::invalid)?;
+    }
     let script = match draft.script {
         ScriptRef::Template(name) => Script::Template { name },
         ScriptRef::Assistant(key) => match state.engine.assistants.find(&key).await? {

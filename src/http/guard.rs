@@ -30,8 +30,17 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::state::AppState;
 
-/// The routes that also accept a multipart call-list upload.
-const MULTIPART_ROUTES: [&str; 2] = ["/v1/callouts", "/v1/callouts/preview"];
+/// The routes that also accept a multipart call-list upload (and a team's,
+/// `/v1/teams/{id}`, see [`takes_call_list`]).
+const MULTIPART_ROUTES: [&str; 3] = ["/v1/callouts", "/v1/callouts/preview", "/v1/teams"];
+
+/// A route that takes a multipart call-list upload.
+fn takes_call_list(path: &str) -> bool {
+    MULTIPART_ROUTES.contains(&path)
+        || path
+            .strip_prefix("/v1/teams/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
 
 /// The middleware: see the module documentation.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -136,11 +145,11 @@ fn media_type_check(method: &Method, path: &str, headers: &HeaderMap) -> Result<
         .unwrap_or_default();
     let json = essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"));
-    let multipart = essence == "multipart/form-data" && MULTIPART_ROUTES.contains(&path);
+    let multipart = essence == "multipart/form-data" && takes_call_list(path);
     if json || multipart {
         return Ok(());
     }
-    let accepted = if MULTIPART_ROUTES.contains(&path) {
+    let accepted = if takes_call_list(path) {
         "send Content-Type: application/json, or multipart/form-data with a contacts CSV file"
     } else {
         "send Content-Type: application/json"
@@ -231,6 +240,12 @@ mod tests {
             .is_err()
         );
         assert!(media_type_check(post, "/v1/callouts", &h("text/plain", "2")).is_err());
+        let put = &Method::PUT;
+        let upload = h("multipart/form-data; boundary=x", "9");
+        assert!(media_type_check(post, "/v1/teams", &upload).is_ok());
+        assert!(media_type_check(put, "/v1/teams/linemen", &upload).is_ok());
+        assert!(media_type_check(put, "/v1/teams/a/b", &upload).is_err());
+        assert!(media_type_check(put, "/v1/teams/", &upload).is_err());
         assert!(media_type_check(post, "/v1/callouts", &h("", "2")).is_err());
         assert!(media_type_check(post, "/v1/callouts/x/cancel", &h("", "0")).is_ok());
         assert!(media_type_check(&Method::GET, "/v1/callouts", &h("text/plain", "2")).is_ok());

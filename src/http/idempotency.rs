@@ -158,3 +158,52 @@ pub async fn abandon(state: &AppState, claim: Claim) {
         tracing::warn!(error = %e, "the claim of a failed idempotent request could not be dropped");
     }
 }
+
+/// Runs `create` (which answers the created resource as JSON) under the
+/// request's `Idempotency-Key`, if it has one: the first request runs, a retry
+/// with the same body gets the first answer again. Returns (answer, replayed).
+pub async fn run<F, Fut>(
+    state: &AppState,
+    caller: KeyFingerprint,
+    request: Request,
+    create: F,
+) -> Result<(Value, bool), ApiError>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ApiError>>,
+{
+    let Some(key) = key_of(request.headers())? else {
+        return Ok((create(request).await?, false));
+    };
+    let (claim, request) = match begin(state, caller, &key, request).await? {
+        Begin::Replay(answer) => return Ok((answer, true)),
+        Begin::Run(claim, request) => (claim, *request),
+    };
+    match create(request).await {
+        Ok(answer) => {
+            finish(state, claim, answer.clone()).await;
+            Ok((answer, false))
+        }
+        Err(e) => {
+            abandon(state, claim).await;
+            Err(e)
+        }
+    }
+}
+
+/// The `201` of a creation answered by [`run`]: `Location` is `collection`
+/// and the answer's `id`; a replay carries `Idempotent-Replayed: true`.
+pub fn created(collection: &str, (answer, replayed): (Value, bool)) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let mut headers = HeaderMap::new();
+    if let Some(id) = answer["id"].as_str()
+        && let Ok(v) = HeaderValue::from_str(&format!("{collection}/{id}"))
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    if replayed {
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    (StatusCode::CREATED, headers, axum::Json(answer)).into_response()
+}

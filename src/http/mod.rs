@@ -20,8 +20,10 @@ mod health;
 pub mod idempotency;
 pub mod openapi;
 mod sandbox;
+pub mod schedules;
 pub mod serve;
 pub mod state;
+pub mod teams;
 pub mod webhooks;
 
 use axum::Router;
@@ -109,6 +111,8 @@ pub fn metrics_router(state: AppState) -> Router {
 fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(callouts::router())
+        .merge(teams::router())
+        .merge(schedules::router())
         .merge(events::router())
         .merge(compose::router())
         .merge(sandbox::router())

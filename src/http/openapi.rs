@@ -43,6 +43,8 @@ use crate::config::Config;
     info(title = "ivr-gateway API"),
     tags(
         (name = "callouts", description = "The dispatcher API: create, list, read and cancel callouts."),
+        (name = "teams", description = "Saved call lists a callout may name instead of listing contacts (copied into the callout when it is made); CSV import and export."),
+        (name = "schedules", description = "Callouts made at a time, or on a cron schedule in a time zone, from a stored callout request; paused, resumed, deleted."),
         (name = "assistants", description = "Registered Voiceflow assistants (changing the registry needs the admin role) and the conversation tools that run one without a call."),
         (name = "operations", description = "Health, metrics, this document and the audio the gateway plays through Routee: no key needed."),
         (name = "sandbox", description = "Only in the sandbox: the simulated phones and the seed scenario (404 in live mode)."),

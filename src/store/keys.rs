@@ -17,6 +17,10 @@
 //! | `P:{assistants}` | hash id → assistant JSON (key encrypted) | none | assistants API | engine, assistants API |
 //! | `P:{assistants}:names` | hash name → id | none | assistants API | name lookups |
 //! | `P:{assistants}:using:<assistant id>` | set of the ids of callouts calling with it | none (members leave as their callout ends) | `use_assistant.lua` (creation), the store's commit (end), deletion (repair) | `delete_assistant.lua` |
+//! | `P:{teams}` | hash id → team JSON (a saved call list) | none | teams API | teams API, callout creation (`team`) |
+//! | `P:{teams}:names` | hash name → id | none | teams API | name lookups |
+//! | `P:{schedules}` | hash id → schedule JSON (a stored callout request, its time or cron schedule, its latest firings) | none | schedules API, the schedule loop | schedules API, the schedule loop |
+//! | `P:{schedules}:due` | zset id → next occurrence (ms); absent while paused or finished | none | `save_schedule.lua`, `claim.lua` (lease), `delete_schedule.lua` | the schedule loop (every replica) |
 //! | `P:tool:<assistant id>:<session>` | string: JSON of a conversation-tools session (turn, last menu, no-reply expectation) | 24 h after its last turn | conversation tools | conversation tools (`digits` on any replica) |
 //! | `P:audio:<name>` | string: a converted Voiceflow audio clip, 8 kHz mono WAV; `<name>` is `<16 hex of its SHA-256>.wav` | 24 h after its last conversion | audio conversion (a turn) | `GET /audio/{name}` on any replica |
 //! | `P:lock:<job>` | string holder, `PX` ttl | ttl | periodic jobs | periodic jobs (one replica at a time) |
@@ -125,6 +129,27 @@ impl Keys {
         format!("{}:{{assistants}}:names", self.prefix)
     }
 
+    pub fn teams(&self) -> String {
+        format!("{}:{{teams}}", self.prefix)
+    }
+
+    pub fn team_names(&self) -> String {
+        format!("{}:{{teams}}:names", self.prefix)
+    }
+
+    pub fn schedules(&self) -> String {
+        format!("{}:{{schedules}}", self.prefix)
+    }
+
+    pub fn schedules_due(&self) -> String {
+        format!("{}:{{schedules}}:due", self.prefix)
+    }
+
+    /// `save_schedule.lua`, `delete_schedule.lua`.
+    pub fn schedule_keys(&self) -> Vec<String> {
+        vec![self.schedules(), self.schedules_due()]
+    }
+
     /// A conversation-tools session. `session` is validated at the edge
     /// (`[A-Za-z0-9_-]{1,64}`), so it cannot contain `:` or a hash tag.
     pub fn tool_session(&self, assistant: AssistantId, session: &str) -> String {
@@ -207,6 +232,12 @@ impl Keys {
         ]
     }
 
+    /// `save_assistant.lua` and `replace_assistant.lua` saving a team (the
+    /// scripts keep any named documents' names unique), and `delete_team.lua`.
+    pub fn team_keys(&self) -> Vec<String> {
+        vec![self.teams(), self.team_names()]
+    }
+
     /// `use_assistant.lua`.
     pub fn use_assistant_keys(&self, id: AssistantId) -> Vec<String> {
         vec![self.assistants(), self.assistant_users(id)]
@@ -242,6 +273,17 @@ impl Keys {
             self.delete_assistant_keys(assistant),
         ));
         calls.push(("use_assistant.lua", self.use_assistant_keys(assistant)));
+        for script in [
+            "save_assistant.lua",
+            "replace_assistant.lua",
+            "delete_team.lua",
+        ] {
+            calls.push((script, self.team_keys()));
+        }
+        for script in ["save_schedule.lua", "delete_schedule.lua"] {
+            calls.push((script, self.schedule_keys()));
+        }
+        calls.push(("claim.lua", vec![self.schedules_due()]));
         calls
     }
 

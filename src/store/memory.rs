@@ -12,7 +12,7 @@ use super::{
 };
 use crate::domain::{
     Assistant, AssistantId, CallId, Callout, CalloutId, CalloutStatus, E164, Event, PersonLimits,
-    Timestamp,
+    Schedule, ScheduleId, Team, TeamId, Timestamp,
 };
 
 #[derive(Debug)]
@@ -31,6 +31,9 @@ struct Mem {
     timers: BTreeSet<(Timestamp, CalloutId)>,
     timer_of: HashMap<CalloutId, Timestamp>,
     assistants: BTreeMap<AssistantId, Assistant>,
+    teams: BTreeMap<TeamId, Team>,
+    /// Schedules, with when each is next due (or leased until).
+    schedules: BTreeMap<ScheduleId, (Schedule, Option<Timestamp>)>,
     locks: HashMap<String, (String, Timestamp)>,
     next_call_slot: Timestamp,
     /// Conversation-tools sessions with their expiry.
@@ -330,6 +333,108 @@ impl MemoryStore {
         }
         m.assistants.insert(assistant.id, assistant.clone());
         Ok(Saved::Yes)
+    }
+
+    pub(super) async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
+        let mut m = self.lock();
+        if m.teams
+            .values()
+            .any(|t| t.name == team.name && t.id != team.id)
+        {
+            return Ok(Saved::NameTaken);
+        }
+        m.teams.insert(team.id, team.clone());
+        Ok(Saved::Yes)
+    }
+
+    pub(super) async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
+        Ok(self.lock().teams.get(&id).cloned())
+    }
+
+    pub(super) async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        Ok(self.lock().teams.values().find(|t| t.name == name).cloned())
+    }
+
+    pub(super) async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        Ok(self.lock().teams.values().cloned().collect())
+    }
+
+    pub(super) async fn replace_team(
+        &self,
+        team: &Team,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let mut m = self.lock();
+        match m.teams.get(&team.id) {
+            None => return Ok(Replaced::NotFound),
+            Some(current) if current.updated_at != expected => return Ok(Replaced::Changed),
+            Some(_) => {}
+        }
+        if m.teams
+            .values()
+            .any(|t| t.name == team.name && t.id != team.id)
+        {
+            return Ok(Replaced::NameTaken);
+        }
+        m.teams.insert(team.id, team.clone());
+        Ok(Replaced::Yes)
+    }
+
+    pub(super) async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
+        Ok(self.lock().teams.remove(&id).is_some())
+    }
+
+    pub(super) async fn save_schedule(
+        &self,
+        schedule: &Schedule,
+        expected: Option<Timestamp>,
+    ) -> Result<Replaced, StoreError> {
+        let mut m = self.lock();
+        match (m.schedules.get(&schedule.id), expected) {
+            (Some(_), None) => return Ok(Replaced::Changed),
+            (None, Some(_)) => return Ok(Replaced::NotFound),
+            (Some((current, _)), Some(e)) if current.updated_at != e => {
+                return Ok(Replaced::Changed);
+            }
+            _ => {}
+        }
+        m.schedules
+            .insert(schedule.id, (schedule.clone(), schedule.due()));
+        Ok(Replaced::Yes)
+    }
+
+    pub(super) async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.lock().schedules.get(&id).map(|(s, _)| s.clone()))
+    }
+
+    pub(super) async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(self
+            .lock()
+            .schedules
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect())
+    }
+
+    pub(super) async fn delete_schedule(&self, id: ScheduleId) -> Result<bool, StoreError> {
+        Ok(self.lock().schedules.remove(&id).is_some())
+    }
+
+    pub(super) async fn claim_due_schedules(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ScheduleId>, StoreError> {
+        let mut m = self.lock();
+        let mut claimed = Vec::new();
+        for (id, (_, due)) in &mut m.schedules {
+            if claimed.len() < max && due.is_some_and(|d| d <= now) {
+                *due = Some(now.plus(lease));
+                claimed.push(*id);
+            }
+        }
+        Ok(claimed)
     }
 
     pub(super) async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {

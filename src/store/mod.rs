@@ -28,7 +28,8 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisOptions, RedisStore};
 use crate::domain::{
     Assistant, AssistantId, CallId, CallState, Callout, CalloutId, CalloutStatus, Conversation,
-    Dialing, E164, Event, EventKind, PersonLimits, Script, Timestamp,
+    Dialing, E164, Event, EventKind, PersonLimits, Schedule, ScheduleId, Script, Team, TeamId,
+    Timestamp,
 };
 
 /// A value with the version it was read at (for compare-and-set).
@@ -412,6 +413,80 @@ impl Store {
     /// Deletes an assistant unless running callouts use it.
     pub async fn delete_assistant(&self, id: AssistantId) -> Result<Deleted, StoreError> {
         dispatch!(self, s => s.delete_assistant(id).await)
+    }
+
+    /// Creates a team (names are unique).
+    pub async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
+        dispatch!(self, s => s.save_team(team).await)
+    }
+
+    pub async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
+        dispatch!(self, s => s.team(id).await)
+    }
+
+    pub async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        dispatch!(self, s => s.team_by_name(name).await)
+    }
+
+    /// Every team, by name.
+    pub async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        let mut all = dispatch!(self, s => s.teams().await)?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    /// Replaces a team if its stored `updated_at` is still `expected`, so two
+    /// concurrent changes never overwrite each other unseen. Names stay unique.
+    pub async fn replace_team(
+        &self,
+        team: &Team,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        dispatch!(self, s => s.replace_team(team, expected).await)
+    }
+
+    /// Deletes a team; false when there was none. Callouts made from it keep
+    /// their copy of its contacts.
+    pub async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_team(id).await)
+    }
+
+    /// Creates a schedule (`expected` none: it must not exist) or replaces it
+    /// if its stored `updated_at` is still `expected`; its place in the due
+    /// index ([`Schedule::due`]) is set in the same step.
+    pub async fn save_schedule(
+        &self,
+        schedule: &Schedule,
+        expected: Option<Timestamp>,
+    ) -> Result<Replaced, StoreError> {
+        dispatch!(self, s => s.save_schedule(schedule, expected).await)
+    }
+
+    pub async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        dispatch!(self, s => s.schedule(id).await)
+    }
+
+    /// Every schedule, oldest first.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let mut all = dispatch!(self, s => s.schedules().await)?;
+        all.sort_by_key(|s| (s.created_at, s.id));
+        Ok(all)
+    }
+
+    pub async fn delete_schedule(&self, id: ScheduleId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_schedule(id).await)
+    }
+
+    /// Claims up to `max` schedules due at `now`, leasing each for `lease`
+    /// (exactly one replica gets each until the lease ends; saving the
+    /// schedule sets its next due time).
+    pub async fn claim_due_schedules(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ScheduleId>, StoreError> {
+        dispatch!(self, s => s.claim_due_schedules(now, lease, max).await)
     }
 
     /// Counts one more call placed on UTC day `day` (days since the epoch),

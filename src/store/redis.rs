@@ -45,7 +45,7 @@ use super::{
 };
 use crate::domain::{
     Assistant, AssistantId, CallId, Callout, CalloutId, CalloutStatus, E164, Event, PersonLimits,
-    Timestamp,
+    Schedule, ScheduleId, Team, TeamId, Timestamp,
 };
 use crate::telemetry::metrics as m;
 
@@ -90,6 +90,9 @@ struct Scripts {
     replace_assistant: Lua,
     delete_assistant: Lua,
     use_assistant: Lua,
+    delete_team: Lua,
+    save_schedule: Lua,
+    delete_schedule: Lua,
     day_count: Lua,
     idempotency: Lua,
     person_call: Lua,
@@ -107,6 +110,9 @@ impl Scripts {
             replace_assistant: Lua::new(include_str!("lua/replace_assistant.lua")),
             delete_assistant: Lua::new(include_str!("lua/delete_assistant.lua")),
             use_assistant: Lua::new(include_str!("lua/use_assistant.lua")),
+            delete_team: Lua::new(include_str!("lua/delete_team.lua")),
+            save_schedule: Lua::new(include_str!("lua/save_schedule.lua")),
+            delete_schedule: Lua::new(include_str!("lua/delete_schedule.lua")),
             day_count: Lua::new(include_str!("lua/day_count.lua")),
             idempotency: Lua::new(include_str!("lua/idempotency.lua")),
             person_call: Lua::new(include_str!("lua/person_call.lua")),
@@ -1055,6 +1061,161 @@ impl RedisStore {
             2 => Replaced::Changed,
             _ => Replaced::NotFound,
         })
+    }
+
+    /// Creates or replaces a team, keeping names unique (the assistants'
+    /// script: it keeps the names of any hash of named documents).
+    pub(super) async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
+        let json = serde_json::to_vec(team).map_err(|e| corrupt("team", e))?;
+        let saved: i64 = self
+            .run(
+                &self.shared.scripts.save_assistant,
+                &self.shared.keys.team_keys(),
+                &[arg(team.id.to_string()), arg(team.name.as_str()), json],
+            )
+            .await?;
+        Ok(if saved == 1 {
+            Saved::Yes
+        } else {
+            Saved::NameTaken
+        })
+    }
+
+    pub(super) async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.hget(self.shared.keys.teams(), id.to_string()).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("team", e)))
+            .transpose()
+    }
+
+    pub(super) async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        let mut conn = self.conn.clone();
+        let id: Option<String> = conn.hget(self.shared.keys.team_names(), name).await?;
+        match id.and_then(|s| s.parse().ok()) {
+            Some(id) => self.team(id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = conn.hvals(self.shared.keys.teams()).await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("team", e)))
+            .collect()
+    }
+
+    pub(super) async fn replace_team(
+        &self,
+        team: &Team,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let json = serde_json::to_vec(team).map_err(|e| corrupt("team", e))?;
+        let result: i64 = self
+            .run(
+                &self.shared.scripts.replace_assistant,
+                &self.shared.keys.team_keys(),
+                &[
+                    arg(team.id.to_string()),
+                    arg(team.name.as_str()),
+                    json,
+                    arg(ms(expected)),
+                ],
+            )
+            .await?;
+        Ok(match result {
+            1 => Replaced::Yes,
+            0 => Replaced::NameTaken,
+            2 => Replaced::Changed,
+            _ => Replaced::NotFound,
+        })
+    }
+
+    pub(super) async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .run(
+                &self.shared.scripts.delete_team,
+                &self.shared.keys.team_keys(),
+                &[arg(id.to_string())],
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// Creates (`expected` none) or replaces a schedule if it is still at
+    /// `expected`, and sets its place in the due index, in one step.
+    pub(super) async fn save_schedule(
+        &self,
+        schedule: &Schedule,
+        expected: Option<Timestamp>,
+    ) -> Result<Replaced, StoreError> {
+        let json = serde_json::to_vec(schedule).map_err(|e| corrupt("schedule", e))?;
+        let result: i64 = self
+            .run(
+                &self.shared.scripts.save_schedule,
+                &self.shared.keys.schedule_keys(),
+                &[
+                    arg(schedule.id.to_string()),
+                    json,
+                    arg(expected.map(ms).unwrap_or_default()),
+                    arg(schedule.due().map(ms).unwrap_or_default()),
+                ],
+            )
+            .await?;
+        Ok(match result {
+            1 => Replaced::Yes,
+            2 => Replaced::Changed,
+            _ => Replaced::NotFound,
+        })
+    }
+
+    pub(super) async fn schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn
+            .hget(self.shared.keys.schedules(), id.to_string())
+            .await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("schedule", e)))
+            .transpose()
+    }
+
+    pub(super) async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = conn.hvals(self.shared.keys.schedules()).await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("schedule", e)))
+            .collect()
+    }
+
+    pub(super) async fn delete_schedule(&self, id: ScheduleId) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .run(
+                &self.shared.scripts.delete_schedule,
+                &self.shared.keys.schedule_keys(),
+                &[arg(id.to_string())],
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// Claims due schedules for `lease` (the callouts' `claim.lua` on the
+    /// schedules' due index): each goes to one replica until its lease ends.
+    pub(super) async fn claim_due_schedules(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ScheduleId>, StoreError> {
+        let flat: Vec<String> = self
+            .run(
+                &self.shared.scripts.claim,
+                &[self.shared.keys.schedules_due()],
+                &[arg(ms(now)), arg(ms(now.plus(lease))), arg(max.to_string())],
+            )
+            .await?;
+        Ok(flat
+            .chunks(2)
+            .filter_map(|pair| pair.first().and_then(|id| id.parse().ok()))
+            .collect())
     }
 
     pub(super) async fn audio_clip(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

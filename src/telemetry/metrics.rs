@@ -51,6 +51,10 @@ pub const AUDIO_CONVERSION_DURATION: &str = "ivr_audio_conversion_duration_secon
 pub const UPSTREAM_DURATION: &str = "ivr_upstream_request_duration_seconds";
 /// Seconds between a durable timer's due time and when a replica fired it.
 pub const TIMER_LAG: &str = "ivr_timer_lag_seconds";
+/// Occurrences of scheduled callouts handled. Label `result`: created (the
+/// callout was made), already (another replica or an earlier try made it),
+/// failed (the stored request is no longer valid; recorded on the schedule).
+pub const SCHEDULE_FIRINGS: &str = "ivr_schedule_firings_total";
 /// Seconds a call placement waited for the shared outbound rate limit.
 pub const RATE_LIMIT_WAIT: &str = "ivr_call_rate_limit_wait_seconds";
 /// Final-state notifications to `notify_url`. Label `result`: delivered|retry|gave_up|refused.
@@ -137,6 +141,10 @@ pub fn install() -> PrometheusHandle {
 /// HELP lines for every family.
 fn describe() {
     describe_counter!(CALLOUTS_CREATED, "Callouts created.");
+    describe_counter!(
+        SCHEDULE_FIRINGS,
+        "Occurrences of scheduled callouts handled, by result."
+    );
     describe_counter!(
         CALLOUTS_FINISHED,
         "Callouts that reached a final status, by status."

@@ -740,3 +740,131 @@ async fn real_assistants_answers_validate_against_the_documented_schemas() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_teams_and_schedules_answers_validate_against_the_documented_schemas() {
+    let app = spawn_app(Options {
+        api_keys: true,
+        ..Options::default()
+    })
+    .await;
+    let doc = document(&app).await;
+    let mut sample = Sample {
+        doc: &doc,
+        statuses: BTreeSet::new(),
+    };
+    let send = |method: Method, path: &str, body: Option<Value>| {
+        let p = probe(&app, method, path);
+        match body {
+            Some(b) => p.json(&b),
+            None => p,
+        }
+    };
+    let (teams, team) = ("/v1/teams", "/v1/teams/{id}");
+    let body = json!({"name": "linemen", "contacts": [
+        {"name": "A", "phone": phone(1), "language": "el-GR"}, {"name": "B", "phone": phone(2)}
+    ]});
+    let created = send(Method::POST, teams, Some(body.clone())).send().await;
+    assert_eq!(created.status, 201, "{created:?}");
+    sample.check("post", teams, &created);
+    sample.check(
+        "post",
+        teams,
+        &send(Method::POST, teams, Some(body.clone())).send().await,
+    );
+    sample.check(
+        "post",
+        teams,
+        &send(Method::POST, teams, Some(json!({"name": 1})))
+            .send()
+            .await,
+    );
+    sample.check("get", teams, &send(Method::GET, teams, None).send().await);
+    for path in ["/v1/teams/linemen", "/v1/teams/nobody"] {
+        sample.check("get", team, &send(Method::GET, path, None).send().await);
+    }
+    sample.check(
+        "put",
+        team,
+        &send(Method::PUT, "/v1/teams/linemen", Some(body))
+            .send()
+            .await,
+    );
+    let unauthorized = probe(&app, Method::GET, teams).token(None).send().await;
+    sample.check("get", teams, &unauthorized);
+    let csv = probe(&app, Method::GET, "/v1/teams/linemen/contacts.csv")
+        .send()
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.content_type.starts_with("text/csv"), "{csv:?}");
+    assert!(
+        doc["paths"]["/v1/teams/{id}/contacts.csv"]["get"]["responses"]["200"]["content"]
+            ["text/csv"]
+            .is_object()
+    );
+
+    let (schedules, schedule) = ("/v1/schedules", "/v1/schedules/{id}");
+    let mut callout = ticket_callout(1);
+    callout.as_object_mut().unwrap().remove("contacts");
+    callout["team"] = json!("linemen");
+    let new = json!({"name": "roster", "cron": "0 7 * * MON-FRI", "timezone": "Europe/Athens", "callout": callout});
+    let created = send(Method::POST, schedules, Some(new)).send().await;
+    assert_eq!(created.status, 201, "{created:?}");
+    sample.check("post", schedules, &created);
+    let bad = json!({"name": "x", "cron": "nope", "callout": {}});
+    sample.check(
+        "post",
+        schedules,
+        &send(Method::POST, schedules, Some(bad)).send().await,
+    );
+    sample.check(
+        "get",
+        schedules,
+        &send(Method::GET, schedules, None).send().await,
+    );
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/schedules/{id}");
+    sample.check(
+        "get",
+        schedule,
+        &send(Method::GET, &path, None).send().await,
+    );
+    let pause = "/v1/schedules/{id}/pause";
+    sample.check(
+        "post",
+        pause,
+        &send(Method::POST, &format!("{path}/pause"), None)
+            .send()
+            .await,
+    );
+    let resume = "/v1/schedules/{id}/resume";
+    sample.check(
+        "post",
+        resume,
+        &send(Method::POST, &format!("{path}/resume"), None)
+            .send()
+            .await,
+    );
+    sample.check(
+        "delete",
+        schedule,
+        &send(Method::DELETE, &path, None).send().await,
+    );
+    sample.check(
+        "get",
+        schedule,
+        &send(Method::GET, &path, None).send().await,
+    );
+    sample.check(
+        "delete",
+        team,
+        &send(Method::DELETE, "/v1/teams/linemen", None).send().await,
+    );
+    for s in [200, 201, 204, 401, 404, 409, 422] {
+        assert!(
+            sample.statuses.contains(&s),
+            "no {s} in the sample: {:?}",
+            sample.statuses
+        );
+    }
+}

@@ -149,12 +149,17 @@ pub async fn create(app: &TestApp, body: &Value) -> Answer {
 /// A `multipart/form-data` body with a `contacts` CSV file part and, when given,
 /// a `callout` JSON part: (content type, bytes).
 pub fn multipart(csv: &[u8], callout: Option<&Value>) -> (String, Vec<u8>) {
+    multipart_with(csv, "callout", callout)
+}
+
+/// [`multipart`] with the JSON part named `part` (a team's is `team`).
+pub fn multipart_with(csv: &[u8], part: &str, meta: Option<&Value>) -> (String, Vec<u8>) {
     let boundary = "hostile-boundary-7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
-    if let Some(c) = callout {
+    if let Some(c) = meta {
         body.extend_from_slice(
             format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"callout\"\r\nContent-Type: application/json\r\n\r\n{c}\r\n"
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"\r\nContent-Type: application/json\r\n\r\n{c}\r\n"
             )
             .as_bytes(),
         );
