@@ -639,6 +639,10 @@ async fn occurrence(
     }
     let input = match check_callout(state, &s.callout).await {
         Ok(input) => input,
+        // The store or a lookup failed, not the request: the lease retries it.
+        Err(e) if e.status.is_server_error() => {
+            return Err(crate::store::StoreError::Refused(e.message));
+        }
         Err(e) => {
             metrics::counter!(m::SCHEDULE_FIRINGS, "result" => "failed").increment(1);
             let details: Vec<String> = e
