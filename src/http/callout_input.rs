@@ -231,17 +231,9 @@ pub fn parse(
         }
     };
 
-    if let (Some(rows), Some(p)) = (&contacts, &policy)
-        && p.needed as usize > rows.len()
-    {
-        errors.push(FieldError::new(
-            "policy.needed",
-            format!(
-                "{} people needed but {} contacts listed",
-                p.needed,
-                rows.len()
-            ),
-        ));
+    // A team's contacts are known when it is looked up (`team_contacts`).
+    if let (Some(rows), Some(p), None) = (&contacts, &policy, &team) {
+        needed_field(p.needed, rows.len(), "contacts listed", &mut errors);
     }
 
     let notify_url = opt_string(obj.get("notify_url"), "notify_url", &mut errors).and_then(|u| {
@@ -325,9 +317,16 @@ pub(crate) fn contacts_field(
 /// the team was saved): each refusal names the team's contact.
 pub fn team_contacts(
     team: &crate::domain::Team,
+    needed: u32,
     rules: &InputRules<'_>,
 ) -> Result<Vec<Contact>, Vec<FieldError>> {
     let mut errors = Vec::new();
+    needed_field(
+        needed,
+        team.contacts.len(),
+        "contacts in the team",
+        &mut errors,
+    );
     if team.contacts.len() > rules.max_contacts {
         errors.push(FieldError::new(
             "team",
@@ -360,6 +359,16 @@ pub fn team_contacts(
         Ok(team.contacts.clone())
     } else {
         Err(errors)
+    }
+}
+
+/// `policy.needed` cannot ask for more people than the callout will call.
+fn needed_field(needed: u32, contacts: usize, what: &str, errors: &mut Vec<FieldError>) {
+    if needed as usize > contacts {
+        errors.push(FieldError::new(
+            "policy.needed",
+            format!("{needed} people needed but {contacts} {what}"),
+        ));
     }
 }
 

@@ -325,8 +325,8 @@ pub(super) async fn resolve_script(
                 format!("no team has the id or name {key:?}"),
             )])
         })?;
-        draft.contacts =
-            callout_input::team_contacts(&team, &rules(state)).map_err(ApiError::invalid)?;
+        draft.contacts = callout_input::team_contacts(&team, draft.policy.needed, &rules(state))
+            .map_err(ApiError::invalid)?;
     }
     let script = match draft.script {
         ScriptRef::Template(name) => Script::Template { name },

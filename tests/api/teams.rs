@@ -234,7 +234,8 @@ on_both_stores!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_callout_names_a_team_or_lists_contacts_never_both_and_only_a_team_that_exists() {
+async fn a_callout_names_a_team_or_lists_contacts_never_both_and_only_a_team_that_exists_with_enough_people()
+ {
     let app = spawn_app(Options::default()).await;
     send(
         &app,
@@ -254,6 +255,12 @@ async fn a_callout_names_a_team_or_lists_contacts_never_both_and_only_a_team_tha
     crate::probe::create(&app, &neither)
         .await
         .assert_names("contacts");
+    // `needed` is checked against the team's contacts once it is looked up.
+    let mut two_of_one = team_callout("linemen");
+    two_of_one["policy"]["needed"] = json!(2);
+    crate::probe::create(&app, &two_of_one)
+        .await
+        .assert_names("policy.needed");
     assert_nothing_created(&app).await;
 }
 
