@@ -1124,6 +1124,22 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_event_is_a_whole_trace_or_malformed() {
+        assert_eq!(
+            stream_trace(r#"{"type":"text","payload":{"message":"Hi."},"time":1}"#),
+            StreamEvent::Trace(Trace::Text {
+                message: "Hi.".into()
+            })
+        );
+        for bad in ["{not json", "[]", r#"{"payload":{}}"#, ""] {
+            assert!(
+                matches!(stream_trace(bad), StreamEvent::Malformed(_)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_restorable_state_keeps_only_what_put_takes() {
         let got = restorable_state(&serde_json::json!({
             "stack": [{"diagramID": "d", "nodeID": "n"}],
