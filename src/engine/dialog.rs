@@ -449,13 +449,15 @@ impl Engine {
             }
         };
         let mut work = std::pin::pin!(work);
+        let started = Instant::now();
         let budget = press
             .deadline
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(started)
             .saturating_sub(SAFETY);
         match tokio::time::timeout(budget, &mut work).await {
             Ok(Ok(done)) => {
-                self.answer_in_time(claimed, resolved, answers, press, done)
+                let took = started.elapsed();
+                self.answer_in_time(claimed, resolved, answers, press, done, took)
                     .await
             }
             Ok(Err(e)) => {
@@ -510,6 +512,7 @@ impl Engine {
         answers: &TurnAnswers<'_>,
         press: &KeyPress<'_>,
         mut done: Interaction,
+        took: Duration,
     ) -> Result<String, EngineError> {
         let left = || {
             press
@@ -527,6 +530,7 @@ impl Engine {
                 &rendered,
                 &answers.context_next(),
                 left(),
+                took,
             )
             .await;
         self.record_answer(claimed, press, &rendered, ahead, answers)
@@ -620,6 +624,10 @@ impl Engine {
     /// too late is recorded without a response ([`NoReplyAhead::heard`] is
     /// `None`), so the saved state is put back at the next input whatever it
     /// is: the request may have run.
+    ///
+    /// `expected` is how long `first` took Voiceflow: a no-reply turn is
+    /// expected to take as long, so it is not tried when the budget would not
+    /// hold it (it would only be undone at the next input).
     pub(crate) async fn run_no_reply_ahead(
         &self,
         creds: &VoiceflowCredentials,
@@ -627,8 +635,13 @@ impl Engine {
         first: &RenderedTurn,
         ctx: &TurnContext<'_>,
         budget: Duration,
+        expected: Duration,
     ) -> Option<RunAhead> {
-        if first.no_reply_timeout.is_none() || first.ends_call || budget < MIN_AHEAD_BUDGET {
+        if first.no_reply_timeout.is_none() || first.ends_call {
+            return None;
+        }
+        if budget < MIN_AHEAD_BUDGET.max(expected.mul_f64(1.25)) {
+            metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "no_time").increment(1);
             return None;
         }
         let started = Instant::now();

@@ -34,7 +34,7 @@ pub const WEBHOOK_DURATION: &str = "ivr_webhook_duration_seconds";
 /// voiceflow_timeout|voiceflow_error|turn_busy|late_output|store_error|store_timeout.
 pub const WEBHOOK_FALLBACKS: &str = "ivr_webhook_fallbacks_total";
 /// Assistant no-reply turns run ahead of the silence (`docs/assistants.md`).
-/// Label `outcome`: played|not_in_time|not_saved (when run), heard|key_won
+/// Label `outcome`: played|not_in_time|not_saved|no_time (when run), heard|key_won
 /// (when the next input settled it).
 pub const NO_REPLY_AHEAD: &str = "ivr_no_reply_ahead_total";
 /// Events of Voiceflow's streamed turns that were not traces (skipped).
