@@ -108,6 +108,7 @@ pub struct SettingsChange {
     pub reject_actions: Option<Vec<String>>,
     pub save_transcripts: Option<bool>,
     pub transfer_targets: Option<Vec<E164>>,
+    pub streaming: Option<bool>,
 }
 
 impl SettingsChange {
@@ -136,6 +137,9 @@ impl SettingsChange {
         }
         if let Some(t) = self.save_transcripts {
             s.save_transcripts = t;
+        }
+        if let Some(t) = self.streaming {
+            s.streaming = t;
         }
     }
 }
@@ -705,6 +709,13 @@ fn verdict(e: VoiceflowError, version: &str) -> RegistryError {
 }
 
 fn check_transcripts(settings: &AssistantSettings, meta: &Metadata) -> Result<(), RegistryError> {
+    if settings.streaming && meta.project_id.is_none() {
+        return Err(RegistryError::Invalid(vec![FieldError::new(
+            "streaming",
+            "needs the Voiceflow project id (the streaming endpoint names it): give project_id, \
+             or register a 24-hex version id",
+        )]));
+    }
     if settings.save_transcripts && (meta.project_id.is_none() || meta.version_id.is_none()) {
         return Err(RegistryError::Invalid(vec![FieldError::new(
             "save_transcripts",

@@ -56,6 +56,9 @@ impl FakeVoiceflow {
         let latency_ms = Arc::new(AtomicU64::new(0));
         let router = Router::new()
             .route("/state/user/{user}/interact", post(interact))
+            // No stored state: the gateway's no-reply turn run ahead is not
+            // run (one fast GET per turn that asks for input with a timeout).
+            .route("/state/user/{user}", get(no_state))
             .with_state(Arc::clone(&latency_ms));
         let vf = Self {
             url: serve(router).await?,
@@ -78,6 +81,10 @@ async fn interact(State(latency_ms): State<Arc<AtomicU64>>) -> Response {
     let ms = latency_ms.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     ([(header::CONTENT_TYPE, "application/json")], TURN_TRACES).into_response()
+}
+
+async fn no_state() -> Response {
+    axum::Json(json!({})).into_response()
 }
 
 /// The fake Routee: accepts every call, calls nobody back.

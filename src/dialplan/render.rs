@@ -865,15 +865,62 @@ pub fn after_silence(first: &Dialplan, then: &Dialplan, silence_url: &str) -> Op
     Some(Dialplan::new(verbs))
 }
 
+/// How many of a streamed turn's first traces can be played before the rest
+/// has come (issue 19): the leading run of what is only said (`speak`, `text`)
+/// or not heard at all (`path`, `debug`, `visual`, internal types). It stops
+/// at the first trace that offers keys (a `choice`, a card), asks for input,
+/// ends, or is a custom action, so a menu is never offered before the whole
+/// turn is known, and a decision is never read from half a turn.
+pub fn playable_prefix(traces: &[Trace]) -> usize {
+    traces
+        .iter()
+        .position(|t| {
+            !matches!(
+                t,
+                Trace::Speak(_)
+                    | Trace::Text { .. }
+                    | Trace::Path { .. }
+                    | Trace::Debug { .. }
+                    | Trace::Visual { .. }
+                    | Trace::Internal { .. }
+            )
+        })
+        .unwrap_or(traces.len())
+}
+
+/// What the engine answers when a streamed turn is not over by the deadline:
+/// what `said` (the [`playable_prefix`], rendered) says, then the holding
+/// dialplan's wait and "Press any key to continue." The key press fetches the
+/// rest of the turn, like [`holding_dialplan`]'s.
+pub fn partial_dialplan(said: &RenderedTurn, ctx: &TurnContext<'_>) -> Dialplan {
+    let is_wait =
+        |v: &Verb| matches!(v, Verb::Play(p) if p.barge_in && p.file_url == ctx.silence_url);
+    let first: Vec<Verb> = said
+        .dialplan
+        .verbs
+        .iter()
+        .take_while(|v| !is_wait(v) && !matches!(v, Verb::Collect(_)))
+        .cloned()
+        .collect();
+    holding_after(first, ctx)
+}
+
 /// What the engine answers when Voiceflow is slow: "One moment, please.", a short
 /// wait (interruptible, like every wait for a key), then "Press any key to continue." (with barge-in, repeated like any
 /// options) and a `COLLECT`, so the key press fetches the real turn.
 pub fn holding_dialplan(ctx: &TurnContext<'_>) -> Dialplan {
     let (language, gender) = (ctx.voice.language, ctx.voice.gender);
-    let mut verbs: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.holding), language, gender)
-        .into_iter()
-        .map(|v| v.with_barge_in(true))
-        .collect();
+    holding_after(
+        say_verbs(&spoken(&ctx.phrases.holding), language, gender),
+        ctx,
+    )
+}
+
+/// `first` (with barge-in), a short wait, then "Press any key to continue." as
+/// the options of an ordinary input phase.
+fn holding_after(first: Vec<Verb>, ctx: &TurnContext<'_>) -> Dialplan {
+    let (language, gender) = (ctx.voice.language, ctx.voice.gender);
+    let mut verbs: Vec<Verb> = first.into_iter().map(|v| v.with_barge_in(true)).collect();
     verbs.push(wait(ctx.listen(), HOLDING_PAUSE_S));
     let options: Vec<Verb> = say_verbs(&spoken(&ctx.phrases.holding_continue), language, gender)
         .into_iter()
@@ -1038,6 +1085,24 @@ mod tests {
         );
         // A dialplan that waits for nothing has no place for a no-reply response.
         assert_eq!(after_silence(&then, &first, listen.silence_url), None);
+    }
+
+    #[test]
+    fn a_streamed_turn_plays_what_is_only_said_before_the_rest_comes() {
+        let say = |m: &str| Trace::Text { message: m.into() };
+        let path = Trace::Path { path: "p".into() };
+        let choice = Trace::Choice {
+            buttons: Vec::new(),
+        };
+        assert_eq!(playable_prefix(&[]), 0);
+        assert_eq!(playable_prefix(&[say("a"), path, say("b")]), 3);
+        assert_eq!(playable_prefix(&[say("a"), choice.clone(), say("b")]), 1);
+        assert_eq!(playable_prefix(&[choice, say("a")]), 0);
+        assert_eq!(
+            playable_prefix(&[say("a"), Trace::NoReply { timeout: None }]),
+            1
+        );
+        assert_eq!(playable_prefix(&[say("a"), Trace::End]), 1);
     }
 
     #[test]

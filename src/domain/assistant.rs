@@ -27,6 +27,10 @@ pub struct AssistantSettings {
     /// The only numbers a `transfer` may dial; none by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfer_targets: Vec<E164>,
+    /// Turns use Voiceflow's streaming interact (v2, Server-Sent Events): at
+    /// the deadline the traces received so far are answered. Needs the project id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streaming: bool,
 }
 
 impl Default for AssistantSettings {
@@ -39,6 +43,7 @@ impl Default for AssistantSettings {
             reject_actions: vec!["reject".into()],
             save_transcripts: false,
             transfer_targets: Vec::new(),
+            streaming: false,
         }
     }
 }

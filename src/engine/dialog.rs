@@ -35,7 +35,7 @@ use crate::routee::{Dialplan, Language, Verb};
 use crate::store::Versioned;
 use crate::telemetry::metrics as m;
 use crate::voiceflow::client::{VoiceflowCredentials, restorable_state};
-use crate::voiceflow::{InteractConfig, Request, Trace, VoiceflowError};
+use crate::voiceflow::{InteractConfig, Request, StreamEvent, Trace, VoiceflowError};
 
 /// How many stopped custom actions one turn resumes through.
 const MAX_RESUMES: usize = 2;
@@ -49,6 +49,31 @@ const MIN_AHEAD_BUDGET: Duration = Duration::from_millis(400);
 pub(super) const LAUNCH_AHEAD_BUDGET: Duration = Duration::from_secs(3);
 /// The longest a key's turn waits for Voiceflow's state to be put back.
 const RESTORE_BUDGET: Duration = Duration::from_secs(1);
+
+/// The traces of a streamed turn received so far, shared between the task
+/// reading the stream and the key press that may have to answer before it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    traces: std::sync::Mutex<Vec<Trace>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl Received {
+    fn push(&self, trace: Trace) {
+        self.lock().push(trace);
+        self.arrived.notify_one();
+    }
+
+    fn traces(&self) -> Vec<Trace> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Trace>> {
+        self.traces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// One Dialog Manager request of a turn and Voiceflow's answer, as it came.
 #[derive(Debug, Clone, Serialize)]
@@ -225,6 +250,15 @@ impl<'a> TurnAnswers<'a> {
     }
 }
 
+impl TurnAnswers<'_> {
+    /// What a streamed turn has said by the deadline, then the holding wait.
+    fn partial(&self, said: &[Trace]) -> String {
+        let ctx = self.context_next();
+        let rendered = render::render_turn(said, &ctx);
+        dialplan_json(&render::partial_dialplan(&rendered, &ctx))
+    }
+}
+
 impl Answers for TurnAnswers<'_> {
     type Request = Request;
 
@@ -277,20 +311,37 @@ impl Engine {
     ) -> Result<Interaction, VoiceflowError> {
         let started = Instant::now();
         let config = InteractConfig::default();
-        let (raw, mut traces) = self
+        let (raw, traces) = self
             .voiceflow
             .interact_raw(creds, user_id, request, variables, &config, budget)
             .await?;
-        let mut exchanges = vec![Exchange {
+        let exchanges = vec![Exchange {
             request: request.to_json(),
             response: raw,
         }];
+        Ok(self
+            .resume(creds, user_id, exchanges, traces, started + budget, actions)
+            .await)
+    }
+
+    /// Resumes a turn that stopped on a custom action the renderer can resume
+    /// (at most [`MAX_RESUMES`] times, while there is time before `until`).
+    async fn resume(
+        &self,
+        creds: &VoiceflowCredentials,
+        user_id: &str,
+        mut exchanges: Vec<Exchange>,
+        mut traces: Vec<Trace>,
+        until: Instant,
+        actions: &ActionNames,
+    ) -> Interaction {
+        let config = InteractConfig::default();
         let mut resume_error = None;
         for _ in 0..MAX_RESUMES {
             let Some(resume) = render::resume_request(&traces, actions) else {
                 break;
             };
-            let left = budget.saturating_sub(started.elapsed());
+            let left = until.saturating_duration_since(Instant::now());
             if left < MIN_RESUME_BUDGET {
                 break;
             }
@@ -314,11 +365,53 @@ impl Engine {
                 }
             }
         }
-        Ok(Interaction {
+        Interaction {
             exchanges,
             traces,
             resume_error,
-        })
+        }
+    }
+
+    /// [`Self::interact`] over Voiceflow's streaming endpoint (issue 19): each
+    /// trace is pushed to `received` as it arrives (and `arrived` notified), so
+    /// a key press whose deadline comes first can answer with what is there.
+    /// Malformed events are skipped, logged and counted. A stream that breaks
+    /// fails the turn, as a failed interact does.
+    pub(crate) async fn interact_streamed(
+        &self,
+        creds: &VoiceflowCredentials,
+        project_id: &str,
+        user_id: &str,
+        request: &Request,
+        actions: &ActionNames,
+        received: &Received,
+    ) -> Result<Interaction, VoiceflowError> {
+        // A streamed turn is only asked for a key press: it may run on late.
+        let budget = LATE_WINDOW;
+        use futures::StreamExt;
+        let started = Instant::now();
+        let stream = self
+            .voiceflow
+            .interact_stream(creds, project_id, user_id, request, budget)
+            .await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event? {
+                StreamEvent::Trace(trace) => received.push(trace),
+                StreamEvent::Malformed(what) => {
+                    metrics::counter!(m::VOICEFLOW_STREAM_MALFORMED).increment(1);
+                    tracing::warn!(event = %what, "a malformed event in Voiceflow's stream was skipped");
+                }
+            }
+        }
+        let traces = received.traces();
+        let exchanges = vec![Exchange {
+            request: request.to_json(),
+            response: serde_json::json!({ "streamed_traces": traces.len() }),
+        }];
+        Ok(self
+            .resume(creds, user_id, exchanges, traces, started + budget, actions)
+            .await)
     }
 
     /// Asks Voiceflow the claimed turn and answers the key press by its
@@ -337,42 +430,33 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let id = claimed.value.id;
         let user_id = press.call.to_string();
-        let work = self.interact(
-            &resolved.credentials,
-            &user_id,
-            &request,
-            None,
-            LATE_WINDOW,
-            &answers.rendering.actions,
-        );
+        let (creds, actions) = (&resolved.credentials, &answers.rendering.actions);
+        // Streamed when the assistant asks for it (its project id is then known).
+        let project = resolved.assistant.project_id.as_deref();
+        let streamed = project.filter(|_| resolved.assistant.settings.streaming);
+        let received = Received::default();
+        let work = async {
+            match streamed {
+                Some(project) => {
+                    self.interact_streamed(creds, project, &user_id, &request, actions, &received)
+                        .await
+                }
+                None => {
+                    self.interact(creds, &user_id, &request, None, LATE_WINDOW, actions)
+                        .await
+                }
+            }
+        };
         let mut work = std::pin::pin!(work);
+        let started = Instant::now();
         let budget = press
             .deadline
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(started)
             .saturating_sub(SAFETY);
         match tokio::time::timeout(budget, &mut work).await {
-            Ok(Ok(mut done)) => {
-                // Audio conversion gets what is left of the turn's window.
-                let left = press
-                    .deadline
-                    .saturating_duration_since(Instant::now())
-                    .saturating_sub(SAFETY);
-                self.hear_audio(&mut done.traces, left).await;
-                let rendered = answers.render(&done.traces, &answers.next_url);
-                let left = press
-                    .deadline
-                    .saturating_duration_since(Instant::now())
-                    .saturating_sub(SAFETY);
-                let ahead = self
-                    .run_no_reply_ahead(
-                        &resolved.credentials,
-                        &user_id,
-                        &rendered,
-                        &answers.context_next(),
-                        left,
-                    )
-                    .await;
-                self.record_answer(claimed, press, &rendered, ahead, answers)
+            Ok(Ok(done)) => {
+                let took = started.elapsed();
+                self.answer_in_time(claimed, resolved, answers, press, done, took)
                     .await
             }
             Ok(Err(e)) => {
@@ -384,12 +468,107 @@ impl Engine {
             Err(_elapsed) => {
                 metrics::counter!(m::WEBHOOK_FALLBACKS, "reason" => "voiceflow_timeout")
                     .increment(1);
-                let holding = self.record_slow(id, press, answers).await?;
-                reply.send(Ok(holding.clone()));
-                // Keep the slow turn: record its output (and decision) when it comes.
-                let late = work.await;
-                self.record_late_answer(id, press.call, late, answers).await;
-                Ok(holding)
+                // A streamed turn answers what is only said so far; else "one moment".
+                let mut played = received.traces();
+                played.truncate(render::playable_prefix(&played));
+                let first = if played.is_empty() {
+                    answers.holding()
+                } else {
+                    let left = press
+                        .deadline
+                        .saturating_duration_since(Instant::now())
+                        .saturating_sub(SAFETY);
+                    self.hear_audio(&mut played, left).await;
+                    answers.partial(&played)
+                };
+                let first = self.record_slow(id, press, first).await?;
+                reply.send(Ok(first.clone()));
+                // Keep the slow turn: record its output (and decision) when it
+                // comes; a streamed turn's decision as soon as it arrives.
+                let (late, decided) = if streamed.is_some() {
+                    self.decide_on_arrival(id, press.call, &mut work, &received, answers)
+                        .await
+                } else {
+                    (work.await, false)
+                };
+                let rest = late.map(|mut done| {
+                    done.traces.drain(..played.len().min(done.traces.len()));
+                    done
+                });
+                self.record_late_answer(id, press.call, rest, answers, decided)
+                    .await;
+                Ok(first)
+            }
+        }
+    }
+
+    /// Voiceflow answered in time: the answer, with the no-reply turn run
+    /// ahead when it asks for input with a timeout, recorded.
+    async fn answer_in_time(
+        &self,
+        claimed: Versioned<Callout>,
+        resolved: &ResolvedAssistant,
+        answers: &TurnAnswers<'_>,
+        press: &KeyPress<'_>,
+        mut done: Interaction,
+        took: Duration,
+    ) -> Result<String, EngineError> {
+        let left = || {
+            press
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(SAFETY)
+        };
+        // Audio conversion gets what is left of the turn's window.
+        self.hear_audio(&mut done.traces, left()).await;
+        let rendered = answers.render(&done.traces, &answers.next_url);
+        let ahead = self
+            .run_no_reply_ahead(
+                &resolved.credentials,
+                &press.call.to_string(),
+                &rendered,
+                &answers.context_next(),
+                left(),
+                took,
+            )
+            .await;
+        self.record_answer(claimed, press, &rendered, ahead, answers)
+            .await
+    }
+
+    /// Waits for the rest of a streamed turn after the caller was answered,
+    /// applying a decision (an accept or reject custom action) as soon as its
+    /// trace arrives. Returns the turn and whether its decision was applied.
+    async fn decide_on_arrival<F>(
+        &self,
+        id: CalloutId,
+        call: CallId,
+        work: &mut std::pin::Pin<&mut F>,
+        received: &Received,
+        answers: &TurnAnswers<'_>,
+    ) -> (Result<Interaction, VoiceflowError>, bool)
+    where
+        F: std::future::Future<Output = Result<Interaction, VoiceflowError>>,
+    {
+        let timing = self.settings.timing;
+        let mut decided = false;
+        loop {
+            tokio::select! {
+                late = work.as_mut() => return (late, decided),
+                () = received.arrived.notified(), if !decided => {
+                    let Some(d) = answers.render(&received.traces(), "").decision else {
+                        continue;
+                    };
+                    let r = self
+                        .update(id, |c, now| (c.on_decision(call, d, now, &timing), ()))
+                        .await;
+                    match r {
+                        Ok(_) => decided = true,
+                        Err(e) => {
+                            tracing::warn!(callout_id = %id, call_id = %call, error = %e, "could not record a streamed decision; it is recorded with the turn");
+                        }
+                    }
+                }
             }
         }
     }
@@ -444,6 +623,10 @@ impl Engine {
     /// too late is recorded without a response ([`NoReplyAhead::heard`] is
     /// `None`), so the saved state is put back at the next input whatever it
     /// is: the request may have run.
+    ///
+    /// `expected` is how long `first` took Voiceflow: a no-reply turn is
+    /// expected to take as long, so it is not tried when the budget would not
+    /// hold it (it would only be undone at the next input).
     pub(crate) async fn run_no_reply_ahead(
         &self,
         creds: &VoiceflowCredentials,
@@ -451,8 +634,13 @@ impl Engine {
         first: &RenderedTurn,
         ctx: &TurnContext<'_>,
         budget: Duration,
+        expected: Duration,
     ) -> Option<RunAhead> {
-        if first.no_reply_timeout.is_none() || first.ends_call || budget < MIN_AHEAD_BUDGET {
+        if first.no_reply_timeout.is_none() || first.ends_call {
+            return None;
+        }
+        if budget < MIN_AHEAD_BUDGET.max(expected.mul_f64(1.25)) {
+            metrics::counter!(m::NO_REPLY_AHEAD, "outcome" => "no_time").increment(1);
             return None;
         }
         let started = Instant::now();
@@ -561,14 +749,14 @@ impl Engine {
         Ok(answer)
     }
 
-    /// Voiceflow is slow: the caller holds while the turn goes on.
+    /// Voiceflow is slow: the caller holds (`answer`: the holding dialplan, or
+    /// what a streamed turn has said so far) while the turn goes on.
     async fn record_slow(
         &self,
         id: CalloutId,
         press: &KeyPress<'_>,
-        answers: &TurnAnswers<'_>,
+        answer: String,
     ) -> Result<String, EngineError> {
-        let answer = answers.holding();
         self.update(id, |c, now| {
             let mut ch = Consequences::default();
             if let Some(a) = c.attempt_mut(press.call) {
@@ -581,13 +769,15 @@ impl Engine {
         Ok(answer)
     }
 
-    /// A slow turn finished after the caller got a holding dialplan.
+    /// A slow turn finished after the caller got a holding dialplan (its
+    /// decision already applied when `decided`).
     async fn record_late_answer(
         &self,
         id: CalloutId,
         call: CallId,
         result: Result<Interaction, VoiceflowError>,
         answers: &TurnAnswers<'_>,
+        decided: bool,
     ) {
         let timing = self.settings.timing;
         let rendered = match result {
@@ -603,7 +793,7 @@ impl Engine {
             }
         };
         let answered = rendered.as_ref().map(answered_turn);
-        let decision = rendered.and_then(|r| r.decision);
+        let decision = rendered.and_then(|r| r.decision).filter(|_| !decided);
         let r = self
             .update(id, |c, now| {
                 let Some(a) = c.attempt_mut(call) else {

@@ -313,6 +313,7 @@ impl Engine {
                 };
                 let vars = launch_variables(callout, attempt);
                 let rendering = Rendering::for_call(Some(&resolved), callout, Some(attempt));
+                let started = std::time::Instant::now();
                 let mut launch = self
                     .interact(
                         &resolved.credentials,
@@ -327,6 +328,7 @@ impl Engine {
                         reason: format!("Voiceflow launch failed: {e}"),
                         retryable: launch_retryable(&e),
                     })?;
+                let took = started.elapsed();
                 self.hear_audio(&mut launch.traces, Self::UNHURRIED_AUDIO_BUDGET)
                     .await;
                 let silence_url = self.silence_url();
@@ -346,6 +348,7 @@ impl Engine {
                         &turn,
                         &ctx,
                         LAUNCH_AHEAD_BUDGET,
+                        took,
                     )
                     .await;
                 let (dialplan, ahead) = match ahead {

@@ -38,7 +38,7 @@ pub const MAX_TEXT_CHARS: usize = 1000;
 /// Most digits in one `digits` input (a PIN, an account number).
 pub const MAX_DIGITS: usize = 32;
 
-const ASSISTANT_FIELDS: [&str; 11] = [
+const ASSISTANT_FIELDS: [&str; 12] = [
     "name",
     "api_key",
     "version",
@@ -50,6 +50,7 @@ const ASSISTANT_FIELDS: [&str; 11] = [
     "reject_actions",
     "save_transcripts",
     "transfer_targets",
+    "streaming",
 ];
 
 /// At most this many transfer targets per assistant.
@@ -344,6 +345,15 @@ fn settings(
             )),
         }
     }
+    if let Some(v) = given(obj, "streaming") {
+        match v {
+            Value::Bool(b) => s.streaming = Some(*b),
+            other => errors.push(FieldError::new(
+                "streaming",
+                format!("must be true or false, not {}", kind(other)),
+            )),
+        }
+    }
     s
 }
 
@@ -625,6 +635,10 @@ pub struct NewAssistantBody {
     /// ALLOWED_DESTINATIONS); none by default, so no transfer.
     #[schema(max_items = 20, example = json!(["+306900000009"]))]
     pub transfer_targets: Option<Vec<String>>,
+    /// Turns use Voiceflow's streaming interact (v2, Server-Sent Events): at
+    /// Routee's deadline the traces received so far are answered, the rest at
+    /// the next key press. Needs the project id. Default false.
+    pub streaming: Option<bool>,
 }
 
 // `PATCH /v1/assistants/{id}`, for the OpenAPI document: what [`update`]
@@ -675,6 +689,10 @@ pub struct AssistantChangeBody {
     /// ALLOWED_DESTINATIONS); none by default, so no transfer.
     #[schema(max_items = 20, example = json!(["+306900000009"]))]
     pub transfer_targets: Option<Vec<String>>,
+    /// Turns use Voiceflow's streaming interact (v2, Server-Sent Events): at
+    /// Routee's deadline the traces received so far are answered, the rest at
+    /// the next key press. Needs the project id. Default false.
+    pub streaming: Option<bool>,
 }
 
 // `POST .../launch`, for the OpenAPI document: what [`launch`] accepts. The

@@ -100,6 +100,8 @@ pub struct SettingsView {
     pub save_transcripts: bool,
     /// The numbers a transfer may dial (empty: none).
     pub transfer_targets: Vec<String>,
+    /// Turns use Voiceflow's streaming interact.
+    pub streaming: bool,
 }
 
 /// One of the languages Routee speaks, by its code.
@@ -141,6 +143,7 @@ impl AssistantView {
                 reject_actions: s.reject_actions.clone(),
                 save_transcripts: s.save_transcripts,
                 transfer_targets: s.transfer_targets.iter().map(ToString::to_string).collect(),
+                streaming: s.streaming,
             },
             warnings,
         }

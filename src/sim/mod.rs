@@ -168,7 +168,8 @@ pub use state::{
     StatusChange, ToneReading,
 };
 pub use voiceflow::{
-    SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, StateRecord, VoiceflowInjected,
+    SimVoiceflow, SimVoiceflowHandle, SimVoiceflowSettings, StateRecord, StreamShape,
+    VoiceflowInjected,
 };
 
 use crate::config::SimConfig;

@@ -9,6 +9,7 @@
 //! | `GET`, `DELETE /state/user/{userID}` | the stored state (`{}` when none), or forget it |
 //! | `PUT /state/user/{userID}` | replaces the whole state with `{stack, storage, variables}` (all three required, nothing else allowed, every stack frame with a `diagramID`, else 400), as `GET` shows it |
 //! | `PATCH /state/user/{userID}/variables` | merges a flat object into the variables |
+//! | `POST /v2/project/{projectID}/user/{userID}/interact/stream` | the same turn as Server-Sent Events (§3.2): one `event: trace` per trace (the trace itself as data), then `event: end`; `?environment=` names the version; another project is a 401 |
 //! | `PUT /v2/transcripts` | records a transcript (`versionID` and `sessionID` required) |
 //! | `GET /v2/versions/{id}/export` | a small export: `project._id`, `project.name`, `version._id` |
 //! | `GET /sim/transcripts`, `GET /sim/interactions`, `GET`/`PUT /sim/faults` | inspection and failure injection |
@@ -32,6 +33,11 @@
 //! Anything else: "Sorry, I did not get that." and the choice again. A request
 //! on a user with no conversation (or an ended one) starts the flow over, as the
 //! runtime does with an empty stack.
+//!
+//! A stream can be slowed and broken ([`SimVoiceflowHandle::set_stream`]):
+//! each trace after the first waits `delay_ms`, a stream may close without
+//! `end` after `break_after` traces, and the next `malformed` streams open
+//! with an event whose data is not JSON.
 //!
 //! Failure injection, for the gateway's timeout and fallback tests: `latency_ms`
 //! delays every answer; `fail_next` makes the next requests answer those
@@ -144,6 +150,17 @@ pub struct StateRecord {
     pub user_id: String,
     /// `GET`, `PUT`, `DELETE` or `PATCH`.
     pub method: &'static str,
+}
+
+/// How the simulated streams play ([`SimVoiceflowHandle::set_stream`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamShape {
+    /// Wall-clock milliseconds before every trace but the first.
+    pub delay_ms: u64,
+    /// Close the stream without `end` after this many traces.
+    pub break_after: Option<usize>,
+    /// The next this many streams open with an event that is not JSON.
+    pub malformed: u32,
 }
 
 /// A Mongo-style 24-hex id, like Voiceflow's project and version ids.
@@ -364,6 +381,7 @@ struct VfState {
     transcripts: Vec<Value>,
     interactions: Vec<InteractRecord>,
     state_requests: Vec<StateRecord>,
+    stream: StreamShape,
     latency_ms: u64,
     fail_next: VecDeque<u16>,
     garbage_next: u32,
@@ -539,6 +557,73 @@ async fn interact(
     }
 }
 
+async fn interact_stream(
+    State(vf): State<Arc<VfShared>>,
+    Path((project_id, user_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if project_id != vf.project_id {
+        return vf_error(
+            StatusCode::UNAUTHORIZED,
+            "the key cannot access this project",
+        );
+    }
+    let env = query.get("environment").map_or("development", |e| e.trim());
+    if !(env == "development" || env == "production" || env == vf.version_id) {
+        return unknown_version();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return verror(StatusCode::BAD_REQUEST, "Invalid request body");
+    };
+    let action = body.get("action").cloned().unwrap_or(Value::Null);
+    let (traces, shape) = {
+        let mut state = vf.lock();
+        state.interactions.push(InteractRecord {
+            at: now_rfc3339(),
+            user_id: user_id.clone(),
+            version: env.to_owned(),
+            action: action.clone(),
+        });
+        let shape = state.stream;
+        if state.stream.malformed > 0 {
+            state.stream.malformed -= 1;
+        }
+        let user = state.users.entry(user_id).or_default();
+        if let Some(vars) = body.get("variables").and_then(Value::as_object) {
+            user.variables.extend(vars.clone());
+        }
+        (user.respond(&action), shape)
+    };
+    let mut frames: Vec<(u64, String)> = Vec::new();
+    if shape.malformed > 0 {
+        frames.push((0, "event: trace\ndata: {not json\n\n".to_owned()));
+    }
+    let kept = shape.break_after.unwrap_or(usize::MAX);
+    for (i, t) in traces.iter().enumerate().take(kept) {
+        let delay = if i == 0 { 0 } else { shape.delay_ms };
+        frames.push((delay, format!("event: trace\ndata: {t}\n\n")));
+    }
+    if shape.break_after.is_none() {
+        frames.push((0, "event: end\ndata: {}\n\n".to_owned()));
+    }
+    let stream = futures::stream::unfold(frames.into_iter(), |mut frames| async move {
+        let (delay, frame) = frames.next()?;
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(frame)),
+            frames,
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 async fn get_state(
     State(vf): State<Arc<VfShared>>,
     Path(user_id): Path<String>,
@@ -710,6 +795,7 @@ impl SimVoiceflow {
                     transcripts: Vec::new(),
                     interactions: Vec::new(),
                     state_requests: Vec::new(),
+                    stream: StreamShape::default(),
                     latency_ms: settings.latency_ms,
                     fail_next: settings.fail_next.into(),
                     garbage_next: settings.garbage_next,
@@ -724,6 +810,10 @@ impl SimVoiceflow {
     pub fn router(&self) -> Router {
         let dialog = Router::new()
             .route("/state/user/{user_id}/interact", post(interact))
+            .route(
+                "/v2/project/{project_id}/user/{user_id}/interact/stream",
+                post(interact_stream),
+            )
             .route(
                 "/state/user/{user_id}",
                 get(get_state).put(put_state).delete(delete_state),
@@ -860,6 +950,11 @@ impl SimVoiceflowHandle {
     /// Every interact request so far.
     pub fn interactions(&self) -> Vec<InteractRecord> {
         self.lock().interactions.clone()
+    }
+
+    /// How the next streams play (see [`StreamShape`]).
+    pub fn set_stream(&self, shape: StreamShape) {
+        self.lock().stream = shape;
     }
 
     /// Every state request (`GET`, `PUT`, `DELETE`, `PATCH`) so far.

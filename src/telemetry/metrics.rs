@@ -37,9 +37,11 @@ pub const WEBHOOK_DURATION: &str = "ivr_webhook_duration_seconds";
 /// voiceflow_timeout|voiceflow_error|turn_busy|late_output|store_error|store_timeout.
 pub const WEBHOOK_FALLBACKS: &str = "ivr_webhook_fallbacks_total";
 /// Assistant no-reply turns run ahead of the silence (`docs/assistants.md`).
-/// Label `outcome`: played|not_in_time|not_saved (when run), heard|key_won
+/// Label `outcome`: played|not_in_time|not_saved|no_time (when run), heard|key_won
 /// (when the next input settled it).
 pub const NO_REPLY_AHEAD: &str = "ivr_no_reply_ahead_total";
+/// Events of Voiceflow's streamed turns that were not traces (skipped).
+pub const VOICEFLOW_STREAM_MALFORMED: &str = "ivr_voiceflow_stream_malformed_total";
 /// Voiceflow audio traces said as text because their audio could not be made
 /// playable. Label `reason`: timeout|unsupported|refused|fetch_error|too_large|undecodable.
 pub const AUDIO_FALLBACKS: &str = "ivr_audio_fallbacks_total";
@@ -188,6 +190,10 @@ fn describe() {
     describe_counter!(
         NO_REPLY_AHEAD,
         "Assistant no-reply turns run ahead of the silence, and how the next input settled them."
+    );
+    describe_counter!(
+        VOICEFLOW_STREAM_MALFORMED,
+        "Events of Voiceflow's streamed turns that were not traces, skipped."
     );
     describe_counter!(
         AUDIO_FALLBACKS,

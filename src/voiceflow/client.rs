@@ -40,6 +40,7 @@ const OP_INTERACT: &str = "interact";
 const OP_GET_STATE: &str = "get_state";
 const OP_DELETE_STATE: &str = "delete_state";
 const OP_PUT_STATE: &str = "put_state";
+const OP_INTERACT_STREAM: &str = "interact_stream";
 const OP_PATCH_VARIABLES: &str = "patch_variables";
 const OP_SAVE_TRANSCRIPT: &str = "save_transcript";
 const OP_PROBE: &str = "probe";
@@ -370,6 +371,91 @@ impl VoiceflowClient {
         Ok((json, traces))
     }
 
+    /// `POST {runtime}/v2/project/{projectID}/user/{userID}/interact/stream`
+    /// (reference §3.2): one turn as Server-Sent Events, parsed by
+    /// `eventsource-stream`. Each `trace` event is one whole trace (completion
+    /// events are not asked for, so no trace arrives in pieces); the stream
+    /// ends after `end`. A connection that closes without `end`, or breaks, ends
+    /// it with an error; an event that is not a trace is yielded as
+    /// [`StreamEvent::Malformed`] and the stream goes on. `deadline` bounds the
+    /// whole turn (capped by the client timeout); never retried.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id, request = request.label()))]
+    pub async fn interact_stream(
+        &self,
+        creds: &VoiceflowCredentials,
+        project_id: &str,
+        user_id: &str,
+        request: &Request,
+        deadline: Duration,
+    ) -> Result<
+        impl futures::Stream<Item = Result<StreamEvent, VoiceflowError>> + Send + use<>,
+        VoiceflowError,
+    > {
+        use eventsource_stream::Eventsource;
+        check_segment("Voiceflow project id", project_id)?;
+        check_segment("Voiceflow user id", user_id)?;
+        let mut url = endpoint(
+            &self.inner.runtime_url,
+            &[
+                "v2", "project", project_id, "user", user_id, "interact", "stream",
+            ],
+        )?;
+        url.query_pairs_mut()
+            .append_pair("environment", creds.version.trim())
+            .append_pair("completion_events", "false");
+        let mut headers = auth_headers(creds)?;
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let body = serde_json::json!({ "action": request.to_json() });
+        let started = Instant::now();
+        let sent = self
+            .inner
+            .http
+            .post(url)
+            .headers(headers)
+            .json(&body)
+            .timeout(deadline.min(self.inner.timeout))
+            .send()
+            .await
+            .map_err(send_error);
+        let outcome = match &sent {
+            Ok(r) => UpstreamResult::Status(r.status().as_u16()),
+            Err(VoiceflowError::Timeout { .. }) => UpstreamResult::Timeout,
+            Err(_) => UpstreamResult::Error,
+        };
+        record_upstream(UPSTREAM, OP_INTERACT_STREAM, started, outcome);
+        let response = sent?;
+        let status = response.status();
+        if !status.is_success() {
+            let headers = response.headers().clone();
+            let (body, _) = read_body(response, 64 << 10).await?;
+            return Err(status_error(status, &headers, &body, creds));
+        }
+        let events = response.bytes_stream().eventsource();
+        Ok(futures::stream::unfold(Some(events), |events| async move {
+            let mut events = events?;
+            loop {
+                let item = match futures::StreamExt::next(&mut events).await {
+                    None => Err(VoiceflowError::Decode {
+                        reason: "the stream ended without an `end` event".into(),
+                        source: None,
+                    }),
+                    Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
+                        Err(send_error(e))
+                    }
+                    Some(Err(e)) => Ok(StreamEvent::Malformed(e.to_string())),
+                    Some(Ok(event)) => match event.event.as_str() {
+                        "end" => return None,
+                        "trace" => Ok(stream_trace(&event.data)),
+                        // `state`, and anything newer: nothing to play.
+                        _ => continue,
+                    },
+                };
+                let next = item.is_ok().then_some(events);
+                return Some((item, next));
+            }
+        }))
+    }
+
     /// `GET {runtime}/state/user/{userID}`: the stored state (`{}` when none).
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user_id))]
     pub async fn get_state(
@@ -619,6 +705,26 @@ impl VoiceflowClient {
         } else {
             Err(status_error(status, &headers, &answer.body, creds))
         }
+    }
+}
+
+/// One event of a streamed turn ([`VoiceflowClient::interact_stream`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// A whole trace.
+    Trace(Trace),
+    /// A `trace` event whose data is not a trace (not JSON, no `type`), or a
+    /// frame the SSE parser refused: skipped, logged and counted by the caller.
+    Malformed(String),
+}
+
+/// A `trace` event's data: the trace object itself (reference §3.2).
+fn stream_trace(data: &str) -> StreamEvent {
+    match serde_json::from_str::<Value>(data) {
+        Ok(v) if v.get("type").is_some_and(Value::is_string) => {
+            StreamEvent::Trace(Trace::parse(&v))
+        }
+        _ => StreamEvent::Malformed(crate::net::log_safe(data, MAX_MESSAGE_CHARS)),
     }
 }
 
@@ -1015,6 +1121,22 @@ mod tests {
             (info.project_id.as_str(), info.version_id.as_str()),
             ("p2", "v2")
         );
+    }
+
+    #[test]
+    fn a_stream_event_is_a_whole_trace_or_malformed() {
+        assert_eq!(
+            stream_trace(r#"{"type":"text","payload":{"message":"Hi."},"time":1}"#),
+            StreamEvent::Trace(Trace::Text {
+                message: "Hi.".into()
+            })
+        );
+        for bad in ["{not json", "[]", r#"{"payload":{}}"#, ""] {
+            assert!(
+                matches!(stream_trace(bad), StreamEvent::Malformed(_)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

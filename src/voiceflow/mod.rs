@@ -5,7 +5,7 @@ pub mod client;
 pub mod types;
 
 pub use client::{
-    TranscriptRequest, TranscriptUser, VersionInfo, VoiceflowClient, VoiceflowClientConfig,
-    VoiceflowCredentials, VoiceflowError,
+    StreamEvent, TranscriptRequest, TranscriptUser, VersionInfo, VoiceflowClient,
+    VoiceflowClientConfig, VoiceflowCredentials, VoiceflowError,
 };
 pub use types::*;

@@ -476,6 +476,23 @@ async fn an_alias_without_metadata_needs_a_name_and_cannot_save_transcripts() {
             .contains("needs project_id"),
         "{a}"
     );
+    // Streamed turns name the project: refused without its id, and nothing changes.
+    let at = format!("/v1/assistants/{}", a["id"].as_str().unwrap());
+    let (status, v) = admin(&app, Method::PATCH, &at, Some(&json!({"streaming": true}))).await;
+    assert_eq!(
+        (status, fields(&v)),
+        (422, vec!["streaming".to_owned()]),
+        "{v}"
+    );
+    assert!(detail(&v, "streaming").contains("project id"), "{v}");
+    let (status, v) = admin(&app, Method::PATCH, &at, Some(&json!({"streaming": "yes"}))).await;
+    assert_eq!(
+        (status, fields(&v)),
+        (422, vec!["streaming".to_owned()]),
+        "{v}"
+    );
+    let (_, now) = admin(&app, Method::GET, &at, None).await;
+    assert_eq!(now["settings"]["streaming"], false, "{now}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

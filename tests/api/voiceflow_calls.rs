@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ivr_gateway::sim::voiceflow::{NO_REPLY_GOODBYE_TEXT, NOT_UNDERSTOOD_TEXT, REPROMPT_TEXT};
-use ivr_gateway::sim::{Behaviour, SimCallRecord, StateRecord};
+use ivr_gateway::sim::{Behaviour, SimCallRecord, StateRecord, StreamShape};
 use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp, attempts, phone, spawn_app};
@@ -448,5 +448,169 @@ async fn a_key_during_the_wait_is_answered_on_the_state_from_before_the_no_reply
         position(&record, NO_REPLY_GOODBYE_TEXT).is_none(),
         "{:?}",
         record.heard
+    );
+}
+
+// ----- streamed turns (issue 19 item 1) ---------------------------------------
+
+const STREAM_DEADLINE: Duration = Duration::from_millis(1000);
+
+/// A live call of the sandbox assistant switched to streamed turns, with a
+/// 1-second deadline and the simulator's stream shaped as `shape`: (app,
+/// callout id, call id).
+async fn streaming_call(shape: StreamShape) -> (TestApp, String, String) {
+    let app = spawn_app(Options::default().env("SIM_TIME_SCALE", "1").env(
+        "WEBHOOK_DEADLINE_MS",
+        &STREAM_DEADLINE.as_millis().to_string(),
+    ))
+    .await;
+    let list: Value = app
+        .http
+        .get(app.url("/v1/assistants"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sandbox = list["assistants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "sandbox")
+        .expect("the sandbox assistant");
+    let r = app
+        .http
+        .patch(app.url(&format!(
+            "/v1/assistants/{}",
+            sandbox["id"].as_str().unwrap()
+        )))
+        .json(&json!({"streaming": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    app.sim
+        .set_callee(&phone(1), Behaviour::Silent { ring_s: 0.2 });
+    let mut body = assistant_callout(1);
+    body["policy"]["input_timeout_s"] = json!(60); // keep the call up while we act
+    let id = app.create_callout(&body).await;
+    let call = live_call(&app, &id).await;
+    app.voiceflow.as_ref().unwrap().set_stream(shape);
+    (app, id, call)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_turn_cut_at_the_deadline_says_what_came_and_plays_the_rest_next() {
+    // "Sorry, I did not get that." at once, the buttons 1.5 s later.
+    let shape = StreamShape {
+        delay_ms: 1500,
+        ..StreamShape::default()
+    };
+    let (app, id, call) = streaming_call(shape).await;
+    let (took, plan) = post_keys(&app, &id, &call, 0, "9").await;
+    assert!(
+        took < STREAM_DEADLINE + Duration::from_millis(400),
+        "answered after {took:?}"
+    );
+    let text = said(&plan);
+    assert!(text.contains(NOT_UNDERSTOOD_TEXT), "{plan}");
+    // No menu before its buttons came, and the wait keeps listening.
+    assert!(!text.contains("Press 1"), "{plan}");
+    assert!(text.contains("Press any key"), "{plan}");
+    assert!(plan.to_string().contains("/collect/"), "{plan}");
+    // The rest, once streamed, is played at the next key press; nothing twice.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (_, next) = post_keys(&app, &id, &call, 1, "95").await;
+    let text = said(&next);
+    assert!(text.contains("Press 1 for Accept"), "{next}");
+    assert!(!text.contains(NOT_UNDERSTOOD_TEXT), "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_turn_that_ends_early_is_answered_at_once() {
+    let (app, id, call) = streaming_call(StreamShape::default()).await;
+    let (took, plan) = post_keys(&app, &id, &call, 0, "9").await;
+    assert!(
+        took < STREAM_DEADLINE / 2,
+        "waited for the deadline: {took:?}"
+    );
+    let text = said(&plan);
+    assert!(
+        text.contains(NOT_UNDERSTOOD_TEXT) && text.contains("Press 1 for Accept"),
+        "{plan}"
+    );
+    assert!(!text.contains("Press any key"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_late_in_a_stream_counts_as_soon_as_it_arrives() {
+    // The accept comes first, its goodbye 3 s later and the end 6 s later.
+    let shape = StreamShape {
+        delay_ms: 3000,
+        ..StreamShape::default()
+    };
+    let (app, id, call) = streaming_call(shape).await;
+    let started = Instant::now();
+    let (_, plan) = post_keys(&app, &id, &call, 0, "1").await;
+    assert!(said(&plan).contains("One moment"), "{plan}");
+    let c = app
+        .wait_until(&id, LONG, |c| c["status"] != "calling")
+        .await;
+    assert_eq!(c["status"], "accepted", "{c}");
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "the accept counted only at the end of the stream: {:?}",
+        started.elapsed()
+    );
+    // The goodbye is still played at the next key press.
+    tokio::time::sleep(Duration::from_millis(6500).saturating_sub(started.elapsed())).await;
+    let (_, next) = post_keys(&app, &id, &call, 1, "15").await;
+    assert!(said(&next).contains("The ticket is yours"), "{next}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_broken_midway_continues_on_the_fallback_keypad() {
+    let shape = StreamShape {
+        break_after: Some(1),
+        ..StreamShape::default()
+    };
+    let (app, id, call) = streaming_call(shape).await;
+    let (took, plan) = post_keys(&app, &id, &call, 0, "9").await;
+    assert!(took < STREAM_DEADLINE + Duration::from_millis(400));
+    let text = said(&plan);
+    assert!(
+        text.contains("technical difficulties") && text.contains("Press 1 to accept"),
+        "{plan}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_stream_event_is_skipped_logged_and_counted() {
+    let shape = StreamShape {
+        malformed: 1,
+        ..StreamShape::default()
+    };
+    let (app, id, call) = streaming_call(shape).await;
+    let (_, plan) = post_keys(&app, &id, &call, 0, "9").await;
+    let text = said(&plan);
+    assert!(
+        text.contains(NOT_UNDERSTOOD_TEXT) && text.contains("Press 1 for Accept"),
+        "{plan}"
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ivr_voiceflow_stream_malformed_total 1")),
+        "{metrics}"
     );
 }
