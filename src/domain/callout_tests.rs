@@ -1518,3 +1518,24 @@ fn a_call_held_by_the_per_person_limit_waits_and_is_placed_then() {
     c.begin_sending(id, 2, at(300), &timing());
     assert!(c.hold_placement(id, at(900), at(301)).is_empty());
 }
+
+#[test]
+fn a_carrier_outage_that_fails_the_callout_closes_every_lane() {
+    let mut c = callout_with(4, waves(1, 2, 1));
+    let mut ids = Vec::new();
+    c.on_timer_with(T0, &timing(), &mut || {
+        let id = CallId::new();
+        ids.push(id);
+        id
+    });
+    let limit = timing().carrier_outage_limit;
+    refused(&mut c, ids[1], T0);
+    c.on_timer_with(c.next_due().unwrap(), &timing(), &mut CallId::new);
+    refused(&mut c, ids[1], T0.plus(limit));
+    assert_eq!(c.status, CalloutStatus::Failed);
+    assert_eq!((c.step, c.lanes.clone()), (Step::Done, vec![Step::Done]));
+    assert_eq!(c.next_dial(), None);
+    // Lane 0's creation is still in flight: it is not sent.
+    let (_, mine) = c.begin_preparing(ids[0], 1, T0.plus(limit), &timing());
+    assert!(!mine);
+}
