@@ -1484,7 +1484,7 @@ impl Callout {
             if self.status == CalloutStatus::Calling {
                 // Failed first, so that ending the attempt schedules nothing more.
                 self.status = CalloutStatus::Failed;
-                self.step = Step::Done;
+                self.close_lanes();
                 self.ended_at = Some(now);
                 self.failure = Some(reason.clone());
                 self.finish_attempt(idx, Outcome::Failed, Some(reason.clone()), now, ch);

@@ -1557,3 +1557,24 @@ fn a_machine_is_never_a_decision_and_ends_as_voicemail() {
     assert!(ch.is_empty());
     assert_eq!(to, crate::domain::voicemail::ToMachine::Nothing);
 }
+
+#[test]
+fn a_carrier_outage_that_fails_the_callout_closes_every_lane() {
+    let mut c = callout_with(4, waves(1, 2, 1));
+    let mut ids = Vec::new();
+    c.on_timer_with(T0, &timing(), &mut || {
+        let id = CallId::new();
+        ids.push(id);
+        id
+    });
+    let limit = timing().carrier_outage_limit;
+    refused(&mut c, ids[1], T0);
+    c.on_timer_with(c.next_due().unwrap(), &timing(), &mut CallId::new);
+    refused(&mut c, ids[1], T0.plus(limit));
+    assert_eq!(c.status, CalloutStatus::Failed);
+    assert_eq!((c.step, c.lanes.clone()), (Step::Done, vec![Step::Done]));
+    assert_eq!(c.next_dial(), None);
+    // Lane 0's creation is still in flight: it is not sent.
+    let (_, mine) = c.begin_preparing(ids[0], 1, T0.plus(limit), &timing());
+    assert!(!mine);
+}

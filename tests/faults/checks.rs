@@ -285,13 +285,19 @@ impl<'a> Checker<'a> {
                 if pending_when_cancelled {
                     self.observed.accept_presses_pending_when_cancelled += 1;
                 }
-                let ok = match c["status"].as_str() {
-                    Some("accepted") => {
-                        c["accepted_by"]["contact"] == contact || ended.is_some_and(|e| e <= at)
-                    }
-                    Some("cancelled") => ended.is_some_and(|e| e <= at) || pending_when_cancelled,
-                    _ => false,
-                };
+                // With `needed` > 1 an acceptor is listed whatever the end (an
+                // exhausted callout keeps the people it found).
+                let listed = c["acceptors"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|p| p["contact"] == contact));
+                let ok = listed
+                    || match c["status"].as_str() {
+                        Some("accepted") => ended.is_some_and(|e| e <= at),
+                        Some("cancelled") => {
+                            ended.is_some_and(|e| e <= at) || pending_when_cancelled
+                        }
+                        _ => false,
+                    };
                 if !ok {
                     self.flag(
                         "an accept is never lost",
@@ -309,6 +315,51 @@ impl<'a> Checker<'a> {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// Never more than `policy.parallel` calls of one callout at once (its
+    /// attempts, from their start to their end; one not over counts until the end
+    /// of the run), and never more acceptors than `policy.needed`.
+    fn lanes(&mut self) {
+        for c in self.ev.callouts {
+            let id = c["id"].as_str().unwrap_or("?");
+            let k = c["policy"]["parallel"].as_u64().unwrap_or(1) as usize;
+            let spans: Vec<(Timestamp, Option<Timestamp>)> = c["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| (ts(&a["started_at"]).unwrap_or_default(), ts(&a["ended_at"])))
+                .collect();
+            for (start, _) in &spans {
+                let open = spans
+                    .iter()
+                    .filter(|(s, e)| s <= start && e.is_none_or(|e| e > *start))
+                    .count();
+                if open > k {
+                    self.flag(
+                        "never more than `parallel` calls of a callout at once",
+                        id,
+                        format!(
+                            "{open} calls under way at {start} with parallel {k}: {}",
+                            summary(c)
+                        ),
+                    );
+                    break;
+                }
+            }
+            let needed = c["policy"]["needed"].as_u64().unwrap_or(1) as usize;
+            let acceptors = c["acceptors"].as_array().map_or(0, Vec::len);
+            if acceptors > needed || (c["status"] == "accepted") != (acceptors == needed) {
+                self.flag(
+                    "a callout is accepted exactly when `needed` people accepted",
+                    id,
+                    format!(
+                        "{} with {acceptors} acceptors, {needed} needed",
+                        c["status"]
+                    ),
+                );
             }
         }
     }
@@ -748,6 +799,7 @@ pub fn check(ev: &Evidence<'_>) -> (Vec<Violation>, Observed) {
     ch.calls_per_contact();
     ch.calls_after_end();
     ch.accepts();
+    ch.lanes();
     ch.event_urls();
     ch.carrier_agrees();
     ch.timelines();

@@ -382,3 +382,22 @@ async fn run(settings: Settings) {
         );
     }
 }
+
+/// The CI run's plan (its seed, 40 callouts, 60 s) has waves and callouts
+/// needing two people, so the suite's invariants about them are exercised.
+#[test]
+fn the_ci_plan_has_waves_and_callouts_needing_two_people() {
+    let mut rng = StdRng::seed_from_u64(3_550_348_673);
+    let plans = workload::plan(&mut rng, 40, std::time::Duration::from_secs(60));
+    let waves = plans.iter().filter(|p| p.parallel > 1).count();
+    let needed = plans.iter().filter(|p| p.needed > 1).count();
+    let both = plans
+        .iter()
+        .filter(|p| p.parallel > 1 && p.needed > 1)
+        .count();
+    println!("waves {waves}, needed 2: {needed}, both {both}");
+    assert!(
+        waves >= 5 && needed >= 3,
+        "waves {waves}, needed 2: {needed}"
+    );
+}

@@ -125,6 +125,11 @@ impl Report<'_> {
             )
         );
         println!(
+            "waves: {} callouts calling 2-3 at once, {} needing 2 people",
+            self.plans.iter().filter(|p| p.parallel > 1).count(),
+            self.plans.iter().filter(|p| p.needed > 1).count()
+        );
+        println!(
             "contacts: {} ({})",
             self.plans.iter().map(|p| p.contacts.len()).sum::<usize>(),
             counts(

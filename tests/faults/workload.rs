@@ -35,6 +35,9 @@ pub struct CalloutPlan {
     pub start_at: Duration,
     /// When to cancel it, after its creation.
     pub cancel_after: Option<Duration>,
+    /// `policy.needed` (people to accept) and `policy.parallel` (calls at once).
+    pub needed: u32,
+    pub parallel: u32,
 }
 
 /// The name the sandbox-style simulated assistant is registered under.
@@ -106,7 +109,7 @@ pub fn plan(rng: &mut StdRng, n: usize, window: Duration) -> Vec<CalloutPlan> {
     let mut plans: Vec<CalloutPlan> = (0..n)
         .map(|i| {
             let attempts = rng.random_range(1..=3);
-            let contacts = (0..rng.random_range(1..=3))
+            let contacts: Vec<ContactPlan> = (0..rng.random_range(1..=3))
                 .map(|k| {
                     let (kind, script) = callee(rng, attempts);
                     ContactPlan {
@@ -116,6 +119,7 @@ pub fn plan(rng: &mut StdRng, n: usize, window: Duration) -> Vec<CalloutPlan> {
                     }
                 })
                 .collect();
+            let n_contacts = contacts.len();
             CalloutPlan {
                 name: format!("fault suite callout {i}"),
                 assistant: rng.random_bool(0.5),
@@ -126,6 +130,18 @@ pub fn plan(rng: &mut StdRng, n: usize, window: Duration) -> Vec<CalloutPlan> {
                 cancel_after: rng
                     .random_bool(0.15)
                     .then(|| Duration::from_millis(rng.random_range(500..10_000))),
+                // Waves: a third of the callouts call up to 3 at once, and a
+                // third of those with 2+ contacts need 2 people.
+                parallel: if rng.random_bool(0.33) {
+                    rng.random_range(2..=3)
+                } else {
+                    1
+                },
+                needed: if n_contacts >= 2 && rng.random_bool(0.33) {
+                    2
+                } else {
+                    1
+                },
             }
         })
         .collect();
@@ -153,6 +169,8 @@ impl CalloutPlan {
                 "reprompts": 1,
                 "ring_timeout_s": 10,
                 "max_call_s": 30,
+                "needed": self.needed,
+                "parallel": self.parallel,
             },
         });
         if self.assistant {
