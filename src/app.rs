@@ -86,6 +86,28 @@ pub fn load_templates(dir: &std::path::Path) -> anyhow::Result<Templates> {
     }
 }
 
+/// The store `config` asks for: Redis at `REDIS_URL`, else in memory.
+async fn connect_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(match &config.redis_url {
+        Some(url) => {
+            let options = RedisOptions {
+                wait_replicas: config.redis_wait_replicas,
+                wait_timeout: config.redis_wait_timeout,
+                tls_ca_file: config.redis_tls_ca_file.clone(),
+                tls_cert_file: config.redis_tls_cert_file.clone(),
+                tls_key_file: config.redis_tls_key_file.clone(),
+                ..RedisOptions::new(&config.redis_prefix, config.retention)
+            };
+            Store::Redis(
+                RedisStore::connect_with(url.expose(), &options)
+                    .await
+                    .context("cannot use REDIS_URL")?,
+            )
+        }
+        None => Store::Memory(MemoryStore::new(config.retention)),
+    })
+}
+
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(config.listen_addr)
@@ -145,24 +167,7 @@ impl Application {
             sim_voiceflow = Some(handle);
         }
 
-        let store = match &config.redis_url {
-            Some(url) => {
-                let options = RedisOptions {
-                    wait_replicas: config.redis_wait_replicas,
-                    wait_timeout: config.redis_wait_timeout,
-                    tls_ca_file: config.redis_tls_ca_file.clone(),
-                    tls_cert_file: config.redis_tls_cert_file.clone(),
-                    tls_key_file: config.redis_tls_key_file.clone(),
-                    ..RedisOptions::new(&config.redis_prefix, config.retention)
-                };
-                Store::Redis(
-                    RedisStore::connect_with(url.expose(), &options)
-                        .await
-                        .context("cannot use REDIS_URL")?,
-                )
-            }
-            None => Store::Memory(MemoryStore::new(config.retention)),
-        };
+        let store = connect_store(&config).await?;
         let templates = Arc::new(load_templates(&config.dialplans_dir)?);
         let routee = RouteeClient::new(RouteeClientConfig {
             api_url: config.routee.api_url.clone(),
