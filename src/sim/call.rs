@@ -126,6 +126,8 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
             duration_s: 0.0,
             end_reason: None,
             machine_detected: false,
+            longest_silence_s: 0.0,
+            longest_answer_wait_ms: 0,
         };
         let index = state.calls.len();
         state.by_message_id.insert(message_id.clone(), index);
@@ -169,6 +171,7 @@ pub(crate) fn place(sim: &Arc<Shared>, request: &CreateConversation, to: &E164) 
         answered_at: None,
         tones,
         machine_detection: request.machine_detection.clone(),
+        silence: Silence::default(),
     };
     sim.tasks.spawn(call.run());
     Placed {
@@ -264,6 +267,37 @@ struct Call {
     tones: ToneReading,
     /// The conversation's `machineDetection`.
     machine_detection: Option<MachineDetection>,
+    /// What the callee hears as silence (see [`Silence`]).
+    silence: Silence,
+}
+
+/// The callee's silences: the time between the end of one `SAY` and the start
+/// of the next (or the end of the call), in simulated seconds, without the
+/// time the gateway took to answer an eventUrl POST (wall-clock, measured on
+/// its own: at a time scale of 0.02 a 100 ms answer would read as 5 s).
+#[derive(Debug, Default)]
+struct Silence {
+    /// When the last `SAY` ends (or was cut by a key).
+    say_end: f64,
+    /// Simulated seconds spent waiting on eventUrl answers since then.
+    waited: f64,
+    longest: f64,
+    longest_answer_ms: u64,
+}
+
+impl Silence {
+    /// A `SAY` of `seconds` starts at `now`.
+    fn say(&mut self, now: f64, seconds: f64) {
+        self.close(now);
+        self.say_end = now + seconds;
+    }
+
+    /// A silence ends at `now` (a `SAY` starts, or the call ends).
+    fn close(&mut self, now: f64) {
+        let gap = now - self.say_end - self.waited;
+        self.longest = self.longest.max(gap);
+        self.waited = 0.0;
+    }
 }
 
 /// The playing dialplan and the callee's pending actions.
@@ -551,8 +585,15 @@ impl Call {
                     }
                 }
             }
-            let play_s = match &verb {
-                Verb::Play(play) => match self.audio_seconds(&play.file_url).await {
+            let fetch_from = self.since_answer();
+            let fetched = match &verb {
+                Verb::Play(play) => Some(self.audio_seconds(&play.file_url).await),
+                _ => None,
+            };
+            // Fetching the file is the simulator's wall-clock work, not silence.
+            self.silence.waited += self.since_answer() - fetch_from;
+            let play_s = match fetched {
+                Some(fetched) => match fetched {
                     Ok(s) => s,
                     Err(e) => {
                         self.protocol_error(format!("verbs[{}]: PLAY {e}", pb.idx));
@@ -563,6 +604,10 @@ impl Call {
                 _ => 0.0,
             };
             let seconds = verb_seconds(&verb, play_s);
+            if matches!(verb, Verb::Say(_)) {
+                self.silence
+                    .say(self.since_answer(), seconds.unwrap_or_default());
+            }
             let barge = barges_in(&verb);
             if barge
                 && matches!(pb.timing, Some(PressTiming::OnPrompt))
@@ -579,18 +624,28 @@ impl Call {
                         pb.idx += 1;
                         break;
                     }
-                    Wake::Key => match self.press_turn(pb, barge).await {
-                        KeyEffect::None => {}
-                        KeyEffect::Interrupted => {
-                            pb.idx += 1;
-                            break;
+                    Wake::Key => {
+                        let pressed_at = self.since_answer();
+                        let effect = self.press_turn(pb, barge).await;
+                        if matches!(effect, KeyEffect::Interrupted | KeyEffect::Replaced(_))
+                            && matches!(verb, Verb::Say(_))
+                        {
+                            // The key cut the SAY short.
+                            self.silence.say_end = self.silence.say_end.min(pressed_at);
                         }
-                        KeyEffect::Replaced(plan) => {
-                            pb.load(plan);
-                            break;
+                        match effect {
+                            KeyEffect::None => {}
+                            KeyEffect::Interrupted => {
+                                pb.idx += 1;
+                                break;
+                            }
+                            KeyEffect::Replaced(plan) => {
+                                pb.load(plan);
+                                break;
+                            }
+                            KeyEffect::Ended(ended) => return ended,
                         }
-                        KeyEffect::Ended(ended) => return ended,
-                    },
+                    }
                     Wake::Machine => {
                         pb.machine_at = None;
                         match self.machine_detected().await {
@@ -974,6 +1029,7 @@ impl Call {
         let (hangup_at, max_at) = pb.map_or((None, None), |p| (p.hangup_at, p.max_at));
         let http = self.sim.http.clone();
         let timeout = self.sim.event_url_timeout;
+        let (posted, posted_s) = (std::time::Instant::now(), self.since_answer());
         let cut_short = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return Submitted::Ended(Ended::Cancelled),
@@ -982,6 +1038,11 @@ impl Call {
             () = sleep_until_opt(max_at) => Err(Ended::MaxDuration),
             answer = post_event(&http, url, &event, timeout) => Ok(answer),
         };
+        if !final_post {
+            let wall_ms = u64::try_from(posted.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.silence.longest_answer_ms = self.silence.longest_answer_ms.max(wall_ms);
+        }
+        self.silence.waited += self.since_answer() - posted_s;
         if duplicated {
             post_event_duplicate(&self.sim, url.to_owned(), event);
         }
@@ -1131,6 +1192,11 @@ impl Call {
     /// Records the final status and lets the callback queue drain.
     fn finish(mut self, status: CallStatus, reason: String) {
         let duration = self.duration_s();
+        if self.answered_at.is_some() {
+            self.silence.close(self.since_answer());
+        }
+        let (longest_silence, longest_answer) =
+            (self.silence.longest, self.silence.longest_answer_ms);
         // A final status is never refused.
         let _ = self.sim.set_status(&self.message_id, &status);
         let ended_at = now_rfc3339();
@@ -1139,6 +1205,8 @@ impl Call {
             r.ended_at = Some(ended_at);
             r.duration_s = duration;
             r.end_reason = Some(why);
+            r.longest_silence_s = (longest_silence * 10.0).round() / 10.0;
+            r.longest_answer_wait_ms = longest_answer;
         });
         self.announce(status.clone());
         self.outbox = None;

@@ -122,6 +122,7 @@
 //! | `"accepts"`, `{"accepts": {"ring_s": 3}}` | answers, presses `1` at the first prompt (the default) |
 //! | `{"press": {"keys": ..., "ring_s"?, "after_s"?, "on_prompt"?}}` | answers after `ring_s` (default 2) and presses `keys`: a string is one turn (`"12#"`), a list is one turn per entry (`["9", "1"]`: a wrong key, then 1). Each turn goes in when the next barge-in verb starts, 0.5 s in (`on_prompt`, the default), or with `after_s`: the first turn `after_s` seconds after the answer and each next one `after_s` later. `{"press": "2"}` is short for `{"press": {"keys": "2"}}` |
 //! | `{"hang_up": {"after_s": 3, "ring_s"?}}` | answers, hangs up `after_s` seconds later whatever is playing: `Completed` |
+//! | `"voicemail"`, `{"voicemail": {"ring_s"?, "greeting_s"?}}` | an answering machine: answers, plays its greeting (2 s), then `machineDetection` reports it as the conversation asked (`Continue`: POSTs its `eventUrl` and plays the answer; `Hangup`: ends the call; none: it records whatever plays); never presses a key |
 //! | `{"attempts": [b1, b2, ...]}` | the k-th call to the number plays `bk`; the last one repeats (`["never_answers", "accepts"]` answers on the 2nd attempt) |
 //!
 //! All times are simulated seconds (multiplied by `time_scale`). Keys are DTMF:

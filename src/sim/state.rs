@@ -165,6 +165,13 @@ pub struct SimCallRecord {
     pub end_reason: Option<String>,
     /// Answering-machine detection reported a machine on this call.
     pub machine_detected: bool,
+    /// The longest silence the callee heard: from the end of a `SAY` to the
+    /// start of the next or the end of the call, in simulated seconds, not
+    /// counting the gateway's eventUrl answers (see `longest_answer_wait_ms`).
+    pub longest_silence_s: f64,
+    /// The longest the callee waited, after a key, for the gateway's answer
+    /// (wall-clock milliseconds: the silence before the next words).
+    pub longest_answer_wait_ms: u64,
 }
 
 /// The second call leg of a `DIAL` (reference addendum: its own `messageId`,

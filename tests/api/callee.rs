@@ -271,3 +271,72 @@ async fn a_greek_voicemail_is_left_in_greek() {
         assert_eq!(language, "el-GR", "{text}");
     }
 }
+
+/// No dead air: for every callee behaviour the longest silence a callee hears
+/// is the input timeout (measured by the simulator: from the end of one SAY to
+/// the next, or to the end of the call), and no key waits more than 2 s for the
+/// gateway's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_callee_hears_more_silence_than_the_input_timeout() {
+    const INPUT_TIMEOUT_S: f64 = 10.0;
+    // Scheduling slack: at the tests' time scale of 0.02, a timer 20 ms late
+    // reads as 1 s; a loaded machine (the whole suite on two cores) is late so.
+    const SLACK_S: f64 = 3.0;
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    let behaviours = [
+        Behaviour::silent(),
+        Behaviour::accepts(),
+        Behaviour::press_on_prompt(["9", "2"]),
+        Behaviour::press_on_prompt(["*", "0", "7", "7", "7"]),
+        Behaviour::hang_up(12.0),
+        Behaviour::voicemail(),
+        Behaviour::press_after("1", 20.0),
+    ];
+    let mut ids = Vec::new();
+    for (i, behaviour) in behaviours.iter().enumerate() {
+        let number = format!("+3069500000{i:02}");
+        app.sim.set_callee(&number, behaviour.clone());
+        let mut body = ticket_callout(1);
+        body["contacts"] = json!([{"name": "X", "phone": number}]);
+        body["policy"]["attempts_per_contact"] = json!(1);
+        body["policy"]["input_timeout_s"] = json!(10);
+        ids.push(app.create_callout(&body).await);
+    }
+    for id in &ids {
+        app.wait_settled(id, LONG).await;
+    }
+    let calls = app.sim.calls();
+    assert_eq!(calls.len(), behaviours.len());
+    for call in &calls {
+        // What `cargo nextest run --test api no_callee_hears --no-capture` measures.
+        println!(
+            "{}: longest silence {} s, longest answer wait {} ms",
+            call.behaviour, call.longest_silence_s, call.longest_answer_wait_ms
+        );
+        assert!(
+            call.longest_silence_s <= INPUT_TIMEOUT_S + SLACK_S,
+            "{}: {} s of silence; heard {:?} at {:?}",
+            call.behaviour,
+            call.longest_silence_s,
+            call.heard,
+            call.heard_at
+        );
+        assert!(
+            call.longest_answer_wait_ms < 2000,
+            "{}: a key waited {} ms for the next words",
+            call.behaviour,
+            call.longest_answer_wait_ms
+        );
+    }
+    // The silent callee did hear the whole input timeout: the measure is real.
+    let silent = calls
+        .iter()
+        .find(|c| c.behaviour == Behaviour::silent())
+        .unwrap();
+    assert!(
+        silent.longest_silence_s >= INPUT_TIMEOUT_S - SLACK_S,
+        "{}",
+        silent.longest_silence_s
+    );
+    app.assert_no_protocol_errors();
+}

@@ -21,6 +21,7 @@ export function sentence(e, people) {
     case 'placement_unconfirmed': return `The carrier did not confirm the call to ${who}${n} (${e.reason}); waiting for news of it.`;
     case 'call_status': return `${who}${n}: ${callStatus(e.status)}.`;
     case 'keys_pressed': return `${who} pressed ${e.keys}.`;
+    case 'voicemail_detected': return `An answering machine took the call to ${who}${n}: the voicemail message is left, no menu.`;
     case 'decided': return e.decision === 'accepted' ? `${who} accepted.` : `${who} rejected.`;
     case 'attempt_ended': return `Call ${e.attempt || ''} to ${who} ended: ${words(e.outcome)}${e.reason ? ` (${e.reason})` : ''}.`;
     case 'contact_done': return `Done with ${who}; moving on.`;
