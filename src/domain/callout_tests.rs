@@ -1536,6 +1536,26 @@ fn a_call_held_by_the_per_person_limit_waits_and_is_placed_then() {
 }
 
 #[test]
+fn a_policy_that_leaves_no_message_plays_nothing_to_a_machine_and_still_counts_voicemail() {
+    let mut c = callout_with(
+        1,
+        Policy {
+            voicemail_message: false,
+            ..policy()
+        },
+    );
+    let id = place(&mut c, T0);
+    status(&mut c, id, "InProgress", at(2));
+    let (ch, to) = c.on_machine(id, at(4));
+    assert_eq!(to, crate::domain::voicemail::ToMachine::Nothing);
+    assert_eq!(kinds(&ch), ["voicemail_detected"]);
+    status(&mut c, id, "Completed", at(6));
+    let grace = c.attempt(id).unwrap().grace_until.unwrap();
+    c.on_timer(grace, &timing(), CallId::new());
+    assert_eq!(outcome(&c, id), Some(Outcome::Voicemail));
+}
+
+#[test]
 fn a_machine_is_never_a_decision_and_ends_as_voicemail() {
     let mut c = callout(1);
     let id = place(&mut c, T0);

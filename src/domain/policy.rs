@@ -34,10 +34,18 @@ pub struct Policy {
     /// Seconds between the end of a round and the first call of the next.
     #[serde(default)]
     pub round_delay_s: u32,
+    /// Whether an answering machine hears the voicemail message (else the call
+    /// ends without a word after the machine is detected).
+    #[serde(default = "yes")]
+    pub voicemail_message: bool,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Policy {
@@ -53,6 +61,7 @@ impl Default for Policy {
             parallel: 1,
             rounds: 1,
             round_delay_s: 300,
+            voicemail_message: true,
         }
     }
 }
@@ -71,6 +80,7 @@ pub struct PolicyInput {
     pub parallel: Option<u32>,
     pub rounds: Option<u32>,
     pub round_delay_s: Option<u32>,
+    pub voicemail_message: Option<bool>,
 }
 
 /// Inclusive bounds of each field, also quoted in error messages and the README.
@@ -104,6 +114,7 @@ impl PolicyInput {
             parallel: self.parallel.unwrap_or(defaults.parallel),
             rounds: self.rounds.unwrap_or(defaults.rounds),
             round_delay_s: self.round_delay_s.unwrap_or(defaults.round_delay_s),
+            voicemail_message: self.voicemail_message.unwrap_or(defaults.voicemail_message),
         };
         let errors = p.violations();
         if errors.is_empty() {

@@ -12,7 +12,8 @@ use super::{CallId, Event, EventKind, Timestamp};
 pub enum ToMachine {
     /// The voicemail message: the callout still waits for someone.
     Message,
-    /// Nothing: the callout is over, or this call already decided or ended.
+    /// Nothing: the callout is over, this call already decided or ended, or
+    /// the policy leaves no message (`voicemail_message: false`).
     Nothing,
 }
 
@@ -36,7 +37,7 @@ impl Callout {
                 a.number,
             ));
         }
-        let answer = if calling {
+        let answer = if calling && self.policy.voicemail_message {
             ToMachine::Message
         } else {
             ToMachine::Nothing

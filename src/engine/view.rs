@@ -171,6 +171,17 @@ pub fn policy_schema(required: bool) -> Schema {
             object = object.required(name);
         }
     }
+    object = object.property(
+        "voicemail_message",
+        ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .description(Some(
+                "Whether an answering machine hears the voicemail message (default true).",
+            )),
+    );
+    if required {
+        object = object.required("voicemail_message");
+    }
     object.into()
 }
 

@@ -457,6 +457,16 @@ fn parse_policy(
     let mut input = PolicyInput::default();
     let before = errors.len();
     for (k, val) in obj {
+        if k == "voicemail_message" {
+            match val.as_bool() {
+                Some(b) => input.voicemail_message = Some(b),
+                None => errors.push(FieldError::new(
+                    "policy.voicemail_message",
+                    "must be true or false",
+                )),
+            }
+            continue;
+        }
         let slot = match k.as_str() {
             "attempts_per_contact" => &mut input.attempts_per_contact,
             "retry_delay_s" => &mut input.retry_delay_s,

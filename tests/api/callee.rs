@@ -272,6 +272,36 @@ async fn a_greek_voicemail_is_left_in_greek() {
     }
 }
 
+/// A policy may leave no message: the machine hears nothing after detection
+/// (not the message, never the menu), and the attempt still ends `voicemail`.
+/// A non-boolean `voicemail_message` is refused, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_may_leave_no_voicemail_message() {
+    let app = spawn_app(Options::with_store(StoreKind::Memory)).await;
+    app.sim.set_callee(&phone(1), Behaviour::voicemail());
+    let mut body = ticket_callout(1);
+    body["policy"]["attempts_per_contact"] = json!(1);
+    body["policy"]["voicemail_message"] = json!("no");
+    crate::probe::create(&app, &body)
+        .await
+        .assert_names("policy.voicemail_message");
+    body["policy"]["voicemail_message"] = json!(false);
+    let id = app.create_callout(&body).await;
+    let c = app.wait_settled(&id, LONG).await;
+    assert_eq!(c["policy"]["voicemail_message"], json!(false), "{c}");
+    assert_eq!(attempts(&c)[0].2, "voicemail", "{c}");
+    let call = &app.sim.calls()[0];
+    assert!(call.machine_detected);
+    let message = Phrases::of(Language::EnUs).voicemail("Ticket 4711");
+    assert!(!call.heard.contains(&message), "{:?}", call.heard);
+    assert!(
+        !call.heard.iter().any(|h| h.contains("Press 1")),
+        "the menu reached a machine: {:?}",
+        call.heard
+    );
+    app.assert_no_protocol_errors();
+}
+
 /// No dead air: for every callee behaviour the longest silence a callee hears
 /// is the input timeout (measured by the simulator: from the end of one SAY to
 /// the next, or to the end of the call), and no key waits more than 2 s for the
