@@ -763,8 +763,9 @@ pub struct NewCalloutBody {
     #[schema(min_items = 1, nullable = false)]
     pub contacts: Option<Vec<NewContactBody>>,
     /// A saved team's id or name: its contacts are copied into the callout
-    /// now, so later changes to the team do not change this callout.
-    #[schema(nullable = false, min_length = 1, example = "linemen")]
+    /// now, so later changes to the team do not change this callout. `null`
+    /// is none, as for `dialplan` and `assistant`.
+    #[schema(min_length = 1, example = "linemen")]
     pub team: Option<String>,
     #[schema(schema_with = policy_input_schema)]
     pub policy: Option<PolicyInput>,

@@ -988,17 +988,24 @@ impl RedisStore {
         Ok(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
     }
 
-    pub(super) async fn save_assistant(&self, assistant: &Assistant) -> Result<Saved, StoreError> {
-        let json = serde_json::to_vec(assistant).map_err(|e| corrupt("assistant", e))?;
+    // Assistants and teams are named documents: a hash of JSON documents by id,
+    // and a hash of ids by name that `save_assistant.lua` and
+    // `replace_assistant.lua` keep unique (the same scripts serve both).
+
+    /// Creates or replaces the document `id` named `name` (`keys`: its hash and
+    /// its names' hash), unless another one holds the name.
+    async fn save_named(
+        &self,
+        keys: &[String],
+        id: String,
+        name: &str,
+        json: Vec<u8>,
+    ) -> Result<Saved, StoreError> {
         let saved: i64 = self
             .run(
                 &self.shared.scripts.save_assistant,
-                &self.shared.keys.assistant_keys(),
-                &[
-                    arg(assistant.id.to_string()),
-                    arg(assistant.name.as_str()),
-                    json,
-                ],
+                keys,
+                &[arg(id), arg(name), json],
             )
             .await?;
         Ok(if saved == 1 {
@@ -1008,33 +1015,95 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = conn
-            .hget(self.shared.keys.assistants(), id.to_string())
+    /// Replaces the document `id` if it was last changed at `expected`.
+    async fn replace_named(
+        &self,
+        keys: &[String],
+        id: String,
+        name: &str,
+        json: Vec<u8>,
+        expected: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let result: i64 = self
+            .run(
+                &self.shared.scripts.replace_assistant,
+                keys,
+                &[arg(id), arg(name), json, arg(ms(expected))],
+            )
             .await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("assistant", e)))
+        Ok(match result {
+            1 => Replaced::Yes,
+            0 => Replaced::NameTaken,
+            2 => Replaced::Changed,
+            _ => Replaced::NotFound,
+        })
+    }
+
+    /// The document `id` of the hash `docs`.
+    async fn named<T: serde::de::DeserializeOwned>(
+        &self,
+        docs: String,
+        id: String,
+        what: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.hget(docs, id).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt(what, e)))
             .transpose()
+    }
+
+    /// The id that the names' hash `names` holds for `name`.
+    async fn id_named<I: std::str::FromStr>(
+        &self,
+        names: String,
+        name: &str,
+    ) -> Result<Option<I>, StoreError> {
+        let mut conn = self.conn.clone();
+        let id: Option<String> = conn.hget(names, name).await?;
+        Ok(id.and_then(|s| s.parse().ok()))
+    }
+
+    /// Every document of the hash `docs`.
+    async fn all_named<T: serde::de::DeserializeOwned>(
+        &self,
+        docs: String,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = conn.hvals(docs).await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| corrupt(what, e)))
+            .collect()
+    }
+
+    pub(super) async fn save_assistant(&self, assistant: &Assistant) -> Result<Saved, StoreError> {
+        let json = serde_json::to_vec(assistant).map_err(|e| corrupt("assistant", e))?;
+        let keys = self.shared.keys.assistant_keys();
+        self.save_named(&keys, assistant.id.to_string(), &assistant.name, json)
+            .await
+    }
+
+    pub(super) async fn assistant(&self, id: AssistantId) -> Result<Option<Assistant>, StoreError> {
+        self.named(self.shared.keys.assistants(), id.to_string(), "assistant")
+            .await
     }
 
     pub(super) async fn assistant_by_name(
         &self,
         name: &str,
     ) -> Result<Option<Assistant>, StoreError> {
-        let mut conn = self.conn.clone();
-        let id: Option<String> = conn.hget(self.shared.keys.assistant_names(), name).await?;
-        match id.and_then(|s| s.parse().ok()) {
+        match self
+            .id_named(self.shared.keys.assistant_names(), name)
+            .await?
+        {
             Some(id) => self.assistant(id).await,
             None => Ok(None),
         }
     }
 
     pub(super) async fn assistants(&self) -> Result<Vec<Assistant>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Vec<String> = conn.hvals(self.shared.keys.assistants()).await?;
-        raw.iter()
-            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("assistant", e)))
-            .collect()
+        self.all_named(self.shared.keys.assistants(), "assistant")
+            .await
     }
 
     pub(super) async fn replace_assistant(
@@ -1043,66 +1112,39 @@ impl RedisStore {
         expected: Timestamp,
     ) -> Result<Replaced, StoreError> {
         let json = serde_json::to_vec(assistant).map_err(|e| corrupt("assistant", e))?;
-        let result: i64 = self
-            .run(
-                &self.shared.scripts.replace_assistant,
-                &self.shared.keys.assistant_keys(),
-                &[
-                    arg(assistant.id.to_string()),
-                    arg(assistant.name.as_str()),
-                    json,
-                    arg(ms(expected)),
-                ],
-            )
-            .await?;
-        Ok(match result {
-            1 => Replaced::Yes,
-            0 => Replaced::NameTaken,
-            2 => Replaced::Changed,
-            _ => Replaced::NotFound,
-        })
+        let keys = self.shared.keys.assistant_keys();
+        self.replace_named(
+            &keys,
+            assistant.id.to_string(),
+            &assistant.name,
+            json,
+            expected,
+        )
+        .await
     }
 
-    /// Creates or replaces a team, keeping names unique (the assistants'
-    /// script: it keeps the names of any hash of named documents).
+    /// Creates or replaces a team, keeping names unique.
     pub(super) async fn save_team(&self, team: &Team) -> Result<Saved, StoreError> {
         let json = serde_json::to_vec(team).map_err(|e| corrupt("team", e))?;
-        let saved: i64 = self
-            .run(
-                &self.shared.scripts.save_assistant,
-                &self.shared.keys.team_keys(),
-                &[arg(team.id.to_string()), arg(team.name.as_str()), json],
-            )
-            .await?;
-        Ok(if saved == 1 {
-            Saved::Yes
-        } else {
-            Saved::NameTaken
-        })
+        let keys = self.shared.keys.team_keys();
+        self.save_named(&keys, team.id.to_string(), &team.name, json)
+            .await
     }
 
     pub(super) async fn team(&self, id: TeamId) -> Result<Option<Team>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = conn.hget(self.shared.keys.teams(), id.to_string()).await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt("team", e)))
-            .transpose()
+        self.named(self.shared.keys.teams(), id.to_string(), "team")
+            .await
     }
 
     pub(super) async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
-        let mut conn = self.conn.clone();
-        let id: Option<String> = conn.hget(self.shared.keys.team_names(), name).await?;
-        match id.and_then(|s| s.parse().ok()) {
+        match self.id_named(self.shared.keys.team_names(), name).await? {
             Some(id) => self.team(id).await,
             None => Ok(None),
         }
     }
 
     pub(super) async fn teams(&self) -> Result<Vec<Team>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Vec<String> = conn.hvals(self.shared.keys.teams()).await?;
-        raw.iter()
-            .map(|r| serde_json::from_str(r).map_err(|e| corrupt("team", e)))
-            .collect()
+        self.all_named(self.shared.keys.teams(), "team").await
     }
 
     pub(super) async fn replace_team(
@@ -1111,24 +1153,9 @@ impl RedisStore {
         expected: Timestamp,
     ) -> Result<Replaced, StoreError> {
         let json = serde_json::to_vec(team).map_err(|e| corrupt("team", e))?;
-        let result: i64 = self
-            .run(
-                &self.shared.scripts.replace_assistant,
-                &self.shared.keys.team_keys(),
-                &[
-                    arg(team.id.to_string()),
-                    arg(team.name.as_str()),
-                    json,
-                    arg(ms(expected)),
-                ],
-            )
-            .await?;
-        Ok(match result {
-            1 => Replaced::Yes,
-            0 => Replaced::NameTaken,
-            2 => Replaced::Changed,
-            _ => Replaced::NotFound,
-        })
+        let keys = self.shared.keys.team_keys();
+        self.replace_named(&keys, team.id.to_string(), &team.name, json, expected)
+            .await
     }
 
     pub(super) async fn delete_team(&self, id: TeamId) -> Result<bool, StoreError> {
