@@ -4,8 +4,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::openapi::schema::Schema;
@@ -116,25 +116,11 @@ async fn create(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let Some(key) = idempotency::key_of(request.headers())? else {
-        let view = create_callout(&state, caller.key, request).await?;
-        return Ok(created(json!(view), false));
-    };
-    let (claim, request) = match idempotency::begin(&state, caller.key, &key, request).await? {
-        idempotency::Begin::Replay(answer) => return Ok(created(answer, true)),
-        idempotency::Begin::Run(claim, request) => (claim, *request),
-    };
-    match create_callout(&state, caller.key, request).await {
-        Ok(view) => {
-            let answer = json!(view);
-            idempotency::finish(&state, claim, answer.clone()).await;
-            Ok(created(answer, false))
-        }
-        Err(e) => {
-            idempotency::abandon(&state, claim).await;
-            Err(e)
-        }
-    }
+    let answer = idempotency::run(&state, caller.key, request, |request| async {
+        Ok(json!(create_callout(&state, caller.key, request).await?))
+    })
+    .await?;
+    Ok(idempotency::created("/v1/callouts", answer))
 }
 
 async fn create_callout(
@@ -151,20 +137,6 @@ async fn create_callout(
         .await?;
     tracing::info!(callout_id = %callout.id, contacts = callout.contacts.len(), api_key = %by, "callout created");
     Ok(CalloutView::build(&callout, Some(&events)))
-}
-
-/// The 201 of a creation (`answer` is the callout as created), or its replay.
-fn created(answer: Value, replayed: bool) -> Response {
-    let mut headers = HeaderMap::new();
-    if let Some(id) = answer["id"].as_str()
-        && let Ok(v) = HeaderValue::from_str(&format!("/v1/callouts/{id}"))
-    {
-        headers.insert(header::LOCATION, v);
-    }
-    if replayed {
-        headers.insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
-    }
-    (StatusCode::CREATED, headers, Json(answer)).into_response()
 }
 
 /// A callout request (JSON, or a CSV upload) checked as far as it can be
